@@ -1,0 +1,12 @@
+"""anomalib_lite: anomaly detection trained on normal data, images first.
+
+Learn the shape of normal data, then call whatever lies far from it an
+anomaly. Every detector follows scikit-learn's outlier-detector API.
+"""
+
+from .base import BaseDetector
+from .pca import PCADetector
+
+__version__ = "0.1.0"
+
+__all__ = ["BaseDetector", "PCADetector", "__version__"]

@@ -1,0 +1,238 @@
+"""The contract every anomalib_lite detector shares.
+
+A detector learns the shape of *normal* data and scores how far a new sample
+lies from it. The API is scikit-learn's outlier-detector API:
+
+* ``fit(X, y=None)`` learns from the normal rows (``y == 0`` when labels are
+  given, every row otherwise) and returns ``self``;
+* ``score_samples(X)``: higher means more normal;
+* ``decision_function(X) = score_samples(X) - offset_``;
+* ``predict(X)``: ``+1`` (normal) where the decision is ``>= 0``, else ``-1``.
+
+Subclasses implement two hooks: ``_fit(X)`` on validated normal data and
+``_anomaly_score(X)`` on a validated batch, returning float64 values where
+higher means more anomalous. The base class derives everything else.
+"""
+
+import numpy as np
+from sklearn import get_config
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.utils import ClassifierTags, gen_batches
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .utils._validation import check_contamination, check_labels, check_numeric_dtype
+
+__all__ = ["BaseDetector", "auto_threshold"]
+
+#: Multiplier of the inter-quartile range in the ``contamination='auto'`` rule.
+TUKEY_K = 1.5
+
+
+def auto_threshold(anomaly_scores):
+    """Threshold used by ``contamination='auto'``: Tukey's upper fence.
+
+    Parameters
+    ----------
+    anomaly_scores : array-like of shape (n_samples,)
+        Anomaly scores of the training samples (higher = more anomalous).
+
+    Returns
+    -------
+    threshold : float
+        ``Q3 + 1.5 * (Q3 - Q1)`` of the scores, where ``Q1`` and ``Q3`` are the
+        25th and 75th percentiles.
+
+    Examples
+    --------
+    >>> from anomalib_lite.base import auto_threshold
+    >>> float(auto_threshold([1.0, 2.0, 3.0, 4.0, 5.0]))
+    7.0
+    """
+    q1, q3 = np.percentile(np.asarray(anomaly_scores, dtype=np.float64), [25, 75])
+    return float(q3 + TUKEY_K * (q3 - q1))
+
+
+def _rows_per_batch(bytes_per_row, batch_size=None):
+    """Rows scored at once: ``batch_size`` or what fits in ``working_memory``."""
+    if batch_size is not None:
+        return batch_size
+    working_memory = get_config()["working_memory"] * 2**20
+    return int(max(1, min(8192, working_memory // max(1, bytes_per_row))))
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
+    """Base class of all anomalib_lite detectors.
+
+    Not meant to be used directly: subclasses implement ``_fit`` and
+    ``_anomaly_score``.
+
+    Notes
+    -----
+    **Labels.** Where ``y`` is given it uses one convention: ``0`` = normal,
+    ``1`` = anomaly. Detectors learn from the normal rows only, so that
+    :class:`~sklearn.model_selection.GridSearchCV` on labelled data trains each
+    fold on its normals and evaluates on every held-out row.
+
+    **contamination.** Sets ``offset_`` from the anomaly scores of the normal
+    training samples:
+
+    * a float ``c`` in (0, 0.5] flags the fraction ``c`` of training samples:
+      ``offset_`` is the ``100 * c``-th percentile of their ``score_samples``;
+    * ``'auto'`` uses Tukey's upper fence: a sample is an anomaly when its
+      anomaly score exceeds ``Q3 + 1.5 * IQR`` of the training anomaly scores
+      (``Q1``, ``Q3`` their quartiles, ``IQR = Q3 - Q1``). It needs no guess of
+      the anomaly rate and ignores the extreme tail of the training scores.
+
+    Thresholds set from training scores are optimistic for flexible models
+    (their training error is lower than on new data); for a threshold with a
+    stated false-alarm rate calibrate on held-out data.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        # Labels, where given, are binary: 0 = normal, 1 = anomaly.
+        tags.classifier_tags = ClassifierTags(multi_class=False)
+        return tags
+
+    # ------------------------------------------------------------------ hooks
+    def _check_params(self):
+        """Validate hyper-parameters; subclasses extend and call ``super()``."""
+        check_contamination(self.contamination)
+
+    def _validate_input(self, X, *, reset):
+        """Validate ``X`` as scikit-learn does; subclasses may override."""
+        check_numeric_dtype(X)
+        return validate_data(
+            self, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=2 if reset else 1
+        )
+
+    def _fit(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _anomaly_score(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _batch_rows(self, X):
+        """Rows per scoring batch; subclasses may override."""
+        row_bytes = 8 * int(np.prod(X.shape[1:])) * 3
+        return _rows_per_batch(row_bytes, getattr(self, "batch_size", None))
+
+    # ------------------------------------------------------------- machinery
+    @staticmethod
+    def _normal_rows(X, y):
+        """Rows of ``X`` labelled normal (``y == 0``); all rows when ``y`` is None."""
+        if y is None:
+            return X
+        normal = check_labels(y, X.shape[0])
+        return X if normal.all() else X[normal]
+
+    def _batched(self, func, X):
+        """Apply ``func`` to consecutive row batches of ``X`` and concatenate."""
+        n = X.shape[0]
+        step = self._batch_rows(X)
+        if n <= step:
+            return func(X)
+        return np.concatenate([func(X[batch]) for batch in gen_batches(n, step)])
+
+    def _set_offset(self, anomaly_scores):
+        """Set ``offset_`` from the anomaly scores of the normal training rows."""
+        anomaly_scores = np.asarray(anomaly_scores, dtype=np.float64)
+        if self.contamination == "auto":
+            self.offset_ = -auto_threshold(anomaly_scores)
+        else:
+            self.offset_ = float(np.percentile(-anomaly_scores, 100.0 * self.contamination))
+
+    def _check_fitted_input(self, X):
+        check_is_fitted(self)
+        return self._validate_input(X, reset=False)
+
+    # ------------------------------------------------------------ public API
+    def fit(self, X, y=None):
+        """Learn the shape of normal data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples.
+        y : array-like of shape (n_samples,), default=None
+            Optional labels, ``0`` = normal, ``1`` = anomaly. Only normal rows
+            are learned from. ``None`` treats every row as normal.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        self._check_params()
+        X = self._validate_input(X, reset=True)
+        X = self._normal_rows(X, y)
+        self._fit(X)
+        self._set_offset(self._batched(self._anomaly_score, X))
+        return self
+
+    def score_samples(self, X):
+        """Normality score of each sample: higher means more normal.
+
+        It is the negated anomaly score, so that it follows scikit-learn's
+        convention for outlier detectors.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,), dtype float64
+        """
+        X = self._check_fitted_input(X)
+        return -self._batched(self._anomaly_score, X)
+
+    def decision_function(self, X):
+        """Shifted score: ``score_samples(X) - offset_``; negative means anomaly.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,), dtype float64
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Predict ``+1`` for normal samples and ``-1`` for anomalies.
+
+        A sample is normal when its decision function is ``>= 0``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+        """
+        return np.where(self.decision_function(X) >= 0, 1, -1)
+
+    def fit_predict(self, X, y=None, **kwargs):
+        """Fit on the normal rows of ``X`` and predict ``+1``/``-1`` for every row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+        y : array-like of shape (n_samples,), default=None
+            Optional labels, ``0`` = normal, ``1`` = anomaly.
+        **kwargs : dict
+            Passed to ``fit``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+        """
+        return self.fit(X, y, **kwargs).predict(X)

@@ -1,0 +1,445 @@
+"""PCADetector: the linear baseline, distance to the principal subspace."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from scipy import stats
+from sklearn.decomposition import PCA, IncrementalPCA
+from sklearn.utils.validation import check_is_fitted
+
+from .base import BaseDetector, _rows_per_batch
+from .utils._validation import check_float, check_int, check_option
+
+__all__ = ["PCADetector"]
+
+_SCORES = ("spe", "t2", "combined")
+_SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
+
+
+class PCADetector(BaseDetector):
+    """Anomaly detection by the distance to the principal subspace of normal data.
+
+    PCA is fitted on normal samples; a sample's anomaly score is its squared
+    distance to the fitted principal affine subspace, the squared residual
+    ``||x - inverse_transform(transform(x))||^2`` (the squared prediction error,
+    SPE or Q statistic of process monitoring). For 2-D data scattered along a
+    line it is the squared distance to that line.
+
+    Parameters
+    ----------
+    n_components : int, float or None, default=0.9
+        Size of the principal subspace. An int keeps that many components; a
+        float in (0, 1) keeps the fewest components whose explained variance
+        ratio exceeds it; None keeps ``min(n_samples, n_features)``. Keeping
+        every dimension makes the distance to the subspace zero up to rounding
+        noise, so the default keeps 90% of the variance.
+    statistic : {'spe', 't2', 'combined'}, default='spe'
+        Statistic used as anomaly score. ``'spe'``: squared distance to the
+        subspace (Q statistic). ``'t2'``: Hotelling's T² inside the subspace,
+        ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
+        each statistic divided by its expected value on normal data.
+    whiten : bool, default=False
+        Passed to :class:`~sklearn.decomposition.PCA`. It changes the output
+        of ``pca_.transform`` only: SPE and T² do not depend on it.
+    svd_solver : {'auto', 'full', 'covariance_eigh', 'arpack', 'randomized'}, \
+            default='auto'
+        Passed to :class:`~sklearn.decomposition.PCA`.
+    contamination : 'auto' or float, default='auto'
+        Sets ``offset_`` from the training scores; see
+        :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
+    control_limit : float or None, default=None
+        False-alarm rate in (0, 1) of an analytic control limit. When given,
+        ``offset_`` is set from :meth:`analytic_limit` at that rate instead of
+        from ``contamination`` (which must then stay ``'auto'``).
+    batch_size : int or None, default=None
+        Rows scored at once. None picks as many as fit in scikit-learn's
+        ``working_memory``.
+    random_state : int, RandomState instance or None, default=None
+        Passed to :class:`~sklearn.decomposition.PCA` for the randomized and
+        arpack solvers.
+
+    Attributes
+    ----------
+    pca_ : PCA or IncrementalPCA
+        The fitted scikit-learn decomposition.
+    n_components_ : int
+        Number of principal components kept.
+    mean_ : ndarray of shape (n_features,)
+        Mean of the normal training data.
+    components_ : ndarray of shape (n_components_, n_features)
+        Orthonormal principal axes.
+    explained_variance_ : ndarray of shape (n_components_,)
+        Variance along each kept axis.
+    theta_ : ndarray of shape (3,)
+        ``sum(lambda_j ** i)`` for i = 1, 2, 3 over the eigenvalues ``lambda_j``
+        of the discarded components (the Jackson–Mudholkar ``theta_i``). After
+        :meth:`partial_fit` only ``theta_[0]`` is known; the others are NaN.
+    n_samples_fit_ : int
+        Number of normal samples learned from.
+    offset_ : float
+        Threshold on ``score_samples``; see ``decision_function``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    anomalib_lite.AutoencoderDetector : Non-linear counterpart for tabular data.
+    sklearn.decomposition.PCA : The decomposition used.
+
+    Notes
+    -----
+    Scores are computed in float64 in batches, as ``t = (x - mean_) V^T`` and
+    ``SPE = ||(x - mean_) - t V||^2``, so no more than one batch of
+    reconstructions is held in memory.
+
+    The analytic control limits are those of multivariate statistical process
+    monitoring: Jackson and Mudholkar (1979) for SPE, the F distribution for
+    the T² of a new observation, and Box's (1954) ``g * chi2(h)``
+    approximation for the combined index. They assume Gaussian normal data.
+
+    References
+    ----------
+    .. [1] J. E. Jackson and G. S. Mudholkar, "Control procedures for residuals
+       associated with principal component analysis", Technometrics 21(3),
+       1979.
+    .. [2] H. H. Yue and S. J. Qin, "Reconstruction-based fault identification
+       using a combined index", Ind. Eng. Chem. Res. 40(20), 2001.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import PCADetector
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.normal(size=200)
+    >>> X = np.c_[t, 2 * t] + 0.01 * rng.normal(size=(200, 2))
+    >>> det = PCADetector(n_components=1).fit(X)
+    >>> det.predict([[1.0, 2.0], [1.0, -2.0]])
+    array([ 1, -1])
+    >>> float(det.reconstruction_error([[2.0, -1.0]])[0].round(2))
+    5.0
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components=0.9,
+        statistic="spe",
+        whiten=False,
+        svd_solver="auto",
+        contamination="auto",
+        control_limit=None,
+        batch_size=None,
+        random_state=None,
+    ):
+        self.n_components = n_components
+        self.statistic = statistic
+        self.whiten = whiten
+        self.svd_solver = svd_solver
+        self.contamination = contamination
+        self.control_limit = control_limit
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        super()._check_params()
+        n = self.n_components
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, Real):
+                raise TypeError(
+                    f"n_components must be an int >= 1, a float in (0, 1) or None, "
+                    f"got {type(n).__name__} {n!r}."
+                )
+            if isinstance(n, Integral):
+                check_int(n, "n_components", min_value=1)
+            elif not 0.0 < n < 1.0:
+                raise ValueError(
+                    f"n_components={n!r} must be an int >= 1 or a float in (0, 1) "
+                    "(the fraction of variance to keep)."
+                )
+        check_option(self.statistic, "statistic", _SCORES)
+        check_option(self.svd_solver, "svd_solver", _SOLVERS)
+        if not isinstance(self.whiten, (bool, np.bool_)):
+            raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
+        check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
+        if self.control_limit is not None and self.contamination != "auto":
+            raise ValueError(
+                f"control_limit={self.control_limit!r} and contamination="
+                f"{self.contamination!r} both set the threshold; set only one "
+                "(leave contamination='auto' to use the control limit)."
+            )
+        check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
+
+    @staticmethod
+    def _check_variance(X):
+        if not np.any(np.ptp(X, axis=0) > 0):
+            raise ValueError(
+                f"X has zero variance: all {X.shape[0]} training samples are "
+                "identical, so there is no principal subspace to learn. Pass "
+                "training data that varies."
+            )
+
+    # --------------------------------------------------------------- fitting
+    def _fit(self, X):
+        n_samples, n_features = X.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"PCADetector needs at least 2 normal samples to fit, got n_samples = {n_samples}."
+            )
+        self._check_variance(X)
+        n = self.n_components
+        limit = min(n_samples, n_features)
+        if isinstance(n, Integral) and n > limit:
+            raise ValueError(
+                f"n_components={n} must be <= min(n_samples, n_features)={limit} "
+                f"(n_samples={n_samples}, n_features={n_features}); lower it or "
+                "pass a float in (0, 1)."
+            )
+        X64 = np.asarray(X, dtype=np.float64)
+        self.pca_ = PCA(
+            n_components=n,
+            whiten=self.whiten,
+            svd_solver=self.svd_solver,
+            random_state=self.random_state,
+        ).fit(X64)
+        self._store_decomposition()
+        self.theta_ = self._residual_moments(X64)
+        self._var_ = X64.var(axis=0)
+        self._warn_if_trivial()
+
+    def _store_decomposition(self):
+        """Copy the fitted decomposition; after partial_fit, select components."""
+        pca = self.pca_
+        components = np.asarray(pca.components_, dtype=np.float64)
+        lam = np.asarray(pca.explained_variance_, dtype=np.float64)
+        k = int(pca.n_components_)
+        if isinstance(pca, IncrementalPCA):
+            n_seen = int(pca.n_samples_seen_)
+            total = float(np.sum(pca.var_)) * n_seen / max(n_seen - 1, 1)
+            if isinstance(self.n_components, Real) and not isinstance(self.n_components, Integral):
+                ratio = np.cumsum(lam) / total if total > 0 else np.ones_like(lam)
+                k = int(min(np.searchsorted(ratio, self.n_components, side="right") + 1, len(lam)))
+            discarded = lam[k:]
+            theta = np.array([max(total - float(lam[:k].sum()), 0.0), np.nan, np.nan])
+            if len(lam) == self.n_features_in_:  # the whole spectrum is known
+                theta[1:] = [np.sum(discarded**2), np.sum(discarded**3)]
+            self.theta_ = theta
+            self.n_samples_fit_ = n_seen
+        else:
+            self.n_samples_fit_ = int(pca.n_samples_)
+        self.n_components_ = k
+        self.mean_ = np.asarray(pca.mean_, dtype=np.float64)
+        self.components_ = components[:k]
+        self.explained_variance_ = lam[:k]
+        # Components with no variance would divide T² by zero.
+        floor = np.finfo(np.float64).eps * max(float(lam.max(initial=0.0)), 1.0)
+        self._inv_lambda = 1.0 / np.maximum(self.explained_variance_, floor)
+
+    def _residual_moments(self, X):
+        """theta_i = sum of i-th powers of the discarded covariance eigenvalues."""
+        n = X.shape[0]
+        R = self._batched(lambda b: self._residual(b), X)
+        if R.shape[1] <= R.shape[0]:
+            G = R.T @ R
+        else:
+            G = R @ R.T
+        G /= n - 1
+        theta1 = float(np.trace(G))
+        theta2 = float(np.sum(G * G))
+        theta3 = float(np.sum(G * (G @ G)))
+        return np.array([theta1, theta2, theta3])
+
+    def _warn_if_trivial(self):
+        total = float(self.explained_variance_.sum() + self.theta_[0])
+        if self.statistic != "t2" and self.theta_[0] <= 1e-10 * total:
+            warnings.warn(
+                f"n_components_={self.n_components_} explains all the training "
+                f"variance (n_features_in_={self.n_features_in_}, "
+                f"n_samples={self.n_samples_fit_}): the distance to the subspace "
+                "is zero on the training data and its scores are rounding noise "
+                "there. Lower n_components, e.g. to a float such as 0.9.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+    def partial_fit(self, X, y=None):
+        """Update the principal subspace with one more batch of normal data.
+
+        Uses :class:`~sklearn.decomposition.IncrementalPCA`, so that data that
+        does not fit in memory can be learned batch by batch; on data that does
+        fit, the subspace agrees with :meth:`fit` up to numerical tolerance. A
+        float or None ``n_components`` keeps every component the first batch
+        allows and picks ``n_components_`` from the explained variance after
+        each batch. A detector fitted with :meth:`fit` continues from its
+        fitted subspace. ``offset_`` is set from the scores of the last batch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training samples. The first batch needs at least
+            ``n_components`` normal samples.
+        y : array-like of shape (n_samples,), default=None
+            Optional labels, ``0`` = normal, ``1`` = anomaly.
+
+        Returns
+        -------
+        self : object
+            The updated detector.
+        """
+        first = not hasattr(self, "pca_")
+        if first:
+            self._check_params()
+        X = self._validate_input(X, reset=first)
+        X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
+        if first:
+            self._check_variance(X)
+            n = self.n_components if isinstance(self.n_components, Integral) else None
+            self.pca_ = IncrementalPCA(n_components=n, whiten=self.whiten)
+        elif not isinstance(self.pca_, IncrementalPCA):
+            self.pca_ = self._incremental_from_fit()
+        self.pca_.partial_fit(X)
+        self._store_decomposition()
+        self._set_offset(self._batched(self._anomaly_score, X))
+        return self
+
+    def _incremental_from_fit(self):
+        """An IncrementalPCA holding the state of a PCA fitted by ``fit``."""
+        pca = self.pca_
+        ipca = IncrementalPCA(n_components=self.n_components_, whiten=self.whiten)
+        ipca.components_ = self.components_.copy()
+        ipca.singular_values_ = np.asarray(pca.singular_values_, dtype=np.float64).copy()
+        ipca.mean_ = self.mean_.copy()
+        ipca.var_ = self._var_.copy()
+        ipca.n_samples_seen_ = self.n_samples_fit_
+        ipca.n_features_in_ = self.n_features_in_
+        return ipca
+
+    # --------------------------------------------------------------- scoring
+    def _project(self, X):
+        Xc = np.asarray(X, dtype=np.float64) - self.mean_
+        return Xc, Xc @ self.components_.T
+
+    def _residual(self, X):
+        Xc, t = self._project(X)
+        return Xc - t @ self.components_
+
+    def _anomaly_score(self, X):
+        Xc, t = self._project(X)
+        if self.statistic == "t2":
+            return (t * t) @ self._inv_lambda
+        R = Xc - t @ self.components_
+        spe = np.einsum("ij,ij->i", R, R)
+        if self.statistic == "spe":
+            return spe
+        theta1 = self.theta_[0] if self.theta_[0] > 0 else 1.0
+        return spe / theta1 + ((t * t) @ self._inv_lambda) / self.n_components_
+
+    def _batch_rows(self, X):
+        row_bytes = 8 * (3 * X.shape[1] + self.components_.shape[0])
+        return _rows_per_batch(row_bytes, self.batch_size)
+
+    def _set_offset(self, anomaly_scores):
+        if self.control_limit is None:
+            super()._set_offset(anomaly_scores)
+        else:
+            self.offset_ = -self.analytic_limit(self.control_limit)
+
+    def reconstruct(self, X):
+        """Projection of each sample onto the principal subspace.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        X_rec : ndarray of shape (n_samples, n_features), dtype float64
+            ``inverse_transform(transform(X))`` of the fitted PCA.
+        """
+        X = self._check_fitted_input(X)
+
+        def rec(b):
+            _, t = self._project(b)
+            return self.mean_ + t @ self.components_
+
+        return self._batched(rec, X)
+
+    def reconstruction_error(self, X):
+        """Squared distance of each sample to the principal subspace (SPE).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        errors : ndarray of shape (n_samples,), dtype float64
+            ``||x - reconstruct(x)||^2``; higher means more anomalous.
+        """
+        X = self._check_fitted_input(X)
+
+        def spe(b):
+            R = self._residual(b)
+            return np.einsum("ij,ij->i", R, R)
+
+        return self._batched(spe, X)
+
+    def analytic_limit(self, alpha):
+        """Analytic control limit on the anomaly score at false-alarm rate ``alpha``.
+
+        A normal Gaussian sample exceeds the returned value of ``-score_samples``
+        with probability about ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float
+            Target false-alarm rate in (0, 1).
+
+        Returns
+        -------
+        limit : float
+            Threshold on the anomaly score (``-score_samples``), in the units of
+            the statistic chosen by ``score``.
+        """
+        check_is_fitted(self)
+        alpha = check_float(alpha, "alpha", low=0, high=1)
+        theta1, theta2, theta3 = self.theta_
+        k, n = self.n_components_, self.n_samples_fit_
+        if self.statistic == "t2":
+            if n <= k:
+                raise ValueError(
+                    f"The T² limit needs more training samples than components "
+                    f"(n_samples={n}, n_components_={k}); add data or lower n_components."
+                )
+            factor = k * (n - 1) * (n + 1) / (n * (n - k))
+            return float(factor * stats.f.ppf(1 - alpha, k, n - k))
+        if self.statistic == "spe" and np.isnan(theta2):
+            raise ValueError(
+                "The SPE control limit needs the discarded eigenvalues, which are "
+                "only known after fit(); after partial_fit use score='t2' or "
+                "calibrate the threshold on held-out data."
+            )
+        if theta1 <= 0:
+            return 0.0
+        if self.statistic == "spe":
+            h0 = 1.0 - 2.0 * theta1 * theta3 / (3.0 * theta2**2)
+            if h0 > 0:
+                c = stats.norm.ppf(1 - alpha)
+                base = c * np.sqrt(2 * theta2 * h0**2) / theta1 + 1 + theta2 * h0 * (h0 - 1) / theta1**2
+                return float(theta1 * max(base, 0.0) ** (1.0 / h0))
+            mean, var = theta1, 2.0 * theta2
+        else:  # combined: SPE / theta1 + T² / k
+            if np.isnan(theta2):
+                raise ValueError(
+                    "The combined control limit needs the discarded eigenvalues, "
+                    "which are only known after fit(); calibrate on held-out data instead."
+                )
+            mean = 2.0
+            var = 2.0 * theta2 / theta1**2 + 2.0 / k
+        g, h = var / (2.0 * mean), 2.0 * mean**2 / var
+        return float(g * stats.chi2.ppf(1 - alpha, h))

@@ -1,0 +1,1 @@
+"""Private helpers: validation, devices and random generators."""

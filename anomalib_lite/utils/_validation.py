@@ -1,0 +1,157 @@
+"""Private validation helpers shared by all detectors.
+
+Every message names the parameter, shows the value, says what was expected
+and hints at a fix.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+
+
+def check_contamination(contamination):
+    """Validate ``contamination``: ``'auto'`` or a float in (0, 0.5]."""
+    if isinstance(contamination, str):
+        if contamination != "auto":
+            raise ValueError(
+                f"contamination={contamination!r} is not a valid option; expected "
+                "'auto' or a float in (0, 0.5]."
+            )
+        return contamination
+    if isinstance(contamination, bool) or not isinstance(contamination, Real):
+        raise TypeError(
+            f"contamination must be 'auto' or a float in (0, 0.5], got "
+            f"{type(contamination).__name__} {contamination!r}."
+        )
+    if not 0.0 < contamination <= 0.5:
+        raise ValueError(
+            f"contamination={contamination!r} must be in (0, 0.5]; it is the "
+            "fraction of training samples flagged as anomalies. Use 'auto' for "
+            "the robust default."
+        )
+    return float(contamination)
+
+
+def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
+    """Validate an integer parameter and return it as ``int``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        expected = "an int" + (" or None" if allow_none else "")
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}.")
+    if min_value is not None and value < min_value:
+        raise ValueError(f"{name}={value!r} must be >= {min_value}.")
+    if max_value is not None and value > max_value:
+        raise ValueError(f"{name}={value!r} must be <= {max_value}.")
+    return int(value)
+
+
+def check_float(value, name, *, low=None, high=None, closed="neither", allow_none=False):
+    """Validate a real-valued parameter in an interval and return it as ``float``.
+
+    ``closed`` is one of ``'neither'``, ``'left'``, ``'right'``, ``'both'``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        expected = "a float" + (" or None" if allow_none else "")
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}.")
+    left = "[" if closed in ("left", "both") else "("
+    right = "]" if closed in ("right", "both") else ")"
+    interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+    if not np.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be a finite number in {interval}.")
+    if low is not None and (value < low or (value == low and left == "(")):
+        raise ValueError(f"{name}={value!r} must be in {interval}.")
+    if high is not None and (value > high or (value == high and right == ")")):
+        raise ValueError(f"{name}={value!r} must be in {interval}.")
+    return float(value)
+
+
+def check_option(value, name, options):
+    """Validate that a string parameter is one of ``options``."""
+    if not isinstance(value, str) or value not in options:
+        listed = ", ".join(repr(o) for o in options)
+        raise ValueError(f"{name}={value!r} is not supported; expected one of {listed}.")
+    return value
+
+
+def check_numeric_dtype(X, name="X"):
+    """Refuse string, bytes and complex inputs before scikit-learn's validation.
+
+    Object arrays are accepted only when every entry is a number (scikit-learn
+    converts those losslessly); anything else raises a TypeError naming
+    ``name``. Complex numbers raise a ValueError.
+    """
+    dtypes = []
+    if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # pandas DataFrame
+        dtypes = list(X.dtypes)
+    elif hasattr(X, "dtype"):
+        dtypes = [X.dtype]
+    elif isinstance(X, (list, tuple)):
+        try:
+            dtypes = [np.asarray(X).dtype]
+        except (ValueError, TypeError):  # ragged nested lists
+            raise TypeError(
+                f"{name} must be a numeric array-like with rows of equal length; "
+                "got a ragged nested sequence."
+            ) from None
+    for dtype in dtypes:
+        kind = getattr(dtype, "kind", None)
+        if kind in ("U", "S", "V"):
+            raise TypeError(
+                f"{name} has dtype {dtype}; expected a numeric (integer or float) "
+                f"array. Convert it first, e.g. np.asarray({name}, dtype=float)."
+            )
+        if kind == "c":
+            raise ValueError(
+                f"Complex data not supported: {name} has complex dtype {dtype}; "
+                f"expected real numbers. Pass np.abs({name}) or {name}.real if "
+                "that is what you mean."
+            )
+        if kind == "O":
+            try:
+                np.asarray(X, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{name} has dtype object with an entry that is not a number "
+                    f"({exc}); expected a numeric array."
+                ) from None
+
+
+def check_labels(y, n_samples):
+    """Validate anomaly labels and return the boolean mask of normal rows.
+
+    Labels follow one convention: ``0`` = normal, ``1`` = anomaly
+    (booleans are accepted, ``True`` = anomaly).
+    """
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        y_arr = y_arr.ravel()
+    if y_arr.ndim != 1:
+        raise ValueError(
+            f"y must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape {y_arr.shape}."
+        )
+    if y_arr.shape[0] != n_samples:
+        raise ValueError(
+            f"y has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
+        )
+    if y_arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"Unknown label type: y has dtype {y_arr.dtype}; expected integer "
+            "labels 0 (normal) and 1 (anomaly)."
+        )
+    values = np.unique(y_arr)
+    if not np.all(np.isin(values, (0, 1))):
+        shown = values[:10].tolist()
+        raise ValueError(
+            f"y must contain only 0 (normal) and 1 (anomaly); got values {shown}. "
+            "Map your labels first, e.g. y = (labels != normal_class).astype(int)."
+        )
+    normal = y_arr == 0
+    if not normal.any():
+        raise ValueError(
+            "y marks every sample as an anomaly (1); detectors learn from normal "
+            "samples (0) only, so at least one normal sample is needed."
+        )
+    return normal

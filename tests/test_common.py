@@ -1,0 +1,82 @@
+"""Checks every detector of the library must pass: scikit-learn's estimator
+checks and the shared contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from anomalib_lite import PCADetector
+
+# Labels, where given, must be 0 (normal) or 1 (anomaly); these checks pass
+# other labels on purpose and the detectors reject them by design.
+_LABEL_CHECKS = {
+    "check_estimators_dtypes": "passes labels [1, 2]; labels must be 0 (normal) / 1 (anomaly)",
+    "check_classifier_data_not_an_array": "passes labels [1, 2]; labels must be 0 / 1",
+    "check_fit2d_1feature": "passes labels [1, 2]; labels must be 0 / 1",
+}
+
+
+def _expected_failed_checks(estimator):
+    return dict(_LABEL_CHECKS)
+
+
+#: Every detector of the library, with parameters that keep the checks fast.
+DETECTORS = [
+    PCADetector(),
+    PCADetector(n_components=1, statistic="t2"),
+    PCADetector(n_components=2, statistic="combined", contamination=0.1),
+]
+
+
+@parametrize_with_checks(DETECTORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def _data(seed=0, n=60, d=5):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_clone_and_pickle_give_identical_scores(detector):
+    X = _data()
+    fitted = clone(detector).fit(X)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(fitted.score_samples(X), restored.score_samples(X))
+    assert restored.offset_ == fitted.offset_
+    refit = clone(fitted).fit(X)
+    np.testing.assert_array_equal(fitted.score_samples(X), refit.score_samples(X))
+    assert clone(fitted).get_params() == fitted.get_params()
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_fit_learns_from_normal_rows_only(detector):
+    X = _data()
+    y = np.zeros(len(X), dtype=int)
+    y[:10] = 1
+    with_labels = clone(detector).fit(np.vstack([X, 100 + X[:10]]), np.r_[y * 0, np.ones(10, int)])
+    normals_only = clone(detector).fit(X)
+    np.testing.assert_allclose(with_labels.score_samples(X), normals_only.score_samples(X))
+    assert with_labels.offset_ == pytest.approx(normals_only.offset_)
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_caller_data_is_not_modified(detector):
+    X = _data()
+    X_copy = X.copy()
+    det = clone(detector).fit(X)
+    det.predict(X)
+    det.score_samples(X)
+    np.testing.assert_array_equal(X, X_copy)
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_read_only_and_non_contiguous_input_work(detector):
+    X = np.asfortranarray(_data(n=80, d=10))[:, ::2]
+    X.setflags(write=False)
+    det = clone(detector).fit(X)
+    np.testing.assert_allclose(det.score_samples(X), det.score_samples(np.ascontiguousarray(X)))
