@@ -104,7 +104,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """Validate ``X`` as scikit-learn does; subclasses may override."""
         check_numeric_dtype(X)
         return validate_data(
-            self, X, reset=reset, dtype=(np.float64, np.float32), ensure_min_samples=2 if reset else 1
+            self,
+            X,
+            reset=reset,
+            dtype=(np.float64, np.float32),
+            ensure_min_samples=2 if reset else 1,
         )
 
     def _fit(self, X):  # pragma: no cover - abstract

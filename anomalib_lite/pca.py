@@ -242,10 +242,7 @@ class PCADetector(BaseDetector):
         """theta_i = sum of i-th powers of the discarded covariance eigenvalues."""
         n = X.shape[0]
         R = self._batched(lambda b: self._residual(b), X)
-        if R.shape[1] <= R.shape[0]:
-            G = R.T @ R
-        else:
-            G = R @ R.T
+        G = R.T @ R if R.shape[1] <= R.shape[0] else R @ R.T
         G /= n - 1
         theta1 = float(np.trace(G))
         theta2 = float(np.sum(G * G))
@@ -430,7 +427,11 @@ class PCADetector(BaseDetector):
             h0 = 1.0 - 2.0 * theta1 * theta3 / (3.0 * theta2**2)
             if h0 > 0:
                 c = stats.norm.ppf(1 - alpha)
-                base = c * np.sqrt(2 * theta2 * h0**2) / theta1 + 1 + theta2 * h0 * (h0 - 1) / theta1**2
+                base = (
+                    c * np.sqrt(2 * theta2 * h0**2) / theta1
+                    + 1
+                    + theta2 * h0 * (h0 - 1) / theta1**2
+                )
                 return float(theta1 * max(base, 0.0) ** (1.0 / h0))
             mean, var = theta1, 2.0 * theta2
         else:  # combined: SPE / theta1 + T² / k
