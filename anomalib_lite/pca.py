@@ -219,7 +219,16 @@ class PCADetector(BaseDetector):
         if isinstance(pca, IncrementalPCA):
             n_seen = int(pca.n_samples_seen_)
             total = float(np.sum(pca.var_)) * n_seen / max(n_seen - 1, 1)
-            if isinstance(self.n_components, Real) and not isinstance(self.n_components, Integral):
+            if isinstance(self.n_components, Integral):
+                if self.n_components > k:
+                    raise ValueError(
+                        f"n_components={self.n_components} but the decomposition "
+                        f"holds only {k} components (limited by the first "
+                        "partial_fit batch); pass a first batch of at least "
+                        "n_components normal samples."
+                    )
+                k = int(self.n_components)
+            elif isinstance(self.n_components, Real):
                 ratio = np.cumsum(lam) / total if total > 0 else np.ones_like(lam)
                 k = int(min(np.searchsorted(ratio, self.n_components, side="right") + 1, len(lam)))
             discarded = lam[k:]
@@ -268,10 +277,11 @@ class PCADetector(BaseDetector):
         Uses :class:`~sklearn.decomposition.IncrementalPCA`, so that data that
         does not fit in memory can be learned batch by batch; on data that does
         fit, the subspace agrees with :meth:`fit` up to numerical tolerance. A
-        float or None ``n_components`` keeps every component the first batch
-        allows and picks ``n_components_`` from the explained variance after
-        each batch. A detector fitted with :meth:`fit` continues from its
-        fitted subspace. ``offset_`` is set from the scores of the last batch.
+        The decomposition keeps every component the first batch allows
+        (``min(n_samples, n_features)``) and ``n_components_`` is selected from
+        it after each batch. A detector fitted with :meth:`fit` continues from
+        its ``n_components_`` fitted components, an approximation of refitting
+        on all data. ``offset_`` is set from the scores of the last batch.
 
         Parameters
         ----------
@@ -293,8 +303,9 @@ class PCADetector(BaseDetector):
         X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
         if first:
             self._check_variance(X)
-            n = self.n_components if isinstance(self.n_components, Integral) else None
-            self.pca_ = IncrementalPCA(n_components=n, whiten=self.whiten)
+            # Keep every component the batch allows, so that the subspace
+            # matches fit(); n_components_ is selected from it.
+            self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
         self.pca_.partial_fit(X)

@@ -1,0 +1,274 @@
+"""PCADetector: geometry, statistics, thresholds and incremental fitting."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import ortho_group
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from anomalib_lite import PCADetector
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+def _subspace_data(seed, n=200, d=6, k=2, noise=0.05):
+    """Normal data near a random k-dim affine subspace of R^d."""
+    rng = np.random.default_rng(seed)
+    basis = ortho_group.rvs(d, random_state=seed)
+    scales = np.linspace(3.0, 1.0, k)
+    coords = rng.normal(size=(n, k)) * scales
+    mean = rng.normal(size=d) * 5
+    X = mean + coords @ basis[:k] + noise * rng.normal(size=(n, d)) @ basis[k:].T @ basis[k:]
+    return X, basis, mean
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    k=st.integers(1, 4),
+    r=st.floats(0.0, 50.0),
+    coords=arrays(np.float64, 4, elements=st.floats(-10, 10)),
+)
+def test_spe_is_squared_orthogonal_distance(seed, k, r, coords):
+    d = 7
+    X, _, _ = _subspace_data(seed, n=150, d=d, k=k, noise=0.1)
+    det = PCADetector(n_components=k).fit(X)
+    V = det.components_
+    inside = det.mean_ + coords[:k] @ V
+    # a unit direction orthogonal to the fitted subspace
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=d)
+    u -= V.T @ (V @ u)
+    u /= np.linalg.norm(u)
+    errors = det.reconstruction_error(np.vstack([inside, inside + r * u]))
+    scale = 1.0 + np.sum((inside - det.mean_) ** 2)
+    assert errors[0] == pytest.approx(0.0, abs=1e-9 * scale)
+    assert errors[1] == pytest.approx(r**2, rel=1e-9, abs=1e-9 * scale)
+    # A point on the subspace is as normal as a point can be.
+    assert -det.score_samples(inside[None])[0] <= det.reconstruction_error(X).min() + 1e-9 * scale
+
+
+@pytest.mark.filterwarnings("ignore:.*rounding noise")
+def test_distance_to_a_line_in_2d():
+    rng = np.random.default_rng(0)
+    t = rng.uniform(-5, 5, size=300)
+    X = np.c_[t, 0.5 * t + 1.0]
+    det = PCADetector(n_components=1).fit(X)
+    # distance of (x0, y0) to the line y = 0.5 x + 1 is |0.5 x0 - y0 + 1| / sqrt(1.25)
+    P = rng.uniform(-5, 5, size=(50, 2))
+    expected = (0.5 * P[:, 0] - P[:, 1] + 1.0) ** 2 / 1.25
+    np.testing.assert_allclose(det.reconstruction_error(P), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(-det.score_samples(P), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_reconstruct_is_projection_onto_subspace():
+    X, _, _ = _subspace_data(1)
+    det = PCADetector(n_components=2).fit(X)
+    R = det.reconstruct(X)
+    assert R.shape == X.shape and R.dtype == np.float64
+    np.testing.assert_allclose(det.reconstruct(R), R, atol=1e-9)
+    np.testing.assert_allclose(((X - R) ** 2).sum(1), det.reconstruction_error(X), rtol=1e-9)
+
+
+def test_t2_is_mahalanobis_distance_when_all_components_kept():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
+    det = PCADetector(n_components=4, statistic="t2").fit(X)
+    cov = np.cov(X, rowvar=False)
+    P = rng.normal(size=(20, 4))
+    diff = P - X.mean(0)
+    expected = np.einsum("ij,jk,ik->i", diff, np.linalg.inv(cov), diff)
+    np.testing.assert_allclose(-det.score_samples(P), expected, rtol=1e-8)
+
+
+def test_combined_is_sum_of_normalised_statistics():
+    X, _, _ = _subspace_data(4, d=8, k=3)
+    spe = PCADetector(n_components=3).fit(X)
+    t2 = PCADetector(n_components=3, statistic="t2").fit(X)
+    comb = PCADetector(n_components=3, statistic="combined").fit(X)
+    expected = spe.reconstruction_error(X) / comb.theta_[0] - t2.score_samples(X) / 3
+    np.testing.assert_allclose(-comb.score_samples(X), expected, rtol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(5, 40), st.integers(2, 6)), elements=finite),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+    contamination=st.one_of(st.just("auto"), st.floats(0.01, 0.5)),
+)
+def test_decision_and_predict_follow_scores(X, statistic, contamination):
+    if np.ptp(X, axis=0).max() == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        det = PCADetector(n_components=1, statistic=statistic, contamination=contamination).fit(X)
+    scores = det.score_samples(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64
+    assert np.all(np.isfinite(scores))
+    np.testing.assert_array_equal(det.decision_function(X), scores - det.offset_)
+    np.testing.assert_array_equal(det.predict(X), np.where(scores - det.offset_ >= 0, 1, -1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(6, 60), st.integers(2, 6)), elements=finite),
+    data=st.data(),
+)
+def test_scores_do_not_depend_on_row_order_or_batch(X, data):
+    if np.ptp(X, axis=0).max() == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        det = PCADetector(n_components=1, batch_size=data.draw(st.integers(1, 7))).fit(X)
+    full = det.score_samples(X)
+    perm = data.draw(st.permutations(range(len(X))))
+    np.testing.assert_allclose(det.score_samples(X[perm]), full[perm], rtol=1e-12, atol=1e-9)
+    subset = sorted(data.draw(st.sets(st.integers(0, len(X) - 1), min_size=1)))
+    np.testing.assert_allclose(det.score_samples(X[subset]), full[subset], rtol=1e-12, atol=1e-9)
+    det.set_params(batch_size=None)
+    np.testing.assert_allclose(det.score_samples(X), full, rtol=1e-12, atol=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(20, 300), contamination=st.floats(0.01, 0.5))
+def test_training_flag_rate_matches_contamination(seed, n, contamination):
+    X, _, _ = _subspace_data(seed, n=n, d=5, k=2, noise=0.3)
+    det = PCADetector(n_components=2, contamination=contamination).fit(X)
+    rate = np.mean(det.predict(X) == -1)
+    # scores are distinct almost surely: the rate is within one sample of the target
+    assert abs(rate - contamination) <= 1.0 / n + 1e-12
+
+
+@pytest.mark.parametrize("statistic", ["spe", "t2", "combined"])
+def test_analytic_limit_controls_false_alarms_on_gaussian_data(statistic):
+    rng = np.random.default_rng(0)
+    d, k, alpha = 10, 3, 0.05
+    A = np.diag(np.r_[np.full(k, 3.0), np.linspace(0.5, 0.2, d - k)])
+    rates = []
+    for _ in range(20):
+        X = rng.normal(size=(2000, d)) @ A
+        det = PCADetector(n_components=k, statistic=statistic, control_limit=alpha).fit(X)
+        fresh = rng.normal(size=(5000, d)) @ A
+        rates.append(np.mean(det.predict(fresh) == -1))
+    assert abs(np.mean(rates) - alpha) < 0.01
+    assert det.offset_ == -det.analytic_limit(alpha)
+
+
+def test_analytic_limit_is_monotone_in_alpha():
+    X, _, _ = _subspace_data(5, d=8, k=2, noise=0.5)
+    det = PCADetector(n_components=2).fit(X)
+    limits = [det.analytic_limit(a) for a in (0.2, 0.1, 0.05, 0.01, 0.001)]
+    assert np.all(np.diff(limits) > 0)
+
+
+def test_default_keeps_ninety_percent_of_variance():
+    X = load_digits().data
+    det = PCADetector().fit(X)
+    ratio = det.pca_.explained_variance_ratio_
+    assert ratio.sum() > 0.9
+    assert ratio[:-1].sum() <= 0.9
+    assert 1 <= det.n_components_ < X.shape[1]
+
+
+def test_keeping_every_dimension_warns():
+    X, _, _ = _subspace_data(6, d=4)
+    with pytest.warns(UserWarning, match="rounding noise"):
+        PCADetector(n_components=4).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PCADetector(n_components=4, statistic="t2").fit(X)
+
+
+def test_partial_fit_matches_fit_on_data_that_fits_in_memory():
+    X, _, _ = _subspace_data(7, n=600, d=8, k=3, noise=0.2)
+    full = PCADetector(n_components=3).fit(X)
+    inc = PCADetector(n_components=3)
+    for chunk in np.array_split(X, 6):
+        inc.partial_fit(chunk)
+    # same subspace: the projectors agree
+    P_full = full.components_.T @ full.components_
+    P_inc = inc.components_.T @ inc.components_
+    np.testing.assert_allclose(P_inc, P_full, atol=1e-8)
+    np.testing.assert_allclose(inc.mean_, full.mean_, atol=1e-10)
+    np.testing.assert_allclose(inc.score_samples(X), full.score_samples(X), rtol=1e-6)
+    assert inc.n_samples_fit_ == full.n_samples_fit_ == 600
+
+
+def test_partial_fit_with_variance_fraction_selects_components():
+    X = load_digits().data
+    full = PCADetector(n_components=0.8).fit(X)
+    inc = PCADetector(n_components=0.8)
+    for chunk in np.array_split(X, 3):
+        inc.partial_fit(chunk)
+    assert inc.n_components_ == full.n_components_
+    np.testing.assert_allclose(inc.theta_, full.theta_, rtol=1e-6)
+    np.testing.assert_allclose(inc.score_samples(X), full.score_samples(X), rtol=1e-5)
+
+
+def test_partial_fit_continues_a_fitted_detector():
+    X, _, _ = _subspace_data(8, n=400, d=6, k=2, noise=0.2)
+    det = PCADetector(n_components=2).fit(X[:200])
+    det.partial_fit(X[200:])
+    ref = PCADetector(n_components=2).fit(X)
+    assert det.n_samples_fit_ == 400
+    np.testing.assert_allclose(det.mean_, ref.mean_, atol=1e-10)
+    # continuing from the kept components only is an approximation of a refit
+    np.testing.assert_allclose(
+        det.components_.T @ det.components_, ref.components_.T @ ref.components_, atol=0.02
+    )
+
+
+def test_partial_fit_spe_limit_needs_full_spectrum():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 50))
+    det = PCADetector(n_components=2).partial_fit(X)
+    with pytest.raises(ValueError, match="only known after fit"):
+        det.analytic_limit(0.05)
+
+
+def test_one_class_digits_quality_floor():
+    digits = load_digits()
+    X, y = digits.data / 16.0, digits.target
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    aucs = []
+    for c in range(10):
+        det = PCADetector().fit(X_tr[y_tr == c])
+        aucs.append(roc_auc_score(y_te != c, -det.score_samples(X_te)))
+    assert np.mean(aucs) > 0.99
+    assert min(aucs) > 0.97
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"n_components": 0}, ValueError, "n_components=0 must be >= 1"),
+        ({"n_components": 1.5}, ValueError, r"float in \(0, 1\)"),
+        ({"n_components": "all"}, TypeError, "n_components must be an int"),
+        ({"statistic": "q"}, ValueError, "statistic='q' is not supported"),
+        ({"svd_solver": "magic"}, ValueError, "svd_solver='magic'"),
+        ({"whiten": "yes"}, TypeError, "whiten must be a bool"),
+        ({"control_limit": 1.0}, ValueError, r"control_limit=1.0 must be in \(0, 1\)"),
+        ({"control_limit": 0.1, "contamination": 0.1}, ValueError, "set only one"),
+        ({"batch_size": 0}, ValueError, "batch_size=0 must be >= 1"),
+        (
+            {"n_components": 20},
+            ValueError,
+            r"n_components=20 must be <= min\(n_samples, n_features\)",
+        ),
+    ],
+)
+def test_bad_parameters_raise_clear_errors(params, error, match):
+    X = np.random.default_rng(0).normal(size=(30, 5))
+    with pytest.raises(error, match=match):
+        PCADetector(**params).fit(X)
+
+
+def test_constant_data_raises():
+    with pytest.raises(ValueError, match="zero variance"):
+        PCADetector().fit(np.ones((10, 3)))
