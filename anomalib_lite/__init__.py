@@ -4,6 +4,7 @@ Learn the shape of normal data, then call whatever lies far from it an
 anomaly. Every detector follows scikit-learn's outlier-detector API.
 """
 
+from . import io as io
 from .base import BaseDetector
 from .pca import PCADetector
 

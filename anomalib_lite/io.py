@@ -1,0 +1,822 @@
+"""Model files that hold no code: save and load detectors without pickle.
+
+A model file is a zip container (entries stored, never compressed) with
+
+* ``anomalib_lite.json``, the header: format name and version, the versions of
+  the library, Python, numpy, scikit-learn and torch that wrote it, the class
+  saved and the SHA-256 checksum of every other entry;
+* ``payload.json``: the estimator as a tree of JSON values: its class name,
+  its parameters (``get_params(deep=False)``) and its fitted attributes;
+  nested estimators (``pca_``, a Pipeline's steps, a meta-estimator's
+  detector) in the same form;
+* ``arrays/<i>.npy``: every numpy array and torch tensor of the tree in
+  numpy's ``.npy`` format, read back with ``allow_pickle=False``. The weights
+  of a torch detector's ``module_`` are stored there as arrays.
+
+Loading never unpickles and never imports a name read from the file: classes
+are looked up in a fixed allowlist (:data:`ALLOWED_CLASSES`), values are
+rebuilt from JSON and ``.npy`` only, and a torch detector rebuilds its network
+with its own ``_build_module()`` before loading the weights into it.
+"""
+
+import contextlib
+import errno
+import hashlib
+import io as _io
+import json
+import math
+import os
+import platform
+import secrets
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA, IncrementalPCA
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+__all__ = ["ALLOWED_CLASSES", "FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+
+#: Name of the format, recorded in every file.
+FORMAT = "anomalib_lite.model"
+#: Version of the format this library writes; it reads this version and older.
+FORMAT_VERSION = 1
+
+_HEADER = "anomalib_lite.json"
+_PAYLOAD = "payload.json"
+_ARRAYS = "arrays/"
+
+#: The library's estimators a model file may hold, by their public name.
+_LIBRARY_CLASSES = (
+    "PCADetector",
+    "ConvAutoencoderDetector",
+    "AutoencoderDetector",
+    "CalibratedDetector",
+)
+_SKLEARN_CLASSES = {
+    "sklearn.pipeline.Pipeline": Pipeline,
+    "sklearn.decomposition.PCA": PCA,
+    "sklearn.decomposition.IncrementalPCA": IncrementalPCA,
+    "sklearn.preprocessing.StandardScaler": StandardScaler,
+    "sklearn.preprocessing.MinMaxScaler": MinMaxScaler,
+    "sklearn.preprocessing.MaxAbsScaler": MaxAbsScaler,
+    "sklearn.preprocessing.RobustScaler": RobustScaler,
+}
+#: Every class name a model file may hold: the library's detectors and a few
+#: scikit-learn transformers whose fitted state is plain numbers and arrays.
+ALLOWED_CLASSES = tuple(f"anomalib_lite.{n}" for n in _LIBRARY_CLASSES) + tuple(_SKLEARN_CLASSES)
+
+# torch dtypes a tensor may have, by name; bfloat16 is stored as float32.
+_TORCH_DTYPES = (
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+)
+_NUMERIC_KINDS = "biufc"
+
+
+def _allowed_classes():
+    """``{name in the file: class}`` for every class of the allowlist available here."""
+    import anomalib_lite
+
+    classes = dict(_SKLEARN_CLASSES)
+    for name in _LIBRARY_CLASSES:
+        cls = getattr(anomalib_lite, name, None)
+        if isinstance(cls, type):
+            classes[f"anomalib_lite.{name}"] = cls
+    return classes
+
+
+def _torch():
+    """The torch module when it has been imported; torch objects exist only then."""
+    return sys.modules.get("torch")
+
+
+# ---------------------------------------------------------------- encoding
+class _Encoder:
+    """Turn an estimator into a JSON tree plus a list of arrays."""
+
+    def __init__(self):
+        self.arrays = []
+        self.classes = {cls: name for name, cls in _allowed_classes().items()}
+
+    def _ref(self, array):
+        self.arrays.append(array)
+        return len(self.arrays) - 1
+
+    def encode(self, value, where):
+        if value is None or isinstance(value, (bool, str)):
+            return str(value) if isinstance(value, str) else value
+        if type(value) is int:
+            return value
+        if type(value) is float:
+            return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
+        if isinstance(value, np.ndarray):
+            return self._encode_array(value, where)
+        if isinstance(value, np.generic):
+            if value.dtype.kind not in _NUMERIC_KINDS:
+                raise TypeError(f"{where} is a numpy {value.dtype} scalar; {_HOLDS}")
+            return {"$": "scalar", "ref": self._ref(np.asarray(value))}
+        if type(value) is tuple:
+            return {
+                "$": "tuple",
+                "v": [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)],
+            }
+        if type(value) is list:
+            return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if type(value) is dict:
+            return {
+                "$": "dict",
+                "v": [
+                    [self.encode(k, f"{where} key"), self.encode(v, f"{where}[{k!r}]")]
+                    for k, v in value.items()
+                ],
+            }
+        if type(value) is np.random.RandomState:
+            return {"$": "random_state", "v": self.encode(value.get_state(), where)}
+        torch = _torch()
+        if torch is not None:
+            if isinstance(value, torch.Tensor):
+                return self._encode_tensor(value, where)
+            if isinstance(value, torch.device):
+                return {"$": "device", "v": str(value)}
+            if isinstance(value, torch.nn.Module):
+                raise TypeError(
+                    f"{where} is a torch module; a model file holds a detector's network "
+                    "only as its fitted module_, rebuilt by the detector."
+                )
+        if isinstance(value, BaseEstimator):
+            return self.encode_estimator(value, where)
+        if isinstance(value, (os.PathLike, bytes)):
+            raise TypeError(f"{where} is a {type(value).__name__}; {_HOLDS} Pass a str instead.")
+        if callable(value):
+            raise TypeError(
+                f"{where} is the callable {value!r}: model files hold no code, so functions "
+                "and classes cannot be saved. Use a built-in option of the estimator instead."
+            )
+        raise TypeError(
+            f"{where} is a {type(value).__module__}.{type(value).__qualname__}; {_HOLDS}"
+        )
+
+    def _encode_array(self, value, where):
+        if type(value) is not np.ndarray:
+            raise TypeError(f"{where} is a {type(value).__name__}; {_HOLDS}")
+        if value.dtype.hasobject:
+            flat = value.ravel().tolist()
+            if not all(type(v) is str for v in flat):
+                raise TypeError(
+                    f"{where} is an object array holding non-strings; model files hold "
+                    "numeric arrays and arrays of strings only."
+                )
+            return {"$": "strings", "shape": list(value.shape), "v": flat}
+        if value.dtype.kind not in _NUMERIC_KINDS or value.dtype.fields is not None:
+            raise TypeError(f"{where} is an array of dtype {value.dtype}; {_HOLDS}")
+        return {"$": "array", "ref": self._ref(value)}
+
+    def _encode_tensor(self, tensor, where):
+        name = str(tensor.dtype).removeprefix("torch.")
+        if name not in _TORCH_DTYPES or tensor.layout != _torch().strided:
+            raise TypeError(
+                f"{where} is a {tensor.layout} tensor of dtype {tensor.dtype}; {_HOLDS}"
+            )
+        cpu = tensor.detach().to("cpu")
+        if name == "bfloat16":
+            cpu = cpu.float()
+        return {"$": "tensor", "dtype": name, "ref": self._ref(cpu.numpy().copy())}
+
+    def encode_estimator(self, est, where):
+        cls = type(est)
+        name = self.classes.get(cls)
+        if name is None:
+            hint = ""
+            if cls.__name__ == "FunctionTransformer":
+                hint = (
+                    " FunctionTransformer holds arbitrary Python functions, which a file "
+                    "cannot store without pickle (and a pickle can run code when loaded)."
+                    " Replace it with one of the allowed transformers, or use pickle only "
+                    "for files you never accept from others."
+                )
+            raise TypeError(
+                f"{where} is a {cls.__module__}.{cls.__qualname__}, which a model file cannot "
+                f"hold; allowed classes: {', '.join(ALLOWED_CLASSES)}.{hint}"
+            )
+        label = f"{where}" if where else cls.__name__
+        params = est.get_params(deep=False)
+        node = {
+            "$": "estimator",
+            "class": name,
+            "params": {k: self.encode(v, f"{label}.{k}") for k, v in params.items()},
+        }
+        state = {}
+        module = None
+        for key, value in vars(est).items():
+            if key in params or key == "_sklearn_version":
+                continue
+            torch = _torch()
+            if torch is not None and isinstance(value, torch.nn.Module):
+                if key != "module_" or not hasattr(est, "_build_module"):
+                    raise TypeError(
+                        f"{label}.{key} is a torch module; only the module_ of a detector "
+                        "that rebuilds it (_build_module) can be saved."
+                    )
+                module = {
+                    k: self._encode_tensor(t, f"{label}.module_[{k!r}]")
+                    for k, t in value.state_dict().items()
+                }
+                continue
+            state[key] = self.encode(value, f"{label}.{key}")
+        node["state"] = state
+        if module is not None:
+            node["module"] = {
+                "$": "module",
+                "device": str(getattr(est, "device_", "cpu")),
+                "v": module,
+            }
+        return node
+
+
+_HOLDS = (
+    "model files hold only numbers, strings, booleans, None, tuples, lists and dicts of "
+    "those, numeric numpy arrays, torch tensors and the allowed estimators."
+)
+
+
+# ---------------------------------------------------------------- decoding
+class ModelFileError(ValueError):
+    """A file given to :func:`load` is not a valid model file.
+
+    Raised for a file that is not a model file, is truncated, fails its
+    checksum, was written in a newer format or cannot be rebuilt. A subclass
+    of :class:`ValueError`.
+    """
+
+
+class _Corrupt(ValueError):
+    """The content of a model file does not make sense."""
+
+
+class _Decoder:
+    """Rebuild an estimator from a JSON tree and its arrays, without pickle."""
+
+    def __init__(self, arrays, header):
+        self.arrays = arrays
+        self.header = header
+        self.classes = _allowed_classes()
+
+    def _array(self, node):
+        ref = node.get("ref")
+        if type(ref) is not int or not 0 <= ref < len(self.arrays):
+            raise _Corrupt(f"array reference {ref!r} out of range")
+        return self.arrays[ref]
+
+    def decode(self, node):
+        if node is None or isinstance(node, (bool, int, str)):
+            return node
+        if type(node) is float:
+            return node
+        if isinstance(node, list):
+            return [self.decode(v) for v in node]
+        if not isinstance(node, dict):
+            raise _Corrupt(f"unexpected JSON value {node!r}")
+        kind = node.get("$")
+        if kind == "float":
+            text = node.get("v")
+            if text not in ("nan", "inf", "-inf"):
+                raise _Corrupt(f"bad float {text!r}")
+            return float(text)
+        if kind == "tuple":
+            return tuple(self.decode(v) for v in self._list(node))
+        if kind == "dict":
+            out = {}
+            for pair in self._list(node):
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise _Corrupt("dict items must be [key, value] pairs")
+                key = self.decode(pair[0])
+                if not isinstance(key, (str, int, float, bool, tuple, type(None))):
+                    raise _Corrupt(f"unhashable dict key {key!r}")
+                out[key] = self.decode(pair[1])
+            return out
+        if kind == "array":
+            return self._array(node)
+        if kind == "scalar":
+            array = self._array(node)
+            if array.ndim != 0:
+                raise _Corrupt("a scalar must be a 0-d array")
+            return array[()]
+        if kind == "strings":
+            values, shape = self._list(node), node.get("shape")
+            if not all(type(v) is str for v in values) or not isinstance(shape, list):
+                raise _Corrupt("bad string array")
+            out = np.empty(len(values), dtype=object)
+            out[:] = values
+            return out.reshape(shape)
+        if kind == "tensor":
+            return self._tensor(node)
+        if kind == "device":
+            import torch
+
+            return torch.device(str(node.get("v")))
+        if kind == "random_state":
+            state = self.decode(node.get("v"))
+            rs = np.random.RandomState()
+            rs.set_state(state)
+            return rs
+        if kind == "estimator":
+            return self.decode_estimator(node)
+        raise _Corrupt(f"unknown node type {kind!r}")
+
+    @staticmethod
+    def _list(node):
+        values = node.get("v")
+        if not isinstance(values, list):
+            raise _Corrupt(f"{node.get('$')} node without a list of values")
+        return values
+
+    def _tensor(self, node):
+        import torch
+
+        name = node.get("dtype")
+        if name not in _TORCH_DTYPES:
+            raise _Corrupt(f"unknown tensor dtype {name!r}")
+        tensor = torch.from_numpy(np.ascontiguousarray(self._array(node)))
+        return tensor.to(getattr(torch, name)) if name == "bfloat16" else tensor
+
+    def decode_estimator(self, node):
+        name = node.get("class")
+        cls = self.classes.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise _Corrupt(
+                f"class {name!r} is not one this version can load (allowed: "
+                f"{', '.join(self.classes)})"
+            )
+        params, state = node.get("params"), node.get("state")
+        if not isinstance(params, dict) or not isinstance(state, dict):
+            raise _Corrupt(f"{name} node without params and state")
+        known = set(cls._get_param_names())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise _Corrupt(
+                f"{name} has no parameter {unknown[0]!r} here (file written by anomalib_lite "
+                f"{self.header.get('library_version')!r}, this is {_library_version()}); "
+                "upgrade anomalib_lite to load it"
+            )
+        est = cls(**{k: self.decode(v) for k, v in params.items()})
+        attrs = {}
+        for key, value in state.items():
+            _check_attribute_name(cls, key, known)
+            attrs[key] = self.decode(value)
+        if cls.__module__.startswith("sklearn."):
+            # scikit-learn warns, as on unpickling, when the versions differ.
+            attrs["_sklearn_version"] = str(self.header.get("versions", {}).get("scikit-learn"))
+        est.__setstate__({**vars(est), **attrs})
+        module = node.get("module")
+        if module is not None:
+            self._restore_module(est, module)
+        return est
+
+    def _restore_module(self, est, node):
+        if not hasattr(est, "_build_module") or not isinstance(node, dict):
+            raise _Corrupt(f"{type(est).__name__} has no network to restore")
+        weights = node.get("v")
+        if not isinstance(weights, dict):
+            raise _Corrupt("module node without weights")
+        weights = {k: self._tensor(v) for k, v in weights.items()}
+        module = est._build_module()
+        module = est.module_ if module is None else module
+        module.load_state_dict(weights, strict=True)
+        saved = str(node.get("device", "cpu"))
+        device = getattr(est, "device_", "cpu")
+        if device != "cpu":
+            from ._torch_detector import _device_available
+
+            if _device_available(device):
+                module.to(device)
+            else:
+                warnings.warn(
+                    f"This {type(est).__name__} was trained on device_={saved!r}, which is "
+                    "not available here; it is loaded on the CPU (device_='cpu').",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                est.device_ = "cpu"
+        est.module_ = module
+
+
+def _check_attribute_name(cls, key, params):
+    """Fitted attribute names must be plain identifiers that shadow no method."""
+    if not isinstance(key, str) or not key.isidentifier() or key.startswith("__"):
+        raise _Corrupt(f"bad attribute name {key!r}")
+    if key in params:
+        raise _Corrupt(f"attribute {key!r} is a parameter")
+    if key == "module_" or (
+        hasattr(cls, key) and (callable(getattr(cls, key)) or _is_property(cls, key))
+    ):
+        raise _Corrupt(f"attribute {key!r} would replace a method of {cls.__name__}")
+
+
+def _is_property(cls, key):
+    return any(isinstance(vars(k).get(key), property) for k in cls.__mro__)
+
+
+def _library_version():
+    from . import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------ files
+class _HashingWriter:
+    """File-like object that forwards writes and hashes what passes through."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data):
+        self.sha256.update(data)
+        return self.raw.write(data)
+
+
+def _versions():
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    torch = _torch()
+    if torch is not None:
+        versions["torch"] = torch.__version__
+    return versions
+
+
+def _write(fh, estimator_name, tree, arrays, fitted):
+    """Write the zip container to the open binary file ``fh``."""
+    digests = {}
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for i, array in enumerate(arrays):
+            entry = f"{_ARRAYS}{i}.npy"
+            with zf.open(entry, "w", force_zip64=True) as raw:
+                out = _HashingWriter(raw)
+                np.lib.format.write_array(out, array, allow_pickle=False)
+            digests[entry] = out.sha256.hexdigest()
+        payload = json.dumps(tree, allow_nan=False, separators=(",", ":")).encode()
+        zf.writestr(_PAYLOAD, payload)
+        digests[_PAYLOAD] = hashlib.sha256(payload).hexdigest()
+        header = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "library_version": _library_version(),
+            "versions": _versions(),
+            "class": estimator_name,
+            "fitted": fitted,
+            "sha256": digests,
+        }
+        zf.writestr(_HEADER, json.dumps(header, indent=1).encode())
+
+
+def _is_fitted(estimator):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(estimator)
+    except (NotFittedError, TypeError):
+        return False
+    return True
+
+
+def _check_path(path, name="path"):
+    if isinstance(path, (str, os.PathLike)):
+        return Path(path)
+    raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(path).__name__}.")
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable where the platform allows it."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temporary_file(path):
+    """Open a new file next to ``path``; the OS applies the usual umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+
+
+def _publish(tmp, path, overwrite):
+    """Move the finished file into place atomically."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # fails if path exists: no window to clobber a file
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except (OSError, AttributeError):  # no hard links here: check, then rename
+        if os.path.lexists(path):
+            raise _exists_error(path) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _exists_error(path):
+    return FileExistsError(
+        errno.EEXIST,
+        "A file already exists there and save() does not overwrite files by default; "
+        "pass overwrite=True to replace it (atomically) or choose another path",
+        str(path),
+    )
+
+
+def save(estimator, path, *, overwrite=False):
+    """Save a fitted (or unfitted) estimator to a model file that holds no code.
+
+    The file holds the estimator's parameters and fitted attributes as JSON
+    and ``.npy`` arrays in a zip container, with a checksum of each entry and
+    the versions that wrote it; see :mod:`anomalib_lite.io`. Writing is
+    atomic: the file is written to a temporary file in the same directory,
+    flushed to disk, then renamed into place, so an interrupted save never
+    leaves a half-written file at ``path``.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A detector of the library, or a :class:`~sklearn.pipeline.Pipeline` of
+        library detectors and the scikit-learn transformers listed in
+        :data:`ALLOWED_CLASSES`.
+    path : str or os.PathLike
+        Where to write. Its directory must exist.
+    overwrite : bool, default=False
+        Replace an existing file at ``path``. By default an existing file is
+        never replaced (a retrained model must not silently take the place of
+        a good one); with ``overwrite=True`` the old file stays intact until
+        the new one is complete.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    TypeError
+        If the estimator, or a value it holds, cannot be stored without code
+        (e.g. a ``FunctionTransformer``, a callable parameter, a class not in
+        :data:`ALLOWED_CLASSES`).
+    FileExistsError
+        If ``path`` exists and ``overwrite=False``.
+    FileNotFoundError
+        If the directory of ``path`` does not exist.
+
+    See Also
+    --------
+    load : Read the file back.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from anomalib_lite import PCADetector
+    >>> from anomalib_lite.io import save, load
+    >>> X = np.random.default_rng(0).normal(size=(50, 3))
+    >>> det = PCADetector(n_components=1).fit(X)
+    >>> path = os.path.join(tempfile.mkdtemp(), "detector.model")
+    >>> _ = save(det, path)
+    >>> bool((load(path).score_samples(X) == det.score_samples(X)).all())
+    True
+    """
+    if not isinstance(estimator, BaseEstimator):
+        raise TypeError(
+            f"estimator must be a scikit-learn estimator (a detector or a Pipeline), got "
+            f"{type(estimator).__name__}."
+        )
+    path = _check_path(path)
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__} {overwrite!r}.")
+    if not overwrite and os.path.lexists(path):
+        raise _exists_error(path)
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "The directory to save the model file in does not exist; create it first",
+            str(directory),
+        )
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "path is a directory; pass a file path", str(path))
+    encoder = _Encoder()
+    tree = encoder.encode_estimator(estimator, "")
+    tmp, fd = _temporary_file(path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _write(fh, tree["class"], tree, encoder.arrays, _is_fitted(estimator))
+            fh.flush()
+            os.fsync(fh.fileno())
+        _publish(tmp, path, overwrite)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+    return path
+
+
+def _not_ours(name, why):
+    return ModelFileError(
+        f"{name} is not a readable anomalib_lite model file ({why}). Model files are "
+        "written by anomalib_lite.io.save; if this one was, it is truncated or damaged: "
+        "save the model again or restore the file from a backup."
+    )
+
+
+def _read_entries(zf, name):
+    """Check the header and the checksums; return ``(header, payload, arrays)``."""
+    names = zf.namelist()
+    if _HEADER not in names:
+        raise _not_ours(name, f"no {_HEADER} entry")
+    info = zf.getinfo(_HEADER)
+    if info.file_size > 2**20 or info.compress_type != zipfile.ZIP_STORED:
+        raise _not_ours(name, f"unexpected {_HEADER} entry")
+    try:
+        header = json.loads(zf.read(_HEADER))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise _not_ours(name, "the header is not JSON") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise _not_ours(name, "the header does not name the format")
+    version = header.get("format_version")
+    if type(version) is not int:
+        raise _not_ours(name, "no format version")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{name} was written by anomalib_lite {header.get('library_version')!r} in "
+            f"model-file format {version}; this anomalib_lite {_library_version()} reads "
+            f"formats up to {FORMAT_VERSION}. Upgrade anomalib_lite to load it."
+        )
+    digests = header.get("sha256")
+    if not isinstance(digests, dict) or _PAYLOAD not in digests:
+        raise _not_ours(name, "the header lists no checksums")
+    if sorted(names) != sorted([_HEADER, *digests]) or len(set(names)) != len(names):
+        raise _not_ours(name, "its entries differ from those its header lists")
+    entries = {}
+    for entry, digest in digests.items():
+        info = zf.getinfo(entry)
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise _not_ours(name, f"entry {entry!r} is compressed")
+        data = zf.read(entry)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelFileError(
+                f"{name} failed its checksum: entry {entry!r} differs from what was saved, so "
+                "the file is corrupt or was modified. Save the model again or restore the file "
+                "from a backup."
+            )
+        entries[entry] = data
+    arrays = []
+    for i in range(len(digests) - 1):
+        entry = f"{_ARRAYS}{i}.npy"
+        if entry not in entries:
+            raise _not_ours(name, f"missing {entry!r}")
+        arrays.append(_read_array(entries[entry]))
+    try:
+        payload = json.loads(entries[_PAYLOAD])
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise _not_ours(name, "the payload is not JSON") from None
+    return header, payload, arrays
+
+
+def _read_array(data):
+    """An array from ``.npy`` bytes: numeric dtypes only, its size checked first."""
+    fh = _io.BytesIO(data)
+    major, _ = np.lib.format.read_magic(fh)
+    if major == 1:
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif major in (2, 3):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise _Corrupt(f"npy version {major}")
+    if dtype.hasobject or dtype.kind not in _NUMERIC_KINDS:
+        raise _Corrupt(f"array of dtype {dtype}")
+    if math.prod(shape) * dtype.itemsize != len(data) - fh.tell():
+        raise _Corrupt("array size does not match its header")
+    fh.seek(0)
+    return np.lib.format.read_array(fh, allow_pickle=False)
+
+
+def load(path):
+    """Load an estimator saved by :func:`save`, without running code from the file.
+
+    Classes are taken only from :data:`ALLOWED_CLASSES`; values are rebuilt
+    from JSON and ``.npy`` arrays (``allow_pickle=False``); a torch detector
+    rebuilds its network and loads the stored weights. A model trained on a
+    GPU loads on a machine without one: its network is then placed on the
+    CPU (``device_='cpu'``) with a warning.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        The model file.
+
+    Returns
+    -------
+    estimator : estimator
+        The estimator, with the parameters and fitted attributes it was saved
+        with; it scores exactly as it did when saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        A :class:`ValueError`: the file is not a model file, is truncated,
+        fails its checksum (modified or corrupt), was written in a newer
+        format, or holds a class that may not be loaded.
+
+    See Also
+    --------
+    save : Write a model file.
+
+    Notes
+    -----
+    The checksum detects damage, not a deliberate forgery: anyone can write
+    a valid file. What makes loading a file from an untrusted source safe is
+    that no code is ever taken from it. A forged file can still describe a
+    huge network or bad thresholds, so use models from sources you trust.
+
+    Examples
+    --------
+    >>> import io
+    >>> import numpy as np
+    >>> from anomalib_lite.io import load
+    >>> try:
+    ...     load(io.BytesIO(b"not a model"))
+    ... except ValueError as exc:
+    ...     print(str(exc).split(" (")[0])
+    <file object> is not a readable anomalib_lite model file
+    """
+    if hasattr(path, "read"):
+        file_name = getattr(path, "name", None)
+        name = repr(file_name) if isinstance(file_name, str) else "<file object>"
+        source = path
+    else:
+        path = _check_path(path)
+        name = repr(str(path))
+        if not path.exists():
+            raise FileNotFoundError(errno.ENOENT, f"No model file at {name}", str(path))
+        source = path
+    try:
+        with zipfile.ZipFile(source) as zf:
+            header, payload, arrays = _read_entries(zf, name)
+    except ModelFileError:
+        raise
+    except _Corrupt as exc:
+        raise _not_ours(name, str(exc)) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError, ValueError) as exc:
+        # zipfile and numpy's own errors on a truncated or damaged file
+        raise _not_ours(name, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("$") != "estimator":
+        raise _not_ours(name, "the payload holds no estimator")
+    try:
+        return _Decoder(arrays, header).decode_estimator(payload)
+    except _Corrupt as exc:
+        raise _not_ours(name, str(exc)) from None
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        RuntimeError,
+        RecursionError,
+    ) as exc:
+        # A file that passed its checksum but whose content does not fit
+        # together: written by another version, or forged.
+        raise ModelFileError(
+            f"{name} could not be rebuilt ({type(exc).__name__}: {exc}). It was written by "
+            f"anomalib_lite {header.get('library_version')!r}; this is {_library_version()}."
+        ) from None

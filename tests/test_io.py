@@ -1,0 +1,528 @@
+"""Model files: exact round trips, no code run on load, atomic writes."""
+
+import copy
+import hashlib
+import io
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import BaseEstimator, clone
+from sklearn.decomposition import PCA
+from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import InconsistentVersionWarning
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    RobustScaler,
+    StandardScaler,
+)
+from test_common import DETECTORS
+
+import anomalib_lite
+from anomalib_lite import BaseDetector, PCADetector
+from anomalib_lite.io import ALLOWED_CLASSES, FORMAT_VERSION, ModelFileError, load, save
+
+
+def _n_features(detector):
+    """Features a detector's fast test data needs (images need their image_shape)."""
+    for key, value in detector.get_params(deep=True).items():
+        if key.endswith("image_shape") and value is not None:
+            return int(np.prod(value))
+    return 5
+
+
+def _data(detector, n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    d = _n_features(detector)
+    return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+
+
+def assert_same_state(a, b, where="estimator"):
+    """``a`` and ``b`` hold equal values of identical types, recursively."""
+    assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
+    if isinstance(a, BaseEstimator):
+        assert set(vars(a)) == set(vars(b)), where
+        for key in vars(a):
+            assert_same_state(vars(a)[key], vars(b)[key], f"{where}.{key}")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, torch.nn.Module):
+        assert_same_state(a.state_dict(), b.state_dict(), where)
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a.cpu(), b.cpu()), where
+    elif isinstance(a, np.random.RandomState):
+        assert_same_state(a.get_state(), b.get_state(), where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, (float, np.floating)) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _rewrite(src, dst, *, header=None, entries=None, rehash=True):
+    """Copy a model file, changing its header or entries (and, by default,
+    recomputing the checksums so that only the content is tested)."""
+    with zipfile.ZipFile(src) as zf:
+        content = {name: zf.read(name) for name in zf.namelist()}
+    head = json.loads(content.pop("anomalib_lite.json"))
+    content.update(entries or {})
+    if rehash:
+        head["sha256"] = {k: hashlib.sha256(v).hexdigest() for k, v in content.items()}
+    if header:
+        header(head)
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, data in content.items():
+            zf.writestr(name, data)
+        zf.writestr("anomalib_lite.json", json.dumps(head))
+    return dst
+
+
+def _payload(path):
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("payload.json"))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    det = PCADetector(n_components=2).fit(X)
+    return save(det, tmp_path / "det.model"), det, X
+
+
+# ------------------------------------------------------------- round trips
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_round_trip_gives_identical_parameters_state_and_scores(detector, tmp_path):
+    X = _data(detector)
+    fitted = clone(detector).fit(X)
+    restored = load(save(fitted, tmp_path / "model"))
+    assert_same_state(fitted, restored)
+    assert restored.get_params().keys() == fitted.get_params().keys()
+    np.testing.assert_array_equal(restored.score_samples(X), fitted.score_samples(X))
+    np.testing.assert_array_equal(restored.decision_function(X), fitted.decision_function(X))
+    np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+    assert restored.offset_ == fitted.offset_
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_unfitted_round_trip_keeps_parameters(detector, tmp_path):
+    restored = load(save(clone(detector), tmp_path / "model"))
+    assert_same_state(clone(detector), restored)
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
+def test_save_does_not_modify_the_estimator(detector, tmp_path):
+    fitted = clone(detector).fit(_data(detector))
+    before = copy.deepcopy(fitted)
+    save(fitted, tmp_path / "model")
+    assert_same_state(before, fitted)
+
+
+@pytest.mark.parametrize(
+    "transformers",
+    [
+        [StandardScaler()],
+        [MinMaxScaler(), PCA(n_components=4, random_state=0)],
+        [RobustScaler(), MaxAbsScaler()],
+        ["passthrough"],
+    ],
+    ids=["standard", "minmax-pca", "robust-maxabs", "passthrough"],
+)
+def test_pipeline_round_trip(transformers, tmp_path):
+    X = np.random.default_rng(1).normal(size=(80, 6)) * [1, 2, 3, 4, 5, 6]
+    steps = [(f"t{i}", t) for i, t in enumerate(transformers)]
+    pipe = Pipeline([*steps, ("detector", PCADetector(n_components=2))]).fit(X)
+    restored = load(save(pipe, tmp_path / "pipe.model"))
+    assert_same_state(pipe, restored)
+    np.testing.assert_array_equal(restored.score_samples(X), pipe.score_samples(X))
+    np.testing.assert_array_equal(restored.predict(X), pipe.predict(X))
+
+
+def test_dataframe_feature_names_survive(tmp_path):
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(np.random.default_rng(2).normal(size=(40, 3)), columns=["a", "b", "c"])
+    det = PCADetector(n_components=1).fit(df)
+    restored = load(save(det, tmp_path / "m"))
+    np.testing.assert_array_equal(restored.feature_names_in_, ["a", "b", "c"])
+    assert restored.feature_names_in_.dtype == object
+    with pytest.raises(ValueError, match="feature names"):
+        restored.score_samples(df[["b", "a", "c"]])
+
+
+def test_partial_fit_state_and_random_state_instance_survive(tmp_path):
+    X = np.random.default_rng(3).normal(size=(90, 5))
+    det = PCADetector(n_components=2, random_state=np.random.RandomState(7))
+    det.partial_fit(X[:45]).partial_fit(X[45:])
+    restored = load(save(det, tmp_path / "m"))
+    assert_same_state(det, restored)
+    # both continue identically
+    det.partial_fit(X[:30])
+    restored.partial_fit(X[:30])
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n_components=st.integers(1, 4),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+    contamination=st.one_of(st.just("auto"), st.floats(0.01, 0.5)),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_is_exact_for_any_pca_configuration(
+    n_components, statistic, contamination, seed, tmp_path_factory
+):
+    X = np.random.default_rng(seed).normal(size=(30, 5))
+    det = PCADetector(
+        n_components=n_components, statistic=statistic, contamination=contamination
+    ).fit(X)
+    restored = load(save(det, tmp_path_factory.mktemp("h") / "m"))
+    assert_same_state(det, restored)
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+
+
+def test_file_object_can_be_loaded(saved):
+    path, det, X = saved
+    restored = load(io.BytesIO(path.read_bytes()))
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+
+
+def test_every_library_estimator_is_allowed():
+    for name in anomalib_lite.__all__:
+        obj = getattr(anomalib_lite, name)
+        if isinstance(obj, type) and issubclass(obj, BaseEstimator) and obj is not BaseDetector:
+            assert f"anomalib_lite.{name}" in ALLOWED_CLASSES
+
+
+def test_plain_pickle_still_works(saved):
+    _, det, X = saved
+    restored = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+
+
+# ------------------------------------------------------------ torch models
+def test_torch_detector_trained_on_an_absent_gpu_loads_on_cpu(tmp_path):
+    X = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=2, random_state=0, device="cpu").fit(X)
+    det.device_ = "cuda:7"  # as if trained on a GPU this machine lacks
+    path = save(det, tmp_path / "gpu.model")
+    with pytest.warns(UserWarning, match=r"device_='cuda:7'.*loaded on the CPU"):
+        restored = load(path)
+    assert restored.device_ == "cpu"
+    assert all(p.device.type == "cpu" for p in restored.module_.parameters())
+    det.device_ = "cpu"
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+
+
+def test_torch_weights_are_stored_as_arrays_not_pickles(tmp_path):
+    X = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
+    path = save(det, tmp_path / "m")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        assert all(n.endswith((".npy", ".json")) for n in names)
+        for name in names:
+            if name.endswith(".npy"):
+                # every array loads without pickle
+                np.lib.format.read_array(io.BytesIO(zf.read(name)), allow_pickle=False)
+    module = _payload(path)["module"]["v"]
+    assert set(module) == set(det.module_.state_dict())
+
+
+# --------------------------------------------------- what cannot be saved
+def test_function_transformer_is_refused(tmp_path):
+    X = np.abs(np.random.default_rng(0).normal(size=(30, 3)))
+    pipe = make_pipeline(FunctionTransformer(np.log1p), PCADetector(n_components=1)).fit(X)
+    with pytest.raises(TypeError, match="FunctionTransformer holds arbitrary Python functions"):
+        save(pipe, tmp_path / "m")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("estimator", "match"),
+    [
+        (IsolationForest(), "IsolationForest, which a model file cannot hold"),
+        (type("MyPCA", (PCADetector,), {})(), "MyPCA, which a model file cannot hold"),
+        (PCADetector(random_state=lambda: 0), "callable .* model files hold no code"),
+        (PCADetector(random_state=np.random.default_rng(0)), "Generator"),
+        (make_pipeline(StandardScaler(), PCADetector(batch_size=b"x")), "bytes"),
+    ],
+    ids=["not-allowed", "subclass", "callable", "generator", "bytes"],
+)
+def test_values_that_need_code_are_refused(estimator, match, tmp_path):
+    with pytest.raises(TypeError, match=match):
+        save(estimator, tmp_path / "m")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "match"),
+    [
+        (([1, 2], "m"), {}, TypeError, "estimator must be a scikit-learn estimator"),
+        ((PCADetector(), 3), {}, TypeError, "path must be a file path"),
+        ((PCADetector(), "m"), {"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
+        ((PCADetector(), "missing/m"), {}, FileNotFoundError, "directory .* does not exist"),
+    ],
+)
+def test_bad_save_arguments(args, kwargs, error, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=match):
+        save(*args, **kwargs)
+
+
+# --------------------------------------------------------- overwriting
+def test_existing_file_is_not_overwritten_by_default(saved):
+    path, _, X = saved
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="pass overwrite=True"):
+        save(PCADetector(n_components=1).fit(X), path)
+    assert path.read_bytes() == before
+
+
+def test_overwrite_replaces_the_file(saved):
+    path, _, X = saved
+    new = PCADetector(n_components=1).fit(X)
+    save(new, path, overwrite=True)
+    assert load(path).n_components_ == 1
+    assert os.listdir(path.parent) == [path.name]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_new_file_gets_the_usual_permissions(saved):
+    path, _, _ = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+# ------------------------------------------------------ atomic writes
+@pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_failed_save_leaves_the_old_file_intact(saved, monkeypatch, failure):
+    path, det, X = saved
+    before = path.read_bytes()
+    import anomalib_lite.io as model_io
+
+    real_write = model_io._write
+
+    def write_then_fail(fh, *args):
+        real_write(fh, *args)
+        fh.write(b"partial")
+        raise failure
+
+    monkeypatch.setattr(model_io, "_write", write_then_fail)
+    with pytest.raises(type(failure)):
+        save(PCADetector(n_components=1).fit(X), path, overwrite=True)
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
+    np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
+
+
+def test_killed_save_leaves_the_old_file_intact(saved, tmp_path):
+    path, det, X = saved
+    before = path.read_bytes()
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        import numpy as np
+        import anomalib_lite.io as model_io
+        from anomalib_lite import PCADetector
+
+        def stall(fd):  # the file is written but not yet in place
+            print("writing", flush=True)
+            time.sleep(60)
+
+        model_io.os.fsync = stall
+        X = np.random.default_rng(1).normal(size=(60, 4))
+        model_io.save(PCADetector(n_components=1).fit(X), {str(path)!r}, overwrite=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
+    # what the killed process leaves is a hidden temporary file, never the model's name
+    leftovers = [n for n in os.listdir(tmp_path) if n != path.name]
+    assert all(n.startswith(f".{path.name}.") and n.endswith(".tmp") for n in leftovers)
+
+
+# ------------------------------------------------------ loading bad files
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No model file at .*nothing\.model"):
+        load(tmp_path / "nothing.model")
+
+
+def test_directory_is_not_a_model_file(tmp_path):
+    with pytest.raises(IsADirectoryError):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not a model at all",
+        b"\x89PNG\r\n\x1a\n" + bytes(100),
+        pickle.dumps({"a": 1}),
+    ],
+    ids=["empty", "text", "png", "pickle"],
+)
+def test_foreign_files_are_refused(content, tmp_path):
+    path = tmp_path / "foreign"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="is not a readable anomalib_lite model file"):
+        load(path)
+
+
+def test_other_zip_formats_are_refused(tmp_path):
+    np.savez(tmp_path / "arrays.npz", a=np.zeros(3))
+    torch.save({"w": torch.zeros(3)}, tmp_path / "weights.pt")
+    for name in ("arrays.npz", "weights.pt"):
+        with pytest.raises(ModelFileError, match=r"no anomalib_lite\.json entry"):
+            load(tmp_path / name)
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_file_is_refused(saved, keep):
+    path, _, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ModelFileError, match="not a readable anomalib_lite model file"):
+        load(path)
+
+
+def test_modified_array_fails_the_checksum(saved, tmp_path):
+    path, _, _ = saved
+    with zipfile.ZipFile(path) as zf:
+        array = zf.read("arrays/0.npy")
+    changed = array[:-1] + bytes([array[-1] ^ 1])
+    bad = _rewrite(path, tmp_path / "bad", entries={"arrays/0.npy": changed}, rehash=False)
+    with pytest.raises(ModelFileError, match=r"failed its checksum: entry 'arrays/0.npy'"):
+        load(bad)
+
+
+def test_modified_payload_fails_the_checksum(saved, tmp_path):
+    path, _, _ = saved
+    payload = _payload(path)
+    payload["params"]["n_components"] = 3
+    entries = {"payload.json": json.dumps(payload).encode()}
+    bad = _rewrite(path, tmp_path / "bad", entries=entries, rehash=False)
+    with pytest.raises(ModelFileError, match="failed its checksum"):
+        load(bad)
+
+
+def test_newer_format_asks_for_an_upgrade(saved, tmp_path):
+    path, _, _ = saved
+
+    def newer(header):
+        header["format_version"] = FORMAT_VERSION + 1
+        header["library_version"] = "9.0.0"
+
+    with pytest.raises(ModelFileError, match=r"'9.0.0' in model-file format 2.*Upgrade"):
+        load(_rewrite(path, tmp_path / "new", header=newer))
+
+
+def test_scikit_learn_version_change_warns_as_unpickling_does(tmp_path):
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    path = save(make_pipeline(StandardScaler(), PCADetector(n_components=1)).fit(X), tmp_path / "m")
+
+    def older(header):
+        header["versions"]["scikit-learn"] = "1.0"
+
+    with pytest.warns(InconsistentVersionWarning):
+        load(_rewrite(path, tmp_path / "old", header=older))
+
+
+# --------------------------------------------- loading never runs code
+class _Payload:
+    """Unpickling this object creates a directory: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickled_object_array_is_never_unpickled(saved, tmp_path):
+    path, _, _ = saved
+    marker = tmp_path / "code-ran"
+    buffer = io.BytesIO()
+    evil = np.array([_Payload(marker)], dtype=object)
+    np.lib.format.write_array(buffer, evil, allow_pickle=True)
+    bad = _rewrite(path, tmp_path / "bad", entries={"arrays/0.npy": buffer.getvalue()})
+    with pytest.raises(ModelFileError, match="dtype object"):
+        load(bad)
+    assert not marker.exists()
+
+
+def test_pickle_and_torch_files_are_never_unpickled(tmp_path):
+    marker = tmp_path / "code-ran"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Payload(marker)))
+    torch.save({"x": _Payload(marker)}, tmp_path / "evil.pt")
+    for name in ("evil.pkl", "evil.pt"):
+        with pytest.raises(ModelFileError):
+            load(tmp_path / name)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda p: p.update({"class": "builtins.eval"}), "class 'builtins.eval' is not one"),
+        (lambda p: p.update({"class": "os.system"}), "class 'os.system' is not one"),
+        (lambda p: p["params"].update({"evil": 1}), "has no parameter 'evil'"),
+        (lambda p: p["state"].update({"score_samples": 1}), "would replace a method"),
+        (lambda p: p["state"].update({"__class__": 1}), "bad attribute name"),
+        (lambda p: p["state"].update({"x_": {"$": "pickle", "v": "x"}}), "unknown node"),
+        (lambda p: p["state"].update({"x_": {"$": "array", "ref": 99}}), "out of range"),
+        (
+            lambda p: p["state"]["pca_"].update({"class": "sklearn.svm.SVC"}),
+            "'sklearn.svm.SVC' is not one",
+        ),
+        (lambda p: p.update({"$": "tuple"}), "holds no estimator"),
+    ],
+    ids=[
+        "eval",
+        "system",
+        "unknown-param",
+        "shadow-method",
+        "dunder",
+        "unknown-node",
+        "bad-ref",
+        "nested-class",
+        "no-estimator",
+    ],
+)
+def test_forged_payloads_are_refused(saved, tmp_path, edit, match):
+    path, _, _ = saved
+    payload = _payload(path)
+    edit(payload)
+    forged = _rewrite(
+        path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+    )
+    with pytest.raises(ModelFileError, match=match):
+        load(forged)
