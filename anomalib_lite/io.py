@@ -352,7 +352,8 @@ class _Decoder:
         name = node.get("dtype")
         if name not in _TORCH_DTYPES:
             raise _Corrupt(f"unknown tensor dtype {name!r}")
-        tensor = torch.from_numpy(np.ascontiguousarray(self._array(node)))
+        array = self._array(node)  # np.ascontiguousarray would make 0-d arrays 1-d
+        tensor = torch.from_numpy(array if array.flags.c_contiguous else array.copy(order="C"))
         return tensor.to(getattr(torch, name)) if name == "bfloat16" else tensor
 
     def decode_estimator(self, node):
