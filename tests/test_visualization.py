@@ -1,0 +1,378 @@
+"""Tests of anomalib_lite.visualization, by the pixels of the pictures."""
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.exceptions import NotFittedError
+
+from anomalib_lite import PCADetector
+from anomalib_lite.datasets import load_digits_one_class
+from anomalib_lite.visualization import (
+    COLORMAPS,
+    colorize,
+    plot_roc,
+    plot_score_histogram,
+    reconstruction_figure,
+    reconstruction_panels,
+)
+
+CYAN = (0, 255, 255)
+
+
+class ZeroReconstruction:
+    """Reconstructs every image as zeros: the difference is the image itself."""
+
+    def reconstruct(self, X):
+        return np.zeros(np.shape(X))
+
+
+class ScaledMap(ZeroReconstruction):
+    """Has an anomaly map: ``factor`` times the first channel of the image."""
+
+    def __init__(self, factor=1.0):
+        self.factor = factor
+
+    def anomaly_map(self, X):
+        X = np.asarray(X, dtype=float)
+        return self.factor * (X[:, 0] if X.ndim == 4 else X)
+
+
+class FlatOnly(ZeroReconstruction):
+    """Accepts only 2-D input, like scikit-learn estimators."""
+
+    def reconstruct(self, X):
+        if np.ndim(X) != 2:
+            raise ValueError("Found array with dim 3. Expected <= 2.")
+        return super().reconstruct(X)
+
+
+def _luma(rgb):
+    return np.asarray(rgb, dtype=float) @ [0.299, 0.587, 0.114]
+
+
+def _find(figure, tile):
+    """Top-left corners where ``tile`` appears in ``figure``."""
+    fig = np.asarray(figure)
+    th, tw = tile.shape[:2]
+    hits = []
+    for y, x in zip(*np.nonzero((fig == tile[0, 0]).all(axis=-1)), strict=True):
+        inside = y + th <= fig.shape[0] and x + tw <= fig.shape[1]
+        if inside and np.array_equal(fig[y : y + th, x : x + tw], tile):
+            hits.append((int(y), int(x)))
+    return hits
+
+
+def _square_images():
+    """Two 8x8 images with a bright square; the second twice as bright."""
+    images = np.zeros((2, 8, 8))
+    images[:, 1:4, 4:7] = 0.4
+    images[1] *= 2
+    return images
+
+
+@pytest.fixture(scope="module")
+def digits_pca():
+    train, test, labels = load_digits_one_class(8, return_X_y=True)
+    pca = PCADetector(n_components=10).fit(train.reshape(len(train), -1))
+    return pca, test, labels
+
+
+# ---------------------------------------------------------------- colorize
+@pytest.mark.parametrize("cmap", COLORMAPS)
+def test_colorize_matches_matplotlib(cmap):
+    matplotlib = pytest.importorskip("matplotlib")
+    values = np.linspace(0, 1, 256)
+    expected = np.round(matplotlib.colormaps[cmap](values)[:, :3] * 255)
+    np.testing.assert_array_equal(colorize(values, cmap=cmap), expected)
+
+
+@pytest.mark.parametrize("cmap", COLORMAPS)
+def test_colorize_gets_brighter_with_the_value(cmap):
+    luma = _luma(colorize(np.linspace(0, 1, 64), cmap=cmap))
+    assert np.all(np.diff(luma) > 0)
+
+
+def test_colorize_limits():
+    rgb = colorize([-1.0, 0.0, 2.0, 3.0], vmin=0, vmax=2)
+    np.testing.assert_array_equal(rgb[0], rgb[1])  # clipped to the low end
+    np.testing.assert_array_equal(rgb[2], rgb[3])  # clipped to the high end
+    assert rgb.dtype == np.uint8 and rgb.shape == (4, 3)
+    flat = colorize(np.full((2, 2), 5.0))
+    np.testing.assert_array_equal(flat, colorize([0.0])[0] + np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match="finite"):
+        colorize([0.0, np.nan])
+    with pytest.raises(ValueError, match="cmap='jet'"):
+        colorize([0.0], cmap="jet")
+
+
+# --------------------------------------------------------------- panels
+def test_heatmap_is_brighter_where_the_difference_is_larger():
+    images = _square_images()
+    panels = reconstruction_panels(ZeroReconstruction(), images)
+    heat = _luma(panels.heatmaps["ZeroReconstruction"][0])
+    square = np.zeros((8, 8), bool)
+    square[1:4, 4:7] = True
+    assert heat[square].min() > heat[~square].max()
+    np.testing.assert_allclose(panels.maps["ZeroReconstruction"], images**2)
+    assert panels.map_kinds["ZeroReconstruction"] == "squared difference"
+
+
+def test_shared_scale_makes_the_worse_image_brighter():
+    images = _square_images()
+    shared = reconstruction_panels(ZeroReconstruction(), images, scale="shared")
+    heat = _luma(shared.heatmaps["ZeroReconstruction"])
+    assert heat[1].mean() > heat[0].mean()
+    assert heat[1].max() > heat[0].max()
+    np.testing.assert_allclose(shared.limits["ZeroReconstruction"], [[0, 0.64], [0, 0.64]])
+    per_image = reconstruction_panels(ZeroReconstruction(), images, scale="per_image")
+    heat = per_image.heatmaps["ZeroReconstruction"]
+    np.testing.assert_array_equal(heat[0], heat[1])  # each on its own scale
+    np.testing.assert_allclose(per_image.limits["ZeroReconstruction"], [[0, 0.16], [0, 0.64]])
+
+
+def test_explicit_scale_saturates_above_vmax():
+    images = _square_images()
+    panels = reconstruction_panels(ZeroReconstruction(), images, scale=(0.0, 0.16))
+    heat = panels.heatmaps["ZeroReconstruction"]
+    np.testing.assert_array_equal(heat[0], heat[1])  # 0.16 and 0.64 both at the top
+    np.testing.assert_array_equal(heat[1, 2, 5], colorize([1.0], vmin=0, vmax=1)[0])
+
+
+def test_per_detector_scale_compares_maps_in_different_units():
+    images = _square_images()
+    detectors = {"small": ScaledMap(1.0), "large": ScaledMap(100.0)}
+    shared = reconstruction_panels(detectors, images, scale="shared")
+    assert _luma(shared.heatmaps["large"]).mean() > _luma(shared.heatmaps["small"]).mean()
+    separate = reconstruction_panels(detectors, images, scale="per_detector")
+    np.testing.assert_array_equal(separate.heatmaps["small"], separate.heatmaps["large"])
+    assert separate.map_kinds == {"small": "anomaly map", "large": "anomaly map"}
+
+
+def test_pca_fallback_map_sums_to_its_reconstruction_error(digits_pca):
+    pca, test, _ = digits_pca
+    flat = test[:5].reshape(5, -1)
+    panels = reconstruction_panels(pca, flat, image_shape=(8, 8))
+    maps = panels.maps["PCADetector"]
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), pca.reconstruction_error(flat))
+    # images are given to PCA as flat rows when it refuses (n, H, W)
+    from_images = reconstruction_panels(pca, test[:5])
+    np.testing.assert_allclose(from_images.maps["PCADetector"], maps)
+    expected = np.rint(np.clip(pca.reconstruct(flat), 0, 1) * 255).reshape(5, 8, 8)
+    np.testing.assert_array_equal(panels.reconstructions["PCADetector"][..., 0], expected)
+
+
+def test_rgb_images_and_overlay():
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 3, 6, 6))
+    panels = reconstruction_panels(ZeroReconstruction(), images, overlay_alpha=1.0)
+    np.testing.assert_array_equal(
+        panels.inputs, np.rint(np.moveaxis(images, 1, -1) * 255).astype(np.uint8)
+    )
+    np.testing.assert_allclose(panels.maps["ZeroReconstruction"], (images**2).sum(axis=1))
+    # the overlay is the input where the map is lowest and the heat map where highest
+    maps = panels.maps["ZeroReconstruction"]
+    top = np.unravel_index(maps.argmax(), maps.shape)
+    low = np.unravel_index(maps.argmin(), maps.shape)
+    np.testing.assert_array_equal(
+        panels.overlays["ZeroReconstruction"][top], panels.heatmaps["ZeroReconstruction"][top]
+    )
+    assert abs(int(panels.overlays["ZeroReconstruction"][low][0]) - panels.inputs[low][0]) <= 3
+
+
+def test_uint8_images_use_the_0_255_range():
+    images = np.zeros((1, 4, 4), np.uint8)
+    images[0, 0, 0] = 255
+    panels = reconstruction_panels(ZeroReconstruction(), images)
+    assert panels.inputs[0, 0, 0].tolist() == [255, 255, 255]
+    assert panels.inputs[0, 1, 1].tolist() == [0, 0, 0]
+    custom = reconstruction_panels(ZeroReconstruction(), images, value_range=(0, 510))
+    assert custom.inputs[0, 0, 0].tolist() == [128, 128, 128]
+
+
+def test_detector_refusing_both_layouts_is_reported():
+    class Picky(ZeroReconstruction):
+        def reconstruct(self, X):
+            raise ValueError("no thanks")
+
+    with pytest.raises(ValueError, match=r"Picky\.reconstruct refused X as shape \(2, 8, 8\)"):
+        reconstruction_panels(Picky(), _square_images())
+    flat = reconstruction_panels(FlatOnly(), _square_images())
+    assert flat.maps["FlatOnly"].shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"detectors": object()}, TypeError, "no reconstruct method"),
+        ({"detectors": []}, ValueError, "empty"),
+        ({"X": np.zeros((2, 64))}, ValueError, "image_shape"),
+        ({"X": np.zeros((2, 64)), "image_shape": (7, 7)}, ValueError, "49 values"),
+        ({"X": np.zeros((2, 4, 5, 5))}, ValueError, "4 channels"),
+        ({"X": np.full((2, 8, 8), np.nan)}, ValueError, "NaN"),
+        ({"X": np.zeros((0, 8, 8))}, ValueError, "no image"),
+        ({"X": np.zeros((2, 8))}, ValueError, "image_shape"),
+        ({"scale": "global"}, ValueError, "scale='global'"),
+        ({"scale": (1.0, 0.5)}, ValueError, "vmin < vmax"),
+        ({"masks": np.zeros((2, 4, 4), bool)}, ValueError, "masks has shape"),
+        ({"masks": np.full((2, 8, 8), 2)}, ValueError, "0 and 1"),
+        ({"value_range": (1, 1)}, ValueError, "low < high"),
+        ({"overlay_alpha": 2.0}, ValueError, "overlay_alpha"),
+    ],
+)
+def test_reconstruction_panels_rejects_bad_input(kwargs, error, match):
+    arguments = {"detectors": ZeroReconstruction(), "X": _square_images(), **kwargs}
+    with pytest.raises(error, match=match):
+        reconstruction_panels(arguments.pop("detectors"), arguments.pop("X"), **arguments)
+
+
+def test_unfitted_detector_is_not_retried():
+    with pytest.raises(NotFittedError):
+        reconstruction_panels(PCADetector(), _square_images())
+
+
+# --------------------------------------------------------------- figure
+def test_figure_places_the_enlarged_pictures(digits_pca):
+    pca, test, _ = digits_pca
+    panels = reconstruction_panels(pca, test[:3])
+    figure = reconstruction_figure(pca, test[:3])
+    assert figure.mode == "RGB"
+    factor = 12  # 'auto': 8x8 digits become 96x96 pictures
+    for i in range(3):
+        for tile in (panels.inputs[i], panels.heatmaps["PCADetector"][i]):
+            enlarged = np.repeat(np.repeat(tile, factor, axis=0), factor, axis=1)
+            assert len(_find(figure, enlarged)) == 1
+    # the heat map of row i sits right of its input, rows go downwards
+    corners = [
+        _find(figure, np.kron(panels.heatmaps["PCADetector"][i], np.ones((12, 12, 1), np.uint8)))[0]
+        for i in range(3)
+    ]
+    assert corners[0][0] < corners[1][0] < corners[2][0]
+    assert corners[0][1] == corners[1][1] == corners[2][1]
+
+
+def test_figure_grows_with_rows_detectors_and_upscale(digits_pca):
+    pca, test, _ = digits_pca
+    one = reconstruction_figure(pca, test[:2], upscale=4)
+    more_rows = reconstruction_figure(pca, test[:4], upscale=4)
+    two = reconstruction_figure([pca, pca], test[:2], upscale=4)
+    no_overlay = reconstruction_figure(pca, test[:2], upscale=4, overlay=False)
+    bigger = reconstruction_figure(pca, test[:2], upscale=20)  # wider than the titles
+    assert more_rows.height > one.height and more_rows.width == one.width
+    assert two.width > one.width and two.height == one.height
+    assert no_overlay.width < one.width
+    assert bigger.width > one.width and bigger.height > one.height
+
+
+def test_figure_shared_scale_shows_the_worse_image_brighter():
+    images = _square_images()
+    figure = reconstruction_figure(ZeroReconstruction(), images, upscale=12, overlay=False)
+    panels = reconstruction_panels(ZeroReconstruction(), images)
+    fig = np.asarray(figure)
+    brightness = []
+    for i in range(2):
+        tile = np.kron(panels.heatmaps["ZeroReconstruction"][i], np.ones((12, 12, 1), np.uint8))
+        ((y, x),) = _find(figure, tile)
+        brightness.append(_luma(fig[y : y + 96, x : x + 96]).mean())
+    assert brightness[1] > brightness[0]
+
+
+def test_figure_outlines_the_masks_outside_the_defect():
+    images = _square_images()
+    masks = images > 0
+    figure = np.asarray(reconstruction_figure(ZeroReconstruction(), images, masks=masks))
+    plain = np.asarray(reconstruction_figure(ZeroReconstruction(), images))
+    assert not (plain == CYAN).all(axis=-1).any()
+    outline = (figure == CYAN).all(axis=-1)
+    assert outline.any()
+    # the pixels inside the square keep their colour: the ring lies around them
+    panels = reconstruction_panels(ZeroReconstruction(), images)
+    inside = np.kron(panels.inputs[0][1:4, 4:7], np.ones((12, 12, 1), np.uint8))
+    assert _find(figure, inside)
+
+
+def test_figure_row_titles_and_scales_render(digits_pca):
+    pca, test, _ = digits_pca
+    for scale in ("shared", "per_detector", "per_image", (0.0, 1.0)):
+        figure = reconstruction_figure(
+            {"a": pca, "b": pca}, test[:2], scale=scale, row_titles=["x", "y"], cmap="viridis"
+        )
+        assert figure.width > 0
+    with pytest.raises(ValueError, match="row_titles"):
+        reconstruction_figure(pca, test[:2], row_titles=["only one"])
+    with pytest.raises(ValueError, match="mask_color"):
+        reconstruction_figure(pca, test[:2], mask_color=(0, 0, 300))
+    with pytest.raises(ValueError, match="upscale"):
+        reconstruction_figure(pca, test[:2], upscale=0)
+
+
+def test_figure_is_saved_without_overwriting(tmp_path, digits_pca):
+    pca, test, _ = digits_pca
+    X = test[:2].copy()
+    path = tmp_path / "figure.png"
+    figure = reconstruction_figure(pca, X, path=path)
+    np.testing.assert_array_equal(X, test[:2])
+    with Image.open(path) as saved:
+        assert saved.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(saved.convert("RGB")), np.asarray(figure))
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        reconstruction_figure(pca, X, path=path, upscale=2)
+    assert path.read_bytes() == before
+    reconstruction_figure(pca, X, path=str(path), upscale=2, overwrite=True)
+    assert path.read_bytes() != before
+
+
+# ------------------------------------------------------------ matplotlib
+def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    pca, test, labels = digits_pca
+    X = test.reshape(len(test), -1)
+    ax = plot_roc(pca, X, labels, name="PCA")
+    ax = plot_roc(PCADetector(n_components=2).fit(X[labels == 0]), X, labels, ax=ax)
+    names = ax.get_legend_handles_labels()[1]
+    assert names.count("chance") == 1
+    assert names[1] == "PCA (AUROC = 0.976)"
+    flagged = pca.predict(X) == -1
+    point = ax.lines[2].get_xydata()[0]
+    np.testing.assert_allclose(point, [flagged[labels == 0].mean(), flagged[labels == 1].mean()])
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="anomalies"):
+        plot_roc(pca, X, np.zeros(len(X), int))
+
+
+def test_plot_score_histogram_draws_the_threshold(digits_pca):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    pca, test, labels = digits_pca
+    X = test.reshape(len(test), -1)
+    ax = plot_score_histogram(pca, X, labels, bins=20)
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(pca.offset_)
+    counts = sum(patch.get_height() for patch in ax.patches if patch.get_width() > 0)
+    assert counts >= len(X)
+    plt.close(ax.figure)
+    ax = plot_score_histogram(pca, X)
+    assert ax.get_legend_handles_labels()[1][1] == "samples"
+    plt.close(ax.figure)
+
+
+def test_plots_name_the_extra_when_matplotlib_is_missing(monkeypatch, digits_pca):
+    pca, test, labels = digits_pca
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match=r"anomalib_lite\[plot\]"):
+        plot_roc(pca, test.reshape(len(test), -1), labels)
+    with pytest.raises(ImportError, match=r"anomalib_lite\[plot\]"):
+        plot_score_histogram(pca, test.reshape(len(test), -1))
+
+
+def test_importing_visualization_does_not_import_matplotlib():
+    import subprocess
+
+    code = (
+        "import sys, anomalib_lite.visualization; sys.exit(1 if 'matplotlib' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
