@@ -14,18 +14,29 @@ Subclasses implement two hooks: ``_fit(X)`` on validated normal data and
 higher means more anomalous. The base class derives everything else.
 """
 
+import warnings
+
 import numpy as np
 from sklearn import get_config
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import ClassifierTags, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .utils._validation import check_contamination, check_labels, check_numeric_dtype
+from .utils._validation import (
+    check_contamination,
+    check_labels,
+    check_magnitude,
+    check_numeric_dtype,
+)
 
 __all__ = ["BaseDetector", "auto_threshold"]
 
 #: Multiplier of the inter-quartile range in the ``contamination='auto'`` rule.
 TUKEY_K = 1.5
+
+#: Largest absolute training value accepted: fitting squares and cubes the
+#: data's variance (PCA's control limits), which overflows float64 beyond it.
+MAX_TRAINING_MAGNITUDE = 1e30
 
 
 def auto_threshold(anomaly_scores):
@@ -125,7 +136,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------- machinery
     @staticmethod
     def _normal_rows(X, y):
-        """Rows of ``X`` labelled normal (``y == 0``); all rows when ``y`` is None."""
+        """Rows of ``X`` labelled normal (``y == 0``); all rows when ``y`` is None.
+
+        Every fit goes through here, so it also checks that the training values
+        lie within ``MAX_TRAINING_MAGNITUDE``.
+        """
+        check_magnitude(X, MAX_TRAINING_MAGNITUDE)
         if y is None:
             return X
         normal = check_labels(y, X.shape[0])
@@ -139,9 +155,40 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             return func(X)
         return np.concatenate([func(X[batch]) for batch in gen_batches(n, step)])
 
+    def _anomaly_scores(self, X):
+        """Anomaly scores of validated ``X`` in batches; never NaN.
+
+        A finite sample whose score overflows float64 (values far outside the
+        training range) is maximally anomalous: its score is ``+inf``, with a
+        warning.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self._batched(self._anomaly_score, X)
+        overflow = ~np.isfinite(scores)
+        if overflow.any():
+            warnings.warn(
+                f"{int(overflow.sum())} of {len(scores)} samples overflowed float64 while "
+                f"scoring (largest |value| {float(np.max(np.abs(X))):.3g}); they get the "
+                "anomaly score +inf (score_samples -inf, predict -1). Rescale the input "
+                "to the training range to get finite scores.",
+                UserWarning,
+                stacklevel=3,
+            )
+            scores = np.where(overflow, np.inf, scores)
+        return scores
+
     def _set_offset(self, anomaly_scores):
         """Set ``offset_`` from the anomaly scores of the normal training rows."""
         anomaly_scores = np.asarray(anomaly_scores, dtype=np.float64)
+        overflow = ~np.isfinite(anomaly_scores)
+        if overflow.any():
+            raise ValueError(
+                f"{int(overflow.sum())} of {len(anomaly_scores)} training samples got a "
+                "non-finite anomaly score: their values are too large for the "
+                "detector's arithmetic (float overflow), so no threshold can be set. "
+                "Rescale X, e.g. with sklearn.preprocessing.StandardScaler or by "
+                "dividing by a constant."
+            )
         if self.contamination == "auto":
             self.offset_ = -auto_threshold(anomaly_scores)
         else:
@@ -191,7 +238,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,), dtype float64
         """
         X = self._check_fitted_input(X)
-        return -self._batched(self._anomaly_score, X)
+        return -self._anomaly_scores(X)
 
     def decision_function(self, X):
         """Shifted score: ``score_samples(X) - offset_``; negative means anomaly.

@@ -657,6 +657,14 @@ def _not_ours(name, why):
     )
 
 
+def _checksum_error(name, entry, detail=""):
+    return ModelFileError(
+        f"{name} failed its checksum: entry {entry!r} differs from what was saved{detail}, "
+        "so the file is corrupt or was modified. Save the model again or restore the file "
+        "from a backup."
+    )
+
+
 def _read_entries(zf, name):
     """Check the header and the checksums; return ``(header, payload, arrays)``."""
     names = zf.namelist()
@@ -690,13 +698,12 @@ def _read_entries(zf, name):
         info = zf.getinfo(entry)
         if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
             raise _not_ours(name, f"entry {entry!r} is compressed")
-        data = zf.read(entry)
+        try:
+            data = zf.read(entry)
+        except zipfile.BadZipFile as exc:  # the zip's own CRC-32 or entry header
+            raise _checksum_error(name, entry, f" ({exc})") from None
         if hashlib.sha256(data).hexdigest() != digest:
-            raise ModelFileError(
-                f"{name} failed its checksum: entry {entry!r} differs from what was saved, so "
-                "the file is corrupt or was modified. Save the model again or restore the file "
-                "from a backup."
-            )
+            raise _checksum_error(name, entry)
         entries[entry] = data
     arrays = []
     for i in range(len(digests) - 1):

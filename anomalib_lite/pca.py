@@ -181,6 +181,12 @@ class PCADetector(BaseDetector):
                 "identical, so there is no principal subspace to learn. Pass "
                 "training data that varies."
             )
+        if not np.any(np.var(X, axis=0, dtype=np.float64) > 0):
+            raise ValueError(
+                f"X varies by at most {float(np.ptp(X, axis=0).max()):.3g}: its variance "
+                "underflows float64 (squares below ~1e-308), so there is no principal "
+                "subspace to learn. Rescale X, e.g. with sklearn.preprocessing.StandardScaler."
+            )
 
     # --------------------------------------------------------------- fitting
     def _fit(self, X):

@@ -7,6 +7,7 @@ and hints at a fix.
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def check_contamination(contamination):
@@ -77,12 +78,24 @@ def check_option(value, name, options):
 
 
 def check_numeric_dtype(X, name="X"):
-    """Refuse string, bytes and complex inputs before scikit-learn's validation.
+    """Refuse non-numeric inputs before scikit-learn's validation.
 
-    Object arrays are accepted only when every entry is a number (scikit-learn
-    converts those losslessly); anything else raises a TypeError naming
-    ``name``. Complex numbers raise a ValueError.
+    None, strings, dicts, sets and string, bytes or datetime dtypes raise a
+    TypeError naming ``name``; complex dtypes and masked arrays with masked
+    entries raise a ValueError. Object arrays are accepted only when every
+    entry is a number (scikit-learn converts those losslessly).
     """
+    not_array = isinstance(X, (dict, set, frozenset)) and not sp.issparse(X)  # dok is a dict
+    if X is None or isinstance(X, (str, bytes)) or not_array:
+        raise TypeError(
+            f"{name} must be an array-like of numbers, e.g. a numpy array of shape "
+            f"(n_samples, n_features), got {type(X).__name__}."
+        )
+    if isinstance(X, np.ma.MaskedArray) and np.ma.getmaskarray(X).any():
+        raise ValueError(
+            f"{name} is a masked array with masked entries; detectors do not skip masked "
+            f"values. Fill them (e.g. {name}.filled(value)) or drop those rows first."
+        )
     dtypes = []
     if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # pandas DataFrame
         dtypes = list(X.dtypes)
@@ -98,7 +111,7 @@ def check_numeric_dtype(X, name="X"):
             ) from None
     for dtype in dtypes:
         kind = getattr(dtype, "kind", None)
-        if kind in ("U", "S", "V"):
+        if kind in ("U", "S", "V", "M", "m"):
             raise TypeError(
                 f"{name} has dtype {dtype}; expected a numeric (integer or float) "
                 f"array. Convert it first, e.g. np.asarray({name}, dtype=float)."
@@ -117,6 +130,18 @@ def check_numeric_dtype(X, name="X"):
                     f"{name} has dtype object with an entry that is not a number "
                     f"({exc}); expected a numeric array."
                 ) from None
+
+
+def check_magnitude(X, limit, name="X"):
+    """Refuse training values larger in magnitude than ``limit``."""
+    largest = max(float(np.max(X)), -float(np.min(X))) if np.size(X) else 0.0
+    if largest > limit:
+        raise ValueError(
+            f"{name} has values up to {largest:.3g} in magnitude; training accepts values "
+            f"within +-{limit:g}, beyond which squared deviations overflow float64. "
+            f"Rescale {name}, e.g. with sklearn.preprocessing.StandardScaler or by dividing "
+            "by a constant."
+        )
 
 
 def check_labels(y, n_samples):
