@@ -2,7 +2,9 @@
 
 import hashlib
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +69,32 @@ def test_load_images_keeps_the_order_of_a_list_and_reads_a_single_file(tmp_path)
     np.testing.assert_array_equal(images[0], _gray(2))
     np.testing.assert_array_equal(images[1], _gray(1))
     np.testing.assert_array_equal(load_images(first), _gray(1)[None])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    size=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    resample=st.sampled_from(["nearest", "box", "bilinear"]),
+    deep=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_load_images_round_trip_and_resize_invariants(shape, size, resample, deep, seed):
+    rng = np.random.default_rng(seed)
+    maxval = 65535 if deep else 255
+    array = rng.integers(0, maxval + 1, shape, dtype=np.uint16 if deep else np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = _save(Path(folder) / "image.png", array)
+        exact = load_images(path, dtype="float32")
+        resized = load_images(path, size=size, dtype="float32", resample=resample)
+        as_uint8 = load_images(path, size=size, resample=resample)
+    np.testing.assert_allclose(exact[0], array / maxval, rtol=1e-6)
+    assert resized.shape == (1, *size) and resized.dtype == np.float32
+    assert as_uint8.shape == (1, *size) and as_uint8.dtype == np.uint8
+    # these filters average neighbours: no value leaves the range of the source
+    low, high = array.min() / maxval, array.max() / maxval
+    assert resized.min() >= low - 1e-5 and resized.max() <= high + 1e-5
+    np.testing.assert_allclose(as_uint8 / 255.0, resized, atol=0.5 / 255 + 1e-5)
 
 
 def test_load_images_float32_divides_by_255(tmp_path):

@@ -4,6 +4,9 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 
@@ -92,6 +95,18 @@ def test_colorize_matches_matplotlib(cmap):
 def test_colorize_gets_brighter_with_the_value(cmap):
     luma = _luma(colorize(np.linspace(0, 1, 64), cmap=cmap))
     assert np.all(np.diff(luma) > 0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    values=arrays(np.float64, st.integers(2, 40), elements=st.floats(-1e6, 1e6)),
+    cmap=st.sampled_from(COLORMAPS),
+)
+def test_colorize_keeps_the_order_of_values(values, cmap):
+    luma = _luma(colorize(values, cmap=cmap))
+    order = np.argsort(values, kind="stable")
+    assert np.all(np.diff(luma[order]) >= 0)
+    assert luma[values.argmin()] == luma.min() and luma[values.argmax()] == luma.max()
 
 
 def test_colorize_limits():
