@@ -440,24 +440,37 @@ class PCADetector(BaseDetector):
             )
         if theta1 <= 0:
             return 0.0
-        if self.statistic == "spe":
-            h0 = 1.0 - 2.0 * theta1 * theta3 / (3.0 * theta2**2)
-            if h0 > 0:
+        if self.statistic == "combined" and np.isnan(theta2):
+            raise ValueError(
+                "The combined control limit needs the discarded eigenvalues, "
+                "which are only known after fit(); calibrate on held-out data instead."
+            )
+        with np.errstate(all="ignore"):
+            # Moments relative to theta1 stay near 1 at any scale of X, where
+            # theta2**2 and theta1 * theta3 would overflow or underflow.
+            r2 = theta2 / theta1 / theta1
+            r3 = theta3 / theta1 / theta1 / theta1
+            h0 = 1.0 - 2.0 * r3 / (3.0 * r2**2)
+            if self.statistic == "spe" and h0 > 0:
                 c = stats.norm.ppf(1 - alpha)
-                base = (
-                    c * np.sqrt(2 * theta2 * h0**2) / theta1
-                    + 1
-                    + theta2 * h0 * (h0 - 1) / theta1**2
-                )
-                return float(theta1 * max(base, 0.0) ** (1.0 / h0))
-            mean, var = theta1, 2.0 * theta2
-        else:  # combined: SPE / theta1 + T² / k
-            if np.isnan(theta2):
-                raise ValueError(
-                    "The combined control limit needs the discarded eigenvalues, "
-                    "which are only known after fit(); calibrate on held-out data instead."
-                )
-            mean = 2.0
-            var = 2.0 * theta2 / theta1**2 + 2.0 / k
-        g, h = var / (2.0 * mean), 2.0 * mean**2 / var
-        return float(g * stats.chi2.ppf(1 - alpha, h))
+                base = c * np.sqrt(2 * r2 * h0**2) + 1 + r2 * h0 * (h0 - 1)
+                limit = theta1 * max(base, 0.0) ** (1.0 / h0)
+            else:  # Box's g * chi2(h) with the mean and variance of the statistic
+                if self.statistic == "spe":  # in units of theta1
+                    scale, mean, var = theta1, 1.0, 2.0 * r2
+                else:  # combined: SPE / theta1 + T² / k
+                    scale, mean, var = 1.0, 2.0, 2.0 * r2 + 2.0 / k
+                g, h = var / (2.0 * mean), 2.0 * mean**2 / var
+                limit = scale * g * stats.chi2.ppf(1 - alpha, h)
+        # theta2 (and theta3 for SPE) must not have underflowed, nor the limit overflowed
+        tiny = np.finfo(np.float64).tiny
+        moments = theta2 >= tiny and (theta3 >= tiny or self.statistic == "combined")
+        if not (moments and np.isfinite(limit)):
+            raise ValueError(
+                f"The analytic {self.statistic} limit cannot be computed in float64 for "
+                f"this fit: the variance left outside the subspace (theta_={self.theta_}) "
+                "is too small or too large. Rescale X, e.g. with "
+                "sklearn.preprocessing.StandardScaler, or calibrate the threshold on "
+                "held-out data (CalibratedDetector)."
+            )
+        return float(limit)

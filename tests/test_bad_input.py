@@ -328,6 +328,14 @@ def _n_components_fraction(ctx):
     return [lambda: PCADetector(n_components=1.5).fit(ctx.keep(_X()))]
 
 
+@row(
+    "control-limit-scale", ValueError, "analytic spe limit cannot be computed in float64.*Rescale X"
+)
+def _control_limit_scale(ctx):
+    # the moments of the variance outside the subspace underflow
+    return [lambda: PCADetector(n_components=2, control_limit=0.05).fit(ctx.keep(_X() * 1e-60))]
+
+
 # ------------------------------------------------------------ labels
 @row(
     "labels-not-binary", ValueError, r"only 0 \(normal\) and 1 \(anomaly\); got values \[0, 1, 2\]"

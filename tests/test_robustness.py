@@ -1,0 +1,198 @@
+"""Faults a production line meets: extreme values, concurrent scoring, repeats.
+
+The value ranges tested here are those documented in docs/bad_input.md.
+"""
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from anomalib_lite import (
+    AutoencoderDetector,
+    CalibratedDetector,
+    ConvAutoencoderDetector,
+    PCADetector,
+)
+from anomalib_lite.base import MAX_TRAINING_MAGNITUDE
+
+D = 6
+
+
+def _train(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, D)) @ rng.normal(size=(D, D))
+
+
+@pytest.fixture(scope="module")
+def detectors():
+    X = _train()
+    dets = {
+        "pca-spe": PCADetector(n_components=2),
+        "pca-t2": PCADetector(n_components=2, statistic="t2"),
+        "pca-combined": PCADetector(n_components=2, statistic="combined"),
+        "autoencoder": AutoencoderDetector(
+            hidden_sizes=(8,), latent_dim=2, max_iter=3, random_state=0
+        ),
+        "conv": ConvAutoencoderDetector(
+            image_shape=(1, -1), channels=(4,), latent_dim=2, max_iter=3, random_state=0
+        ),
+        "calibrated": CalibratedDetector(PCADetector(n_components=2), random_state=0),
+    }
+    return {name: det.fit(X) for name, det in dets.items()}
+
+
+#: Inputs within these bounds get finite scores from a detector trained on
+#: data of unit scale (docs/bad_input.md, "Value ranges").
+FINITE_WITHIN = {
+    "pca-spe": 1e150,
+    "pca-t2": 1e150,
+    "pca-combined": 1e150,
+    "autoencoder": 1e15,
+    "conv": 1e15,
+    "calibrated": 1e150,
+}
+
+any_finite = st.floats(allow_nan=False, allow_infinity=False)
+wide = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def _rows(elements):
+    return arrays(np.float64, st.tuples(st.integers(1, 6), st.just(D)), elements=elements)
+
+
+def _check_well_formed(det, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # overflow warnings are expected
+        scores = det.score_samples(X)
+        decision = det.decision_function(X)
+        labels = det.predict(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64
+    assert not np.any(np.isnan(scores))
+    assert not np.any(scores == np.inf)  # overflow only ever means "maximally anomalous"
+    np.testing.assert_array_equal(decision, scores - det.offset_)
+    np.testing.assert_array_equal(labels, np.where(decision >= 0, 1, -1))
+    return scores
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+@wide
+@given(X=_rows(any_finite))
+def test_scores_are_never_nan_for_any_finite_input(detectors, name, X):
+    scores = _check_well_formed(detectors[name], X)
+    assert np.all(np.isfinite(scores) | (scores == -np.inf))
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+@wide
+@given(data=st.data())
+def test_scores_are_finite_within_the_documented_range(detectors, name, data):
+    bound = FINITE_WITHIN[name]
+    X = data.draw(_rows(st.floats(-bound, bound)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        scores = detectors[name].score_samples(X)
+    assert np.all(np.isfinite(scores))
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+def test_overflow_is_maximally_anomalous_with_a_warning(detectors, name):
+    det = detectors[name]
+    X = np.vstack([np.full(D, 1.5e308), _train(n=3, seed=1)])
+    with pytest.warns(UserWarning, match="1 of 4 samples overflowed float64"):
+        scores = det.score_samples(X)
+    assert scores[0] == -np.inf and np.all(np.isfinite(scores[1:]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert det.predict(X)[0] == -1
+
+
+def _unit(n=40, seed=0):
+    X = _train(n=n, seed=seed)
+    return X / np.abs(X).max()
+
+
+#: Scales of the training data at which PCA's analytic control limits are computed.
+PCA_LIMIT_SCALES = (1e-50, MAX_TRAINING_MAGNITUDE)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    log_scale=st.floats(np.log10(PCA_LIMIT_SCALES[0]), np.log10(PCA_LIMIT_SCALES[1])),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+    seed=st.integers(0, 2**16),
+)
+def test_pca_fits_and_limits_anywhere_in_the_documented_range(log_scale, statistic, seed):
+    scale = 10.0**log_scale
+    X = _unit(seed=seed) * scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or division warning
+        det = PCADetector(n_components=2, statistic=statistic, control_limit=0.05).fit(X)
+        scores = det.score_samples(X)
+    assert np.all(np.isfinite(scores))
+    # the analytic limit is equivariant: SPE scales with the variance, the others not at all
+    ref = PCADetector(n_components=2, statistic=statistic, control_limit=0.05).fit(_unit(seed=seed))
+    unit = scale**2 if statistic == "spe" else 1.0
+    assert det.offset_ / unit == pytest.approx(ref.offset_, rel=1e-8)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    log_scale=st.floats(-300, np.log10(MAX_TRAINING_MAGNITUDE)),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+)
+def test_pca_limit_is_finite_or_a_clear_error_at_any_scale(log_scale, statistic):
+    X = _unit() * 10.0**log_scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "explains all the variance"
+        try:
+            det = PCADetector(n_components=2, statistic=statistic, control_limit=0.05).fit(X)
+        except ValueError as exc:
+            assert "Rescale X" in str(exc)
+            return
+    assert np.isfinite(det.offset_)
+
+
+@pytest.mark.parametrize("scale", [1e31, 1e100, 1e300])
+def test_training_values_beyond_the_range_raise(scale):
+    with pytest.raises(ValueError, match=r"training accepts values within \+-1e\+30"):
+        PCADetector(n_components=2).fit(_train() * scale)
+    with pytest.raises(ValueError, match=r"training accepts values within \+-1e\+30"):
+        PCADetector(n_components=2).partial_fit(_train() * scale)
+
+
+# --------------------------------------------------------------- threads
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+def test_concurrent_scoring_matches_sequential_scoring(detectors, name):
+    det = detectors[name]
+    rng = np.random.default_rng(7)
+    batches = [rng.normal(size=(int(rng.integers(1, 80)), D)) for _ in range(24)]
+    methods = ["score_samples", "decision_function", "predict"]
+    if hasattr(det, "reconstruction_error"):
+        methods.append("reconstruction_error")
+    threads_before = torch.get_num_threads()
+    for method in methods:
+        func = getattr(det, method)
+        sequential = [func(b) for b in batches]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            concurrent = list(pool.map(func, batches))
+        for seq, con in zip(sequential, concurrent, strict=True):
+            np.testing.assert_array_equal(con, seq)
+    # the torch detectors set their thread count per call and restore it
+    assert torch.get_num_threads() == threads_before
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+def test_repeated_scoring_is_bit_identical(detectors, name):
+    det = detectors[name]
+    X = _train(n=50, seed=3)
+    first = det.score_samples(X)
+    for _ in range(3):
+        np.testing.assert_array_equal(det.score_samples(X), first)
