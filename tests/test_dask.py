@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 from itertools import pairwise
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -15,7 +16,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from anomalib_lite import PCADetector
 
@@ -245,6 +246,22 @@ def test_score_files_matches_in_memory_scores(fitted, png_files):
     )
 
 
+def _flatten(images):
+    return images.reshape(len(images), -1)
+
+
+def test_score_files_reads_with_load_images_by_default(digits, png_files):
+    paths, images = png_files
+    rows = images.reshape(len(images), -1).astype(np.float32) / 255
+    pipe = make_pipeline(FunctionTransformer(_flatten), PCADetector(n_components=5)).fit(
+        images.astype(np.float32) / 255
+    )
+    result = score_files(pipe, paths, files_per_chunk=20, dtype="float32")
+    np.testing.assert_array_equal(
+        result.compute(scheduler="synchronous"), _per_chunk(pipe[-1], rows, result.chunks[0])
+    )
+
+
 def test_score_files_rejects_bad_paths(fitted, png_files, tmp_path):
     paths, _ = png_files
     with pytest.raises(TypeError, match=r"sequence of file paths.*glob"):
@@ -305,3 +322,23 @@ def test_grid_search_on_processes_and_on_dask_equals_sequential(client, digits):
         np.testing.assert_array_equal(search.decision_function(X), sequential.decision_function(X))
     # The best model is a useful one, not an artefact of the search.
     assert sequential.best_score_ > 0.9
+
+
+# ---------------------------------------------------------- benchmark
+def test_benchmark_fast_mode_writes_its_table(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_dask_scoring.py"
+    report = tmp_path / "benchmarks_dask.md"
+    result = subprocess.run(
+        [sys.executable, str(script), "--fast", "--output", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = report.read_text()
+    assert "--fast" in text
+    for way in ("single process", "threads", "LocalCluster 2x1"):
+        assert f"| {way} | 1,000 |" in text
+        assert f"| {way} | 4,000 |" in text
+    assert "| PCADetector |" in text
+

@@ -1,0 +1,359 @@
+"""Batch scoring on Dask: throughput and peak memory, one process vs a LocalCluster.
+
+Scores N generated 28x28 images (N from 10,000 to 1,000,000) with a fitted
+detector through :func:`anomalib_lite.dask.score_array`. The images are made
+chunk by chunk inside the tasks, so no process ever holds the collection:
+peak memory must stay flat as N grows. Three ways to run the same graph:
+
+* ``single process``: Dask's synchronous scheduler in this process;
+* ``threads``: Dask's default threaded scheduler in this process;
+* ``LocalCluster``: ``distributed.LocalCluster(n_workers, processes=True,
+  threads_per_worker=1)``, warmed up once.
+
+Peak memory is the peak resident set size of each process that scores (this
+process, or each cluster worker) during the job: Linux's ``VmHWM``,
+reset just before the job starts, so Linux only. It also measures how
+small and fast each detector pickles, since that is what ships to workers.
+
+Run::
+
+    python benchmarks/bench_dask_scoring.py            # full, writes docs/benchmarks_dask.md
+    python benchmarks/bench_dask_scoring.py --fast --output /tmp/dask.md
+"""
+
+import argparse
+import contextlib
+import datetime
+import os
+import pickle
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE = 28
+
+
+# ----------------------------------------------------------------- data
+def _basis():
+    """16 smooth 28x28 patterns (low-frequency cosines), one per row."""
+    x = (np.arange(SIDE) + 0.5) / SIDE
+    waves = [np.cos(np.pi * u * x) for u in range(4)]
+    return np.stack([np.outer(a, b).ravel() for a in waves for b in waves]).astype(np.float32)
+
+
+def make_images(n, seed, anomaly_ratio=0.0):
+    """``n`` flat 28x28 images: smooth normal variation plus noise.
+
+    A fraction ``anomaly_ratio`` carries a bright 5x5 square (the defect).
+    """
+    rng = np.random.default_rng(seed)
+    basis = _basis()
+    scales = np.linspace(1.0, 0.2, len(basis), dtype=np.float32)
+    images = (rng.standard_normal((n, len(basis)), dtype=np.float32) * scales) @ basis
+    images += 0.05 * rng.standard_normal((n, SIDE * SIDE), dtype=np.float32)
+    n_bad = round(anomaly_ratio * n)
+    for i in range(n_bad):
+        r, c = rng.integers(0, SIDE - 5, size=2)
+        square = images[i].reshape(SIDE, SIDE)
+        square[r : r + 5, c : c + 5] += 2.0
+    return images
+
+
+def _chunk(block_info=None, seed=0):
+    """One chunk of images, seeded by its position: identical on any scheduler."""
+    info = block_info[None]
+    (start, stop), _ = info["array-location"]
+    return make_images(stop - start, seed=[seed, info["chunk-location"][0]])
+
+
+def image_array(n, rows_per_chunk, seed=0):
+    """A lazy ``(n, 784)`` float32 dask array generated chunk by chunk."""
+    import dask.array as da
+
+    sizes = [rows_per_chunk] * (n // rows_per_chunk)
+    if n % rows_per_chunk:
+        sizes.append(n % rows_per_chunk)
+    return da.map_blocks(
+        _chunk,
+        chunks=(tuple(sizes), (SIDE * SIDE,)),
+        dtype=np.float32,
+        seed=seed,
+        meta=np.empty((0, 0), np.float32),
+    )
+
+
+# ------------------------------------------------------------ detectors
+def fit_detectors(fast):
+    """Fitted detectors of the library to ship, by name (torch ones when present)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import anomalib_lite
+
+    X = make_images(500 if fast else 10000, seed=1)
+    n_torch = 64 if fast else 1000
+    detectors = {
+        "PCADetector": anomalib_lite.PCADetector(n_components=16).fit(X),
+        "Pipeline(StandardScaler, PCADetector)": make_pipeline(
+            StandardScaler(), anomalib_lite.PCADetector(n_components=16)
+        ).fit(X),
+    }
+    if hasattr(anomalib_lite, "CalibratedDetector"):
+        detectors["CalibratedDetector(PCADetector)"] = anomalib_lite.CalibratedDetector(
+            anomalib_lite.PCADetector(n_components=16), random_state=0
+        ).fit(X)
+    torch_kw = {"max_iter": 1, "random_state": 0}
+    if hasattr(anomalib_lite, "ConvAutoencoderDetector"):
+        detectors["ConvAutoencoderDetector"] = anomalib_lite.ConvAutoencoderDetector(
+            **torch_kw
+        ).fit(X[:n_torch].reshape(-1, SIDE, SIDE))
+    if hasattr(anomalib_lite, "AutoencoderDetector"):
+        detectors["AutoencoderDetector"] = anomalib_lite.AutoencoderDetector(**torch_kw).fit(
+            X[:n_torch]
+        )
+    return detectors
+
+
+def pickle_costs(detectors, repeats):
+    """Pickled size and median dump / load times of each fitted detector."""
+    rows = []
+    for name, det in detectors.items():
+        dumps, loads = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            blob = pickle.dumps(det, protocol=pickle.HIGHEST_PROTOCOL)
+            t1 = time.perf_counter()
+            pickle.loads(blob)
+            t2 = time.perf_counter()
+            dumps.append(t1 - t0)
+            loads.append(t2 - t1)
+        rows.append((name, len(blob), statistics.median(dumps), statistics.median(loads)))
+    return rows
+
+
+# ------------------------------------------------------------- scoring
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_peak():
+    """Reset this process's peak RSS (Linux ``clear_refs``), so the job's peak is seen."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_mb():
+    """Peak RSS since the last :func:`_reset_peak` (``VmHWM``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _import_scoring():
+    import anomalib_lite.dask  # noqa: F401
+
+
+def run_in_process(detector, n, rows_per_chunk, scheduler, score=True):
+    """Score n images in this process with a local Dask scheduler."""
+    from anomalib_lite.dask import score_array
+
+    # Warm up (lazy imports, first-call costs) on one small chunk, as on the cluster.
+    score_array(detector, image_array(100, 100)).compute(scheduler=scheduler)
+    darr = image_array(n, rows_per_chunk)
+    baseline = _rss_mb()
+    _reset_peak()
+    t0 = time.perf_counter()
+    if score:
+        result = score_array(detector, darr).compute(scheduler=scheduler)
+    else:
+        result = darr.sum(axis=1).compute(scheduler=scheduler)
+    seconds = time.perf_counter() - t0
+    return seconds, baseline, _peak_mb(), float(np.mean(result))
+
+
+def run_on_cluster(client, detector, n, rows_per_chunk):
+    from anomalib_lite.dask import score_array
+
+    darr = image_array(n, rows_per_chunk)
+    baseline = client.run(_rss_mb)
+    client.run(_reset_peak)
+    t0 = time.perf_counter()
+    result = client.compute(score_array(detector, darr)).result()
+    seconds = time.perf_counter() - t0
+    peaks = client.run(_peak_mb)
+    return seconds, max(baseline.values()), max(peaks.values()), float(np.mean(result))
+
+
+# ------------------------------------------------------------- report
+def _machine():
+    import dask
+    import distributed
+    import sklearn
+
+    import anomalib_lite
+
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    busy = _busy_processes()
+    return [
+        f"- Date: {datetime.date.today().isoformat()}; machine: {platform.processor() or ''} "
+        f"{platform.machine()}, {os.cpu_count()} logical cores, Python {platform.python_version()}",
+        f"- Versions: anomalib_lite {anomalib_lite.__version__}, numpy {np.__version__}, "
+        f"scikit-learn {sklearn.__version__}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}",
+        f"- Load average (1/5/15 min) when the run ended: {load}",
+        f"- Other busy processes at the end: {busy or 'none above 10% CPU'}",
+    ]
+
+
+def _busy_processes():
+    try:
+        import psutil
+    except ImportError:
+        return "unknown (psutil not installed)"
+    me = os.getpid()
+    procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.cpu_percent(None)
+    time.sleep(1.0)
+    busy = []
+    for p in procs:
+        try:
+            cpu = p.cpu_percent(None)
+        except psutil.Error:
+            continue
+        if cpu >= 10 and p.info["pid"] != me:
+            cmd = " ".join((p.info["cmdline"] or [p.info["name"]])[:3])
+            busy.append(f"`{cmd[:60]}` {cpu:.0f}%")
+    return ", ".join(busy)
+
+
+def write_report(path, command, sizes, rows_per_chunk, n_workers, results, pickles, repeats):
+    lines = [
+        "# Batch scoring on Dask: throughput and memory",
+        "",
+        "Generated by `benchmarks/bench_dask_scoring.py`; do not edit by hand.",
+        "",
+        f"Command: `{command}`",
+        "",
+        *_machine(),
+        "",
+        "## Scoring N generated 28x28 images with PCADetector",
+        "",
+        f"`score_array(PCADetector(n_components=16), X).compute()` on float32 rows, "
+        f"{rows_per_chunk:,} images per chunk, generated inside each task. Throughput is "
+        f"N / median wall time of {repeats} run(s) (scoring plus generating the images); the "
+        "*generate only* row is the cost of making the images alone. Peak memory is the peak "
+        "RSS of each scoring process during the job (for the cluster: the largest worker; "
+        "Linux `VmHWM` reset at the start of the job), and *baseline* its RSS before the "
+        "job (interpreter, libraries, detector, after a warm-up on a few small chunks).",
+        "",
+        "| way | N | median s | images/s | ratio vs single process "
+        "| baseline MB | peak MB per process |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for n in sizes:
+        ref = results[("single process", n)][0]
+        for way in (
+            "generate only",
+            "single process",
+            "threads",
+            f"LocalCluster {n_workers}x1",
+        ):
+            if (way, n) not in results:
+                continue
+            sec, base, peak = results[(way, n)]
+            lines.append(
+                f"| {way} | {n:,} | {sec:.2f} | {n / sec:,.0f} | {ref / sec:.2f} "
+                f"| {base:.0f} | {peak:.0f} |"
+            )
+    lines += [
+        "",
+        "## What ships to workers: pickled detectors",
+        "",
+        "Fitted on 28x28 generated images (torch detectors trained for one epoch; the size does "
+        f"not depend on training length). Median of {max(5, repeats)} dumps and loads, pickle "
+        "protocol 5.",
+        "",
+        "| detector | pickled KiB | dumps ms | loads ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, size, dump, load in pickles:
+        lines.append(f"| {name} | {size / 1024:.1f} | {dump * 1e3:.2f} | {load * 1e3:.2f} |")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fast", action="store_true", help="tiny N: a smoke run")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--rows-per-chunk", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks_dask.md"))
+    args = parser.parse_args(argv)
+    sizes = sorted(args.sizes or ([1_000, 4_000] if args.fast else [10_000, 100_000, 1_000_000]))
+    rows = args.rows_per_chunk or (500 if args.fast else 10_000)
+    repeats = args.repeats or (1 if args.fast else 3)
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+
+    from distributed import Client, LocalCluster
+
+    from anomalib_lite.dask import score_array
+
+    detectors = fit_detectors(args.fast)
+    pickles = pickle_costs(detectors, repeats=max(5, repeats))
+    for name, size, dump, load in pickles:
+        print(
+            f"pickle {name}: {size / 1024:.1f} KiB, dumps {dump * 1e3:.2f} ms, "
+            f"loads {load * 1e3:.2f} ms"
+        )
+    det = detectors["PCADetector"]
+
+    results = {}
+    cluster = LocalCluster(
+        n_workers=args.workers, processes=True, threads_per_worker=1, dashboard_address=None
+    )
+    way_cluster = f"LocalCluster {args.workers}x1"
+    with Client(cluster) as client:
+        # Warm up each worker (imports, first-call costs) on small chunks.
+        client.run(_import_scoring)
+        client.compute(score_array(det, image_array(200 * args.workers, 100))).result()
+        for n in sizes:
+            runs = {
+                "generate only": lambda n=n: run_in_process(
+                    det, n, rows, "synchronous", score=False
+                ),
+                "single process": lambda n=n: run_in_process(det, n, rows, "synchronous"),
+                "threads": lambda n=n: run_in_process(det, n, rows, "threads"),
+                way_cluster: lambda n=n: run_on_cluster(client, det, n, rows),
+            }
+            means = {}
+            for way, run in runs.items():
+                measured = [run() for _ in range(repeats)]
+                sec = statistics.median(m[0] for m in measured)
+                results[(way, n)] = (sec, measured[-1][1], max(m[2] for m in measured))
+                means[way] = measured[-1][3]
+                print(
+                    f"{way:>20} N={n:>9,}: {sec:7.2f} s, {n / sec:>10,.0f} images/s, "
+                    f"baseline {measured[-1][1]:.0f} MB, peak {results[(way, n)][2]:.0f} MB"
+                )
+            scored = [v for k, v in means.items() if k != "generate only"]
+            if not np.allclose(scored, scored[0], rtol=1e-9):
+                raise RuntimeError(f"the ways disagree on the mean score: {means}")
+    cluster.close()
+    write_report(args.output, command, sizes, rows, args.workers, results, pickles, repeats)
+    print(f"report written to {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
