@@ -341,4 +341,3 @@ def test_benchmark_fast_mode_writes_its_table(tmp_path):
         assert f"| {way} | 1,000 |" in text
         assert f"| {way} | 4,000 |" in text
     assert "| PCADetector |" in text
-
