@@ -1,0 +1,713 @@
+"""Training loop, batching, devices and checkpoints of the torch detectors.
+
+:class:`TorchDetector` holds everything the autoencoder detectors share; a
+subclass supplies the network and the input geometry through these hooks:
+
+* ``_set_geometry(X)`` stores the fitted input geometry (``input_shape_``,
+  scaling statistics, ...) from validated training data;
+* ``_check_geometry(X)`` checks that new training data matches it;
+* ``_to_tensor(X)`` turns a validated batch into a float32 CPU tensor in the
+  network's space (scaled, padded);
+* ``_make_module()`` builds the untrained ``nn.Module`` from the parameters
+  and the geometry attributes;
+* ``_train_loss(out, x)`` is the scalar training loss of a batch;
+* ``_errors(x, out)`` is the per-sample squared error in input units, shaped
+  like one sample; ``_statistic(errors, x, out)`` reduces it to one anomaly
+  score per sample; ``_from_tensor(out)`` maps reconstructions back to input
+  units and layout.
+
+Every public output (scores, reconstructions, errors, anomaly maps) goes
+through one forward pass, :meth:`TorchDetector._forward`.
+"""
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .base import BaseDetector
+from .utils._torch import (
+    build_quietly,
+    check_device,
+    check_threads,
+    draw_seed,
+    generator_seed,
+    init_weights,
+    make_generator,
+    resolve_device,
+    torch_threads,
+)
+from .utils._validation import check_float, check_int, check_option
+
+__all__ = ["TorchDetector", "check_dense", "check_int_tuple"]
+
+logger = logging.getLogger("anomalib_lite")
+
+_SCHEDULES = ("constant", "cosine")
+CHECKPOINT_FORMAT = "anomalib_lite.checkpoint"
+CHECKPOINT_VERSION = 1
+#: Fraction of a cosine run spent warming the learning rate up linearly.
+WARMUP_FRACTION = 0.05
+_RUN_ATTRS = ("_run_seed", "_run_start", "_stop_at", "_run_done", "_no_improve")
+
+
+def check_dense(X, name="X"):
+    """Refuse scipy sparse input with a message that says so."""
+    if sp.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported by the "
+            f"autoencoder detectors. Pass a dense array, e.g. {name}.toarray()."
+        )
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}.")
+
+
+def _cpu_copy(tree):
+    """A detached CPU copy of a (nested) state dict."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: _cpu_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cpu_copy(v) for v in tree)
+    return copy.deepcopy(tree)
+
+
+def _as_tuples(value):
+    """JSON lists back to (nested) tuples."""
+    if isinstance(value, list):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def _device_available(device):
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
+    if dev.type == "mps":
+        return torch.backends.mps.is_available()
+    return dev.type == "cpu"
+
+
+@contextlib.contextmanager
+def _progress_logging(verbose):
+    """Let ``verbose`` progress messages reach the user.
+
+    Where logging is not configured, a stderr handler is attached for the
+    duration of the call; the ``anomalib_lite`` logger is set to INFO while
+    it runs when its effective level would drop the messages.
+    """
+    if not verbose:
+        yield
+        return
+    handler = None
+    old_level = logger.level
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(old_level)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
+class TorchDetector(BaseDetector):
+    """Base class of the detectors built on a torch autoencoder.
+
+    Not meant to be used directly. It implements the scikit-learn MLP
+    training parameters, the epoch loop, early stopping, the learning-rate
+    schedule, ``partial_fit``, interruption, divergence checks,
+    checkpoints, pickling and batched inference.
+    """
+
+    #: Parameters that shape the network; a checkpoint must agree on them.
+    _module_params = ()
+    #: Fitted attributes that ``_make_module`` and ``_to_tensor`` read.
+    _geometry_attrs = ()
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        super()._check_params()
+        check_int(self.batch_size, "batch_size", min_value=1)
+        check_float(self.learning_rate_init, "learning_rate_init", low=0)
+        check_option(self.learning_rate, "learning_rate", _SCHEDULES)
+        check_int(self.max_iter, "max_iter", min_value=1)
+        _check_bool(self.early_stopping, "early_stopping")
+        check_float(self.validation_fraction, "validation_fraction", low=0, high=1)
+        check_int(self.n_iter_no_change, "n_iter_no_change", min_value=1)
+        check_float(self.tol, "tol", low=0, closed="left")
+        _check_bool(self.warm_start, "warm_start")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            check_int(self.verbose, "verbose", min_value=0)
+        check_device(self.device)
+        check_threads(self.n_threads)
+        path = self.checkpoint_path
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"checkpoint_path must be None or a file path (str or os.PathLike), "
+                f"got {type(path).__name__} {path!r}."
+            )
+
+    def _validate_input(self, X, *, reset):
+        check_dense(X)
+        return super()._validate_input(X, reset=reset)
+
+    # ------------------------------------------------------------ the module
+    def _build_module(self):
+        """Build ``module_`` from the parameters and the geometry, untrained.
+
+        The network lives on the CPU; the global torch RNG is left untouched.
+        Used by ``fit``, by unpickling and by the model-file loader of
+        :mod:`anomalib_lite.io`, which then loads the weights.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            The new ``module_``.
+        """
+        self.module_ = build_quietly(self._make_module)
+        self.module_.eval()
+        return self.module_
+
+    def _module_device(self):
+        for tensor in self.module_.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    # ----------------------------------------------------------------- state
+    def _is_trained(self):
+        return hasattr(self, "module_")
+
+    def _discard_fit(self):
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+
+    def _start_fresh(self, X):
+        self.device_ = resolve_device(self.device)
+        self._set_geometry(X)
+        init_seed = draw_seed(self.random_state)
+        self._build_module()
+        init_weights(self.module_, make_generator(init_seed))
+        self.module_.to(self.device_)
+        self.n_iter_ = 0
+        self.history_ = []
+        self.best_loss_ = math.inf
+        self._optimizer_state = None
+        self._best_state = None
+        self._run_seed = generator_seed(make_generator(init_seed))
+        self._rng_state = None
+        self._run_start = self._stop_at = 0
+        self._run_done = True
+        self._no_improve = 0
+
+    def _prepare_warm(self, X):
+        """Continue from the fitted state, moving it to the requested device."""
+        self._check_geometry(X)
+        device = resolve_device(self.device)
+        if device != self.device_:
+            self.device_ = device
+        self.module_.to(self.device_)
+
+    def _new_run(self, n_epochs):
+        if self._rng_state is not None:
+            gen = make_generator(0)
+            gen.set_state(self._rng_state)
+            self._run_seed = generator_seed(gen)
+        self._run_start = self.n_iter_
+        self._stop_at = self.n_iter_ + n_epochs
+        self._run_done = False
+        self._no_improve = 0
+        self._best_state = None
+        self._rng_state = None
+        self.best_loss_ = math.inf
+
+    # --------------------------------------------------------------- fitting
+    def _fit(self, X):
+        with self._runtime():
+            resume = self.warm_start and (self._is_trained() or self._load_checkpoint())
+            self._claim_checkpoint()
+            if resume:
+                self._prepare_warm(X)
+            else:
+                self._start_fresh(X)
+            fresh_run = self._run_done
+            if fresh_run:
+                self._new_run(self.max_iter)
+                self._optimizer_state = None
+            self._train(self._to_tensor(X), early_stopping=self.early_stopping)
+
+    def partial_fit(self, X, y=None):
+        """Train for one more epoch over ``X``.
+
+        For data that does not fit in memory, or to continue a fit. The first
+        call sets the input geometry and scaling from its batch. Each call
+        runs one epoch at a constant ``learning_rate_init`` with the
+        optimizer state carried over, adds one to ``n_iter_`` and one entry to
+        ``history_``; ``early_stopping`` does not apply. ``offset_`` is set
+        from the scores of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            A batch of training samples, in the layouts ``fit`` accepts.
+        y : array-like of shape (n_samples,), default=None
+            Optional labels, ``0`` = normal, ``1`` = anomaly; only normal rows
+            are learned from.
+
+        Returns
+        -------
+        self : object
+            The updated detector.
+        """
+        self._check_params()
+        first = not self._is_trained()
+        X = self._validate_input(X, reset=first)
+        X = self._normal_rows(X, y)
+        with self._runtime():
+            self._claim_checkpoint()
+            if first:
+                self._start_fresh(X)
+            else:
+                self._prepare_warm(X)
+            self._new_run(1)
+            self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+        self._set_offset(self._batched(self._anomaly_score, X))
+        return self
+
+    @contextlib.contextmanager
+    def _runtime(self):
+        with torch_threads(self.n_threads), _progress_logging(self.verbose):
+            yield
+
+    def _split(self, x, early_stopping):
+        n = x.shape[0]
+        gen = make_generator(self._run_seed)
+        if not early_stopping:
+            return x, None, gen
+        n_val = math.ceil(self.validation_fraction * n)
+        if n_val < 1 or n - n_val < 1:
+            raise ValueError(
+                f"early_stopping=True with validation_fraction={self.validation_fraction} "
+                f"leaves {n_val} validation and {n - n_val} training samples out of "
+                f"n_samples={n}; both need at least one. Pass more samples, change "
+                "validation_fraction or set early_stopping=False."
+            )
+        perm = torch.randperm(n, generator=gen)
+        return x[perm[n_val:]], x[perm[:n_val]], gen
+
+    def _lr_factor(self, progress):
+        """Learning-rate multiplier at ``progress`` in [0, 1) of the run."""
+        if self.learning_rate == "constant":
+            return 1.0
+        if progress < WARMUP_FRACTION:
+            return (progress + 1e-3) / WARMUP_FRACTION
+        p = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+
+    def _make_optimizer(self, constant_lr):
+        optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate_init)
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+        if constant_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = self.learning_rate_init
+        return optimizer
+
+    def _train(self, x, *, early_stopping, constant_lr=False):
+        """Run the current run's remaining epochs on the CPU tensor ``x``."""
+        device = self._module_device()
+        train, val, gen = self._split(x, early_stopping)
+        if self._rng_state is not None:
+            gen.set_state(self._rng_state)
+        train = train.to(device)
+        val = None if val is None else val.to(device)
+        optimizer = self._make_optimizer(constant_lr)
+        span = max(self._stop_at - self._run_start, 1)
+        steps = math.ceil(train.shape[0] / self.batch_size)
+        snapshot = self._snapshot(optimizer)
+        started = time.perf_counter()
+        try:
+            while self.n_iter_ < self._stop_at and not self._run_done:
+                t0 = time.perf_counter()
+                done = self.n_iter_ - self._run_start
+                lr_at = (
+                    None
+                    if constant_lr
+                    else (lambda s, d=done: self._lr_factor((d + s / steps) / span))
+                )
+                train_loss = self._epoch(train, optimizer, gen, lr_at)
+                if not math.isfinite(train_loss):
+                    self._restore(snapshot, optimizer)
+                    self._diverged(train_loss)
+                val_loss = None if val is None else self._eval_loss(val)
+                self.n_iter_ += 1
+                self._rng_state = gen.get_state()
+                self._monitor(train_loss if val is None else val_loss, early_stopping)
+                entry = {
+                    "epoch": self.n_iter_,
+                    "train_loss": train_loss,
+                    "valid_loss": val_loss,
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - t0,
+                }
+                self.history_.append(entry)
+                snapshot = self._snapshot(optimizer)
+                if self.n_iter_ >= self._stop_at:
+                    self._run_done = True
+                self._log_epoch(entry, started)
+                self._write_checkpoint(snapshot)
+        except KeyboardInterrupt:
+            if not self.history_:
+                self._discard_fit()
+                raise
+            self._restore(snapshot, optimizer)
+            self._optimizer_state = _cpu_copy(snapshot[1])
+            warnings.warn(
+                f"Training interrupted (KeyboardInterrupt) after {self.n_iter_} epochs; "
+                f"the model holds the weights of epoch {self.n_iter_}. Call fit again "
+                "with warm_start=True, or partial_fit, to continue.",
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+        if early_stopping and self._best_state is not None:
+            self.module_.load_state_dict(self._best_state)
+            self._best_state = None
+            self._write_checkpoint(self._snapshot(optimizer))
+        self._best_state = None
+        self._optimizer_state = _cpu_copy(optimizer.state_dict())
+        self.module_.eval()
+
+    def _epoch(self, train, optimizer, gen, lr_at):
+        module = self.module_
+        module.train()
+        n = train.shape[0]
+        order = torch.randperm(n, generator=gen).to(train.device)
+        total = torch.zeros((), dtype=torch.float64, device=train.device)
+        for step, start in enumerate(range(0, n, self.batch_size)):
+            idx = order[start : start + self.batch_size]
+            xb = train[idx]
+            if lr_at is not None:
+                lr = self.learning_rate_init * lr_at(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+            loss = self._train_loss(module(self._augment(xb, gen)), xb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().double() * idx.shape[0]
+        module.eval()
+        return float(total) / n
+
+    def _augment(self, xb, gen):
+        """Training-time transform of a batch; the identity unless overridden."""
+        return xb
+
+    def _eval_loss(self, val):
+        total = 0.0
+        with torch.inference_mode():
+            for start in range(0, val.shape[0], self.batch_size):
+                xb = val[start : start + self.batch_size]
+                total += float(self._train_loss(self.module_(xb), xb)) * xb.shape[0]
+        return total / val.shape[0]
+
+    def _monitor(self, loss, early_stopping):
+        """scikit-learn MLP's stopping rule, on the validation or training loss."""
+        if loss > self.best_loss_ - self.tol:
+            self._no_improve += 1
+        else:
+            self._no_improve = 0
+        if loss < self.best_loss_:
+            self.best_loss_ = float(loss)
+            if early_stopping:
+                self._best_state = {
+                    k: v.detach().clone() for k, v in self.module_.state_dict().items()
+                }
+        if self._no_improve >= self.n_iter_no_change:
+            self._run_done = True
+
+    def _snapshot(self, optimizer):
+        weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        return weights, copy.deepcopy(optimizer.state_dict())
+
+    def _restore(self, snapshot, optimizer):
+        self.module_.load_state_dict(snapshot[0])
+        optimizer.load_state_dict(snapshot[1])
+        self.module_.eval()
+
+    def _diverged(self, loss):
+        lr = self.learning_rate_init
+        epoch = self.n_iter_ + 1
+        if not self.history_:
+            self._discard_fit()
+        raise FloatingPointError(
+            f"Training diverged: the training loss of epoch {epoch} is {loss} (not "
+            f"finite). Lower learning_rate_init (now {lr:g}), e.g. to {lr / 10:g}, or "
+            "check the scale of the input."
+            + (f" The model keeps the weights of epoch {epoch - 1}." if self._is_trained() else "")
+        )
+
+    def _log_epoch(self, entry, started):
+        if not self.verbose:
+            return
+        elapsed = time.perf_counter() - started
+        done = entry["epoch"] - self._run_start
+        left = 0.0 if self._run_done else elapsed / done * (self._stop_at - entry["epoch"])
+        valid = (
+            "" if entry["valid_loss"] is None else f", validation loss {entry['valid_loss']:.6g}"
+        )
+        logger.info(
+            "%s epoch %d/%d: train loss %.6g%s, %.2f s, elapsed %.1f s, ~%.1f s left",
+            type(self).__name__,
+            entry["epoch"],
+            self._stop_at,
+            entry["train_loss"],
+            valid,
+            entry["seconds"],
+            elapsed,
+            left,
+        )
+
+    # ----------------------------------------------------------- checkpoints
+    def _checkpoint_file(self):
+        return None if self.checkpoint_path is None else Path(self.checkpoint_path)
+
+    def _claim_checkpoint(self):
+        """Refuse to overwrite a file this detector did not write or load."""
+        path = self._checkpoint_file()
+        if path is None or not path.exists():
+            return
+        if getattr(self, "_checkpoint_owned", None) != str(path.resolve()):
+            raise ValueError(
+                f"checkpoint_path={str(path)!r} already exists and an existing file is "
+                "never overwritten; pass warm_start=True to resume from it, or choose "
+                "another path."
+            )
+
+    def _write_checkpoint(self, snapshot):
+        path = self._checkpoint_file()
+        if path is None:
+            return
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "estimator": type(self).__name__,
+            "params": {k: _jsonable(getattr(self, k)) for k in self._module_params},
+            "geometry": {},
+            "n_iter_": self.n_iter_,
+            "history_": self.history_,
+            "best_loss_": self.best_loss_,
+            "run": {k: _jsonable(getattr(self, k)) for k in _RUN_ATTRS},
+        }
+        arrays = {}
+        for name in self._geometry_attrs:
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                arrays[name] = torch.from_numpy(np.ascontiguousarray(value))
+            else:
+                meta["geometry"][name] = _jsonable(value)
+        payload = {
+            "meta": json.dumps(meta),
+            "arrays": arrays,
+            "module": _cpu_copy(snapshot[0]),
+            "optimizer": _cpu_copy(snapshot[1]),
+            "best": None if self._best_state is None else _cpu_copy(self._best_state),
+            "rng": self._rng_state,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(payload, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._checkpoint_owned = str(path.resolve())
+
+    def _load_checkpoint(self):
+        """Restore the state saved at ``checkpoint_path``; False when there is none."""
+        path = self._checkpoint_file()
+        if path is None or not path.exists():
+            return False
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            meta = json.loads(payload["meta"])
+        except Exception as exc:
+            raise ValueError(
+                f"checkpoint_path={str(path)!r} is not a readable anomalib_lite "
+                f"checkpoint ({type(exc).__name__}: {exc}); choose another path."
+            ) from None
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("estimator") != type(self).__name__:
+            raise ValueError(
+                f"checkpoint_path={str(path)!r} holds a {meta.get('estimator')!r} "
+                f"checkpoint, not a {type(self).__name__} one; choose another path."
+            )
+        for name, saved in meta["params"].items():
+            if _jsonable(getattr(self, name)) != saved:
+                raise ValueError(
+                    f"The checkpoint at {str(path)!r} was written with {name}={saved!r} "
+                    f"but this detector has {name}={getattr(self, name)!r}; use the same "
+                    "parameters to resume, or another checkpoint_path to start anew."
+                )
+        for name, value in meta["geometry"].items():
+            setattr(self, name, _as_tuples(value))
+        for name, tensor in payload["arrays"].items():
+            setattr(self, name, tensor.numpy())
+        self.n_iter_ = int(meta["n_iter_"])
+        self.history_ = list(meta["history_"])
+        self.best_loss_ = float(meta["best_loss_"])
+        for name, value in meta["run"].items():
+            setattr(self, name, value)
+        self.device_ = resolve_device(self.device)
+        self._build_module()
+        self.module_.load_state_dict(payload["module"])
+        self.module_.to(self.device_)
+        self._optimizer_state = payload["optimizer"]
+        best = payload["best"]
+        self._best_state = (
+            None if best is None else {k: v.to(self.device_) for k, v in best.items()}
+        )
+        self._rng_state = payload["rng"]
+        self._checkpoint_owned = str(path.resolve())
+        return True
+
+    # --------------------------------------------------------------- pickle
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        module = state.pop("module_", None)
+        if module is not None:
+            state["_module_weights"] = _cpu_copy(module.state_dict())
+        if state.get("_best_state") is not None:
+            state["_best_state"] = _cpu_copy(state["_best_state"])
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        weights = state.pop("_module_weights", None)
+        super().__setstate__(state)
+        if weights is None:
+            return
+        if not _device_available(self.device_):
+            warnings.warn(
+                f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
+                "is not available here; it is loaded on the CPU (device_='cpu').",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.device_ = "cpu"
+            if getattr(self, "_best_state", None) is not None:
+                self._best_state = _cpu_copy(self._best_state)
+        self._build_module()
+        self.module_.load_state_dict(weights)
+        self.module_.to(self.device_)
+
+    # -------------------------------------------------------------- scoring
+    def _batch_rows(self, X):
+        return self.batch_size
+
+    def _batched(self, func, X):
+        with torch_threads(self.n_threads):
+            return super()._batched(func, X)
+
+    def _forward(self, X):
+        """The one inference path: ``(x, out)`` tensors of a validated batch."""
+        module = self.module_
+        module.eval()
+        x = self._to_tensor(X).to(self._module_device())
+        with torch.inference_mode():
+            out = module(x)
+        return x, out
+
+    def _anomaly_score(self, X):
+        return self._outputs(X, lambda x, out, _: self._statistic(self._errors(x, out), x, out))
+
+    def _outputs(self, X, func):
+        """``func(x, out, batch)`` over the batches of validated ``X``, as float64."""
+
+        def run(batch):
+            x, out = self._forward(batch)
+            with torch.inference_mode():
+                return func(x, out, batch).double().cpu().numpy()
+
+        return self._batched(run, X)
+
+    def reconstruct(self, X):
+        """Reconstruction of each sample by the autoencoder.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in the layout ``fit`` accepted.
+
+        Returns
+        -------
+        X_rec : ndarray of float64, same shape as ``X``
+            Reconstructions in input units (uint8 images in [0, 1]).
+        """
+        X = self._check_fitted_input(X)
+        return self._outputs(X, lambda x, out, batch: self._from_tensor(out, batch))
+
+    def reconstruction_error(self, X):
+        """Mean squared reconstruction error of each sample.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in the layout ``fit`` accepted.
+
+        Returns
+        -------
+        errors : ndarray of shape (n_samples,), dtype float64
+            Mean over the sample's values of the squared difference between
+            the sample and its reconstruction, in the detector's error units
+            (input units for images, standardized units for tabular data with
+            ``standardize=True``); higher means more anomalous.
+        """
+        X = self._check_fitted_input(X)
+        return self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))
+
+
+def check_int_tuple(value, name):
+    """Validate None or a non-empty sequence of positive ints (layer sizes)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(
+            f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
+        )
+    if len(value) == 0:
+        raise ValueError(f"{name}=() needs at least one entry, e.g. (16, 32).")
+    return tuple(check_int(v, f"each entry of {name}", min_value=1) for v in value)
+
+
+def _jsonable(value):
+    """Parameters and geometry as JSON values (tuples become lists)."""
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return value

@@ -1,0 +1,501 @@
+"""ConvAutoencoderDetector: reconstruction error of a convolutional autoencoder."""
+
+import math
+from numbers import Integral
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.utils import check_array
+from sklearn.utils.validation import validate_data
+
+from ._torch_detector import TorchDetector, check_dense, check_int_tuple
+from .nn import ConvAutoencoder
+from .nn.functional import gaussian_blur, ssim_map
+from .utils._validation import check_float, check_int, check_numeric_dtype, check_option
+
+__all__ = ["ConvAutoencoderDetector"]
+
+_LOSSES = ("mse", "ssim", "mse+ssim")
+_STATISTICS = ("mean", "smooth", "max", "topk")
+#: Most down-sampling levels chosen by ``channels=None``.
+MAX_LEVELS = 5
+#: Feature channels of the first level chosen by ``channels=None``; each
+#: further level doubles them, up to ``MAX_CHANNELS``.
+BASE_CHANNELS = 16
+MAX_CHANNELS = 128
+#: Code size chosen by ``latent_dim=None``.
+DEFAULT_LATENT = 16
+#: Fraction of the pixels averaged by ``statistic='topk'``.
+TOP_FRACTION = 0.01
+
+
+def _auto_levels(height, width):
+    """Down-sampling levels for an image: halve until the side is about 4 to 7."""
+    return int(min(MAX_LEVELS, max(1, math.floor(math.log2(min(height, width))) - 2)))
+
+
+class ConvAutoencoderDetector(TorchDetector):
+    """Anomaly detection by the reconstruction error of a convolutional autoencoder.
+
+    A convolutional autoencoder is trained with the mean squared error (or
+    SSIM) to reconstruct normal images only. An image it reconstructs badly is
+    anomalous: its anomaly score aggregates the per-pixel squared difference
+    between the image and its reconstruction, and that difference,
+    :meth:`anomaly_map`, shows where the anomaly is.
+
+    Images may come as ``(n, H, W)`` (grayscale), ``(n, C, H, W)``
+    (channels first: the one multi-channel convention; convert channels-last
+    arrays with ``np.moveaxis(X, -1, 1)``), or as 2-D rows ``(n, C*H*W)``
+    with ``image_shape`` set, so that the detector can follow scikit-learn
+    transformers in a :class:`~sklearn.pipeline.Pipeline`. uint8 images are
+    scaled to [0, 1]; other numbers are used as they are. Inside, each
+    channel is standardized with one mean and one standard deviation over all
+    training pixels, images are padded (edge values repeated) to a multiple of
+    ``2 ** len(channels_)`` and the padding is cropped from every output.
+    Errors, maps and reconstructions are reported in input units.
+
+    Parameters
+    ----------
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` of the images held in the rows of a 2-D
+        ``X``. One entry may be -1, inferred from the number of features as
+        in ``numpy.reshape``: ``(1, -1)`` reads each row as a one-pixel-high
+        image (a 1-D signal). None reads images from 3-D or 4-D ``X``.
+    channels : tuple of int or None, default=None
+        Feature channels of each down-sampling level of the encoder. None
+        picks the levels from the image size (halving the smaller side until
+        it is 4 to 7 pixels, at most 5 levels) with 16 channels on the first
+        level, doubling per level up to 128: ``(16,)`` for 8x8 images,
+        ``(16, 32)`` for 28x28, ``(16, 32, 64, 128, 128)`` for 128x128.
+    latent_dim : int or None, default=None
+        Size of the code. None uses 16.
+    loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
+        Training loss: mean squared error, ``1 - SSIM`` (structural
+        similarity, Gaussian window of sigma 1.5), or their sum.
+    statistic : {'smooth', 'mean', 'max', 'topk'}, default='smooth'
+        Image-level anomaly score. ``'mean'``: the mean squared error.
+        The others aggregate :meth:`anomaly_map`, the squared residual after
+        Gaussian smoothing: ``'smooth'`` its mean, ``'max'`` its maximum,
+        ``'topk'`` the mean of its top 1% pixels. ``'max'`` and ``'topk'`` do
+        not dilute a small defect in a large image; ``'smooth'`` ignores the
+        pixel-level misalignment at edges that every reconstruction has.
+    smoothing : float, default=1.0
+        Standard deviation, in pixels, of the Gaussian that smooths the
+        residual ``x - reconstruct(x)`` in :meth:`anomaly_map`. 0 disables it.
+    batch_size : int, default=32
+        Images per optimizer step, and per scoring batch.
+    learning_rate_init : float, default=2e-3
+        Peak learning rate of Adam.
+    learning_rate : {'cosine', 'constant'}, default='cosine'
+        Schedule over each ``fit``: ``'cosine'`` warms up linearly over the
+        first 5% of ``max_iter`` epochs and then decays to zero along a
+        cosine; ``'constant'`` keeps ``learning_rate_init``.
+    max_iter : int, default=60
+        Epochs per ``fit``.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the training images, stop when
+        their loss has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and keep the weights of the best validation epoch.
+    validation_fraction : float, default=0.1
+        Fraction of training images held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Improvement of the monitored loss (validation loss with
+        ``early_stopping``, training loss otherwise) that resets the count.
+    warm_start : bool, default=False
+        Continue from the fitted state (or from ``checkpoint_path``) instead
+        of starting anew: an interrupted run is finished; otherwise another
+        ``max_iter`` epochs are trained.
+    contamination : 'auto' or float, default='auto'
+        Sets ``offset_`` from the training scores; see
+        :class:`~anomalib_lite.base.BaseDetector`.
+    device : str, default='auto'
+        Torch device of the fit: ``'auto'`` picks CUDA when available, else
+        the CPU. Resolved in ``fit`` into ``device_``.
+    n_threads : int or None, default=None
+        torch CPU threads during ``fit`` and scoring, restored afterwards
+        (torch's thread count is process-wide). None uses 1 thread: on a
+        shared machine a 2-thread fit slows down many times over when another
+        process holds a core, and 1 thread lets N worker processes run side by
+        side (see ``docs/benchmarks_threads.md``).
+    checkpoint_path : str, os.PathLike or None, default=None
+        File to save a checkpoint to after every epoch, atomically (a
+        ``torch.save`` of plain tensors and JSON metadata, loaded with
+        ``weights_only=True``; never a pickle of the detector). A new fit with
+        ``warm_start=True`` resumes from it. An existing file that this
+        detector did not write is never overwritten.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a local ``torch.Generator`` for the initial weights, the
+        validation split and the shuffling; with an int, a CPU fit is
+        reproducible bit for bit. The global RNGs are not used.
+    verbose : int, default=0
+        ``> 0`` logs the loss and the elapsed and remaining time of every
+        epoch through :mod:`logging` (logger ``'anomalib_lite'``).
+
+    Attributes
+    ----------
+    module_ : ConvAutoencoder
+        The trained network, in eval mode.
+    device_ : str
+        Device the network lives on.
+    input_shape_ : tuple of int
+        ``(C, H, W)`` of the training images.
+    channels_ : tuple of int
+        Channels of each level of the network.
+    latent_dim_ : int
+        Size of the code.
+    padding_ : tuple of int
+        ``(top, bottom, left, right)`` pixels padded before the network.
+    channel_mean_ : ndarray of shape (C,)
+        Mean of each channel over the training pixels (input units).
+    channel_scale_ : ndarray of shape (C,)
+        Standard deviation of each channel over the training pixels.
+    data_range_ : float
+        Range of the standardized training pixels (the SSIM ``L``).
+    n_iter_ : int
+        Epochs trained, ``partial_fit`` calls included.
+    history_ : list of dict
+        One entry per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None
+        without early stopping), ``learning_rate`` and ``seconds``.
+    best_loss_ : float
+        Best monitored loss of the last run.
+    offset_ : float
+        Threshold on ``score_samples``; see ``decision_function``.
+    n_features_in_ : int
+        Values per image, ``C * H * W``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` is a DataFrame with
+        string column names (2-D rows only).
+
+    See Also
+    --------
+    anomalib_lite.PCADetector : Linear baseline; the same score for a linear
+        autoencoder.
+    anomalib_lite.AutoencoderDetector : Fully connected autoencoder for tabular
+        data.
+
+    Notes
+    -----
+    Training indexes one pre-built tensor of the training images (no
+    ``DataLoader``); scoring runs in eval mode under ``torch.inference_mode``
+    in batches of ``batch_size`` images, so scoring many images holds one
+    batch of intermediate tensors at a time. Reconstructions, errors,
+    anomaly maps and scores come from the same forward pass.
+
+    Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
+    (with a warning); ``fit`` with ``warm_start=True`` then finishes the run.
+    A non-finite training loss stops the fit with a ``FloatingPointError``.
+    Pickles hold the weights on the CPU, so that a model trained on a GPU
+    unpickles and scores on a machine without one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import ConvAutoencoderDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0.4, 0.6, size=(64, 8, 8))
+    >>> det = ConvAutoencoderDetector(max_iter=5, random_state=0).fit(X)
+    >>> defect = X[:1].copy()
+    >>> defect[0, 2:4, 2:4] = 3.0
+    >>> bool(det.score_samples(defect)[0] < det.score_samples(X[:1])[0])
+    True
+    >>> det.anomaly_map(defect).shape
+    (1, 8, 8)
+    """
+
+    _module_params = ("image_shape", "channels", "latent_dim")
+    _geometry_attrs = (
+        "input_shape_",
+        "channels_",
+        "latent_dim_",
+        "padding_",
+        "channel_mean_",
+        "channel_scale_",
+        "data_range_",
+    )
+
+    def __init__(
+        self,
+        *,
+        image_shape=None,
+        channels=None,
+        latent_dim=None,
+        loss="mse",
+        statistic="smooth",
+        smoothing=1.0,
+        batch_size=32,
+        learning_rate_init=2e-3,
+        learning_rate="cosine",
+        max_iter=60,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        contamination="auto",
+        device="auto",
+        n_threads=None,
+        checkpoint_path=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.image_shape = image_shape
+        self.channels = channels
+        self.latent_dim = latent_dim
+        self.loss = loss
+        self.statistic = statistic
+        self.smoothing = smoothing
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.contamination = contamination
+        self.device = device
+        self.n_threads = n_threads
+        self.checkpoint_path = checkpoint_path
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        super()._check_params()
+        self._param_image_shape()
+        check_int_tuple(self.channels, "channels")
+        check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
+        check_option(self.loss, "loss", _LOSSES)
+        check_option(self.statistic, "statistic", _STATISTICS)
+        check_float(self.smoothing, "smoothing", low=0, closed="left")
+
+    def _param_image_shape(self, n_features=None):
+        """``image_shape`` as ``(C, H, W)``, or None.
+
+        One entry may be -1 (as in ``numpy.reshape``): it is inferred from
+        ``n_features`` when given, and left as -1 otherwise.
+        """
+        shape = self.image_shape
+        if shape is None:
+            return None
+        ok = isinstance(shape, (tuple, list)) and len(shape) in (2, 3)
+        ok = ok and all(isinstance(s, Integral) and not isinstance(s, bool) for s in shape)
+        if not ok:
+            raise TypeError(
+                f"image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got {shape!r}."
+            )
+        shape = tuple(int(s) for s in shape)
+        n_wild = shape.count(-1)
+        if n_wild > 1 or any(s < 1 and s != -1 for s in shape):
+            raise ValueError(
+                f"image_shape={shape!r} must hold positive sizes, with at most one -1 "
+                "(a size inferred from the number of features, as in numpy.reshape)."
+            )
+        shape = (1, *shape) if len(shape) == 2 else shape
+        if n_wild and n_features is not None:
+            known = math.prod(s for s in shape if s != -1)
+            if n_features % known:
+                raise ValueError(
+                    f"image_shape={self.image_shape!r} cannot hold rows of {n_features} "
+                    f"features: {n_features} is not a multiple of {known}."
+                )
+            shape = tuple(n_features // known if s == -1 else s for s in shape)
+        return shape
+
+    def _validate_input(self, X, *, reset):
+        check_dense(X)
+        check_numeric_dtype(X)
+        min_samples = 2 if reset else 1
+        if self.image_shape is not None:
+            ndim = getattr(X, "ndim", 2)
+            if ndim > 2:
+                raise ValueError(
+                    f"image_shape={self.image_shape!r} is set, so X must be 2-D with one "
+                    f"flattened image per row; got {ndim}-D X. Pass X.reshape(len(X), -1) "
+                    "or leave image_shape=None to pass (n, H, W) or (n, C, H, W) images."
+                )
+            X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=min_samples)
+            shape = self._param_image_shape(X.shape[1])
+            if reset and X.shape[1] != math.prod(shape):
+                raise ValueError(
+                    f"image_shape={self.image_shape!r} needs {math.prod(shape)} features "
+                    f"per row, but X has {X.shape[1]}; set image_shape to the size of "
+                    "the images in the rows."
+                )
+        else:
+            X = np.asarray(X)
+            ndim = X.ndim
+            if ndim == 2:
+                raise ValueError(
+                    f"X is 2-D (n_samples, n_features) = {np.shape(X)}; pass "
+                    "image_shape=(H, W) or (C, H, W) to read each row as an image, or "
+                    "pass images as (n, H, W) or (n, C, H, W)."
+                )
+            if ndim not in (3, 4):
+                raise ValueError(
+                    f"X must hold images as (n, H, W) or (n, C, H, W), got {ndim}-D X of "
+                    f"shape {np.shape(X)}."
+                )
+            X = check_array(
+                X,
+                dtype="numeric",
+                allow_nd=True,
+                ensure_2d=False,
+                ensure_min_samples=min_samples,
+                input_name="X",
+            )
+            if ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
+                raise ValueError(
+                    f"X has shape {X.shape}, which looks channels-last (n, H, W, C); "
+                    "images must be channels-first (n, C, H, W). Convert them with "
+                    "np.moveaxis(X, -1, 1)."
+                )
+            if reset:
+                self.n_features_in_ = int(math.prod(X.shape[1:]))
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+        if not reset:
+            self._check_geometry(X)
+        return X
+
+    def _batch_shape(self, X):
+        if self.image_shape is not None:
+            return self._param_image_shape(X.shape[1])
+        return (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
+
+    def _check_geometry(self, X):
+        got = self._batch_shape(X)
+        if got != self.input_shape_:
+            raise ValueError(
+                f"X holds images of shape (C, H, W) = {got}, but this "
+                f"{type(self).__name__} was fitted on images of shape {self.input_shape_}; "
+                "pass images of the fitted size and channel count."
+            )
+
+    # -------------------------------------------------------------- geometry
+    def _as_images(self, X):
+        """Float32 ``(n, C, H, W)`` images in input units (uint8 scaled to [0, 1])."""
+        X = np.asarray(X)
+        images = np.ascontiguousarray(X, dtype=np.float32)
+        if X.dtype == np.uint8:
+            images = images / np.float32(255.0)
+        return images.reshape(X.shape[0], *self.input_shape_)
+
+    def _set_geometry(self, X):
+        _, H, W = self.input_shape_ = self._batch_shape(X)
+        levels = len(self.channels) if self.channels is not None else _auto_levels(H, W)
+        min_side = 2 ** (levels - 1)
+        if min(H, W) < min_side:
+            raise ValueError(
+                f"Images of {H}x{W} pixels are too small for channels={self.channels!r}: "
+                f"{levels} down-sampling levels need images of at least "
+                f"{min_side}x{min_side} pixels (at most half of each padded side is "
+                "padding). Pass fewer channels entries, or channels=None to choose the "
+                "levels from the image size."
+            )
+        if self.channels is None:
+            self.channels_ = tuple(min(BASE_CHANNELS * 2**i, MAX_CHANNELS) for i in range(levels))
+        else:
+            self.channels_ = tuple(int(c) for c in self.channels)
+        self.latent_dim_ = DEFAULT_LATENT if self.latent_dim is None else int(self.latent_dim)
+        factor = 2**levels
+        pad_h, pad_w = (-H) % factor, (-W) % factor
+        self.padding_ = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+        images = self._as_images(X)
+        self.channel_mean_ = images.mean(axis=(0, 2, 3), dtype=np.float64)
+        scale = images.std(axis=(0, 2, 3), dtype=np.float64)
+        self.channel_scale_ = np.where(scale > 0, scale, 1.0)
+        z = (images - self.channel_mean_[:, None, None]) / self.channel_scale_[:, None, None]
+        span = float(z.max() - z.min())
+        self.data_range_ = span if span > 0 else 1.0
+
+    def _make_module(self):
+        _, H, W = self.input_shape_
+        top, bottom, left, right = self.padding_
+        return ConvAutoencoder(
+            self.input_shape_[0],
+            (H + top + bottom, W + left + right),
+            self.channels_,
+            self.latent_dim_,
+        )
+
+    # ---------------------------------------------------------------- tensors
+    def _stats(self, like):
+        mean = torch.as_tensor(self.channel_mean_, dtype=like.dtype, device=like.device)
+        scale = torch.as_tensor(self.channel_scale_, dtype=like.dtype, device=like.device)
+        return mean.view(1, -1, 1, 1), scale.view(1, -1, 1, 1)
+
+    def _to_tensor(self, X):
+        x = torch.from_numpy(self._as_images(X))
+        mean, scale = self._stats(x)
+        x = (x - mean) / scale
+        top, bottom, left, right = self.padding_
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom), mode="replicate")
+        return x
+
+    def _crop(self, t):
+        _, H, W = self.input_shape_
+        top, _, left, _ = self.padding_
+        return t[..., top : top + H, left : left + W]
+
+    def _train_loss(self, out, x):
+        out, x = self._crop(out), self._crop(x)
+        loss = 0.0
+        if self.loss in ("mse", "mse+ssim"):
+            loss = loss + F.mse_loss(out, x)
+        if self.loss in ("ssim", "mse+ssim"):
+            loss = loss + (1.0 - ssim_map(out, x, data_range=self.data_range_).mean())
+        return loss
+
+    def _errors(self, x, out):
+        _, scale = self._stats(out)
+        return (self._crop(out) - self._crop(x)).square() * scale.square()
+
+    def _pixel_map(self, x, out):
+        """Squared Gaussian-smoothed residual, averaged over channels, input units."""
+        _, scale = self._stats(out)
+        residual = (self._crop(x) - self._crop(out)) * scale
+        if self.smoothing > 0:
+            residual = gaussian_blur(residual, self.smoothing)
+        return residual.square().mean(1)
+
+    def _statistic(self, errors, x, out):
+        if self.statistic == "mean":
+            return errors.flatten(1).mean(1)
+        pixel_map = self._pixel_map(x, out).flatten(1)
+        if self.statistic == "smooth":
+            return pixel_map.mean(1)
+        if self.statistic == "max":
+            return pixel_map.max(1).values
+        k = max(1, math.ceil(TOP_FRACTION * pixel_map.shape[1]))
+        return pixel_map.topk(k, dim=1).values.mean(1)
+
+    def _from_tensor(self, out, like):
+        mean, scale = self._stats(out)
+        return (self._crop(out) * scale + mean).reshape(like.shape)
+
+    # ------------------------------------------------------------ public API
+    def anomaly_map(self, X):
+        """Per-pixel anomaly score: squared error between image and reconstruction.
+
+        Parameters
+        ----------
+        X : array-like
+            Images, in the layout ``fit`` accepted.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, H, W), dtype float64
+            At each pixel, the square of the residual ``x - reconstruct(x)``
+            smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over
+            channels, in input units, at input resolution. With
+            ``smoothing=0`` its mean over the pixels is
+            ``reconstruction_error``.
+        """
+        X = self._check_fitted_input(X)
+        return self._outputs(X, lambda x, out, _: self._pixel_map(x, out))

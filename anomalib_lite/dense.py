@@ -1,0 +1,237 @@
+"""AutoencoderDetector: reconstruction error of a fully connected autoencoder."""
+
+import numpy as np
+import torch
+
+from ._torch_detector import TorchDetector, check_int_tuple
+from .nn import DenseAutoencoder
+from .utils._validation import check_int
+
+__all__ = ["AutoencoderDetector"]
+
+#: Fraction of the standardized training variance whose principal components
+#: set the code size when ``latent_dim=None``.
+LATENT_VARIANCE = 0.9
+#: Widest hidden layer chosen by ``hidden_sizes=None``.
+MAX_HIDDEN = 128
+
+
+def _components_for(X, fraction):
+    """Fewest principal components explaining ``fraction`` of the variance of ``X``."""
+    Xc = X - X.mean(axis=0)
+    s = np.linalg.svd(Xc, compute_uv=False)
+    var = s * s
+    total = var.sum()
+    if total <= 0:
+        return 1
+    return int(np.searchsorted(np.cumsum(var) / total, fraction) + 1)
+
+
+class AutoencoderDetector(TorchDetector):
+    """Anomaly detection by the reconstruction error of a fully connected autoencoder.
+
+    The non-linear counterpart of :class:`~anomalib_lite.PCADetector` for
+    tabular data: a multi-layer perceptron autoencoder is trained on normal
+    rows, and a row's anomaly score is its mean squared reconstruction error.
+    Features are standardized inside (``standardize=True``), so that each
+    feature weighs the same whatever its units.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int or None, default=None
+        Widths of the encoder's hidden layers; the decoder mirrors them. None
+        uses one layer of ``min(128, max(16, 2 * n_features))`` units.
+    latent_dim : int or None, default=None
+        Size of the code. None uses the number of principal components that
+        explain 90% of the variance of the (standardized) training data, so
+        that the code is as large as PCADetector's default subspace.
+    standardize : bool, default=True
+        Standardize each feature by its training mean and standard deviation
+        (constant features by 1). Errors are then in standard-deviation units.
+    batch_size : int, default=64
+        Rows per optimizer step, and per scoring batch.
+    learning_rate_init : float, default=2e-3
+        Peak learning rate of Adam.
+    learning_rate : {'cosine', 'constant'}, default='cosine'
+        Schedule over each ``fit``: ``'cosine'`` warms up linearly over the
+        first 5% of ``max_iter`` epochs and then decays to zero along a
+        cosine; ``'constant'`` keeps ``learning_rate_init``.
+    max_iter : int, default=100
+        Epochs per ``fit``.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the training rows, stop when their
+        loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        keep the weights of the best validation epoch.
+    validation_fraction : float, default=0.1
+        Fraction of training rows held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Improvement of the monitored loss that resets the count.
+    warm_start : bool, default=False
+        Continue from the fitted state (or from ``checkpoint_path``) instead
+        of starting anew: an interrupted run is finished; otherwise another
+        ``max_iter`` epochs are trained.
+    contamination : 'auto' or float, default='auto'
+        Sets ``offset_`` from the training scores; see
+        :class:`~anomalib_lite.base.BaseDetector`.
+    device : str, default='auto'
+        Torch device of the fit, resolved in ``fit`` into ``device_``.
+    n_threads : int or None, default=None
+        torch CPU threads during ``fit`` and scoring, restored afterwards.
+        None uses 1 (see :class:`~anomalib_lite.ConvAutoencoderDetector`).
+    checkpoint_path : str, os.PathLike or None, default=None
+        File to save a checkpoint to after every epoch; see
+        :class:`~anomalib_lite.ConvAutoencoderDetector`.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a local ``torch.Generator``; with an int, a CPU fit is
+        reproducible bit for bit.
+    verbose : int, default=0
+        ``> 0`` logs every epoch through :mod:`logging`.
+
+    Attributes
+    ----------
+    module_ : DenseAutoencoder
+        The trained network, in eval mode.
+    device_ : str
+        Device the network lives on.
+    hidden_sizes_ : tuple of int
+        Widths of the encoder's hidden layers.
+    latent_dim_ : int
+        Size of the code.
+    mean_ : ndarray of shape (n_features_in_,)
+        Mean of each training feature (zeros without ``standardize``).
+    scale_ : ndarray of shape (n_features_in_,)
+        Standard deviation of each training feature (ones without
+        ``standardize``).
+    n_iter_ : int
+        Epochs trained, ``partial_fit`` calls included.
+    history_ : list of dict
+        One entry per epoch: ``epoch``, ``train_loss``, ``valid_loss``,
+        ``learning_rate`` and ``seconds``.
+    best_loss_ : float
+        Best monitored loss of the last run.
+    offset_ : float
+        Threshold on ``score_samples``; see ``decision_function``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    anomalib_lite.PCADetector : The linear baseline.
+    anomalib_lite.ConvAutoencoderDetector : Convolutional autoencoder for images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import AutoencoderDetector
+    >>> rng = np.random.default_rng(0)
+    >>> t = rng.normal(size=(300, 1))
+    >>> X = np.hstack([t, t**2, -t]) + 0.05 * rng.normal(size=(300, 3))
+    >>> det = AutoencoderDetector(max_iter=30, random_state=0).fit(X)
+    >>> det.predict([[1.0, 1.0, -1.0], [1.0, -3.0, 2.0]])
+    array([ 1, -1])
+    """
+
+    _module_params = ("hidden_sizes", "latent_dim", "standardize")
+    _geometry_attrs = ("hidden_sizes_", "latent_dim_", "mean_", "scale_")
+
+    def __init__(
+        self,
+        *,
+        hidden_sizes=None,
+        latent_dim=None,
+        standardize=True,
+        batch_size=64,
+        learning_rate_init=2e-3,
+        learning_rate="cosine",
+        max_iter=100,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        contamination="auto",
+        device="auto",
+        n_threads=None,
+        checkpoint_path=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.hidden_sizes = hidden_sizes
+        self.latent_dim = latent_dim
+        self.standardize = standardize
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.contamination = contamination
+        self.device = device
+        self.n_threads = n_threads
+        self.checkpoint_path = checkpoint_path
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self):
+        super()._check_params()
+        check_int_tuple(self.hidden_sizes, "hidden_sizes")
+        check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
+        if not isinstance(self.standardize, (bool, np.bool_)):
+            raise TypeError(f"standardize must be a bool, got {type(self.standardize).__name__}.")
+
+    def _check_geometry(self, X):
+        expected = self.mean_.shape[0]
+        if X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} was fitted on "
+                f"{expected}; warm_start and partial_fit need the fitted features. Set "
+                "warm_start=False to fit anew."
+            )
+
+    def _set_geometry(self, X):
+        X64 = np.asarray(X, dtype=np.float64)
+        n_features = X64.shape[1]
+        if self.standardize:
+            self.mean_ = X64.mean(axis=0)
+            scale = X64.std(axis=0)
+            self.scale_ = np.where(scale > 0, scale, 1.0)
+        else:
+            self.mean_ = np.zeros(n_features)
+            self.scale_ = np.ones(n_features)
+        if self.hidden_sizes is None:
+            self.hidden_sizes_ = (int(min(MAX_HIDDEN, max(16, 2 * n_features))),)
+        else:
+            self.hidden_sizes_ = tuple(int(h) for h in self.hidden_sizes)
+        if self.latent_dim is None:
+            Z = (X64 - self.mean_) / self.scale_
+            self.latent_dim_ = _components_for(Z, LATENT_VARIANCE)
+        else:
+            self.latent_dim_ = int(self.latent_dim)
+
+    def _make_module(self):
+        return DenseAutoencoder(self.n_features_in_, self.hidden_sizes_, self.latent_dim_)
+
+    def _to_tensor(self, X):
+        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        return torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+
+    def _train_loss(self, out, x):
+        return torch.nn.functional.mse_loss(out, x)
+
+    def _errors(self, x, out):
+        return (out - x).square()
+
+    def _statistic(self, errors, x, out):
+        return errors.mean(1)
+
+    def _from_tensor(self, out, like):
+        scale = torch.as_tensor(self.scale_, dtype=out.dtype, device=out.device)
+        mean = torch.as_tensor(self.mean_, dtype=out.dtype, device=out.device)
+        return (out * scale + mean).reshape(like.shape)

@@ -1,0 +1,110 @@
+"""Convolutional autoencoder for images."""
+
+import math
+
+from torch import nn
+
+__all__ = ["ConvAutoencoder"]
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder with a dense bottleneck.
+
+    The encoder halves the spatial size at each level with a strided
+    convolution; a linear layer maps the last feature map to a code of
+    ``latent_dim`` numbers, and the decoder mirrors the encoder with
+    transposed convolutions. The output has the input's shape and no output
+    activation (inputs are expected to be standardized).
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    input_size : tuple of int
+        ``(H, W)`` of the input; each must be divisible by ``2 ** len(channels)``.
+    channels : sequence of int, default=(16, 32)
+        Feature channels of each encoder level, from the input towards the
+        code. The decoder uses them in reverse.
+    latent_dim : int, default=32
+        Size of the code.
+    act_layer : type of nn.Module, default=nn.ReLU
+        Activation layer class, built without arguments.
+    norm_layer : type of nn.Module or None, default=None
+        Normalization layer class built as ``norm_layer(n_channels)`` after
+        each convolution, e.g. ``nn.BatchNorm2d``. None uses no normalization.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from anomalib_lite.nn import ConvAutoencoder
+    >>> net = ConvAutoencoder(1, (28, 28), channels=(8, 16), latent_dim=10)
+    >>> x = torch.zeros(5, 1, 28, 28)
+    >>> tuple(net.encode(x).shape), tuple(net(x).shape)
+    ((5, 10), (5, 1, 28, 28))
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        input_size,
+        channels=(16, 32),
+        latent_dim=32,
+        *,
+        act_layer=nn.ReLU,
+        norm_layer=None,
+    ):
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if not channels:
+            raise ValueError("channels must hold at least one level, got ().")
+        height, width = (int(s) for s in input_size)
+        factor = 2 ** len(channels)
+        if height % factor or width % factor:
+            raise ValueError(
+                f"input_size={(height, width)} must be divisible by 2 ** len(channels) = "
+                f"{factor}; pad the input or use fewer levels."
+            )
+        self.in_channels = int(in_channels)
+        self.input_size = (height, width)
+        self.channels = channels
+        self.latent_dim = int(latent_dim)
+        self.code_size = (height // factor, width // factor)
+
+        def block(conv, n_out, act=True):
+            layers = [conv]
+            if norm_layer is not None:
+                layers.append(norm_layer(n_out))
+            if act:
+                layers.append(act_layer())
+            return layers
+
+        enc = []
+        n_in = self.in_channels
+        for n_out in channels:
+            enc += block(nn.Conv2d(n_in, n_out, 3, stride=2, padding=1), n_out)
+            n_in = n_out
+        self.encoder = nn.Sequential(*enc)
+        n_flat = channels[-1] * math.prod(self.code_size)
+        self.to_code = nn.Linear(n_flat, self.latent_dim)
+        self.from_code = nn.Sequential(nn.Linear(self.latent_dim, n_flat), act_layer())
+        dec = []
+        outs = (*reversed(channels[:-1]), None)
+        for n_in, n_out in zip(reversed(channels), outs, strict=True):
+            last = n_out is None
+            n_out = self.in_channels if last else n_out
+            up = nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1)
+            dec += [up] if last else block(up, n_out)
+        self.decoder = nn.Sequential(*dec)
+
+    def encode(self, x):
+        """Code of each image: tensor of shape ``(n, latent_dim)``."""
+        return self.to_code(self.encoder(x).flatten(1))
+
+    def decode(self, z):
+        """Images decoded from codes: tensor of shape ``(n, in_channels, H, W)``."""
+        h = self.from_code(z).unflatten(1, (self.channels[-1], *self.code_size))
+        return self.decoder(h)
+
+    def forward(self, x):
+        """Reconstruction of ``x``, a tensor of the same shape."""
+        return self.decode(self.encode(x))

@@ -1,0 +1,105 @@
+"""Image similarity maps used as losses and anomaly maps."""
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["gaussian_blur", "ssim_map"]
+
+
+def _gaussian_kernel(size, sigma, dtype, device):
+    half = (size - 1) / 2.0
+    t = torch.arange(size, dtype=dtype, device=device) - half
+    k = torch.exp(-(t * t) / (2.0 * sigma * sigma))
+    return k / k.sum()
+
+
+def gaussian_blur(x, sigma, size=None):
+    """Separable Gaussian blur of ``(n, C, H, W)`` images, borders reflected.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W)
+        Images.
+    sigma : float
+        Standard deviation of the Gaussian in pixels.
+    size : int or None, default=None
+        Odd kernel size; None uses ``2 * ceil(3 * sigma) + 1``, shrunk to fit
+        the image.
+
+    Returns
+    -------
+    torch.Tensor of the same shape as ``x``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from anomalib_lite.nn.functional import gaussian_blur
+    >>> x = torch.ones(1, 1, 5, 5)
+    >>> torch.allclose(gaussian_blur(x, 1.0), x)
+    True
+    """
+    if size is None:
+        size = 2 * int(torch.tensor(3.0 * sigma).ceil()) + 1
+    height, width = x.shape[-2:]
+    size_h = min(size, 2 * ((height - 1) // 2) + 1)
+    size_w = min(size, 2 * ((width - 1) // 2) + 1)
+    n_channels = x.shape[1]
+    out = x
+    if size_h > 1:
+        k = _gaussian_kernel(size_h, sigma, x.dtype, x.device).view(1, 1, -1, 1)
+        out = F.pad(out, (0, 0, size_h // 2, size_h // 2), mode="reflect")
+        out = F.conv2d(out, k.expand(n_channels, 1, -1, 1), groups=n_channels)
+    if size_w > 1:
+        k = _gaussian_kernel(size_w, sigma, x.dtype, x.device).view(1, 1, 1, -1)
+        out = F.pad(out, (size_w // 2, size_w // 2, 0, 0), mode="reflect")
+        out = F.conv2d(out, k.expand(n_channels, 1, 1, -1), groups=n_channels)
+    return out
+
+
+def ssim_map(x, y, data_range=1.0, sigma=1.5, size=7):
+    """Per-pixel structural similarity (SSIM) of two image batches.
+
+    The local means, variances and covariance are Gaussian-weighted
+    (Wang et al., 2004), with constants ``C1 = (0.01 L)^2`` and
+    ``C2 = (0.03 L)^2`` for the data range ``L``.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor of shape (n, C, H, W)
+        Images to compare.
+    data_range : float, default=1.0
+        Range ``L`` of the pixel values.
+    sigma : float, default=1.5
+        Standard deviation of the Gaussian window.
+    size : int, default=7
+        Window size (odd), shrunk to fit small images.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, C, H, W)
+        SSIM at each pixel: 1 where the images agree, lower where they differ.
+
+    References
+    ----------
+    .. [1] Z. Wang, A. C. Bovik, H. R. Sheikh and E. P. Simoncelli, "Image
+       quality assessment: from error visibility to structural similarity",
+       IEEE Trans. Image Process. 13(4), 2004.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from anomalib_lite.nn.functional import ssim_map
+    >>> x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> bool(torch.allclose(ssim_map(x, x), torch.ones_like(x)))
+    True
+    """
+    c1 = (0.01 * data_range) ** 2
+    c2 = (0.03 * data_range) ** 2
+    stacked = gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], dim=1), sigma, size)
+    mu_x, mu_y, xx, yy, xy = stacked.chunk(5, dim=1)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov = xy - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    return num / den

@@ -1,0 +1,145 @@
+"""Private torch helpers: devices, random generators, weight init and threads."""
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from torch import nn
+
+from ._validation import check_int
+
+#: Threads a fit or a scoring call uses when ``n_threads=None``; see
+#: ``docs/benchmarks_threads.md`` for the measurement behind this default.
+DEFAULT_THREADS = 1
+
+_INIT_LAYERS = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+_NORM_LAYERS = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+)
+
+
+def check_device(device):
+    """Check that ``device`` names a torch device (resolved later, in ``fit``)."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(
+            f"device must be a string such as 'auto', 'cpu' or 'cuda', got "
+            f"{type(device).__name__} {device!r}."
+        )
+    if device != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"device={device!r} is not a torch device; expected 'auto', 'cpu', "
+                "'cuda', 'cuda:1', 'mps', ..."
+            ) from None
+    return device
+
+
+def resolve_device(device):
+    """The device a fit runs on, as a string: ``'auto'`` picks CUDA when present."""
+    check_device(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but CUDA is not available on this machine; use "
+                "device='auto' or device='cpu'."
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but this machine has {torch.cuda.device_count()} "
+                "CUDA device(s); pick an existing index."
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} but MPS is not available; use device='cpu'.")
+    return str(dev)
+
+
+def draw_seed(random_state):
+    """A 31-bit seed drawn from ``random_state`` the scikit-learn way."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def make_generator(seed):
+    """A CPU ``torch.Generator`` seeded with ``seed``; the global RNG is not used."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def generator_seed(generator):
+    """Draw a fresh 31-bit seed from ``generator`` (for sub-streams)."""
+    return int(torch.randint(np.iinfo(np.int32).max, (1,), generator=generator))
+
+
+def build_quietly(factory):
+    """Call ``factory()`` without touching the global torch RNG state.
+
+    Layer constructors draw their default initial weights from the global
+    generator; they are re-drawn by :func:`init_weights` from a local one.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return factory()
+
+
+def init_weights(module, generator):
+    """Re-draw the weights of linear and convolution layers from ``generator``.
+
+    Uses PyTorch's default scheme (Kaiming-uniform weights with ``a=sqrt(5)``
+    and uniform biases in ``±1/sqrt(fan_in)``) and resets normalization
+    layers, so that a fit is reproducible without global seeds.
+    """
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, _INIT_LAYERS):
+                weight = layer.weight
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+                if layer.bias is not None:
+                    fan_in = weight.shape[1] * math.prod(weight.shape[2:])
+                    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+            elif isinstance(layer, _NORM_LAYERS):
+                layer.reset_parameters()
+    return module
+
+
+def check_threads(n_threads):
+    """Validate ``n_threads``: None or an int >= 1."""
+    return check_int(n_threads, "n_threads", min_value=1, allow_none=True)
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``n_threads`` torch threads, then restore the old count.
+
+    torch's thread count is process-wide; it is set for the block only.
+    ``None`` means :data:`DEFAULT_THREADS`.
+    """
+    wanted = DEFAULT_THREADS if n_threads is None else int(n_threads)
+    before = torch.get_num_threads()
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

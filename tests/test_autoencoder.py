@@ -1,0 +1,561 @@
+"""ConvAutoencoderDetector: layouts, training control, checkpoints and quality."""
+
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.validation import check_is_fitted
+
+from anomalib_lite import ConvAutoencoderDetector
+from anomalib_lite.nn import ConvAutoencoder
+
+FAST = {
+    "channels": (4, 8),
+    "latent_dim": 4,
+    "max_iter": 3,
+    "batch_size": 16,
+    "early_stopping": False,
+    "random_state": 0,
+}
+
+
+def _images(n=48, h=12, w=12, channels=None, seed=0):
+    """Smooth synthetic images: a random level plus a random horizontal ramp."""
+    rng = np.random.default_rng(seed)
+    shape = (n, 1 if channels is None else channels, h, w)
+    level = rng.uniform(0.3, 0.6, size=(n, shape[1], 1, 1))
+    slope = rng.uniform(-0.02, 0.02, size=(n, shape[1], 1, 1))
+    X = level + slope * np.arange(w) + 0.01 * rng.normal(size=shape)
+    return X[:, 0] if channels is None else X
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return ConvAutoencoderDetector(**FAST).fit(_images())
+
+
+# ------------------------------------------------------------------ layouts
+@pytest.mark.parametrize(
+    ("layout", "shape"),
+    [
+        ("gray", (10, 9)),
+        ("gray", (7, 13)),
+        ("chw", (3, 8, 8)),
+        ("rows", (9, 11)),
+        ("rows", (2, 8, 6)),
+    ],
+)
+def test_every_method_for_each_layout(layout, shape):
+    h, w = shape[-2:]
+    c = shape[0] if len(shape) == 3 else None
+    images = _images(n=20, h=h, w=w, channels=c)
+    if layout == "rows":
+        X = images.reshape(len(images), -1)
+        det = ConvAutoencoderDetector(image_shape=shape, **FAST)
+    else:
+        X = images
+        det = ConvAutoencoderDetector(**FAST)
+    det.fit(X)
+    n = len(X)
+    assert det.input_shape_ == (c or 1, h, w)
+    assert det.n_features_in_ == X[0].size
+    for method in ("score_samples", "decision_function", "reconstruction_error"):
+        out = getattr(det, method)(X)
+        assert out.shape == (n,) and out.dtype == np.float64 and np.isfinite(out).all()
+    assert set(np.unique(det.predict(X))) <= {-1, 1}
+    rec = det.reconstruct(X)
+    assert rec.shape == X.shape and rec.dtype == np.float64
+    maps = det.anomaly_map(X)
+    assert maps.shape == (n, h, w) and maps.dtype == np.float64 and (maps >= 0).all()
+    # With no smoothing the anomaly map averages to the reconstruction error.
+    raw = clone(det).set_params(smoothing=0.0).fit(X)
+    np.testing.assert_allclose(
+        raw.anomaly_map(X).mean(axis=(1, 2)), raw.reconstruction_error(X), rtol=1e-5
+    )
+    err = ((X - rec) ** 2).reshape(n, -1).mean(1)
+    np.testing.assert_allclose(det.reconstruction_error(X), err, rtol=1e-4, atol=1e-9)
+
+
+def test_odd_sizes_are_padded_not_resized():
+    det = ConvAutoencoderDetector(**FAST).fit(_images(h=13, w=10))
+    assert det.padding_ == (1, 2, 1, 1)
+    assert det.module_.input_size == (16, 12)
+    assert det.anomaly_map(_images(n=2, h=13, w=10)).shape == (2, 13, 10)
+
+
+def test_auto_architecture_follows_image_size():
+    for side, channels in [(8, (16,)), (28, (16, 32)), (64, (16, 32, 64, 128))]:
+        params = {**FAST, "channels": None, "max_iter": 1}
+        det = ConvAutoencoderDetector(**params).fit(_images(n=4, h=side, w=side))
+        assert det.channels_ == channels
+        assert min(det.module_.code_size) in range(4, 8)
+
+
+def test_uint8_images_are_scaled_to_unit_range():
+    X8 = (_images() * 255).round().astype(np.uint8)
+    a = ConvAutoencoderDetector(**FAST).fit(X8)
+    b = ConvAutoencoderDetector(**FAST).fit(X8 / 255.0)
+    np.testing.assert_allclose(a.score_samples(X8), b.score_samples(X8 / 255.0), rtol=1e-4)
+    np.testing.assert_allclose(a.channel_mean_, b.channel_mean_, rtol=1e-6)
+    assert a.reconstruct(X8).max() < 2.0
+
+
+def test_channels_last_input_is_refused_with_a_hint():
+    X = np.moveaxis(_images(n=6, channels=3), 1, -1)
+    with pytest.raises(ValueError, match=r"looks channels-last.*np\.moveaxis\(X, -1, 1\)"):
+        ConvAutoencoderDetector(**FAST).fit(X)
+
+
+def test_wrong_image_size_or_channels_at_predict(fitted):
+    with pytest.raises(
+        ValueError, match=r"\(1, 10, 12\), but .* fitted on images of shape \(1, 12, 12\)"
+    ):
+        fitted.predict(_images(n=2, h=10))
+    with pytest.raises(ValueError, match=r"\(3, 12, 12\), but .* \(1, 12, 12\)"):
+        fitted.predict(_images(n=2, channels=3))
+
+
+def test_wrong_row_width_at_predict():
+    det = ConvAutoencoderDetector(image_shape=(12, 12), **FAST).fit(_images().reshape(48, -1))
+    with pytest.raises(
+        ValueError, match="X has 100 features, but ConvAutoencoderDetector is expecting 144"
+    ):
+        det.predict(np.zeros((2, 100)))
+
+
+@pytest.mark.parametrize(
+    ("X", "params", "message"),
+    [
+        (np.zeros((4, 9)), {}, r"X is 2-D .* pass image_shape=\(H, W\)"),
+        (np.zeros((4, 3, 3)), {"channels": (2, 4, 8, 16)}, "at least 8x8 pixels"),
+        (np.zeros((4, 10)), {"image_shape": (3, 3)}, "needs 9 features per row, but X has 10"),
+        (np.zeros((4, 2, 3, 3)), {"image_shape": (3, 3)}, "X must be 2-D"),
+        (np.zeros((4, 2, 3, 3, 3)), {}, "got 5-D X"),
+        (np.zeros((4, 10)), {"image_shape": (3, -1)}, "not a multiple of 3"),
+        (np.zeros((4, 9)), {"image_shape": (0, 9)}, "positive sizes"),
+        (np.zeros((4, 9)), {"image_shape": "3x3"}, "image_shape must be None or a tuple"),
+        (np.zeros((4, 8, 8)), {"statistic": "median"}, "statistic='median' is not supported"),
+        (np.zeros((4, 8, 8)), {"loss": "l1"}, "loss='l1' is not supported"),
+        (np.zeros((4, 8, 8)), {"channels": ()}, r"channels=\(\) needs at least one entry"),
+        (
+            np.zeros((4, 8, 8)),
+            {"learning_rate_init": -1.0},
+            r"learning_rate_init=-1.0 must be in \(0",
+        ),
+        (np.zeros((4, 8, 8)), {"max_iter": 0}, "max_iter=0 must be >= 1"),
+        (np.zeros((4, 8, 8)), {"device": "cuda:99"}, "cuda:99"),
+        (np.zeros((4, 8, 8)), {"early_stopping": "yes"}, "early_stopping must be a bool"),
+        (np.zeros((4, 8, 8)), {"n_threads": 0}, "n_threads=0 must be >= 1"),
+        (
+            np.zeros((4, 8, 8)),
+            {"checkpoint_path": 3},
+            "checkpoint_path must be None or a file path",
+        ),
+    ],
+)
+def test_input_and_parameter_errors(X, params, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        ConvAutoencoderDetector(**{**FAST, **params}).fit(X)
+
+
+def test_early_stopping_needs_room_for_a_validation_split():
+    with pytest.raises(ValueError, match="leaves 1 validation and 0 training samples"):
+        ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(np.zeros((2, 8, 8)), [0, 1])
+
+
+# ------------------------------------------------- determinism and training
+def test_fixed_random_state_is_bit_for_bit_and_leaves_global_rngs_alone():
+    X = _images()
+    torch_state, torch_seed = torch.get_rng_state(), torch.initial_seed()
+    np_state = np.random.get_state()[1].copy()  # noqa: NPY002 (the legacy global RNG)
+    a = ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(X)
+    b = ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(X)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert torch.initial_seed() == torch_seed
+    np.testing.assert_array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    assert a.history_ == [
+        {**h, "seconds": g["seconds"]} for h, g in zip(b.history_, a.history_, strict=True)
+    ]
+    c = ConvAutoencoderDetector(**{**FAST, "random_state": 1}).fit(X)
+    assert not np.array_equal(a.score_samples(X), c.score_samples(X))
+
+
+def test_history_and_fitted_state_are_plain_values(fitted):
+    assert fitted.n_iter_ == 3 and len(fitted.history_) == 3
+    assert isinstance(fitted.module_, ConvAutoencoder) and not fitted.module_.training
+    assert fitted.device_ == "cpu"
+    for entry in fitted.history_:
+        assert set(entry) == {"epoch", "train_loss", "valid_loss", "learning_rate", "seconds"}
+    json.dumps(fitted.history_)
+    for name, value in vars(fitted).items():
+        if name.endswith("_") and name != "module_":
+            assert isinstance(value, (int, float, str, tuple, list, np.ndarray)), name
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    det = ConvAutoencoderDetector(
+        **{**FAST, "early_stopping": True, "max_iter": 30, "n_iter_no_change": 2, "tol": 1e9}
+    ).fit(_images())
+    # tol is huge, so no epoch after the first counts as an improvement: the
+    # run stops after 1 + n_iter_no_change epochs.
+    assert det.n_iter_ == 3
+    losses = [h["valid_loss"] for h in det.history_]
+    assert det.best_loss_ == min(losses)
+
+
+def test_loss_goes_down_on_average():
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 30, "batch_size": 8}).fit(_images())
+    losses = [h["train_loss"] for h in det.history_]
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3])
+
+
+@pytest.mark.parametrize("loss", ["ssim", "mse+ssim"])
+def test_ssim_losses_train(loss):
+    det = ConvAutoencoderDetector(**{**FAST, "loss": loss, "max_iter": 4}).fit(_images())
+    assert np.isfinite(det.score_samples(_images(n=3))).all()
+    assert det.history_[-1]["train_loss"] < det.history_[0]["train_loss"]
+
+
+def test_partial_fit_counts_epochs_and_continues_the_fit():
+    X = _images()
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    before = det.reconstruction_error(X).mean()
+    det.partial_fit(X)
+    assert det.n_iter_ == 4 and len(det.history_) == 4
+    assert det.history_[-1]["learning_rate"] == det.learning_rate_init
+    scratch = ConvAutoencoderDetector(**FAST).partial_fit(X)
+    assert scratch.n_iter_ == 1
+    # One more epoch from the trained weights beats one epoch from scratch.
+    assert det.reconstruction_error(X).mean() < scratch.reconstruction_error(X).mean()
+    assert det.reconstruction_error(X).mean() < 1.5 * before
+    with pytest.raises(ValueError, match=r"\(1, 10, 12\), but"):
+        det.partial_fit(_images(h=10))
+
+
+def test_warm_start_trains_max_iter_more_epochs():
+    X = _images()
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    first = det.module_.state_dict()["to_code.weight"].clone()
+    det.set_params(warm_start=True).fit(X)
+    assert det.n_iter_ == 6 and len(det.history_) == 6
+    assert not torch.equal(first, det.module_.state_dict()["to_code.weight"])
+    cold = clone(det).set_params(warm_start=False).fit(X)
+    assert cold.n_iter_ == 3
+
+
+def test_thread_count_is_set_during_fit_and_restored(monkeypatch):
+    seen = []
+    original = ConvAutoencoderDetector._epoch
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_epoch", spy)
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    ConvAutoencoderDetector(**{**FAST, "n_threads": target}).fit(_images())
+    assert seen == [target] * 3
+    assert torch.get_num_threads() == before
+
+
+def test_verbose_logs_each_epoch_and_silent_by_default(caplog):
+    with caplog.at_level(logging.DEBUG, logger="anomalib_lite"):
+        ConvAutoencoderDetector(**FAST).fit(_images())
+    assert not caplog.records
+    with caplog.at_level(logging.INFO, logger="anomalib_lite"):
+        ConvAutoencoderDetector(**{**FAST, "verbose": 1}).fit(_images())
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert "epoch 2/3: train loss" in messages[1] and "s left" in messages[1]
+
+
+# ------------------------------------------- interruption and divergence
+def _interrupt_at(monkeypatch, call):
+    """Raise KeyboardInterrupt on the ``call``-th training batch."""
+    calls = {"n": 0}
+    original = ConvAutoencoderDetector._train_loss
+
+    def loss(self, out, x):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(self, out, x)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_train_loss", loss)
+
+
+def test_keyboard_interrupt_keeps_last_epoch_and_warm_start_finishes(monkeypatch):
+    X = _images()
+    params = {**FAST, "max_iter": 5, "early_stopping": True}
+    reference = ConvAutoencoderDetector(**params).fit(X)
+    # 43 training images in batches of 16: 3 batches plus 1 validation batch
+    # per epoch; the 10th call is inside epoch 3.
+    _interrupt_at(monkeypatch, 10)
+    det = ConvAutoencoderDetector(**params)
+    with pytest.warns(UserWarning, match="interrupted .* after 2 epochs.*warm_start=True"):
+        det.fit(X)
+    assert det.n_iter_ == 2 and len(det.history_) == 2
+    assert np.isfinite(det.score_samples(X)).all() and hasattr(det, "offset_")
+    monkeypatch.undo()
+    det.set_params(warm_start=True).fit(X)
+    assert det.n_iter_ == 5
+    np.testing.assert_array_equal(det.score_samples(X), reference.score_samples(X))
+
+
+def test_interrupt_before_the_first_epoch_propagates(monkeypatch):
+    _interrupt_at(monkeypatch, 1)
+    det = ConvAutoencoderDetector(**FAST)
+    with pytest.raises(KeyboardInterrupt):
+        det.fit(_images())
+    with pytest.raises(NotFittedError):
+        check_is_fitted(det)
+
+
+def test_divergence_raises_and_suggests_a_lower_learning_rate():
+    det = ConvAutoencoderDetector(
+        **{**FAST, "learning_rate_init": 1e12, "learning_rate": "constant"}
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"diverged.*Lower learning_rate_init \(now 1e\+12\)"
+    ):
+        det.fit(_images())
+    with pytest.raises(NotFittedError):
+        check_is_fitted(det)
+
+
+# -------------------------------------------------------------- pickling
+def test_pickle_after_training_gives_identical_scores(fitted):
+    X = _images(n=10, seed=5)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.score_samples(X), fitted.score_samples(X))
+    np.testing.assert_array_equal(restored.anomaly_map(X), fitted.anomaly_map(X))
+    assert restored.offset_ == fitted.offset_
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_model_from_a_gpu_loads_on_a_cpu_only_machine(fitted):
+    X = _images(n=10, seed=5)
+    state = fitted.__getstate__()
+    state["device_"] = "cuda:0"  # as pickled on a GPU machine: weights are on the CPU
+    blob = pickle.dumps(state)
+    restored = ConvAutoencoderDetector.__new__(ConvAutoencoderDetector)
+    with pytest.warns(UserWarning, match="not available here; it is loaded on the CPU"):
+        restored.__setstate__(pickle.loads(blob))
+    assert restored.device_ == "cpu"
+    np.testing.assert_array_equal(restored.score_samples(X), fitted.score_samples(X))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_fit_pickles_weights_on_the_cpu():
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "device": "cuda"}).fit(X)
+    assert det.device_.startswith("cuda")
+    state = det.__getstate__()
+    assert all(t.device.type == "cpu" for t in state["_module_weights"].values())
+    restored = pickle.loads(pickle.dumps(det))
+    np.testing.assert_allclose(restored.score_samples(X), det.score_samples(X), rtol=1e-6)
+    cpu = pickle.loads(pickle.dumps(det))
+    cpu.module_.to("cpu")
+    np.testing.assert_allclose(cpu.score_samples(X), det.score_samples(X), rtol=1e-4)
+
+
+# ----------------------------------------------------------- checkpoints
+def test_checkpoint_is_written_atomically_in_a_safe_format(tmp_path):
+    path = tmp_path / "ckpt" / "model.pt"
+    det = ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(_images())
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    meta = json.loads(payload["meta"])
+    assert meta["estimator"] == "ConvAutoencoderDetector" and meta["n_iter_"] == 3
+    assert set(payload["module"]) == set(det.module_.state_dict())
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp files left
+    # The same detector may refit over its own checkpoint.
+    det.fit(_images())
+
+
+def test_existing_files_are_never_overwritten(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("precious")
+    with pytest.raises(
+        ValueError, match="already exists and an existing file is never overwritten"
+    ):
+        ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(_images())
+    with pytest.raises(ValueError, match="not a readable anomalib_lite checkpoint"):
+        ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path, "warm_start": True}).fit(
+            _images()
+        )
+    assert path.read_text() == "precious"
+
+
+def test_checkpoint_resume_needs_the_same_architecture(tmp_path):
+    path = tmp_path / "model.pt"
+    ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(_images())
+    other = ConvAutoencoderDetector(
+        **{**FAST, "checkpoint_path": path, "warm_start": True, "latent_dim": 5}
+    )
+    with pytest.raises(
+        ValueError, match="written with latent_dim=4 but this detector has latent_dim=5"
+    ):
+        other.fit(_images())
+
+
+_SLOW_FIT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    sys.path.insert(0, {root!r})
+    from anomalib_lite import ConvAutoencoderDetector
+
+    original = ConvAutoencoderDetector._train_loss
+
+    def slow_loss(self, out, x):
+        time.sleep(0.05)
+        return original(self, out, x)
+
+    ConvAutoencoderDetector._train_loss = slow_loss
+    X = np.load({data!r})
+    ConvAutoencoderDetector(**{params!r}).fit(X)
+    """
+)
+
+
+def test_killed_fit_resumes_from_its_checkpoint(tmp_path):
+    X = _images()
+    np.save(tmp_path / "X.npy", X)
+    path = tmp_path / "model.pt"
+    params = {**FAST, "max_iter": 40, "early_stopping": True, "checkpoint_path": str(path)}
+    script = tmp_path / "fit.py"
+    root = str(Path(__file__).parents[1])
+    script.write_text(_SLOW_FIT.format(root=root, data=str(tmp_path / "X.npy"), params=params))
+    proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        saved = 0
+        while saved < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            if path.exists():
+                payload = torch.load(path, map_location="cpu", weights_only=True)
+                saved = json.loads(payload["meta"])["n_iter_"]
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the fit ended before it was killed"
+    meta = json.loads(torch.load(path, map_location="cpu", weights_only=True)["meta"])
+    assert 2 <= meta["n_iter_"] < 40
+    resumed = ConvAutoencoderDetector(**{**params, "warm_start": True}).fit(X)
+    assert resumed.n_iter_ == 40
+    assert resumed.history_[: meta["n_iter_"]] == meta["history_"]
+    reference = ConvAutoencoderDetector(**{**params, "checkpoint_path": None}).fit(X)
+    np.testing.assert_array_equal(resumed.score_samples(X), reference.score_samples(X))
+
+
+# -------------------------------------------------------------- invariants
+@pytest.fixture(scope="module")
+def small_fitted():
+    return ConvAutoencoderDetector(**FAST).fit(_images(h=8, w=8))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(
+        np.float64, st.tuples(st.integers(1, 12), st.just(8), st.just(8)), elements=st.floats(-2, 3)
+    ),
+    seed=st.integers(0, 1000),
+)
+def test_score_invariants(small_fitted, X, seed):
+    det = small_fitted
+    scores = det.score_samples(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    np.testing.assert_allclose(det.decision_function(X), scores - det.offset_)
+    np.testing.assert_array_equal(det.predict(X), np.where(scores - det.offset_ >= 0, 1, -1))
+    perm = np.random.default_rng(seed).permutation(len(X))
+    np.testing.assert_allclose(det.score_samples(X[perm]), scores[perm], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(det.score_samples(X[:1]), scores[:1], rtol=1e-5, atol=1e-7)
+
+
+def test_training_flag_rate_follows_contamination():
+    X = _images(n=200)
+    det = ConvAutoencoderDetector(**{**FAST, "contamination": 0.1}).fit(X)
+    assert np.mean(det.predict(X) == -1) == pytest.approx(0.1, abs=0.02)
+
+
+# --------------------------------------------------------------- anomalies
+def test_anomaly_map_peaks_inside_a_planted_defect():
+    X = _images(n=96, h=16, w=16)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 15, "statistic": "max"}).fit(X)
+    test = _images(n=6, h=16, w=16, seed=9)
+    defect = test.copy()
+    rows, cols = (
+        [(3, 6), (9, 12), (2, 5), (10, 13), (5, 8), (1, 4)],
+        [(9, 12), (2, 5), (3, 6), (10, 13), (5, 8), (11, 14)],
+    )
+    for i, ((r0, r1), (c0, c1)) in enumerate(zip(rows, cols, strict=True)):
+        defect[i, r0:r1, c0:c1] += 0.5
+    maps = det.anomaly_map(defect)
+    for i, ((r0, r1), (c0, c1)) in enumerate(zip(rows, cols, strict=True)):
+        r, c = np.unravel_index(np.argmax(maps[i]), maps[i].shape)
+        assert r0 <= r < r1 and c0 <= c < c1, (i, r, c)
+    for statistic in ("mean", "smooth", "max", "topk"):
+        det.set_params(statistic=statistic)
+        assert (det.score_samples(defect) < det.score_samples(test)).all(), statistic
+
+
+def _digits_task(normal=0):
+    X, y = load_digits(return_X_y=True)
+    X = X.reshape(-1, 8, 8) / 16.0
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    return X_tr[y_tr == normal], X_te, (y_te != normal).astype(int)
+
+
+def test_digits_roc_auc_floor():
+    X_train, X_test, y_test = _digits_task(normal=0)
+    det = ConvAutoencoderDetector(channels=(16,), latent_dim=16, max_iter=15, random_state=0)
+    det.fit(X_train)
+    assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.98
+
+
+def test_pipeline_and_grid_search_on_rows():
+    X, y = load_digits(return_X_y=True)
+    rows = np.vstack([X[y == 3], X[y != 3][::8]])
+    labels = np.r_[np.zeros((y == 3).sum(), int), np.ones(len(X[y != 3][::8]), int)]
+    pipe = make_pipeline(
+        FunctionTransformer(lambda X: X / 16.0),
+        ConvAutoencoderDetector(image_shape=(8, 8), **{**FAST, "channels": (16,), "max_iter": 15}),
+    )
+
+    def auc(est, X, y):
+        return roc_auc_score(y, -est.score_samples(X))
+
+    search = GridSearchCV(
+        pipe,
+        {"convautoencoderdetector__latent_dim": [4, 16]},
+        scoring=auc,
+        cv=StratifiedKFold(2, shuffle=True, random_state=0),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        search.fit(rows, labels)
+    assert search.best_score_ > 0.85
+    assert search.predict(rows).shape == (len(rows),)

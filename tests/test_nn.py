@@ -1,0 +1,161 @@
+"""The torch modules and helpers: shapes, SSIM, blur, seeding, devices, threads."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from anomalib_lite.nn import ConvAutoencoder, DenseAutoencoder, gaussian_blur, ssim_map
+from anomalib_lite.utils._torch import (
+    build_quietly,
+    check_device,
+    init_weights,
+    make_generator,
+    resolve_device,
+    torch_threads,
+)
+
+
+def _rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize(
+    ("size", "channels"), [((8, 8), (4,)), ((28, 28), (4, 8)), ((16, 32), (2, 4, 8))]
+)
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_conv_autoencoder_shapes(size, channels, in_channels):
+    net = ConvAutoencoder(in_channels, size, channels, latent_dim=5)
+    x = _rand(3, in_channels, *size)
+    assert net.encode(x).shape == (3, 5)
+    assert net.decode(net.encode(x)).shape == x.shape
+    assert net(x).shape == x.shape
+
+
+@pytest.mark.parametrize("norm_layer", [None, nn.BatchNorm2d])
+def test_conv_autoencoder_same_type_in_train_and_eval(norm_layer):
+    net = ConvAutoencoder(1, (8, 8), (4, 8), latent_dim=3, norm_layer=norm_layer)
+    x = _rand(4, 1, 8, 8)
+    train_out = net.train()(x)
+    eval_out = net.eval()(x)
+    assert type(train_out) is type(eval_out) is torch.Tensor
+    assert train_out.shape == eval_out.shape
+
+
+def test_conv_autoencoder_refuses_indivisible_size():
+    with pytest.raises(ValueError, match=r"input_size=\(10, 8\) must be divisible by .* 4"):
+        ConvAutoencoder(1, (10, 8), (4, 8))
+    with pytest.raises(ValueError, match="at least one level"):
+        ConvAutoencoder(1, (8, 8), ())
+
+
+def test_conv_autoencoder_takes_layer_classes():
+    net = ConvAutoencoder(1, (8, 8), (4,), act_layer=nn.GELU, norm_layer=nn.BatchNorm2d)
+    kinds = {type(m) for m in net.modules()}
+    assert nn.GELU in kinds and nn.BatchNorm2d in kinds and nn.ReLU not in kinds
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_dense_autoencoder_shapes(dropout):
+    net = DenseAutoencoder(7, hidden_sizes=(6, 4), latent_dim=2, dropout=dropout)
+    x = _rand(5, 7)
+    assert net.encode(x).shape == (5, 2)
+    assert net(x).shape == x.shape
+    assert type(net.train()(x)) is type(net.eval()(x))
+    widths = [m.out_features for m in net.modules() if isinstance(m, nn.Linear)]
+    assert widths == [6, 4, 2, 4, 6, 7]
+    assert any(isinstance(m, nn.Dropout) for m in net.modules()) == (dropout > 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), h=st.integers(1, 12), w=st.integers(1, 12))
+def test_ssim_is_one_on_equal_images_symmetric_and_bounded(seed, h, w):
+    x = _rand(2, 2, h, w, seed=seed)
+    y = _rand(2, 2, h, w, seed=seed + 1)
+    torch.testing.assert_close(ssim_map(x, x), torch.ones_like(x))
+    torch.testing.assert_close(ssim_map(x, y), ssim_map(y, x))
+    s = ssim_map(x, y)
+    assert s.shape == x.shape
+    assert bool((s <= 1 + 1e-5).all()) and bool((s >= -1 - 1e-5).all())
+
+
+def test_ssim_drops_with_noise():
+    x = _rand(1, 1, 16, 16)
+    noise = _rand(1, 1, 16, 16, seed=3) - 0.5
+    small, large = ssim_map(x, x + 0.05 * noise).mean(), ssim_map(x, x + 0.5 * noise).mean()
+    assert 1.0 > small > large
+
+
+def test_gaussian_blur_keeps_constants_and_matches_2d_kernel():
+    torch.testing.assert_close(
+        gaussian_blur(torch.full((1, 2, 9, 7), 3.0), 1.5), torch.full((1, 2, 9, 7), 3.0)
+    )
+    x = torch.zeros(1, 1, 15, 15)
+    x[0, 0, 7, 7] = 1.0
+    out = gaussian_blur(x, 1.0)
+    t = torch.arange(-3.0, 4.0)
+    k = torch.exp(-(t**2) / 2)
+    k = k / k.sum()
+    torch.testing.assert_close(out[0, 0, 4:11, 4:11], torch.outer(k, k))
+    assert out.sum().item() == pytest.approx(1.0)
+
+
+def test_gaussian_blur_small_images():
+    for h, w in [(1, 1), (1, 5), (2, 2), (3, 1)]:
+        x = _rand(1, 1, h, w)
+        assert gaussian_blur(x, 2.0).shape == x.shape
+
+
+def test_init_weights_is_seeded_and_leaves_global_rng_alone():
+    state, seed = torch.get_rng_state(), torch.initial_seed()
+
+    def build():
+        return build_quietly(lambda: ConvAutoencoder(1, (8, 8), (4,), norm_layer=nn.BatchNorm2d))
+
+    a = init_weights(build(), make_generator(7))
+    b = init_weights(build(), make_generator(7))
+    c = init_weights(build(), make_generator(8))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.initial_seed() == seed
+    for (name, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True
+    ):
+        assert torch.equal(pa, pb), name
+        if name.endswith("weight") and "encoder.1" not in name:
+            assert not torch.equal(pa, pc), name
+
+
+def test_init_weights_follows_the_default_bounds():
+    layer = nn.Linear(50, 20)
+    init_weights(layer, make_generator(0))
+    bound = 1 / np.sqrt(50)
+    assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
+    assert layer.weight.abs().max() > 0.8 * bound
+
+
+def test_resolve_device():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto") == expected
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="device='banana' is not a torch device"):
+        check_device("banana")
+    with pytest.raises(TypeError, match="device must be a string"):
+        check_device(0.5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_request_without_cuda_says_so():
+    with pytest.raises(ValueError, match=r"CUDA is not available.*device='auto'"):
+        resolve_device("cuda")
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with torch_threads(3) as n:
+        assert n == 3 and torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(2):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
