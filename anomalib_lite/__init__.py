@@ -7,7 +7,8 @@ anomaly. Every detector follows scikit-learn's outlier-detector API.
 from . import io as io
 from .base import BaseDetector
 from .pca import PCADetector
+from .thresholds import CalibratedDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["BaseDetector", "PCADetector", "__version__"]
+__all__ = ["BaseDetector", "CalibratedDetector", "PCADetector", "__version__"]

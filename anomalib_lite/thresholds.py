@@ -1,0 +1,550 @@
+"""Threshold rules and the meta-estimator that calibrates a detector's threshold.
+
+A detector ranks samples; its threshold decides how many alarms it raises. A
+threshold taken from the training scores (``contamination``) flags a fixed
+share of the *training* data and is optimistic for flexible models, whose
+training scores are lower than those of new data. The rules here set it from
+scores of held-out data instead:
+
+* :func:`conformal_threshold`: a false-alarm rate of at most ``alpha`` on new
+  normal data, guaranteed in finite samples;
+* :func:`quantile_threshold`: the plain empirical quantile, no guarantee;
+* :func:`labelled_threshold`: F1, Youden's J or a target recall, from a few
+  labelled anomalies;
+
+and :class:`CalibratedDetector` wraps any detector (or Pipeline ending in one)
+to apply them.
+"""
+
+import logging
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .base import BaseDetector
+from .metrics import _check_scores, _cut_counts
+from .utils._validation import check_float, check_labels, check_numeric_dtype, check_option
+
+__all__ = [
+    "CalibratedDetector",
+    "CalibrationWarning",
+    "conformal_p_values",
+    "conformal_threshold",
+    "labelled_threshold",
+    "quantile_threshold",
+]
+
+logger = logging.getLogger(__name__)
+
+_METHODS = ("conformal", "quantile", "analytic", "f1", "youden", "recall")
+_LABELLED = ("f1", "youden", "recall")
+# Tolerance on (n + 1) * alpha, so that e.g. 20 * 0.05 counts as exactly 1.
+_RANK_TOL = 1e-9
+
+
+class CalibrationWarning(UserWarning):
+    """The requested calibration could not be applied as asked; see its message."""
+
+
+def _min_conformal_size(alpha):
+    """Fewest calibration scores for which the conformal rank exists."""
+    return max(math.ceil(1.0 / alpha - _RANK_TOL) - 1, 1)
+
+
+def conformal_threshold(calibration_scores, alpha):
+    """Split-conformal threshold on anomaly scores at false-alarm rate ``alpha``.
+
+    With ``n`` calibration scores of held-out normal samples, the threshold is
+    the ``k``-th smallest, ``k = ceil((n + 1) * (1 - alpha))``. A new sample is
+    flagged when its anomaly score is strictly above it. If the new normal
+    sample and the calibration samples are exchangeable (drawn alike, and the
+    model never saw the calibration samples), it is flagged with probability
+    at most ``(n + 1 - k) / (n + 1) <= alpha``, whatever the detector and the
+    distribution, and at least ``alpha - 1 / (n + 1)`` when scores have no ties.
+
+    Parameters
+    ----------
+    calibration_scores : array-like of shape (n,)
+        Anomaly scores (higher = more anomalous) of held-out normal samples.
+    alpha : float
+        Target false-alarm rate in (0, 1).
+
+    Returns
+    -------
+    threshold : float
+        Threshold on the anomaly score.
+
+    Raises
+    ------
+    ValueError
+        When ``n < 1 / alpha - 1``: then ``k > n`` and no threshold taken from
+        the calibration scores keeps the bound; only one that flags nothing
+        would, so the function refuses rather than return a useless detector.
+
+    Examples
+    --------
+    >>> from anomalib_lite.thresholds import conformal_threshold
+    >>> scores = list(range(1, 20))  # 19 scores, 1 ... 19
+    >>> conformal_threshold(scores, alpha=0.1)  # k = ceil(20 * 0.9) = 18
+    18.0
+    """
+    scores = _check_scores(calibration_scores, "calibration_scores")
+    alpha = check_float(alpha, "alpha", low=0, high=1)
+    n = scores.size
+    n_exceed = math.floor((n + 1) * alpha + _RANK_TOL)  # n + 1 - k
+    if n_exceed < 1:
+        need = _min_conformal_size(alpha)
+        raise ValueError(
+            f"Only {n} held-out normal scores for alpha={alpha}: the conformal "
+            f"threshold needs at least ceil(1 / alpha) - 1 = {need} of them, as "
+            f"even the largest of {n} scores is exceeded by a new normal sample "
+            f"with probability 1 / {n + 1} > alpha. Add normal data, raise "
+            "calibration_size, raise alpha, or use method='quantile' (no guarantee)."
+        )
+    return float(np.sort(scores)[n - n_exceed])
+
+
+def conformal_p_values(calibration_scores, anomaly_scores):
+    """Conformal p-values of new samples against held-out normal scores.
+
+    ``p(x) = (1 + #{i : s_i >= s(x)}) / (n + 1)`` where ``s_i`` are the ``n``
+    calibration scores. Small means anomalous. For a new normal sample
+    exchangeable with the calibration samples, ``P(p <= alpha) <= alpha`` for
+    every ``alpha``, and ``p <= alpha`` exactly when the anomaly score exceeds
+    :func:`conformal_threshold` at that ``alpha``.
+
+    Parameters
+    ----------
+    calibration_scores : array-like of shape (n,)
+        Anomaly scores of held-out normal samples.
+    anomaly_scores : array-like of shape (m,)
+        Anomaly scores of the samples to test.
+
+    Returns
+    -------
+    p_values : ndarray of shape (m,)
+        Values in ``[1 / (n + 1), 1]``.
+
+    Examples
+    --------
+    >>> from anomalib_lite.thresholds import conformal_p_values
+    >>> conformal_p_values([1.0, 2.0, 3.0], [0.5, 2.5, 9.0]).tolist()
+    [1.0, 0.5, 0.25]
+    """
+    cal = np.sort(_check_scores(calibration_scores, "calibration_scores"))
+    s = np.asarray(anomaly_scores, dtype=np.float64)
+    at_least = cal.size - np.searchsorted(cal, s, side="left")
+    return (1.0 + at_least) / (cal.size + 1.0)
+
+
+def quantile_threshold(calibration_scores, alpha):
+    """Empirical ``1 - alpha`` quantile of held-out normal anomaly scores.
+
+    The threshold most people write by hand. It carries no guarantee: with
+    ``n`` continuous scores and numpy's linear interpolation, a new normal
+    sample is flagged with probability about ``alpha + (1 - 2 * alpha) / (n + 1)``,
+    above ``alpha``, by a margin that shrinks only as ``1 / n``. Prefer
+    :func:`conformal_threshold` when false alarms must stay below ``alpha``.
+
+    Parameters
+    ----------
+    calibration_scores : array-like of shape (n,)
+        Anomaly scores of held-out normal samples.
+    alpha : float
+        Target false-alarm rate in (0, 1).
+
+    Returns
+    -------
+    threshold : float
+        Threshold on the anomaly score.
+
+    Examples
+    --------
+    >>> from anomalib_lite.thresholds import quantile_threshold
+    >>> quantile_threshold(list(range(1, 20)), alpha=0.1)
+    17.2
+    """
+    scores = _check_scores(calibration_scores, "calibration_scores")
+    alpha = check_float(alpha, "alpha", low=0, high=1)
+    return float(np.quantile(scores, 1.0 - alpha))
+
+
+def _between(hi, lo):
+    """A threshold t with lo <= t < hi, half-way where floats allow."""
+    mid = lo / 2.0 + hi / 2.0
+    return float(mid) if lo <= mid < hi else float(lo)
+
+
+def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
+    """Threshold on anomaly scores chosen with labelled anomalies.
+
+    Only cuts between two distinct scores are considered (tied samples are
+    flagged together), and the threshold is placed half-way between the two
+    scores, so that it is no closer to the normal side than to the anomalous
+    one. Among cuts of equal merit the one with fewer alarms wins.
+
+    Parameters
+    ----------
+    anomaly_scores : array-like of shape (n,)
+        Anomaly scores, higher = more anomalous.
+    y : array-like of shape (n,)
+        Labels, ``0`` = normal, ``1`` = anomaly; both must be present.
+    method : {'f1', 'youden', 'recall'}, default='f1'
+        ``'f1'`` maximises the F1 of the anomaly class; ``'youden'`` maximises
+        Youden's J = TPR - FPR (it weighs both classes equally, whatever their
+        counts); ``'recall'`` flags the fewest samples that still reach
+        ``target_recall``.
+    target_recall : float, default=0.9
+        Share of the anomalies to detect, in (0, 1]; used by ``'recall'``.
+
+    Returns
+    -------
+    threshold : float
+        Samples with an anomaly score strictly above it are flagged.
+
+    Examples
+    --------
+    >>> from anomalib_lite.thresholds import labelled_threshold
+    >>> scores = [0.1, 0.2, 0.3, 0.8, 0.9]
+    >>> labelled_threshold(scores, [0, 0, 0, 1, 1], method="f1")
+    0.55
+    """
+    method = check_option(method, "method", _LABELLED)
+    target_recall = check_float(target_recall, "target_recall", low=0, high=1, closed="right")
+    s = _check_scores(anomaly_scores, "anomaly_scores")
+    anomaly = ~check_labels(y, s.size)
+    n_pos = int(anomaly.sum())
+    if n_pos == 0:
+        raise ValueError(
+            f"method={method!r} needs labelled anomalies (y == 1) but y has none; "
+            "use conformal_threshold or quantile_threshold on normal scores."
+        )
+    n_flagged, tp, fp, desc = _cut_counts(anomaly, s)
+    n_neg = s.size - n_pos
+    if method == "f1":
+        best = int(np.argmax(2.0 * tp / (n_flagged + n_pos)))
+    elif method == "youden":
+        best = int(np.argmax(tp / n_pos - fp / n_neg))
+    else:
+        needed = math.ceil(target_recall * n_pos - _RANK_TOL)
+        best = int(np.argmax(tp >= needed))
+    k = int(n_flagged[best])
+    if k == 0:
+        return float(desc[0])  # nothing above the largest score
+    if k == s.size:
+        return float(np.nextafter(desc[-1], -np.inf))
+    return _between(desc[k - 1], desc[k])
+
+
+def _final_step(estimator):
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+class CalibratedDetector(BaseDetector):
+    """Detector whose threshold is set on held-out data, with a stated meaning.
+
+    Wraps a detector, or a :class:`~sklearn.pipeline.Pipeline` ending in one,
+    and replaces its ``offset_`` by a threshold calibrated with ``method``.
+    Scores are the wrapped detector's; only the decision changes. Its
+    parameters are reachable as ``detector__<name>`` in
+    :class:`~sklearn.model_selection.GridSearchCV`.
+
+    Parameters
+    ----------
+    detector : estimator
+        Unfitted outlier detector with ``fit`` and ``score_samples`` (higher =
+        more normal), or a Pipeline ending in one. It is cloned, and only ever
+        fitted on normal rows, so the preprocessing of a wrapped Pipeline
+        never sees the anomalies.
+    method : {'conformal', 'quantile', 'analytic', 'f1', 'youden', 'recall'}, \
+            default='conformal'
+        How the threshold is set; see Notes.
+    alpha : float, default=0.05
+        Target false-alarm rate in (0, 1) of the normal-only methods, and of
+        the fallback of the labelled ones.
+    target_recall : float, default=0.9
+        Share of the calibration anomalies ``method='recall'`` must detect,
+        in (0, 1].
+    calibration_size : float or int, default=0.25
+        Normal samples held out for calibration: a float in (0, 1) is a share
+        of the normal rows (rounded up), an int a count. Labelled anomalies
+        always all go to calibration. Unused by ``'analytic'``.
+    refit : bool, default=True
+        After choosing the threshold, refit the detector on every normal row,
+        where the method allows it: ``'quantile'``, ``'f1'``, ``'youden'``,
+        ``'recall'``. ``'conformal'`` always keeps the model fitted on the
+        training part, and ``'analytic'`` needs no holdout.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split of the normal rows into training and calibration
+        parts. Pass an int for a reproducible split.
+
+    Attributes
+    ----------
+    detector_ : estimator
+        The fitted detector that scores new samples.
+    method_ : str
+        The method applied: ``method``, or ``'conformal'`` when a labelled
+        method found no anomaly to calibrate on.
+    threshold_ : float
+        Threshold on the anomaly score ``-score_samples``; samples above it
+        are flagged.
+    offset_ : float
+        ``-threshold_``, so that ``decision_function = score_samples - offset_``.
+    calibration_scores_ : ndarray of shape (n_calibration,) or None
+        Sorted anomaly scores of the held-out normal samples, from the model
+        fitted on the training part (None for ``'analytic'``).
+    refitted_ : bool
+        Whether ``detector_`` was refit on every normal row after calibration.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    conformal_threshold : The conformal rule on its own.
+    labelled_threshold : The labelled rules on their own.
+    sklearn.model_selection.TunedThresholdClassifierCV : The same idea for
+        classifiers.
+
+    Notes
+    -----
+    **Normal-only methods.** The normal rows are split at random
+    (``random_state``) into a training part, on which a clone of ``detector``
+    is fitted, and a calibration part, which it scores.
+
+    * ``'conformal'``: threshold = the ``ceil((n + 1)(1 - alpha))``-th smallest
+      of the ``n`` calibration scores (:func:`conformal_threshold`). For new
+      normal data exchangeable with the calibration data, the expected
+      false-alarm rate is at most ``alpha``, in finite samples and for any
+      detector. It needs ``n >= ceil(1 / alpha) - 1`` (19 at ``alpha=0.05``,
+      99 at 0.01); with fewer, ``fit`` raises a ValueError that says how many
+      are missing. The model that produced the calibration scores is kept:
+      refitting it on all rows would make the calibration rows training rows
+      and void the guarantee. :meth:`p_values` gives conformal p-values.
+    * ``'quantile'``: the empirical ``1 - alpha`` quantile of the calibration
+      scores (:func:`quantile_threshold`). No guarantee: its false-alarm rate
+      exceeds ``alpha`` by about ``(1 - 2 alpha) / (n + 1)``, and by more after
+      the refit, whose scores on new data are not those of the split model.
+    * ``'analytic'``: no holdout; the detector is fitted on every normal row
+      and the threshold is its ``analytic_limit(alpha)``, a closed-form control
+      limit (PCADetector's assumes Gaussian normal data).
+
+    **Labelled methods** use a few known anomalies (``y == 1``). Every
+    anomaly goes to the calibration part (a detector never learns from them,
+    so any in the training part would be wasted), together with the held-out
+    normal rows; the threshold maximises F1 or Youden's J, or reaches
+    ``target_recall`` with the fewest alarms (:func:`labelled_threshold`).
+    With no anomaly at all they warn (:class:`CalibrationWarning`) and fall
+    back to ``'conformal'`` at ``alpha``: a threshold tuned on normal data only
+    would otherwise flag nothing or everything.
+
+    **Pipelines.** Wrap the whole Pipeline, ``CalibratedDetector(make_pipeline(
+    StandardScaler(), PCADetector()))``, rather than putting this estimator
+    after the transformers: then the transformers are fitted on the training
+    part's normal rows only, and never on calibration rows or anomalies.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import CalibratedDetector, PCADetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 5))
+    >>> det = CalibratedDetector(PCADetector(n_components=2), alpha=0.05, random_state=0)
+    >>> det = det.fit(X)
+    >>> det.method_, det.calibration_scores_.shape
+    ('conformal', (100,))
+    >>> bool(np.mean(det.predict(rng.normal(size=(2000, 5))) == -1) < 0.08)
+    True
+    """
+
+    def __init__(
+        self,
+        detector,
+        *,
+        method="conformal",
+        alpha=0.05,
+        target_recall=0.9,
+        calibration_size=0.25,
+        refit=True,
+        random_state=None,
+    ):
+        self.detector = detector
+        self.method = method
+        self.alpha = alpha
+        self.target_recall = target_recall
+        self.calibration_size = calibration_size
+        self.refit = refit
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = get_tags(self.detector).input_tags.allow_nan
+        return tags
+
+    # ------------------------------------------------------------ validation
+    def _check_params(self):
+        det = self.detector
+        if not (hasattr(det, "fit") and hasattr(det, "score_samples")):
+            raise TypeError(
+                f"detector must be an outlier detector with fit and score_samples "
+                f"(or a Pipeline ending in one), got {type(det).__name__} {det!r}."
+            )
+        check_option(self.method, "method", _METHODS)
+        check_float(self.alpha, "alpha", low=0, high=1)
+        check_float(self.target_recall, "target_recall", low=0, high=1, closed="right")
+        size = self.calibration_size
+        if isinstance(size, bool) or not isinstance(size, Real):
+            raise TypeError(
+                f"calibration_size must be a float in (0, 1) or an int >= 1, got "
+                f"{type(size).__name__} {size!r}."
+            )
+        if isinstance(size, Integral):
+            if size < 1:
+                raise ValueError(f"calibration_size={size!r} must be >= 1 when an int.")
+        elif not 0.0 < size < 1.0:
+            raise ValueError(
+                f"calibration_size={size!r} must be in (0, 1) when a float (the share "
+                "of normal rows held out), or an int count."
+            )
+        if not isinstance(self.refit, (bool, np.bool_)):
+            raise TypeError(f"refit must be a bool, got {type(self.refit).__name__}.")
+        if self.method == "analytic" and not hasattr(_final_step(det), "analytic_limit"):
+            raise TypeError(
+                f"method='analytic' needs a detector with an analytic_limit(alpha) "
+                f"method, such as PCADetector; {type(_final_step(det)).__name__} has "
+                "none. Use method='conformal' instead."
+            )
+
+    def _validate_input(self, X, *, reset):
+        # Image stacks (n, H, W) pass through to detectors that take them.
+        check_numeric_dtype(X)
+        allow_nan = get_tags(self).input_tags.allow_nan
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=(np.float64, np.float32),
+            allow_nd=True,
+            ensure_all_finite="allow-nan" if allow_nan else True,
+            ensure_min_samples=2 if reset else 1,
+        )
+
+    def _batch_rows(self, X):
+        return X.shape[0]  # the wrapped detector batches its own scoring
+
+    # --------------------------------------------------------------- fitting
+    def _split(self, n_normal):
+        size = self.calibration_size
+        n_cal = math.ceil(size * n_normal) if isinstance(size, float) else int(size)
+        if n_cal >= n_normal:
+            raise ValueError(
+                f"calibration_size={size!r} holds out {n_cal} of the {n_normal} normal "
+                "samples and leaves none to train on; lower calibration_size or add "
+                "normal data."
+            )
+        perm = check_random_state(self.random_state).permutation(n_normal)
+        return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
+
+    def fit(self, X, y=None):
+        """Fit the detector and calibrate its threshold.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training samples.
+        y : array-like of shape (n_samples,), default=None
+            Optional labels, ``0`` = normal, ``1`` = anomaly. The detector
+            learns from normal rows only; anomalies serve the labelled methods
+            and are ignored by the others. None treats every row as normal.
+
+        Returns
+        -------
+        self : object
+            The calibrated detector.
+        """
+        self._check_params()
+        X = self._validate_input(X, reset=True)
+        normal = np.ones(X.shape[0], dtype=bool) if y is None else check_labels(y, X.shape[0])
+        X_normal, X_anomalous = X[normal], X[~normal]
+        method = self.method
+        if method in _LABELLED and X_anomalous.shape[0] == 0:
+            warnings.warn(
+                f"method={method!r} needs labelled anomalies (y == 1) to calibrate on, "
+                "but there are none; fell back to method='conformal' at "
+                f"alpha={self.alpha} (false-alarm rate at most alpha on new normal "
+                "data). Pass y with a few known anomalies, or set method='conformal' "
+                "to silence this warning.",
+                CalibrationWarning,
+                stacklevel=2,
+            )
+            method = "conformal"
+        self.method_ = method
+
+        if method == "analytic":
+            self.detector_ = clone(self.detector).fit(X_normal)
+            self.threshold_ = float(_final_step(self.detector_).analytic_limit(self.alpha))
+            self.calibration_scores_ = None
+            self.refitted_ = False
+        else:
+            train, cal = self._split(X_normal.shape[0])
+            model = clone(self.detector).fit(X_normal[train])
+            cal_scores = -np.asarray(model.score_samples(X_normal[cal]), dtype=np.float64)
+            self.calibration_scores_ = np.sort(cal_scores)
+            if method == "conformal":
+                self.threshold_ = conformal_threshold(cal_scores, self.alpha)
+            elif method == "quantile":
+                self.threshold_ = quantile_threshold(cal_scores, self.alpha)
+            else:
+                anomalous_scores = -np.asarray(model.score_samples(X_anomalous), dtype=np.float64)
+                self.threshold_ = labelled_threshold(
+                    np.r_[cal_scores, anomalous_scores],
+                    np.r_[np.zeros(cal.size, int), np.ones(anomalous_scores.size, int)],
+                    method=method,
+                    target_recall=self.target_recall,
+                )
+            self.refitted_ = bool(self.refit) and method != "conformal"
+            self.detector_ = clone(self.detector).fit(X_normal) if self.refitted_ else model
+        self.offset_ = -self.threshold_
+        logger.debug("method=%s threshold=%.6g", self.method_, self.threshold_)
+        return self
+
+    # --------------------------------------------------------------- scoring
+    def _anomaly_score(self, X):
+        return -np.asarray(self.detector_.score_samples(X), dtype=np.float64)
+
+    def p_values(self, X):
+        """Conformal p-values of samples: small means anomalous.
+
+        ``p = (1 + #{calibration scores >= score}) / (n + 1)``. For a new normal
+        sample exchangeable with the calibration samples ``P(p <= a) <= a`` for
+        every level ``a``, so p-values let you pick the false-alarm rate after
+        fitting, or control the false discovery rate over a batch
+        (Benjamini-Hochberg). With ``method='conformal'``, ``predict`` flags
+        exactly the samples with ``p <= alpha``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to test.
+
+        Returns
+        -------
+        p_values : ndarray of shape (n_samples,)
+            Values in ``[1 / (n + 1), 1]``, ``n = len(calibration_scores_)``.
+        """
+        check_is_fitted(self)
+        if self.calibration_scores_ is None or self.refitted_:
+            how = "refit on every normal row" if self.refitted_ else "fitted without a holdout"
+            raise ValueError(
+                "p-values need the model that scored the calibration holdout, but "
+                f"this detector was {how} (method={self.method_!r}). Use "
+                "method='conformal', or refit=False with 'quantile'."
+            )
+        return conformal_p_values(self.calibration_scores_, -self.score_samples(X))

@@ -1,0 +1,389 @@
+"""Threshold rules and CalibratedDetector: guarantees, fallbacks, splits, errors."""
+
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
+from sklearn.ensemble import IsolationForest
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from anomalib_lite import CalibratedDetector, PCADetector
+from anomalib_lite.thresholds import (
+    CalibrationWarning,
+    conformal_p_values,
+    conformal_threshold,
+    labelled_threshold,
+    quantile_threshold,
+)
+
+DOCS = Path(__file__).parents[1] / "docs"
+
+scores_1d = arrays(
+    np.float64, st.integers(1, 60), elements=st.integers(-20, 20).map(lambda v: v / 4)
+)
+
+
+def _gaussian(seed, n, d=5):
+    """Normal data: a fixed correlated Gaussian in R^d (seed 0 fixes the shape)."""
+    A = np.random.default_rng(0).normal(size=(d, d))
+    return np.random.default_rng(seed).normal(size=(n, d)) @ A
+
+
+# ----------------------------------------------------------- conformal rule
+@settings(max_examples=80, deadline=None)
+@given(scores=scores_1d, alpha=st.floats(0.01, 0.99), new=scores_1d)
+def test_conformal_threshold_is_the_conformal_rank(scores, alpha, new):
+    n = scores.size
+    n_exceed = math.floor((n + 1) * alpha + 1e-9)
+    if n_exceed < 1:
+        with pytest.raises(ValueError, match="needs at least ceil"):
+            conformal_threshold(scores, alpha)
+        return
+    t = conformal_threshold(scores, alpha)
+    k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
+    assert t == np.sort(scores)[k - 1]
+    # at most n + 1 - k - 1 calibration scores lie strictly above it
+    assert np.sum(scores > t) <= n - k
+    # p <= alpha exactly where the anomaly score exceeds the threshold, ties included
+    probe = np.r_[new, scores]
+    np.testing.assert_array_equal(conformal_p_values(scores, probe) <= alpha, probe > t)
+
+
+def test_conformal_threshold_boundary_sizes():
+    # alpha = 0.05 needs n >= 19: (19 + 1) * 0.05 = 1 exceedance allowed
+    assert conformal_threshold(np.arange(19.0), 0.05) == 18.0
+    with pytest.raises(ValueError, match=r"Only 18 held-out .*ceil\(1 / alpha\) - 1 = 19"):
+        conformal_threshold(np.arange(18.0), 0.05)
+    assert conformal_threshold(np.arange(99.0), 0.01) == 98.0
+    with pytest.raises(ValueError, match="= 99"):
+        conformal_threshold(np.arange(98.0), 0.01)
+
+
+def test_p_values_hand_computed():
+    cal = [1.0, 2.0, 2.0, 3.0]
+    p = conformal_p_values(cal, [0.0, 2.0, 2.5, 3.0, 4.0])
+    np.testing.assert_allclose(p, [5 / 5, 4 / 5, 2 / 5, 2 / 5, 1 / 5])
+
+
+def test_quantile_threshold_is_numpy_quantile():
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=50)
+    assert quantile_threshold(s, 0.1) == np.quantile(s, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("func", "args", "error", "match"),
+    [
+        (conformal_threshold, ([1.0, np.nan], 0.5), ValueError, "NaN or infinite"),
+        (conformal_threshold, ([], 0.5), ValueError, "non-empty 1-D"),
+        (conformal_threshold, ([1.0, 2.0], 1.0), ValueError, r"alpha=1.0 must be in \(0, 1\)"),
+        (quantile_threshold, ([1.0], "0.1"), TypeError, "alpha must be a float"),
+        (labelled_threshold, ([1.0, 2.0], [0, 0]), ValueError, "needs labelled anomalies"),
+        (labelled_threshold, ([1.0, 2.0], [0, 2]), ValueError, "only 0"),
+    ],
+)
+def test_rule_input_errors(func, args, error, match):
+    with pytest.raises(error, match=match):
+        func(*args)
+
+
+# ----------------------------------------------------------- labelled rules
+def _all_cuts(scores):
+    """Every flagged set a threshold can produce: flag scores > t."""
+    u = np.unique(scores)
+    return [scores > t for t in np.r_[u[0] - 1, u]]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    scores=arrays(np.float64, st.integers(2, 40), elements=st.integers(0, 12).map(float)),
+    seed=st.integers(0, 2**16),
+    target=st.sampled_from([0.3, 0.5, 0.9, 1.0]),
+)
+def test_labelled_thresholds_are_optimal_over_every_cut(scores, seed, target):
+    y = np.random.default_rng(seed).integers(0, 2, size=scores.size)
+    y[0], y[-1] = 1, 0
+    pos, neg = y == 1, y == 0
+    cuts = _all_cuts(scores)
+
+    def f1(c):
+        return 2 * np.sum(c & pos) / (c.sum() + pos.sum())
+
+    flagged = scores > labelled_threshold(scores, y, method="f1")
+    assert f1(flagged) == pytest.approx(max(f1(c) for c in cuts))
+
+    def youden(c):
+        return c[pos].mean() - c[neg].mean()
+
+    flagged = scores > labelled_threshold(scores, y, method="youden")
+    assert youden(flagged) == pytest.approx(max(youden(c) for c in cuts))
+
+    flagged = scores > labelled_threshold(scores, y, method="recall", target_recall=target)
+    reaching = [c.sum() for c in cuts if c[pos].mean() >= target - 1e-12]
+    assert flagged[pos].mean() >= target - 1e-12
+    assert flagged.sum() == min(reaching)
+
+
+def test_labelled_threshold_sits_half_way_between_classes():
+    t = labelled_threshold([0.1, 0.2, 0.3, 0.8, 0.9], [0, 0, 0, 1, 1], method="youden")
+    assert t == pytest.approx(0.55)
+
+
+# ------------------------------------------------------- CalibratedDetector
+def _false_alarm_rates(method, detector, n_trials=150, n_fit=60, alpha=0.1):
+    """Mean false-alarm rate on fresh normal data over seeded random splits."""
+    fresh = _gaussian(10_000, 4000)
+    rates = []
+    for seed in range(n_trials):
+        det = CalibratedDetector(
+            detector, method=method, alpha=alpha, calibration_size=19, random_state=seed
+        ).fit(_gaussian(seed, n_fit))
+        rates.append(np.mean(det.predict(fresh) == -1))
+    return np.mean(rates), np.std(rates) / np.sqrt(n_trials)
+
+
+def test_conformal_false_alarm_rate_is_at_most_alpha_on_average():
+    """The finite-sample guarantee, checked over 150 seeded splits.
+
+    With 19 calibration scores and alpha = 0.1 the conformal threshold is the
+    18th smallest: the expected false-alarm rate is exactly 1 - 18 / 20 = 0.1.
+    The plain quantile interpolates at position 0.9 * 18 = 16.2 (from 0),
+    between the 17th and 18th smallest, so its expected rate is about
+    0.1 + 0.8 / 20 = 0.14.
+    """
+    alpha = 0.1
+    conformal, se_c = _false_alarm_rates("conformal", PCADetector(n_components=2), alpha=alpha)
+    quantile, se_q = _false_alarm_rates("quantile", PCADetector(n_components=2), alpha=alpha)
+    print(
+        f"mean false-alarm rate: conformal {conformal:.4f} (se {se_c:.4f}), "
+        f"quantile {quantile:.4f} (se {se_q:.4f}); alpha = {alpha}"
+    )
+    assert conformal <= alpha + 3 * se_c
+    # the guarantee is tight: at least alpha - 1 / (n + 1) for continuous scores
+    assert conformal >= alpha - 1 / 20 - 3 * se_c
+    assert quantile > alpha + 3 * se_q
+
+
+def test_conformal_guarantee_holds_for_a_third_party_detector():
+    """Any detector with score_samples: scikit-learn's IsolationForest."""
+    fresh = _gaussian(10_000, 2000)
+    rates = []
+    for seed in range(30):
+        det = CalibratedDetector(
+            IsolationForest(n_estimators=10, random_state=seed),
+            alpha=0.2,
+            calibration_size=14,  # (14 + 1) * 0.2 = 3 exceedances: exact level 0.2
+            random_state=seed,
+        ).fit(_gaussian(seed, 50))
+        rates.append(np.mean(det.predict(fresh) == -1))
+    assert np.mean(rates) <= 0.2 + 3 * np.std(rates) / np.sqrt(len(rates))
+
+
+def test_p_values_agree_with_predict_for_conformal():
+    X = _gaussian(0, 300)
+    det = CalibratedDetector(PCADetector(n_components=2), alpha=0.1, random_state=0).fit(X)
+    X_new = np.vstack([_gaussian(1, 200), 5 * _gaussian(2, 20)])
+    p = det.p_values(X_new)
+    assert p.min() >= 1 / 76 and p.max() <= 1.0
+    np.testing.assert_array_equal(p <= 0.1, det.predict(X_new) == -1)
+
+
+def test_split_is_reproducible_and_depends_on_random_state():
+    X = _gaussian(0, 200)
+    a = CalibratedDetector(PCADetector(n_components=2), random_state=3).fit(X)
+    b = CalibratedDetector(PCADetector(n_components=2), random_state=3).fit(X)
+    c = CalibratedDetector(PCADetector(n_components=2), random_state=4).fit(X)
+    np.testing.assert_array_equal(a.calibration_scores_, b.calibration_scores_)
+    assert a.threshold_ == b.threshold_
+    assert not np.array_equal(a.calibration_scores_, c.calibration_scores_)
+
+
+def test_calibration_size_as_share_and_count():
+    X = _gaussian(0, 101)
+    det = CalibratedDetector(PCADetector(n_components=2), calibration_size=0.25, random_state=0)
+    assert det.fit(X).calibration_scores_.size == 26  # ceil(0.25 * 101)
+    assert det.set_params(calibration_size=40).fit(X).calibration_scores_.size == 40
+    # the conformal model is the split model: it learned from the other 61 rows
+    assert det.detector_.n_samples_fit_ == 61
+    assert not det.refitted_
+
+
+def test_refit_uses_every_normal_row_where_the_method_allows():
+    X = _gaussian(0, 200)
+    det = CalibratedDetector(PCADetector(n_components=2), method="quantile", random_state=0)
+    det.fit(X)
+    assert det.refitted_ and det.detector_.n_samples_fit_ == 200
+    with pytest.raises(ValueError, match="p-values need the model that scored"):
+        det.p_values(X)
+    det.set_params(refit=False).fit(X)
+    assert not det.refitted_ and det.detector_.n_samples_fit_ == 150
+    assert det.p_values(X).shape == (200,)
+
+
+def test_analytic_method_uses_the_pca_control_limit_on_all_rows():
+    X = _gaussian(0, 300)
+    det = CalibratedDetector(PCADetector(n_components=2), method="analytic", alpha=0.01).fit(X)
+    reference = PCADetector(n_components=2, control_limit=0.01).fit(X)
+    assert det.offset_ == pytest.approx(reference.offset_)
+    assert det.detector_.n_samples_fit_ == 300 and det.calibration_scores_ is None
+    with pytest.raises(ValueError, match="fitted without a holdout"):
+        det.p_values(X)
+    # inside a Pipeline the final step's limit is used
+    pipe = CalibratedDetector(
+        make_pipeline(StandardScaler(), PCADetector(n_components=2)), method="analytic"
+    ).fit(X)
+    assert pipe.threshold_ == pytest.approx(pipe.detector_[-1].analytic_limit(0.05))
+
+
+def test_analytic_method_needs_an_analytic_limit():
+    with pytest.raises(TypeError, match=r"analytic_limit.*IsolationForest"):
+        CalibratedDetector(IsolationForest(), method="analytic").fit(_gaussian(0, 50))
+
+
+def _with_anomalies(seed=0, n_normal=200, n_anomalous=12):
+    X = np.vstack([_gaussian(seed, n_normal), 4 * _gaussian(seed + 1, n_anomalous)])
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_anomalous, int)]
+    return X, y
+
+
+@pytest.mark.parametrize("method", ["f1", "youden", "recall"])
+def test_labelled_methods_fall_back_to_conformal_with_a_warning(method):
+    X = _gaussian(0, 200)
+    det = CalibratedDetector(PCADetector(n_components=2), method=method, random_state=0)
+    with pytest.warns(CalibrationWarning, match=f"method='{method}' needs labelled anomalies"):
+        det.fit(X, np.zeros(200, int))
+    conformal = CalibratedDetector(PCADetector(n_components=2), random_state=0).fit(X)
+    assert det.method_ == "conformal"
+    assert det.threshold_ == conformal.threshold_
+    # never "flag everything"
+    assert np.mean(det.predict(X) == -1) < 0.2
+
+
+def test_labelled_methods_put_every_anomaly_in_calibration():
+    X, y = _with_anomalies()
+    det = CalibratedDetector(
+        PCADetector(n_components=2), method="recall", target_recall=1.0, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        det.fit(X, y)
+    assert det.method_ == "recall"
+    # all 12 anomalies were calibrated on, so recall 1 holds on them
+    assert np.all(det.predict(X[y == 1]) == -1)
+    # and the model learned from normal rows only, then was refit on all 200
+    assert det.detector_.n_samples_fit_ == 200
+
+
+def test_f1_threshold_beats_the_training_quantile_on_labelled_data():
+    X, y = _with_anomalies(seed=5)
+    X_test, y_test = _with_anomalies(seed=50)
+    tuned = CalibratedDetector(PCADetector(n_components=2), method="f1", random_state=0)
+    tuned.fit(X, y)
+    naive = PCADetector(n_components=2, contamination=0.2).fit(X[y == 0])
+    f1_tuned = f1_score(y_test, tuned.predict(X_test) == -1)
+    f1_naive = f1_score(y_test, naive.predict(X_test) == -1)
+    assert f1_tuned > f1_naive
+
+
+def test_decision_predict_and_float32_input():
+    X = _gaussian(0, 200).astype(np.float32)
+    det = CalibratedDetector(PCADetector(n_components=2), alpha=0.1, random_state=0).fit(X)
+    scores = det.score_samples(X)
+    assert scores.dtype == np.float64 and scores.shape == (200,)
+    np.testing.assert_allclose(det.decision_function(X), scores - det.offset_)
+    np.testing.assert_array_equal(det.predict(X), np.where(scores - det.offset_ >= 0, 1, -1))
+    np.testing.assert_allclose(scores, det.detector_.score_samples(X))
+    assert det.offset_ == -det.threshold_
+
+
+def test_grid_search_reaches_inner_parameters():
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from anomalib_lite.metrics import anomaly_roc_auc
+
+    X, y = _with_anomalies(n_normal=240, n_anomalous=15)
+    search = GridSearchCV(
+        CalibratedDetector(PCADetector(), random_state=0),
+        {"detector__n_components": [1, 2, 4]},
+        scoring=anomaly_roc_auc,
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X, y)
+    assert search.best_params_["detector__n_components"] in (1, 2, 4)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"method": "otsu"}, ValueError, "method='otsu' is not supported; expected one of"),
+        ({"alpha": 0.0}, ValueError, r"alpha=0.0 must be in \(0, 1\)"),
+        ({"alpha": "5%"}, TypeError, "alpha must be a float"),
+        ({"target_recall": 1.5}, ValueError, r"target_recall=1.5 must be in \(0, 1\]"),
+        ({"calibration_size": 1.0}, ValueError, r"calibration_size=1.0 must be in \(0, 1\)"),
+        ({"calibration_size": 0}, ValueError, "calibration_size=0 must be >= 1"),
+        ({"calibration_size": "all"}, TypeError, "calibration_size must be a float"),
+        ({"calibration_size": 200}, ValueError, "leaves none to train on"),
+        ({"refit": "yes"}, TypeError, "refit must be a bool"),
+        ({"alpha": 0.01}, ValueError, r"Only 50 held-out .* = 99 of them"),
+    ],
+)
+def test_parameter_errors(params, error, match):
+    det = CalibratedDetector(PCADetector(n_components=2), **params)
+    with pytest.raises(error, match=match):
+        det.fit(_gaussian(0, 200))
+
+
+def test_detector_must_be_a_detector():
+    with pytest.raises(TypeError, match="detector must be an outlier detector"):
+        CalibratedDetector(StandardScaler()).fit(_gaussian(0, 50))
+
+
+def test_unfitted_template_is_left_untouched():
+    template = PCADetector(n_components=2)
+    det = CalibratedDetector(template, random_state=0).fit(_gaussian(0, 100))
+    assert not hasattr(template, "pca_")
+    assert det.detector_ is not template
+    assert clone(det).get_params()["detector"].get_params() == template.get_params()
+
+
+# ------------------------------------------------------------------- docs
+def _python_blocks(page):
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("page", ["thresholds.md", "conventions.md"])
+def test_docs_code_blocks_run(page):
+    blocks = _python_blocks(DOCS / page)
+    assert blocks, f"{page} has no python code block"
+    namespace = {}
+    for block in blocks:  # blocks of a page share one namespace, like a notebook
+        exec(compile(block, f"{page}", "exec"), namespace)
+
+
+def test_example_measures_what_the_docs_claim():
+    """examples/plot_threshold_calibration.py, fast: conformal meets its target."""
+    import importlib.util
+
+    from sklearn.datasets import load_digits
+
+    path = Path(__file__).parents[1] / "examples" / "plot_threshold_calibration.py"
+    spec = importlib.util.spec_from_file_location("plot_threshold_calibration", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    X, digit = load_digits(return_X_y=True)
+    rates = example.false_alarm_rates(X, digit, n_repeats=3)
+    alphas = np.array(example.ALPHAS)
+    conformal, _ = rates["conformal (held-out)"]
+    training, _ = rates["contamination (training top-k%)"]
+    assert np.all(conformal <= alphas + 0.03)
+    # the training-score rule raises more false alarms than it promises
+    assert np.all(training > conformal) and np.all(training > alphas)
