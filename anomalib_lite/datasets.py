@@ -155,8 +155,13 @@ def _resolve_paths(path_or_paths):
 
 # ------------------------------------------------------------------- reading
 def _decode(path):
-    """Open and fully decode one file with Pillow's safety limits on."""
-    with warnings.catch_warnings():
+    """Open and fully decode one file with Pillow's safety limits on.
+
+    Returns the image and the warnings Pillow gave while decoding it (e.g.
+    about damaged metadata), so that they can be repeated with the file name.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path, formats=_allowed_formats()) as img:
             if getattr(img, "n_frames", 1) > 1:
@@ -167,7 +172,7 @@ def _decode(path):
             img.load()
             img = ImageOps.exif_transpose(img)
             img.load()
-            return img
+    return img, caught
 
 
 def _pixels(img, color_mode):
@@ -227,7 +232,7 @@ def _read_image(path, *, color_mode, size, resample, dtype):
     Raises ValueError naming the file when it cannot be read.
     """
     try:
-        img = _decode(path)
+        img, caught = _decode(path)
         arr, maxval = _pixels(img, color_mode)
     except FileNotFoundError:
         raise
@@ -235,6 +240,13 @@ def _read_image(path, *, color_mode, size, resample, dtype):
         raise ValueError(_bomb_message(path, exc)) from exc
     except Exception as exc:  # any failure to decode an untrusted file
         raise ValueError(f"Cannot read image file '{path}': {type(exc).__name__}: {exc}.") from exc
+    for warning in caught:
+        if issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning)):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+        else:
+            warnings.warn(f"Image file '{path}': {warning.message}", warning.category, stacklevel=4)
     original = arr.shape[:2]
     arr = _convert(arr, maxval, size, resample, dtype)
     if arr.ndim == 3:

@@ -227,6 +227,19 @@ def test_load_images_corrupt_file_is_named_or_skipped(tmp_path):
         load_images(tmp_path, on_error="warn")
 
 
+def test_load_images_repeats_decoder_warnings_with_the_file_name(tmp_path, monkeypatch):
+    import anomalib_lite.datasets as datasets
+
+    def damaged_metadata(image):
+        warnings.warn("Corrupt EXIF data.", UserWarning, stacklevel=2)
+        return image.copy()
+
+    monkeypatch.setattr(datasets.ImageOps, "exif_transpose", damaged_metadata)
+    path = _save(tmp_path / "meta.jpg", _gray(0))
+    with pytest.warns(UserWarning, match=r"meta\.jpg': Corrupt EXIF data"):
+        assert load_images(path).shape == (1, 6, 5)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_load_images_truncated_file_is_an_error_naming_it(tmp_path, suffix):
     rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
