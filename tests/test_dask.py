@@ -338,6 +338,6 @@ def test_benchmark_fast_mode_writes_its_table(tmp_path):
     text = report.read_text()
     assert "--fast" in text
     for way in ("single process", "threads", "LocalCluster 2x1"):
-        assert f"| {way} | 1,000 |" in text
-        assert f"| {way} | 4,000 |" in text
+        assert f"| {way} | 1,000 | 1 |" in text
+        assert f"| {way} | 4,000 | 1 |" in text
     assert "| PCADetector |" in text
