@@ -62,6 +62,7 @@ _RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
+_EXIF_ORIENTATION = 0x0112
 _COLOR_MODES = ("gray", "rgb")
 _DTYPES = ("uint8", "float32")
 _ON_ERROR = ("raise", "warn")
@@ -170,8 +171,8 @@ def _decode(path):
                     "file); only single-frame images are read"
                 )
             img.load()
-            img = ImageOps.exif_transpose(img)
-            img.load()
+            if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
     return img, caught
 
 

@@ -235,7 +235,11 @@ def test_load_images_repeats_decoder_warnings_with_the_file_name(tmp_path, monke
         return image.copy()
 
     monkeypatch.setattr(datasets.ImageOps, "exif_transpose", damaged_metadata)
-    path = _save(tmp_path / "meta.jpg", _gray(0))
+    image = Image.fromarray(_gray(0))
+    exif = image.getexif()
+    exif[0x0112] = 3  # rotated: the orientation is read
+    path = tmp_path / "meta.jpg"
+    image.save(path, exif=exif)
     with pytest.warns(UserWarning, match=r"meta\.jpg': Corrupt EXIF data"):
         assert load_images(path).shape == (1, 6, 5)
 
