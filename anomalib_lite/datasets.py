@@ -659,27 +659,32 @@ def _weave(n, size, noise, rng):
     brightness = rng.uniform(0.4, 0.6, n)
     tilt_angle = rng.uniform(0.0, 2 * np.pi, n)
     tilt = rng.uniform(0.0, 0.12, n)  # illumination gradient across the image
-    grain = rng.normal(0.0, noise, (n, size, size))
+    grain = rng.normal(0.0, noise, (n, size, size)).astype(np.float32)
 
-    y, x = (np.mgrid[0:size, 0:size] - (size - 1) / 2.0)[:, None]  # (1, S, S) each
-    c, sn = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    k = (2 * np.pi / period)[:, None, None]
-    u = k * (x * c + y * sn) + phase[0][:, None, None]
-    v = k * (-x * sn + y * c) + phase[1][:, None, None]
+    # Computed in float32, in place where possible: the images are float32.
+    f32 = np.float32
+    y, x = (np.mgrid[0:size, 0:size] - (size - 1) / 2.0).astype(f32)[:, None]  # (1, S, S)
+
+    def column(values):
+        return values.astype(f32)[:, None, None]
+
+    k = 2 * np.pi / period
+    kc, ks = column(k * np.cos(theta)), column(k * np.sin(theta))
+    cos_u = np.cos(x * kc + y * ks + column(phase[0]))
+    cos_v = np.cos(y * kc - x * ks + column(phase[1]))
     # Over/under crossings of warp and weft threads, with the grooves between
-    # threads: a pattern whose variation with phase, angle and period is not
-    # linear in the pixels.
-    weave = np.tanh(3.0 * np.cos(u) * np.cos(v)) + 0.35 * np.cos(2 * u) * (np.cos(v) > 0)
-    gradient = (x * np.cos(tilt_angle)[:, None, None] + y * np.sin(tilt_angle)[:, None, None]) / (
-        size / 2.0
+    # threads (cos 2u = 2 cos² u - 1): a pattern whose variation with phase,
+    # angle and period is not linear in the pixels.
+    grooves = (2 * cos_u * cos_u - 1) * (cos_v > 0)
+    weave = np.tanh(3 * cos_u * cos_v, out=cos_u)
+    weave += f32(0.35) * grooves
+    images = weave * column(contrast)
+    images += column(brightness)
+    images += (x * column(np.cos(tilt_angle)) + y * column(np.sin(tilt_angle))) * column(
+        tilt / (size / 2.0)
     )
-    images = (
-        brightness[:, None, None]
-        + contrast[:, None, None] * weave
-        + tilt[:, None, None] * gradient
-        + grain
-    )
-    return np.clip(images, 0.0, 1.0)
+    images += grain
+    return np.clip(images, 0.0, 1.0, out=images)
 
 
 def _segment_distance(points, a, b):
