@@ -15,6 +15,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anomalib_lite import CalibratedDetector, PCADetector
+from anomalib_lite.autoencoder import ConvAutoencoderDetector
 from anomalib_lite.metrics import anomaly_f1, anomaly_recall, anomaly_roc_auc
 
 GRID = [1, 8, 50]
@@ -159,3 +160,33 @@ def test_make_pipeline_step_names_work_too(digits):
         cv=StratifiedKFold(2, shuffle=True, random_state=0),
     ).fit(X_train, y_train)
     assert search.best_params_ == {"pcadetector__n_components": 8}
+
+
+def test_grid_search_over_the_latent_size_of_a_conv_autoencoder(digits):
+    """2-D rows with image_shape, so that the detector works like any estimator."""
+    X_train, X_test, y_train, y_test = (a / 16.0 if a.ndim == 2 else a for a in digits)
+
+    def autoencoder(**params):
+        return ConvAutoencoderDetector(
+            image_shape=(8, 8),
+            channels=(8,),
+            statistic="mean",
+            max_iter=10,
+            early_stopping=False,
+            random_state=0,
+            **params,
+        )
+
+    grid = [2, 32]
+    search = GridSearchCV(
+        autoencoder(),
+        {"latent_dim": grid},
+        scoring=anomaly_roc_auc,
+        cv=StratifiedKFold(3, shuffle=True, random_state=0),
+    ).fit(X_train, y_train)
+    means = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(means))
+    assert search.best_params_ == {"latent_dim": grid[int(np.argmax(means))]}
+    worst = autoencoder(latent_dim=grid[int(np.argmin(means))]).fit(X_train, y_train)
+    best_auc = anomaly_roc_auc(search.best_estimator_, X_test, y_test)
+    assert best_auc > anomaly_roc_auc(worst, X_test, y_test) + 0.05

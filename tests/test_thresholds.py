@@ -17,6 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anomalib_lite import CalibratedDetector, PCADetector
+from anomalib_lite.autoencoder import ConvAutoencoderDetector
+from anomalib_lite.dense import AutoencoderDetector
 from anomalib_lite.thresholds import (
     CalibrationWarning,
     conformal_p_values,
@@ -171,6 +173,53 @@ def test_conformal_false_alarm_rate_is_at_most_alpha_on_average():
     # the guarantee is tight: at least alpha - 1 / (n + 1) for continuous scores
     assert conformal >= alpha - 1 / 20 - 3 * se_c
     assert quantile > alpha + 3 * se_q
+
+
+def test_conformal_guarantee_holds_for_a_small_autoencoder():
+    """The guarantee needs no model assumption: a barely trained network will do."""
+    fresh = _gaussian(10_000, 2000)
+    rates = {"conformal": [], "quantile": []}
+    for seed in range(40):
+        for method, found in rates.items():
+            det = CalibratedDetector(
+                AutoencoderDetector(
+                    hidden_sizes=(8,),
+                    latent_dim=2,
+                    max_iter=4,
+                    early_stopping=False,
+                    random_state=seed,
+                ),
+                method=method,
+                alpha=0.1,
+                calibration_size=19,
+                refit=False,
+                random_state=seed,
+            ).fit(_gaussian(seed, 60))
+            found.append(np.mean(det.predict(fresh) == -1))
+    conformal, quantile = np.mean(rates["conformal"]), np.mean(rates["quantile"])
+    se = np.std(rates["conformal"]) / np.sqrt(40)
+    print(
+        f"autoencoder mean false-alarm rate: conformal {conformal:.4f} (se {se:.4f}), "
+        f"quantile {quantile:.4f}; alpha = 0.1"
+    )
+    assert conformal <= 0.1 + 3 * se
+    assert quantile > conformal  # same splits and models, a lower threshold
+
+
+def test_calibrates_a_conv_autoencoder_on_image_stacks():
+    from sklearn.datasets import load_digits
+
+    X, digit = load_digits(return_X_y=True)
+    images = (X / 16.0).reshape(-1, 8, 8)
+    det = CalibratedDetector(
+        ConvAutoencoderDetector(channels=(8,), latent_dim=8, max_iter=3, random_state=0),
+        alpha=0.1,
+        random_state=0,
+    ).fit(images[digit == 1][:150])
+    new = images[digit == 1][150:]
+    assert det.predict(new).shape == (len(new),)
+    np.testing.assert_array_equal(det.p_values(new) <= 0.1, det.predict(new) == -1)
+    assert det.calibration_scores_.size == 38  # ceil(0.25 * 150)
 
 
 def test_conformal_guarantee_holds_for_a_third_party_detector():
