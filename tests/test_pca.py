@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import ortho_group
@@ -103,8 +103,7 @@ def test_combined_is_sum_of_normalised_statistics():
     contamination=st.one_of(st.just("auto"), st.floats(0.01, 0.5)),
 )
 def test_decision_and_predict_follow_scores(X, statistic, contamination):
-    if np.ptp(X, axis=0).max() == 0:
-        return
+    assume(np.var(X, axis=0).max() > 1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         det = PCADetector(n_components=1, statistic=statistic, contamination=contamination).fit(X)
@@ -121,8 +120,7 @@ def test_decision_and_predict_follow_scores(X, statistic, contamination):
     data=st.data(),
 )
 def test_scores_do_not_depend_on_row_order_or_batch(X, data):
-    if np.ptp(X, axis=0).max() == 0:
-        return
+    assume(np.var(X, axis=0).max() > 1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         det = PCADetector(n_components=1, batch_size=data.draw(st.integers(1, 7))).fit(X)
