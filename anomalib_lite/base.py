@@ -155,15 +155,16 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             return func(X)
         return np.concatenate([func(X[batch]) for batch in gen_batches(n, step)])
 
-    def _anomaly_scores(self, X):
-        """Anomaly scores of validated ``X`` in batches; never NaN.
+    def _anomaly_scores(self, X, func=None):
+        """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``
+        in batches; never NaN.
 
         A finite sample whose score overflows float64 (values far outside the
         training range) is maximally anomalous: its score is ``+inf``, with a
         warning.
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            scores = self._batched(self._anomaly_score, X)
+            scores = self._batched(self._anomaly_score if func is None else func, X)
         overflow = ~np.isfinite(scores)
         if overflow.any():
             warnings.warn(

@@ -790,41 +790,37 @@ def load(path):
     if hasattr(path, "read"):
         file_name = getattr(path, "name", None)
         name = repr(file_name) if isinstance(file_name, str) else "<file object>"
-        source = path
+        header, payload, arrays = _read_file(path, name)
     else:
         path = _check_path(path)
         name = repr(str(path))
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, f"No model file at {name}", str(path))
-        source = path
-    try:
-        with zipfile.ZipFile(source) as zf:
-            header, payload, arrays = _read_entries(zf, name)
-    except ModelFileError:
-        raise
-    except _Corrupt as exc:
-        raise _not_ours(name, str(exc)) from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError, ValueError) as exc:
-        # zipfile and numpy's own errors on a truncated or damaged file
-        raise _not_ours(name, f"{type(exc).__name__}: {exc}") from None
+        with open(path, "rb") as fh:  # errors of the path itself (a folder, no access) here
+            header, payload, arrays = _read_file(fh, name)
     if not isinstance(payload, dict) or payload.get("$") != "estimator":
         raise _not_ours(name, "the payload holds no estimator")
     try:
         return _Decoder(arrays, header).decode_estimator(payload)
     except _Corrupt as exc:
         raise _not_ours(name, str(exc)) from None
-    except (
-        TypeError,
-        ValueError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        RuntimeError,
-        RecursionError,
-    ) as exc:
+    except Exception as exc:
         # A file that passed its checksum but whose content does not fit
         # together: written by another version, or forged.
         raise ModelFileError(
             f"{name} could not be rebuilt ({type(exc).__name__}: {exc}). It was written by "
             f"anomalib_lite {header.get('library_version')!r}; this is {_library_version()}."
         ) from None
+
+
+def _read_file(fh, name):
+    """Header, payload and arrays of an open model file; every failure a ModelFileError."""
+    try:
+        with zipfile.ZipFile(fh) as zf:
+            return _read_entries(zf, name)
+    except ModelFileError:
+        raise
+    except _Corrupt as exc:
+        raise _not_ours(name, str(exc)) from None
+    except Exception as exc:  # zipfile's and numpy's errors on damaged bytes
+        raise _not_ours(name, f"{type(exc).__name__}: {exc}") from None

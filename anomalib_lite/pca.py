@@ -393,7 +393,8 @@ class PCADetector(BaseDetector):
         Returns
         -------
         errors : ndarray of shape (n_samples,), dtype float64
-            ``||x - reconstruct(x)||^2``; higher means more anomalous.
+            ``||x - reconstruct(x)||^2``; higher means more anomalous. A
+            sample whose error overflows float64 gets ``inf``, with a warning.
         """
         X = self._check_fitted_input(X)
 
@@ -401,7 +402,7 @@ class PCADetector(BaseDetector):
             R = self._residual(b)
             return np.einsum("ij,ij->i", R, R)
 
-        return self._batched(spe, X)
+        return self._anomaly_scores(X, spe)  # overflow gives +inf, never NaN
 
     def analytic_limit(self, alpha):
         """Analytic control limit on the anomaly score at false-alarm rate ``alpha``.
