@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -239,6 +241,33 @@ def test_torch_detector_trained_on_an_absent_gpu_loads_on_cpu(tmp_path):
 
 
 @needs_autoencoder
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_model_loads_back_on_the_gpu_and_without_one_on_the_cpu(tmp_path):
+    X = np.random.default_rng(4).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=2, random_state=0, device="cuda").fit(X)
+    path = save(det, tmp_path / "gpu.model")
+    restored = load(path)
+    assert restored.device_ == det.device_
+    assert all(p.device.type == "cuda" for p in restored.module_.parameters())
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
+    # a machine without the GPU: scores agree up to float32 device differences
+    script = (
+        "import sys, warnings, numpy as np\n"
+        "from anomalib_lite.io import load\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    det = load(sys.argv[1])\n"
+        "assert det.device_ == 'cpu' and any('loaded on the CPU' in str(x.message) for x in w)\n"
+        "np.save(sys.argv[2], det.score_samples(np.load(sys.argv[3])))\n"
+    )
+    np.save(tmp_path / "X.npy", X)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    args = [str(path), str(tmp_path / "cpu.npy"), str(tmp_path / "X.npy")]
+    subprocess.run([sys.executable, "-c", script, *args], check=True, env=env, timeout=300)
+    np.testing.assert_allclose(np.load(tmp_path / "cpu.npy"), det.score_samples(X), rtol=1e-4)
+
+
+@needs_autoencoder
 def test_torch_weights_are_stored_as_arrays_not_pickles(tmp_path):
     X = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
     det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
@@ -450,6 +479,16 @@ def test_newer_format_asks_for_an_upgrade(saved, tmp_path):
 
     with pytest.raises(ModelFileError, match=r"'9.0.0' in model-file format 2.*Upgrade"):
         load(_rewrite(path, tmp_path / "new", header=newer))
+
+
+def test_parameter_missing_from_an_older_file_takes_its_default(saved, tmp_path):
+    path, det, X = saved
+    payload = _payload(path)
+    del payload["params"]["batch_size"]  # as if written before batch_size existed
+    old = _rewrite(path, tmp_path / "old", entries={"payload.json": json.dumps(payload).encode()})
+    restored = load(old)
+    assert restored.batch_size is None
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
 
 
 def test_scikit_learn_version_change_warns_as_unpickling_does(tmp_path):
