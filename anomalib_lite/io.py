@@ -380,6 +380,9 @@ class _Decoder:
         for key, value in state.items():
             _check_attribute_name(cls, key, known)
             attrs[key] = self.decode(value)
+        # A loaded model owns no checkpoint file on this machine: a file could
+        # otherwise name any path for the next fit to overwrite.
+        attrs.pop("_checkpoint_owned", None)
         if cls.__module__.startswith("sklearn."):
             # scikit-learn warns, as on unpickling, when the versions differ.
             attrs["_sklearn_version"] = str(self.header.get("versions", {}).get("scikit-learn"))

@@ -268,6 +268,26 @@ def test_gpu_model_loads_back_on_the_gpu_and_without_one_on_the_cpu(tmp_path):
 
 
 @needs_autoencoder
+def test_loaded_model_never_overwrites_a_file_named_in_it(tmp_path):
+    X = np.random.default_rng(6).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
+    path = save(det, tmp_path / "m")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    payload = _payload(path)
+    payload["params"]["checkpoint_path"] = str(victim)
+    payload["state"]["_checkpoint_owned"] = str(victim.resolve())
+    forged = _rewrite(
+        path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+    )
+    restored = load(forged)
+    assert not hasattr(restored, "_checkpoint_owned")
+    with pytest.raises(ValueError, match="already exists"):
+        restored.partial_fit(X)
+    assert victim.read_text() == "keep me"
+
+
+@needs_autoencoder
 def test_torch_weights_are_stored_as_arrays_not_pickles(tmp_path):
     X = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
     det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
