@@ -6,7 +6,11 @@ docstrings by autodoc. Nothing is downloaded during the build.
 """
 
 import re
+import sys
 from pathlib import Path
+
+# Document the package of this source tree, installed or not.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import anomalib_lite
 
