@@ -234,7 +234,8 @@ def throughput(fast):
     epoch_s = statistics.median(h["seconds"] for h in det.history_)
     images_per_s = n_train / epoch_s
     module = det.module_
-    xb = det._to_tensor(X[: det.batch_size])  # the network's input, as in training
+    batch = getattr(det, "batch_size_", det.batch_size)
+    xb = det._to_tensor(X[:batch])  # the network's input, as in training
     fwd = _forward_flops(module, xb) / len(xb)
     train_gflops = 3 * fwd * images_per_s / 1e9  # backward ~ 2x forward
     with _threads(1):
@@ -253,6 +254,7 @@ def throughput(fast):
         "matmul_gflops": matmul,
         "net_fwd_gflops": net_fwd,
         "threads": det.n_threads,
+        "batch": batch,
     }
 
 
