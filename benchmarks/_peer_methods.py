@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import OneClassSVM
 
 from anomalib_lite import AutoencoderDetector, ConvAutoencoderDetector, PCADetector
@@ -36,6 +38,7 @@ class Method:
     images_only: bool = False
     tunable: dict | None = None  # GridSearchCV grid of the anomalib_lite variant
     slow: bool = False  # may run on fewer classes (--slow-classes)
+    tables_only: bool = False  # run on tabular data only
 
 
 def _ours(cls, fast_params, **fixed):
@@ -110,7 +113,7 @@ def all_methods():
             "anomalib_lite",
             "rows",
             _ours(PCADetector, {}),
-            tunable={"n_components": [0.8, 0.9, 0.95, 0.99]},
+            tunable={"n_components": [0.8, 0.9, 0.95, 0.99], "statistic": ["spe", "combined"]},
         ),
         Method(
             "AutoencoderDetector()",
@@ -126,6 +129,15 @@ def all_methods():
             _ours(ConvAutoencoderDetector, fast_torch, random_state=SEED),
             images_only=True,
             tunable={"latent_dim": [16, 32]},
+        ),
+        Method(
+            "make_pipeline(StandardScaler(), PCADetector())",
+            "anomalib_lite",
+            "rows",
+            lambda n_features, image_shape, fast, params: make_pipeline(
+                StandardScaler(), PCADetector()
+            ),
+            tables_only=True,
         ),
         *_pyod_methods(),
         Method(
@@ -148,7 +160,7 @@ def select(names=None, *, images=True):
     """Methods whose name starts with one of ``names`` (all when None)."""
     chosen = []
     for method in all_methods():
-        if method.images_only and not images:
+        if (method.images_only and not images) or (method.tables_only and images):
             continue
         if names is None or any(method.name.lower().startswith(n.lower()) for n in names):
             chosen.append(method)
