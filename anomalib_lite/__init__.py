@@ -5,10 +5,19 @@ anomaly. Every detector follows scikit-learn's outlier-detector API.
 """
 
 from . import io as io
+from .autoencoder import ConvAutoencoderDetector
 from .base import BaseDetector
+from .dense import AutoencoderDetector
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 
 __version__ = "0.1.0"
 
-__all__ = ["BaseDetector", "CalibratedDetector", "PCADetector", "__version__"]
+__all__ = [
+    "AutoencoderDetector",
+    "BaseDetector",
+    "CalibratedDetector",
+    "ConvAutoencoderDetector",
+    "PCADetector",
+    "__version__",
+]

@@ -70,6 +70,19 @@ def check_dense(X, name="X"):
         )
 
 
+#: Bounds of ``batch_size='auto'``: about a tenth of the training samples,
+#: so that small data sets still get about 10 optimizer steps per epoch.
+AUTO_BATCH = (8, 32)
+
+
+def auto_batch_size(n_samples, batch_size):
+    """``batch_size``, or ``n_samples // 10`` clipped to :data:`AUTO_BATCH` for ``'auto'``."""
+    if batch_size != "auto":
+        return int(batch_size)
+    low, high = AUTO_BATCH
+    return int(min(high, max(low, n_samples // 10)))
+
+
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}.")
@@ -146,7 +159,8 @@ class TorchDetector(BaseDetector):
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
-        check_int(self.batch_size, "batch_size", min_value=1)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            check_int(self.batch_size, "batch_size", min_value=1)
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
@@ -187,6 +201,23 @@ class TorchDetector(BaseDetector):
         self.module_.eval()
         return self.module_
 
+    #: Memory format of the network's inputs and weights (channels-last
+    #: convolutions run about 20% faster on CPUs); None keeps the default.
+    _memory_format = None
+
+    def _place_module(self):
+        """Move ``module_`` to ``device_`` in :attr:`_memory_format`."""
+        if self._memory_format is None:
+            self.module_.to(self.device_)
+        else:
+            self.module_.to(self.device_, memory_format=self._memory_format)
+
+    def _placed(self, x):
+        """``x`` on the network's device, in its memory format."""
+        if self._memory_format is None:
+            return x.to(self._module_device())
+        return x.to(self._module_device(), memory_format=self._memory_format)
+
     def _module_device(self):
         for tensor in self.module_.parameters():
             return tensor.device
@@ -202,11 +233,12 @@ class TorchDetector(BaseDetector):
 
     def _start_fresh(self, X):
         self.device_ = resolve_device(self.device)
+        self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size)
         self._set_geometry(X)
         init_seed = draw_seed(self.random_state)
         self._build_module()
         init_weights(self.module_, make_generator(init_seed))
-        self.module_.to(self.device_)
+        self._place_module()
         self.n_iter_ = 0
         self.history_ = []
         self.best_loss_ = math.inf
@@ -221,10 +253,12 @@ class TorchDetector(BaseDetector):
     def _prepare_warm(self, X):
         """Continue from the fitted state, moving it to the requested device."""
         self._check_geometry(X)
+        if self.batch_size != "auto":
+            self.batch_size_ = int(self.batch_size)
         device = resolve_device(self.device)
         if device != self.device_:
             self.device_ = device
-        self.module_.to(self.device_)
+        self._place_module()
 
     def _new_run(self, n_epochs):
         if self._rng_state is not None:
@@ -333,15 +367,14 @@ class TorchDetector(BaseDetector):
 
     def _train(self, x, *, early_stopping, constant_lr=False):
         """Run the current run's remaining epochs on the CPU tensor ``x``."""
-        device = self._module_device()
         train, val, gen = self._split(x, early_stopping)
         if self._rng_state is not None:
             gen.set_state(self._rng_state)
-        train = train.to(device)
-        val = None if val is None else val.to(device)
+        train = self._placed(train)
+        val = None if val is None else self._placed(val)
         optimizer = self._make_optimizer(constant_lr)
         span = max(self._stop_at - self._run_start, 1)
-        steps = math.ceil(train.shape[0] / self.batch_size)
+        steps = math.ceil(train.shape[0] / self.batch_size_)
         snapshot = self._snapshot(optimizer)
         started = time.perf_counter()
         try:
@@ -402,9 +435,11 @@ class TorchDetector(BaseDetector):
         n = train.shape[0]
         order = torch.randperm(n, generator=gen).to(train.device)
         total = torch.zeros((), dtype=torch.float64, device=train.device)
-        for step, start in enumerate(range(0, n, self.batch_size)):
-            idx = order[start : start + self.batch_size]
+        for step, start in enumerate(range(0, n, self.batch_size_)):
+            idx = order[start : start + self.batch_size_]
             xb = train[idx]
+            if self._memory_format is not None:
+                xb = xb.contiguous(memory_format=self._memory_format)
             if lr_at is not None:
                 lr = self.learning_rate_init * lr_at(step)
                 for group in optimizer.param_groups:
@@ -424,8 +459,8 @@ class TorchDetector(BaseDetector):
     def _eval_loss(self, val):
         total = 0.0
         with torch.inference_mode():
-            for start in range(0, val.shape[0], self.batch_size):
-                xb = val[start : start + self.batch_size]
+            for start in range(0, val.shape[0], self.batch_size_):
+                xb = val[start : start + self.batch_size_]
                 total += float(self._train_loss(self.module_(xb), xb)) * xb.shape[0]
         return total / val.shape[0]
 
@@ -513,6 +548,7 @@ class TorchDetector(BaseDetector):
             "params": {k: _jsonable(getattr(self, k)) for k in self._module_params},
             "geometry": {},
             "n_iter_": self.n_iter_,
+            "batch_size_": self.batch_size_,
             "history_": self.history_,
             "best_loss_": self.best_loss_,
             "run": {k: _jsonable(getattr(self, k)) for k in _RUN_ATTRS},
@@ -574,6 +610,7 @@ class TorchDetector(BaseDetector):
         for name, tensor in payload["arrays"].items():
             setattr(self, name, tensor.numpy())
         self.n_iter_ = int(meta["n_iter_"])
+        self.batch_size_ = int(meta["batch_size_"])
         self.history_ = list(meta["history_"])
         self.best_loss_ = float(meta["best_loss_"])
         for name, value in meta["run"].items():
@@ -581,7 +618,7 @@ class TorchDetector(BaseDetector):
         self.device_ = resolve_device(self.device)
         self._build_module()
         self.module_.load_state_dict(payload["module"])
-        self.module_.to(self.device_)
+        self._place_module()
         self._optimizer_state = payload["optimizer"]
         best = payload["best"]
         self._best_state = (
@@ -619,11 +656,11 @@ class TorchDetector(BaseDetector):
                 self._best_state = _cpu_copy(self._best_state)
         self._build_module()
         self.module_.load_state_dict(weights)
-        self.module_.to(self.device_)
+        self._place_module()
 
     # -------------------------------------------------------------- scoring
     def _batch_rows(self, X):
-        return self.batch_size
+        return self.batch_size_
 
     def _batched(self, func, X):
         with torch_threads(self.n_threads):
@@ -633,7 +670,7 @@ class TorchDetector(BaseDetector):
         """The one inference path: ``(x, out)`` tensors of a validated batch."""
         module = self.module_
         module.eval()
-        x = self._to_tensor(X).to(self._module_device())
+        x = self._placed(self._to_tensor(X))
         with torch.inference_mode():
             out = module(x)
         return x, out

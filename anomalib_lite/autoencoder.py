@@ -20,10 +20,12 @@ _LOSSES = ("mse", "ssim", "mse+ssim")
 _STATISTICS = ("mean", "smooth", "max", "topk")
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
-#: Feature channels of the first level chosen by ``channels=None``; each
-#: further level doubles them, up to ``MAX_CHANNELS``.
-BASE_CHANNELS = 16
-MAX_CHANNELS = 128
+#: Channels chosen by ``channels=None``: ``DEEP_CHANNELS`` on the deepest
+#: level, half as many on each level above it, but at least ``MIN_CHANNELS``.
+DEEP_CHANNELS = 64
+MIN_CHANNELS = 32
+#: Image side for which ``smoothing='auto'`` is 1 pixel; it scales with the side.
+SMOOTHING_SIDE = 28
 #: Code size chosen by ``latent_dim=None``.
 DEFAULT_LATENT = 16
 #: Fraction of the pixels averaged by ``statistic='topk'``.
@@ -65,9 +67,10 @@ class ConvAutoencoderDetector(TorchDetector):
     channels : tuple of int or None, default=None
         Feature channels of each down-sampling level of the encoder. None
         picks the levels from the image size (halving the smaller side until
-        it is 4 to 7 pixels, at most 5 levels) with 16 channels on the first
-        level, doubling per level up to 128: ``(16,)`` for 8x8 images,
-        ``(16, 32)`` for 28x28, ``(16, 32, 64, 128, 128)`` for 128x128.
+        it is 4 to 7 pixels, at most 5 levels), 64 channels on the deepest
+        level and half as many on each level above it, at least 32:
+        ``(64,)`` for 8x8 images, ``(32, 64)`` for 28x28,
+        ``(32, 32, 32, 32, 64)`` for 128x128.
     latent_dim : int or None, default=None
         Size of the code. None uses 16.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
@@ -80,23 +83,31 @@ class ConvAutoencoderDetector(TorchDetector):
         ``'topk'`` the mean of its top 1% pixels. ``'max'`` and ``'topk'`` do
         not dilute a small defect in a large image; ``'smooth'`` ignores the
         pixel-level misalignment at edges that every reconstruction has.
-    smoothing : float, default=1.0
+    smoothing : 'auto' or float, default='auto'
         Standard deviation, in pixels, of the Gaussian that smooths the
-        residual ``x - reconstruct(x)`` in :meth:`anomaly_map`. 0 disables it.
-    batch_size : int, default=32
-        Images per optimizer step, and per scoring batch.
-    learning_rate_init : float, default=2e-3
-        Peak learning rate of Adam.
-    learning_rate : {'cosine', 'constant'}, default='cosine'
-        Schedule over each ``fit``: ``'cosine'`` warms up linearly over the
-        first 5% of ``max_iter`` epochs and then decays to zero along a
-        cosine; ``'constant'`` keeps ``learning_rate_init``.
-    max_iter : int, default=60
+        residual ``x - reconstruct(x)`` in :meth:`anomaly_map`; 0 disables
+        it. ``'auto'`` scales it with the image: the smaller side / 28 (1
+        pixel for 28x28 images, 0.29 for 8x8, 4.6 for 128x128). It is read
+        when scoring, so it can be changed after ``fit``.
+    batch_size : int or 'auto', default='auto'
+        Images per optimizer step, and per scoring batch. ``'auto'`` uses a
+        tenth of the training images, clipped to [8, 32], so that small
+        training sets still get about 10 steps per epoch. Resolved in
+        ``fit`` into ``batch_size_``.
+    learning_rate_init : float, default=1e-3
+        (Peak) learning rate of Adam.
+    learning_rate : {'constant', 'cosine'}, default='constant'
+        Schedule over each ``fit``: ``'constant'`` keeps
+        ``learning_rate_init``; ``'cosine'`` warms up linearly over the first
+        5% of the ``max_iter`` epochs and then decays to zero along a cosine.
+    max_iter : int, default=30
         Epochs per ``fit``.
-    early_stopping : bool, default=True
+    early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training images, stop when
         their loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and keep the weights of the best validation epoch.
+        epochs, and keep the weights of the best validation epoch. Without
+        it, training stops when the training loss has not improved by
+        ``tol`` for ``n_iter_no_change`` epochs (as in scikit-learn's MLP).
     validation_fraction : float, default=0.1
         Fraction of training images held out when ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -146,6 +157,8 @@ class ConvAutoencoderDetector(TorchDetector):
         Channels of each level of the network.
     latent_dim_ : int
         Size of the code.
+    batch_size_ : int
+        Images per optimizer step and per scoring batch.
     padding_ : tuple of int
         ``(top, bottom, left, right)`` pixels padded before the network.
     channel_mean_ : ndarray of shape (C,)
@@ -206,6 +219,7 @@ class ConvAutoencoderDetector(TorchDetector):
     """
 
     _module_params = ("image_shape", "channels", "latent_dim")
+    _memory_format = torch.channels_last
     _geometry_attrs = (
         "input_shape_",
         "channels_",
@@ -224,12 +238,12 @@ class ConvAutoencoderDetector(TorchDetector):
         latent_dim=None,
         loss="mse",
         statistic="smooth",
-        smoothing=1.0,
-        batch_size=32,
-        learning_rate_init=2e-3,
-        learning_rate="cosine",
-        max_iter=60,
-        early_stopping=True,
+        smoothing="auto",
+        batch_size="auto",
+        learning_rate_init=1e-3,
+        learning_rate="constant",
+        max_iter=30,
+        early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=10,
         tol=1e-4,
@@ -271,7 +285,8 @@ class ConvAutoencoderDetector(TorchDetector):
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_option(self.loss, "loss", _LOSSES)
         check_option(self.statistic, "statistic", _STATISTICS)
-        check_float(self.smoothing, "smoothing", low=0, closed="left")
+        if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
+            check_float(self.smoothing, "smoothing", low=0, closed="left")
 
     def _param_image_shape(self, n_features=None):
         """``image_shape`` as ``(C, H, W)``, or None.
@@ -398,7 +413,9 @@ class ConvAutoencoderDetector(TorchDetector):
                 "levels from the image size."
             )
         if self.channels is None:
-            self.channels_ = tuple(min(BASE_CHANNELS * 2**i, MAX_CHANNELS) for i in range(levels))
+            self.channels_ = tuple(
+                max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) for i in range(levels)
+            )
         else:
             self.channels_ = tuple(int(c) for c in self.channels)
         self.latent_dim_ = DEFAULT_LATENT if self.latent_dim is None else int(self.latent_dim)
@@ -456,12 +473,19 @@ class ConvAutoencoderDetector(TorchDetector):
         _, scale = self._stats(out)
         return (self._crop(out) - self._crop(x)).square() * scale.square()
 
+    def _sigma(self):
+        """Smoothing in pixels: ``smoothing``, or the image side / 28 for ``'auto'``."""
+        if isinstance(self.smoothing, str):
+            return min(self.input_shape_[1:]) / SMOOTHING_SIDE
+        return float(self.smoothing)
+
     def _pixel_map(self, x, out):
         """Squared Gaussian-smoothed residual, averaged over channels, input units."""
         _, scale = self._stats(out)
         residual = (self._crop(x) - self._crop(out)) * scale
-        if self.smoothing > 0:
-            residual = gaussian_blur(residual, self.smoothing)
+        sigma = self._sigma()
+        if sigma > 0:
+            residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
 
     def _statistic(self, errors, x, out):

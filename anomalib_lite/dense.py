@@ -11,7 +11,7 @@ __all__ = ["AutoencoderDetector"]
 
 #: Fraction of the standardized training variance whose principal components
 #: set the code size when ``latent_dim=None``.
-LATENT_VARIANCE = 0.9
+LATENT_VARIANCE = 0.8
 #: Widest hidden layer chosen by ``hidden_sizes=None``.
 MAX_HIDDEN = 128
 
@@ -43,8 +43,9 @@ class AutoencoderDetector(TorchDetector):
         uses one layer of ``min(128, max(16, 2 * n_features))`` units.
     latent_dim : int or None, default=None
         Size of the code. None uses the number of principal components that
-        explain 90% of the variance of the (standardized) training data, so
-        that the code is as large as PCADetector's default subspace.
+        explain 80% of the variance of the (standardized) training data: the
+        decoder is non-linear, so it needs fewer dimensions than a linear
+        subspace to reconstruct normal rows.
     standardize : bool, default=True
         Standardize each feature by its training mean and standard deviation
         (constant features by 1). Errors are then in standard-deviation units.

@@ -1,0 +1,189 @@
+"""AutoencoderDetector: tabular rows, automatic sizes, training control, quality."""
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from anomalib_lite import AutoencoderDetector, PCADetector
+from anomalib_lite.nn import DenseAutoencoder
+
+FAST = {"hidden_sizes": (8,), "latent_dim": 2, "max_iter": 5, "random_state": 0}
+
+
+def _curve(n=200, seed=0, noise=0.05):
+    """Rows near a 1-D curve in 4-D, with features of very different scales."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-2, 2, size=(n, 1))
+    X = np.hstack([t, t**2, np.sin(2 * t), -t]) + noise * rng.normal(size=(n, 4))
+    return X * np.array([1.0, 10.0, 0.1, 1000.0])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return AutoencoderDetector(**FAST).fit(_curve())
+
+
+def test_methods_shapes_and_dtypes(fitted):
+    X = _curve(n=30, seed=1)
+    for method in ("score_samples", "decision_function", "reconstruction_error"):
+        out = getattr(fitted, method)(X)
+        assert out.shape == (30,) and out.dtype == np.float64 and np.isfinite(out).all()
+    assert set(np.unique(fitted.predict(X))) <= {-1, 1}
+    rec = fitted.reconstruct(X)
+    assert rec.shape == X.shape and rec.dtype == np.float64
+    # reconstruct is in input units; the error is in standardized units.
+    z = (X - fitted.mean_) / fitted.scale_
+    zr = (rec - fitted.mean_) / fitted.scale_
+    np.testing.assert_allclose(fitted.reconstruction_error(X), ((z - zr) ** 2).mean(1), rtol=1e-4)
+    assert isinstance(fitted.module_, DenseAutoencoder)
+
+
+def test_automatic_sizes():
+    X = _curve()
+    det = AutoencoderDetector(max_iter=1, random_state=0).fit(X)
+    assert det.hidden_sizes_ == (16,)
+    Z = (X - X.mean(0)) / X.std(0)
+    ratio = np.cumsum(np.linalg.svd(Z - Z.mean(0), compute_uv=False) ** 2)
+    ratio /= ratio[-1]
+    k = det.latent_dim_
+    assert ratio[k - 1] >= 0.8 and (k == 1 or ratio[k - 2] < 0.8)
+    wide = AutoencoderDetector(max_iter=1, random_state=0).fit(
+        np.random.default_rng(0).normal(size=(40, 100))
+    )
+    assert wide.hidden_sizes_ == (128,)
+
+
+def test_standardize_makes_units_irrelevant():
+    X = _curve()
+    rescaled = X * np.array([1e-3, 1e2, 5.0, 1e-4])
+    a = AutoencoderDetector(**FAST).fit(X)
+    b = AutoencoderDetector(**FAST).fit(rescaled)
+    np.testing.assert_allclose(a.score_samples(X), b.score_samples(rescaled), rtol=1e-3, atol=1e-6)
+    raw = AutoencoderDetector(**{**FAST, "standardize": False}).fit(X)
+    np.testing.assert_array_equal(raw.scale_, np.ones(4))
+
+
+def test_constant_features_are_not_divided_by_zero():
+    X = np.c_[_curve(), np.full(200, 3.0)]
+    det = AutoencoderDetector(**FAST).fit(X)
+    assert det.scale_[-1] == 1.0 and np.isfinite(det.score_samples(X)).all()
+
+
+def test_dataframe_feature_names_are_kept():
+    X = pd.DataFrame(_curve(), columns=["a", "b", "c", "d"])
+    det = AutoencoderDetector(**FAST).fit(X)
+    assert list(det.feature_names_in_) == ["a", "b", "c", "d"]
+    with pytest.warns(UserWarning, match="feature names"):
+        det.score_samples(X.to_numpy())
+
+
+def test_reproducible_and_distinct_seeds():
+    X = _curve()
+    a = AutoencoderDetector(**FAST).fit(X)
+    b = AutoencoderDetector(**FAST).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    c = AutoencoderDetector(**{**FAST, "random_state": 1}).fit(X)
+    assert not np.array_equal(a.score_samples(X), c.score_samples(X))
+
+
+def test_partial_fit_streams_batches():
+    X = _curve(n=400)
+    det = AutoencoderDetector(**{**FAST, "learning_rate_init": 1e-2})
+    for batch in np.array_split(X, 8):
+        det.partial_fit(batch)
+    assert det.n_iter_ == 8 and len(det.history_) == 8
+    assert det.history_[-1]["train_loss"] < det.history_[0]["train_loss"]
+    # Scaling comes from the first batch and stays fixed.
+    np.testing.assert_allclose(det.mean_, X[:50].mean(0))
+    with pytest.raises(
+        ValueError, match="X has 3 features, but AutoencoderDetector is expecting 4"
+    ):
+        det.partial_fit(X[:, :3])
+
+
+def test_checkpoint_round_trip_resumes(tmp_path):
+    X = _curve()
+    path = tmp_path / "dense.pt"
+    det = AutoencoderDetector(**{**FAST, "checkpoint_path": str(path)}).fit(X)
+    meta = json.loads(torch.load(path, weights_only=True)["meta"])
+    assert meta["estimator"] == "AutoencoderDetector" and meta["n_iter_"] == det.n_iter_
+    resumed = AutoencoderDetector(**{**FAST, "checkpoint_path": str(path), "warm_start": True})
+    resumed.fit(X)
+    assert resumed.n_iter_ == det.n_iter_ + FAST["max_iter"]
+    assert resumed.history_[: det.n_iter_] == det.history_
+    np.testing.assert_array_equal(resumed.mean_, det.mean_)
+
+
+def test_pickle_round_trip(fitted):
+    X = _curve(n=20, seed=3)
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.score_samples(X), fitted.score_samples(X))
+    assert clone(fitted).get_params() == fitted.get_params()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hidden_sizes": 8}, "hidden_sizes must be None or a tuple of ints"),
+        ({"hidden_sizes": (8, 0)}, "each entry of hidden_sizes=0 must be >= 1"),
+        ({"latent_dim": 0}, "latent_dim=0 must be >= 1"),
+        ({"standardize": "yes"}, "standardize must be a bool"),
+        ({"batch_size": 0}, "batch_size=0 must be >= 1"),
+        ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \(0, 1\)"),
+        ({"learning_rate": "adaptive"}, "learning_rate='adaptive' is not supported"),
+    ],
+)
+def test_parameter_errors(params, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        AutoencoderDetector(**{**FAST, **params}).fit(_curve())
+
+
+def test_sparse_input_is_refused():
+    import scipy.sparse as sp
+
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        AutoencoderDetector(**FAST).fit(sp.csr_matrix(_curve()))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(1, 15), st.just(4)), elements=st.floats(-1e3, 1e3)),
+    seed=st.integers(0, 1000),
+)
+def test_score_invariants(fitted, X, seed):
+    scores = fitted.score_samples(X)
+    assert scores.shape == (len(X),) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    np.testing.assert_allclose(fitted.decision_function(X), scores - fitted.offset_)
+    np.testing.assert_array_equal(fitted.predict(X), np.where(scores >= fitted.offset_, 1, -1))
+    perm = np.random.default_rng(seed).permutation(len(X))
+    np.testing.assert_allclose(fitted.score_samples(X[perm]), scores[perm], rtol=1e-5, atol=1e-7)
+
+
+def test_off_curve_points_score_higher():
+    X = _curve(n=400)
+    det = AutoencoderDetector(random_state=0, max_iter=60).fit(X)
+    on = _curve(n=50, seed=7)
+    off = on.copy()
+    off[:, 1] *= -1  # t**2 flipped: far from the curve, inside the feature ranges
+    assert np.median(det.score_samples(off)) < np.percentile(det.score_samples(on), 5)
+
+
+def test_digits_roc_auc_floor():
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    det = AutoencoderDetector(max_iter=40, random_state=0).fit(X_tr[y_tr == 0])
+    auc = roc_auc_score(y_te != 0, -det.score_samples(X_te))
+    pca = PCADetector().fit(X_tr[y_tr == 0])
+    assert auc > 0.97
+    assert auc > roc_auc_score(y_te != 0, -pca.score_samples(X_te)) - 0.03
