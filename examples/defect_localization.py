@@ -46,7 +46,8 @@ def anomaly_maps(train, test, fast, seed):
     flat_train, flat_test = train.reshape(len(train), -1), test.reshape(len(test), -1)
     pca = PCADetector(n_components=0.9).fit(flat_train)
     pca_map = ((flat_test - pca.reconstruct(flat_test)) ** 2).reshape(test.shape)
-    ae = ConvAutoencoderDetector(max_iter=3 if fast else 40, random_state=seed).fit(train)
+    epochs = {"max_iter": 3} if fast else {}  # full run: the default max_iter
+    ae = ConvAutoencoderDetector(random_state=seed, **epochs).fit(train)
     maps = {
         "PCA squared difference": pca_map,
         "PCA, smoothed (sigma 1)": gaussian_filter(pca_map, sigma=(0, 1, 1)),

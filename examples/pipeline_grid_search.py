@@ -132,9 +132,8 @@ def main(argv=None):
     report("StandardScaler + PCADetector", pca_search, X_test, y_test)
     plot_pca_search(pca_search, args.output_dir / "pipeline_grid_search.png")
 
-    ae = ConvAutoencoderDetector(
-        image_shape=(8, 8), max_iter=10 if fast else 40, random_state=args.seed
-    )
+    epochs = {"max_iter": 10} if fast else {}  # full run: the default max_iter
+    ae = ConvAutoencoderDetector(image_shape=(8, 8), random_state=args.seed, **epochs)
     ae_grid = {
         "latent_dim": [16] if fast else [4, 16],
         "statistic": ["mean", "smooth"] if fast else ["mean", "smooth", "max"],

@@ -41,7 +41,8 @@ from anomalib_lite.visualization import reconstruction_figure
 def fit_and_evaluate(root, size, max_iter, output_dir, seed=0):
     """The lines to adapt: load the folder, fit on normal images, evaluate, save."""
     data = load_folder_dataset(root, size=size)  # uint8, (n, H, W) grayscale
-    det = ConvAutoencoderDetector(max_iter=max_iter, random_state=seed)
+    epochs = {} if max_iter is None else {"max_iter": max_iter}  # None: the default
+    det = ConvAutoencoderDetector(random_state=seed, **epochs)
     det.fit(data.train_images)  # normal images only
     print(f"fitted on {len(data.train_images)} images of {data.train_images.shape[1:]}")
 
@@ -100,13 +101,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="folder in the MVTec AD layout")
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: max_iter's)")
     parser.add_argument("--fast", action="store_true", help="tiny demo folder, few epochs")
     parser.add_argument("--output-dir", type=Path, default=Path("examples/output"))
     args = parser.parse_args(argv)
     fast = args.fast or os.environ.get("ANOMALIB_LITE_FAST") == "1"
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or (3 if fast else 40)
+    epochs = args.epochs or (3 if fast else None)
     size = None if args.size is None else (args.size, args.size)
 
     with tempfile.TemporaryDirectory() as tmp:
