@@ -19,6 +19,7 @@ Run::
 
     python benchmarks/bench_dask_scoring.py            # full, writes docs/benchmarks_dask.md
     python benchmarks/bench_dask_scoring.py --fast --output /tmp/dask.md
+    python benchmarks/bench_dask_scoring.py --scheduler tcp://scheduler:8786  # a real cluster
 """
 
 import argparse
@@ -90,39 +91,34 @@ def image_array(n, rows_per_chunk, seed=0):
 
 # ------------------------------------------------------------ detectors
 def fit_detectors(fast):
-    """Fitted detectors of the library to ship, by name (torch ones when present)."""
+    """Fitted detectors of the library to ship, by name."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    import anomalib_lite
+    from anomalib_lite import CalibratedDetector, PCADetector
+    from anomalib_lite.autoencoder import ConvAutoencoderDetector
+    from anomalib_lite.dense import AutoencoderDetector
 
     X = make_images(500 if fast else 10000, seed=1)
     n_torch = 64 if fast else 1000
-    detectors = {
-        "PCADetector": anomalib_lite.PCADetector(n_components=16).fit(X),
-        "Pipeline(StandardScaler, PCADetector)": make_pipeline(
-            StandardScaler(), anomalib_lite.PCADetector(n_components=16)
-        ).fit(X),
-    }
-    if hasattr(anomalib_lite, "CalibratedDetector"):
-        detectors["CalibratedDetector(PCADetector)"] = anomalib_lite.CalibratedDetector(
-            anomalib_lite.PCADetector(n_components=16), random_state=0
-        ).fit(X)
     torch_kw = {"max_iter": 1, "random_state": 0}
-    if hasattr(anomalib_lite, "ConvAutoencoderDetector"):
-        conv = anomalib_lite.ConvAutoencoderDetector
-        detectors["ConvAutoencoderDetector"] = conv(**torch_kw).fit(
+    return {
+        "PCADetector": PCADetector(n_components=16).fit(X),
+        "Pipeline(StandardScaler, PCADetector)": make_pipeline(
+            StandardScaler(), PCADetector(n_components=16)
+        ).fit(X),
+        "CalibratedDetector(PCADetector)": CalibratedDetector(
+            PCADetector(n_components=16), random_state=0
+        ).fit(X),
+        "ConvAutoencoderDetector": ConvAutoencoderDetector(**torch_kw).fit(
             X[:n_torch].reshape(-1, SIDE, SIDE)
-        )
+        ),
         # The same network on flat rows, to score the benchmark's row chunks.
-        detectors["ConvAutoencoderDetector (rows)"] = conv(
+        "ConvAutoencoderDetector (rows)": ConvAutoencoderDetector(
             image_shape=(SIDE, SIDE), **torch_kw
-        ).fit(X[:n_torch])
-    if hasattr(anomalib_lite, "AutoencoderDetector"):
-        detectors["AutoencoderDetector"] = anomalib_lite.AutoencoderDetector(**torch_kw).fit(
-            X[:n_torch]
-        )
-    return detectors
+        ).fit(X[:n_torch]),
+        "AutoencoderDetector": AutoencoderDetector(**torch_kw).fit(X[:n_torch]),
+    }
 
 
 def pickle_costs(detectors, repeats):
@@ -293,7 +289,7 @@ def write_report(path, command, rows_per_chunk, tables, pickles, repeats):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
-def measure(client, det, sizes, rows, repeats, n_workers):
+def measure(client, det, sizes, rows, repeats, cluster_label):
     """Rows of one detector's table: every way, every N (ascending)."""
     table = []
     for n in sizes:
@@ -301,7 +297,7 @@ def measure(client, det, sizes, rows, repeats, n_workers):
             "generate only": lambda n=n: run_in_process(det, n, rows, "synchronous", score=False),
             "single process": lambda n=n: run_in_process(det, n, rows, "synchronous"),
             "threads": lambda n=n: run_in_process(det, n, rows, "threads"),
-            f"LocalCluster {n_workers}x1": lambda n=n: run_on_cluster(client, det, n, rows),
+            cluster_label: lambda n=n: run_on_cluster(client, det, n, rows),
         }
         means, found = {}, {}
         for way, run in ways.items():
@@ -334,7 +330,13 @@ def main(argv=None):
         help="largest N scored with ConvAutoencoderDetector (slower than PCA)",
     )
     parser.add_argument("--rows-per-chunk", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running Dask scheduler (e.g. tcp://host:8786) to use instead of "
+        "starting a LocalCluster",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks_dask.md"))
     args = parser.parse_args(argv)
@@ -342,7 +344,8 @@ def main(argv=None):
     conv_max_n = args.conv_max_n or (1_000 if args.fast else 100_000)
     rows = args.rows_per_chunk or (500 if args.fast else 10_000)
     repeats = args.repeats or (1 if args.fast else 3)
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    script = Path(__file__).resolve().relative_to(ROOT)
+    command = "python " + " ".join(shlex.quote(str(a)) for a in [script, *(argv or sys.argv[1:])])
 
     from distributed import Client, LocalCluster
 
@@ -357,27 +360,32 @@ def main(argv=None):
             f"loads {load * 1e3:.2f} ms"
         )
     jobs = [("PCADetector(n_components=16)", detectors["PCADetector"], sizes)]
-    if "ConvAutoencoderDetector (rows)" in detectors:
-        jobs.append(
-            (
-                "ConvAutoencoderDetector(image_shape=(28, 28)), trained 1 epoch",
-                detectors["ConvAutoencoderDetector (rows)"],
-                [n for n in sizes if n <= conv_max_n],
-            )
+    jobs.append(
+        (
+            "ConvAutoencoderDetector(image_shape=(28, 28)), trained 1 epoch",
+            detectors["ConvAutoencoderDetector (rows)"],
+            [n for n in sizes if n <= conv_max_n],
         )
-    cluster = LocalCluster(
-        n_workers=args.workers, processes=True, threads_per_worker=1, dashboard_address=None
     )
+    cluster = None
+    if args.scheduler is None:
+        cluster = LocalCluster(
+            n_workers=args.workers, processes=True, threads_per_worker=1, dashboard_address=":0"
+        )
     tables = []
-    with Client(cluster) as client:
+    with Client(cluster or args.scheduler) as client:
+        threads = list(client.nthreads().values())
+        kind = "LocalCluster" if cluster is not None else "cluster"
+        label = f"{kind} {len(threads)}x{max(threads)}"
         client.run(_import_scoring)
         for title, det, det_sizes in jobs:
             # Warm up each worker (first-call costs) on small chunks.
-            client.compute(score_array(det, image_array(200 * args.workers, 100))).result()
+            client.compute(score_array(det, image_array(200 * len(threads), 100))).result()
             print(title)
-            table = measure(client, det, det_sizes, rows, repeats, args.workers)
+            table = measure(client, det, det_sizes, rows, repeats, label)
             tables.append((f"Scoring N images with {title}", table))
-    cluster.close()
+    if cluster is not None:
+        cluster.close()
     write_report(args.output, command, rows, tables, pickles, repeats)
     print(f"report written to {args.output}")
     return tables

@@ -66,7 +66,7 @@ def main(output_dir="examples/output", fast=False):
     )
 
     # The only line that changes on a real cluster: Client("tcp://scheduler:8786").
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
     client = Client(cluster)
     print(f"cluster: {len(client.nthreads())} workers x 1 thread")
 
