@@ -452,3 +452,24 @@ def test_every_detector_scores_the_same_on_the_cluster(client, digits):
         np.testing.assert_array_equal(
             on_cluster, _per_chunk(detector, data, darr.chunks[0], method)
         )
+
+
+def test_threaded_scheduler_runs_one_torch_thread_per_chunk(digits):
+    import torch
+
+    X, y = digits
+    images = X.reshape(-1, 8, 8)
+    det = ConvAutoencoderDetector(max_iter=1, random_state=0).fit(images, y)
+    inside = []
+    hook = det.module_.register_forward_hook(lambda *_: inside.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        lazy = score_array(det, da.from_array(images, chunks=(100, 8, 8)))
+        scores = lazy.compute(scheduler="threads", num_workers=4)
+    finally:
+        hook.remove()
+    # Four scheduler threads, each scoring with n_threads=None = one torch thread...
+    assert len(inside) >= 18 and set(inside) == {1}
+    # ...and the calling thread keeps its own count.
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(scores, lazy.compute(scheduler="synchronous"))
