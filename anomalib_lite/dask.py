@@ -49,13 +49,13 @@ METHODS = (
 
 
 def _unwrap(detector):
-    """The fitted detector inside dask-ml's ``ParallelPostFit`` / ``Incremental``."""
+    """The fitted detector inside dask-ml's ``ParallelPostFit`` wrapper."""
     try:
-        from dask_ml.wrappers import ParallelPostFit
+        from dask_ml.wrappers import Incremental, ParallelPostFit
     except ImportError:
         return detector
-    if isinstance(detector, ParallelPostFit):
-        return getattr(detector, "estimator_", detector.estimator)
+    if isinstance(detector, ParallelPostFit) and not isinstance(detector, Incremental):
+        return detector.estimator
     return detector
 
 
@@ -120,9 +120,9 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     Parameters
     ----------
     detector : fitted detector, Pipeline or dask-ml ParallelPostFit
-        A fitted estimator with ``method``. A dask-ml ``ParallelPostFit`` or
-        ``Incremental`` wrapper is unwrapped to its fitted estimator, so that
-        methods it does not forward (``score_samples``...) are reachable.
+        A fitted estimator with ``method``. A dask-ml ``ParallelPostFit``
+        wrapper is unwrapped to its fitted estimator, so that methods it does
+        not forward (``score_samples``...) are reachable.
     X : dask.array.Array of shape (n_samples, ...)
         Samples along axis 0, in the layout the detector expects: rows
         ``(n, n_features)`` or images ``(n, H, W)`` / ``(n, C, H, W)``. It

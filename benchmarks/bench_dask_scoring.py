@@ -249,8 +249,8 @@ def write_report(path, command, rows_per_chunk, tables, pickles, repeats):
         "",
         f"`score_array(detector, X).compute()` on float32 rows of generated 28x28 images, "
         f"{rows_per_chunk:,} images per chunk, made inside each task (never held whole). "
-        f"Throughput is N / median wall time of the runs (up to {repeats}; one run for N "
-        "over 100,000), scoring plus generating the images; the *generate only* row is the "
+        f"Throughput is N / median wall time of the runs (up to {repeats}; one run from N = "
+        "100,000 on), scoring plus generating the images; the *generate only* row is the "
         "cost of making the images alone. Peak memory is the peak RSS of each scoring "
         "process during the job (for the cluster: the largest worker; Linux `VmHWM` reset at "
         "the start of the job), and *baseline* its RSS before the job (interpreter, "
@@ -301,7 +301,7 @@ def measure(client, det, sizes, rows, repeats, cluster_label):
         }
         means, found = {}, {}
         for way, run in ways.items():
-            measured = [run() for _ in range(repeats if n <= 100_000 else 1)]
+            measured = [run() for _ in range(repeats if n < 100_000 else 1)]
             sec = statistics.median(m[0] for m in measured)
             base, peak = measured[-1][1], max(m[2] for m in measured)
             found[way] = (way, n, len(measured), sec, base, peak)
