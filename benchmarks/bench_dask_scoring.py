@@ -193,7 +193,7 @@ def run_on_cluster(client, detector, n, rows_per_chunk):
 
 
 # ------------------------------------------------------------- report
-def _machine():
+def _machine(busy_at_start):
     import dask
     import distributed
     import sklearn
@@ -209,17 +209,19 @@ def _machine():
         f"scikit-learn {sklearn.__version__}, dask {dask.__version__}, "
         f"distributed {distributed.__version__}",
         f"- Load average (1/5/15 min) when the run ended: {load}",
+        f"- Other busy processes at the start: {busy_at_start or 'none above 10% CPU'}",
         f"- Other busy processes at the end: {busy or 'none above 10% CPU'}",
     ]
 
 
 def _busy_processes():
+    """Other processes above 10% CPU over one second (not this one or its workers)."""
     try:
         import psutil
     except ImportError:
         return "unknown (psutil not installed)"
-    me = os.getpid()
-    procs = list(psutil.process_iter(["pid", "name", "cmdline"]))
+    mine = {os.getpid(), *(c.pid for c in psutil.Process().children(recursive=True))}
+    procs = [p for p in psutil.process_iter(["pid", "name", "cmdline"]) if p.pid not in mine]
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.cpu_percent(None)
@@ -230,13 +232,14 @@ def _busy_processes():
             cpu = p.cpu_percent(None)
         except psutil.Error:
             continue
-        if cpu >= 10 and p.info["pid"] != me:
-            cmd = " ".join((p.info["cmdline"] or [p.info["name"]])[:3])
-            busy.append(f"`{cmd[:60]}` {cpu:.0f}%")
+        if cpu >= 10:
+            words = p.info["cmdline"] or [p.info["name"]]
+            cmd = " ".join([os.path.basename(words[0]), *words[1:3]])
+            busy.append(f"`{cmd[:70]}` {cpu:.0f}%")
     return ", ".join(busy)
 
 
-def write_report(path, command, rows_per_chunk, tables, pickles, repeats):
+def write_report(path, command, rows_per_chunk, tables, pickles, repeats, busy_at_start=""):
     """Write the markdown report: one throughput table per detector, then pickles."""
     lines = [
         "# Batch scoring on Dask: throughput and memory",
@@ -245,7 +248,7 @@ def write_report(path, command, rows_per_chunk, tables, pickles, repeats):
         "",
         f"Command: `{command}`",
         "",
-        *_machine(),
+        *_machine(busy_at_start),
         "",
         f"`score_array(detector, X).compute()` on float32 rows of generated 28x28 images, "
         f"{rows_per_chunk:,} images per chunk, made inside each task (never held whole). "
@@ -351,6 +354,7 @@ def main(argv=None):
 
     from anomalib_lite.dask import score_array
 
+    busy_at_start = _busy_processes()
     detectors = fit_detectors(args.fast)
     shipped = {k: v for k, v in detectors.items() if not k.endswith("(rows)")}
     pickles = pickle_costs(shipped, repeats=max(5, repeats))
@@ -386,7 +390,7 @@ def main(argv=None):
             tables.append((f"Scoring N images with {title}", table))
     if cluster is not None:
         cluster.close()
-    write_report(args.output, command, rows, tables, pickles, repeats)
+    write_report(args.output, command, rows, tables, pickles, repeats, busy_at_start)
     print(f"report written to {args.output}")
     return tables
 
