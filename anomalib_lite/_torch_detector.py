@@ -70,17 +70,19 @@ def check_dense(X, name="X"):
         )
 
 
-#: Bounds of ``batch_size='auto'``: about a tenth of the training samples,
-#: so that small data sets still get about 10 optimizer steps per epoch.
+#: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples,
+#: clipped to :data:`AUTO_BATCH`, so that small training sets still get about 20
+#: optimizer steps per epoch.
 AUTO_BATCH = (8, 32)
+AUTO_BATCH_DIVISOR = 20
 
 
 def auto_batch_size(n_samples, batch_size):
-    """``batch_size``, or ``n_samples // 10`` clipped to :data:`AUTO_BATCH` for ``'auto'``."""
+    """``batch_size``, or ``n_samples // 20`` clipped to :data:`AUTO_BATCH` for ``'auto'``."""
     if batch_size != "auto":
         return int(batch_size)
     low, high = AUTO_BATCH
-    return int(min(high, max(low, n_samples // 10)))
+    return int(min(high, max(low, n_samples // AUTO_BATCH_DIVISOR)))
 
 
 def _check_bool(value, name):
