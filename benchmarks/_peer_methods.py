@@ -131,6 +131,20 @@ def all_methods():
             tunable={"latent_dim": [16, 32]},
         ),
         Method(
+            "PCADetector(statistic='combined')",
+            "anomalib_lite",
+            "rows",
+            _ours(PCADetector, {}, statistic="combined"),
+            tables_only=True,
+        ),
+        Method(
+            "AutoencoderDetector(max_iter=20)",
+            "anomalib_lite",
+            "rows",
+            _ours(AutoencoderDetector, fast_torch, random_state=SEED, max_iter=20),
+            tables_only=True,
+        ),
+        Method(
             "make_pipeline(StandardScaler(), PCADetector())",
             "anomalib_lite",
             "rows",
