@@ -712,6 +712,7 @@ def main(argv=None):
     for task in tasks:
         started = datetime.datetime.now()
         load_before = os.getloadavg()
+        source = source_state()  # before the task: the code measured, not what follows it
         t0 = time.perf_counter()
         quality = task != "speed"
         torch.set_num_threads(
@@ -757,7 +758,7 @@ def main(argv=None):
             f"Run on {started:%Y-%m-%d %H:%M} in {seconds / 60:.1f} min; load average "
             f"{load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end"
             + threads_note
-            + f"; {source_state()}"
+            + f"; {source}"
             + (f"; {args.note}" if args.note else "")
             + ".",
         ]
