@@ -2,12 +2,15 @@
 
 Learn the shape of normal data, then call whatever lies far from it an
 anomaly. Every detector follows scikit-learn's outlier-detector API.
+
+The torch detectors are imported on first use, so that ``import
+anomalib_lite`` and the PCA baseline do not pay for importing torch.
 """
 
+import importlib
+
 from . import io as io
-from .autoencoder import ConvAutoencoderDetector
 from .base import BaseDetector
-from .dense import AutoencoderDetector
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 
@@ -21,3 +24,18 @@ __all__ = [
     "PCADetector",
     "__version__",
 ]
+
+#: Names imported on first access, and the submodule that defines each.
+_LAZY = {"ConvAutoencoderDetector": "autoencoder", "AutoencoderDetector": "dense"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -701,7 +701,7 @@ class TorchDetector(BaseDetector):
         Returns
         -------
         X_rec : ndarray of float64, same shape as ``X``
-            Reconstructions in input units (uint8 images in [0, 1]).
+            Reconstructions in input units.
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, batch: self._from_tensor(out, batch))

@@ -54,8 +54,9 @@ class ConvAutoencoderDetector(TorchDetector):
     (channels first: the one multi-channel convention; convert channels-last
     arrays with ``np.moveaxis(X, -1, 1)``), or as 2-D rows ``(n, C*H*W)``
     with ``image_shape`` set, so that the detector can follow scikit-learn
-    transformers in a :class:`~sklearn.pipeline.Pipeline`. uint8 images are
-    scaled to [0, 1]; other numbers are used as they are. Inside, each
+    transformers in a :class:`~sklearn.pipeline.Pipeline`. Pixel values are
+    used as they are, uint8 included (as by :class:`~anomalib_lite.PCADetector`),
+    so score images in the units they were fitted in. Inside, each
     channel is standardized with one mean and one standard deviation over all
     training pixels, images are padded (edge values repeated) to a multiple of
     ``2 ** len(channels_)`` and the padding is cropped from every output.
@@ -420,11 +421,9 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # -------------------------------------------------------------- geometry
     def _as_images(self, X):
-        """Float32 ``(n, C, H, W)`` images in input units (uint8 scaled to [0, 1])."""
+        """Float32 ``(n, C, H, W)`` images in input units."""
         X = np.asarray(X)
         images = np.ascontiguousarray(X, dtype=np.float32)
-        if X.dtype == np.uint8:
-            images = images / np.float32(255.0)
         return images.reshape(X.shape[0], *self.input_shape_)
 
     def _set_geometry(self, X):

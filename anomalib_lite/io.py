@@ -89,12 +89,20 @@ _TORCH_DTYPES = (
 _NUMERIC_KINDS = "biufc"
 
 
-def _allowed_classes():
-    """``{name in the file: class}`` for every class of the allowlist available here."""
+def _allowed_classes(*, import_all=True):
+    """``{name in the file: class}`` for every class of the allowlist available here.
+
+    With ``import_all=False`` the torch detectors are listed only when their
+    modules are already imported, so that saving or loading a PCA model does
+    not import torch.
+    """
     import anomalib_lite
 
     classes = dict(_SKLEARN_CLASSES)
     for name in _LIBRARY_CLASSES:
+        module = anomalib_lite._LAZY.get(name)
+        if module and not import_all and f"anomalib_lite.{module}" not in sys.modules:
+            continue
         cls = getattr(anomalib_lite, name, None)
         if isinstance(cls, type):
             classes[f"anomalib_lite.{name}"] = cls
@@ -112,7 +120,8 @@ class _Encoder:
 
     def __init__(self):
         self.arrays = []
-        self.classes = {cls: name for name, cls in _allowed_classes().items()}
+        # An object being saved has its class imported already.
+        self.classes = {cls: name for name, cls in _allowed_classes(import_all=False).items()}
 
     def _ref(self, array):
         self.arrays.append(array)
@@ -275,7 +284,7 @@ class _Decoder:
     def __init__(self, arrays, header):
         self.arrays = arrays
         self.header = header
-        self.classes = _allowed_classes()
+        self.classes = _allowed_classes(import_all=False)
 
     def _array(self, node):
         ref = node.get("ref")
@@ -358,6 +367,8 @@ class _Decoder:
 
     def decode_estimator(self, node):
         name = node.get("class")
+        if name in ALLOWED_CLASSES and name not in self.classes:
+            self.classes = _allowed_classes()  # a torch detector: import it now
         cls = self.classes.get(name) if isinstance(name, str) else None
         if cls is None:
             raise _Corrupt(

@@ -1,7 +1,6 @@
 """Threshold rules and CalibratedDetector: guarantees, fallbacks, splits, errors."""
 
 import math
-import re
 import warnings
 from pathlib import Path
 
@@ -26,8 +25,6 @@ from anomalib_lite.thresholds import (
     labelled_threshold,
     quantile_threshold,
 )
-
-DOCS = Path(__file__).parents[1] / "docs"
 
 scores_1d = arrays(
     np.float64, st.integers(1, 60), elements=st.integers(-20, 20).map(lambda v: v / 4)
@@ -405,19 +402,6 @@ def test_unfitted_template_is_left_untouched():
 
 
 # ------------------------------------------------------------------- docs
-def _python_blocks(page):
-    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-
-
-@pytest.mark.parametrize("page", ["thresholds.md", "conventions.md"])
-def test_docs_code_blocks_run(page):
-    blocks = _python_blocks(DOCS / page)
-    assert blocks, f"{page} has no python code block"
-    namespace = {}
-    for block in blocks:  # blocks of a page share one namespace, like a notebook
-        exec(compile(block, f"{page}", "exec"), namespace)
-
-
 def test_example_measures_what_the_docs_claim():
     """examples/plot_threshold_calibration.py, fast: conformal meets its target."""
     import importlib.util
