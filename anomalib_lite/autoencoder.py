@@ -222,8 +222,10 @@ class ConvAutoencoderDetector(TorchDetector):
     These three were compared on the benchmark's own test draws; on an
     independent draw (training seed 10, test seed 11) the defaults score an
     image ROC-AUC of 0.77 against PCA's 0.76, and a pixel ROC-AUC of 0.94.
-    On textures the fit is still improving after 30 epochs: ``max_iter=60``
-    reached 0.96 to 0.98 image ROC-AUC in our runs, at twice the time.
+    On textures the fit is still improving after 30 epochs: a grid search in
+    ``benchmarks/bench_peers.py`` picks ``max_iter=60, statistic='max'``,
+    which scores 0.93 there, at twice the fit time. See
+    ``docs/benchmarks.md`` for every figure.
 
     Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
     (with a warning); ``fit`` with ``warm_start=True`` then finishes the run.
