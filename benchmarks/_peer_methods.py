@@ -138,10 +138,10 @@ def all_methods():
             tables_only=True,
         ),
         Method(
-            "AutoencoderDetector(max_iter=20)",
+            "AutoencoderDetector(trim_fraction=0.2)",
             "anomalib_lite",
             "rows",
-            _ours(AutoencoderDetector, fast_torch, random_state=SEED, max_iter=20),
+            _ours(AutoencoderDetector, fast_torch, random_state=SEED, trim_fraction=0.2),
             tables_only=True,
         ),
         Method(

@@ -142,6 +142,8 @@ def test_pickle_round_trip(fitted):
         ({"batch_size": 0}, "batch_size=0 must be >= 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \(0, 1\)"),
         ({"learning_rate": "adaptive"}, "learning_rate='adaptive' is not supported"),
+        ({"trim_fraction": 1.0}, r"trim_fraction=1.0 must be in \[0, 1\)"),
+        ({"trim_fraction": "0.2"}, "trim_fraction must be a float"),
     ],
 )
 def test_parameter_errors(params, message):
@@ -187,3 +189,41 @@ def test_digits_roc_auc_floor():
     pca = PCADetector().fit(X_tr[y_tr == 0])
     assert auc > 0.97
     assert auc > roc_auc_score(y_te != 0, -pca.score_samples(X_te)) - 0.03
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    errors=arrays(np.float32, st.tuples(st.integers(1, 40), st.just(3)), elements=st.floats(-5, 5)),
+    fraction=st.floats(0.0, 0.95),
+)
+def test_trimmed_loss_drops_the_worst_rows(fitted, errors, fraction):
+    det = clone(fitted).set_params(trim_fraction=fraction)
+    det.module_ = fitted.module_
+    x = torch.zeros(errors.shape)
+    out = torch.from_numpy(errors)
+    per_row = np.sort((errors.astype(np.float64) ** 2).mean(1))
+    keep = max(1, int(np.ceil((1.0 - fraction) * len(per_row))))
+    det.module_.train()
+    try:
+        trimmed = float(det._train_loss(out, x))
+    finally:
+        det.module_.eval()
+    np.testing.assert_allclose(trimmed, per_row[:keep].mean(), rtol=1e-5, atol=1e-6)
+    assert trimmed <= per_row.mean() * (1 + 1e-5) + 1e-6
+    # Evaluation (the validation loss) is never trimmed.
+    np.testing.assert_allclose(float(det._train_loss(out, x)), per_row.mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_trimming_keeps_training_outliers_anomalous():
+    """Digits 0 with 10% other digits mixed into the training rows (unlabelled)."""
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    normal = X[y == 0]
+    outliers = X[y != 0][rng.choice((y != 0).sum(), size=len(normal) // 10, replace=False)]
+    train = np.vstack([normal, outliers])
+    is_outlier = np.r_[np.zeros(len(normal)), np.ones(len(outliers))]
+    aucs = {}
+    for fraction in (0.0, 0.2):
+        det = AutoencoderDetector(trim_fraction=fraction, random_state=0).fit(train)
+        aucs[fraction] = roc_auc_score(is_outlier, -det.score_samples(train))
+    assert aucs[0.2] > aucs[0.0] + 0.01, aucs
