@@ -493,7 +493,7 @@ def odds_tables(res, command):
         ]
         for r in res["rows"]:
             got = [r["sets"][s][i] for s in sets]
-            if i == 1 and "tuned" in r["label"]:
+            if i == 1 and "params" in r:
                 continue  # tuned on labels: one-class protocol only
             ok = [r["sets"][s][i] for s in common]
             ran = [g for g in got if g is not None]
