@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import os
 import pickle
 import signal
@@ -376,6 +377,20 @@ def test_pickle_after_training_gives_identical_scores(fitted):
     np.testing.assert_array_equal(restored.score_samples(X), fitted.score_samples(X))
     np.testing.assert_array_equal(restored.anomaly_map(X), fitted.anomaly_map(X))
     assert restored.offset_ == fitted.offset_
+
+
+def test_partial_fit_resumes_an_optimizer_state_saved_unfused():
+    X = _images()
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    assert det._optimizer_state["param_groups"][0]["fused"] is True
+    # As saved by a run on a device without the fused kernel.
+    state = det._optimizer_state
+    state["param_groups"] = [{**g, "fused": None, "foreach": False} for g in state["param_groups"]]
+    det.partial_fit(X)
+    assert det._optimizer_state["param_groups"][0]["fused"] is True
+    steps_per_epoch = math.ceil(len(X) / FAST["batch_size"])
+    steps = {float(v["step"]) for v in det._optimizer_state["state"].values()}
+    assert steps == {4.0 * steps_per_epoch}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
