@@ -27,8 +27,9 @@ class ConvAutoencoder(nn.Module):
         code. The decoder uses them in reverse.
     latent_dim : int, default=32
         Size of the code.
-    act_layer : type of nn.Module, default=nn.ReLU
-        Activation layer class, built without arguments.
+    act_layer : callable, default=nn.ReLU
+        Activation layer class (or a callable such as
+        ``functools.partial(nn.LeakyReLU, 0.2)``), called without arguments.
     norm_layer : type of nn.Module or None, default=None
         Normalization layer class built as ``norm_layer(n_channels)`` after
         each convolution, e.g. ``nn.BatchNorm2d``. None uses no normalization.
