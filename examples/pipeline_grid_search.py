@@ -99,6 +99,9 @@ def plot_pca_search(result, path):
         mean, std = cv["mean_test_roc_auc"][idx], cv["std_test_roc_auc"][idx]
         ax.errorbar(k, mean, yerr=std, marker="o", capsize=3, label=f"statistic='{statistic}'")
     ax.set_xscale("log")
+    sizes = sorted({p["detector__n_components"] for p in cv["params"]})
+    ax.set_xticks(sizes, [str(k) for k in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("n_components")
     ax.set_ylabel("cross-validated anomaly ROC-AUC")
     ax.set_title(f"PCADetector on digits (normal: {NORMAL_DIGIT})")
