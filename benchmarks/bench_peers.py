@@ -558,8 +558,10 @@ def time_to_quality_figure(res, curves, path):
     for r in res["rows"]:
         fit = max(r["fit"], 1e-3)  # log axis
         ax.scatter(fit, r["auc"], color=colors[r["family"]], zorder=3)
+        text = r["label"].replace("`", "").removesuffix(" tuned")
+        text = text if len(text) <= 40 else text[:39] + "…"
         ax.annotate(
-            r["label"].replace("`", "")[:40],
+            text + (" tuned" if "tuned" in r["label"] else ""),
             (fit, r["auc"]),
             fontsize=6,
             xytext=(3, -8) if "tuned" in r["label"] else (3, 2),  # defaults above, tuned below
@@ -576,6 +578,8 @@ def time_to_quality_figure(res, curves, path):
             + ", ".join(str(p["epochs"]) for p in points),
         )
     ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    ax.set_xlim(low, high * 10)  # room for the labels of the slowest points
     ax.set_xlabel("median fit time per class (s, log scale)")
     ax.set_ylabel("mean ROC-AUC (points: over every class)")
     ax.set_title("One-class MNIST subset: quality against fit time")
