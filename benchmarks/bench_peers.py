@@ -295,6 +295,7 @@ def summary(method, params, per, classes):
         label = f"`{method.name[:-1]}{', '.join(f'{k}={v!r}' for k, v in params.items())})` tuned"
     return {
         "label": label,
+        "tuned": params is not None,
         "family": method.family,
         "auc": float(np.mean([r["auc"] for r in per])),
         "ap": float(np.mean([r["ap"] for r in per])),
@@ -561,10 +562,10 @@ def time_to_quality_figure(res, curves, path):
         text = r["label"].replace("`", "").removesuffix(" tuned")
         text = text if len(text) <= 40 else text[:39] + "…"
         ax.annotate(
-            text + (" tuned" if "tuned" in r["label"] else ""),
+            text + (" tuned" if r["tuned"] else ""),
             (fit, r["auc"]),
             fontsize=6,
-            xytext=(3, -8) if "tuned" in r["label"] else (3, 2),  # defaults above, tuned below
+            xytext=(3, -8) if r["tuned"] else (3, 2),  # defaults above, tuned below
             textcoords="offset points",
         )
     for name, points in curves.items():
