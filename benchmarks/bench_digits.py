@@ -28,7 +28,6 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -42,6 +41,9 @@ from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import command_line  # noqa: E402
 
 from anomalib_lite import (  # noqa: E402
     AutoencoderDetector,
@@ -157,9 +159,7 @@ def main(argv=None):
     load_before = os.getloadavg()
     sections = {name: run(name, classes, args.fast) for name in names}
     load_after = os.getloadavg()
-    command = "python " + " ".join(
-        shlex.quote(a) for a in ["benchmarks/bench_digits.py", *(argv or sys.argv[1:])]
-    )
+    command = command_line(__file__, argv)
     lines = [
         "# One-class digits: PCA and the autoencoder detectors",
         "",

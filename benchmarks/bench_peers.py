@@ -39,7 +39,6 @@ import datetime
 import logging
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _measure import PeakRSS  # noqa: E402
 from _peer_methods import select  # noqa: E402
+from _report import command_line  # noqa: E402
 
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
@@ -709,9 +709,7 @@ def main(argv=None):
         classes = [0, 1] if args.fast else list(range(10))
     tune_tasks = [t for t in args.tune.split(",") if t]
     figure = args.figure or args.output.with_name("time_to_quality.png")
-    command = "python " + " ".join(
-        shlex.quote(a) for a in ["benchmarks/bench_peers.py", *(argv or sys.argv[1:])]
-    )
+    command = command_line(__file__, argv)
     slow = [int(c) for c in args.slow_classes.split(",")] if args.slow_classes else None
     default_threads = torch.get_num_threads()
     warm_up(select(names))

@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -29,6 +28,9 @@ from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import command_line  # noqa: E402
 
 from anomalib_lite import AutoencoderDetector, PCADetector  # noqa: E402
 
@@ -81,9 +83,7 @@ def main(argv=None):
         rows.append(evaluate(args.data_dir / f"{name}.mat", args.fast))
         r = rows[-1]
         print(f"{name:12s} PCA {r['pca']:.4f}  AE {r['ae']:.4f}  ({r['ae_fit']:.1f} s)")
-    command = "python " + " ".join(
-        shlex.quote(a) for a in ["benchmarks/bench_tabular.py", *(argv or sys.argv[1:])]
-    )
+    command = command_line(__file__, argv)
     lines = [
         "# One-class tabular data: AutoencoderDetector and PCADetector",
         "",

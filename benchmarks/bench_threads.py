@@ -18,7 +18,6 @@ import contextlib
 import datetime
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import command_line  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 
@@ -85,9 +87,7 @@ def main(argv=None):
     load_before = os.getloadavg()
     medians, raw = measure(X, repeats, max_iter)
     load_after = os.getloadavg()
-    command = "python " + " ".join(
-        shlex.quote(a) for a in ["benchmarks/bench_threads.py", *(argv or sys.argv[1:])]
-    )
+    command = command_line(__file__, argv)
     base = medians[(1, False)]
     lines = [
         "# torch threads for a fit",
