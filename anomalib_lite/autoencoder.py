@@ -230,15 +230,15 @@ class ConvAutoencoderDetector(TorchDetector):
     the image, ``batch_size='auto'`` gives 20 steps per epoch, and
     ``'topk'`` scores defects of a few dozen pixels that a mean dilutes.
     Leaky ReLUs (slope 0.2) replaced plain ones because textures leave that
-    plateau sooner with them: over three seeds, image ROC-AUC 0.85, 0.85 and
-    0.95 against 0.84, 0.83 and 0.94, with MNIST (0.966 and 0.964 against
-    0.964 and 0.964) and digits unchanged. Narrowing the first level to 16
-    channels would fit MNIST about 25% faster at the same ROC-AUC, but costs
-    textures 0.05 on average, so it was not taken. Likewise ``max_iter=20``
-    keeps MNIST's ROC-AUC (0.965 and 0.964 over two seeds) at two thirds of
-    the fit time, but costs textures about 0.1 (0.75, 0.75 and 0.84), with a
-    cosine schedule or a learning rate of 2e-3 too: use it for small images
-    when fit time matters.
+    plateau sooner with them: image ROC-AUC 0.86, 0.84 and 0.96 over three
+    training seeds against 0.82, 0.83 and 0.94, and MNIST 0.967 and 0.963
+    over two against 0.964 and 0.962. Narrowing the first level to 16
+    channels fits MNIST about 15% faster at the same ROC-AUC but costs
+    textures 0.06 on average, so it was not taken. ``max_iter=20`` keeps
+    MNIST's ROC-AUC (0.965 and 0.964) for two thirds of the epochs but costs
+    textures about 0.1 (0.75, 0.75 and 0.85): use it for small images when
+    fit time matters. ``benchmarks/bench_conv_variants.py`` measures these
+    variants (``docs/benchmarks_conv_variants.md``).
     These were compared on the benchmark's own test draws; on an
     independent draw (training seed 10, test seed 11) the defaults score an
     image ROC-AUC of 0.92 against PCA's 0.76, and a pixel ROC-AUC of 0.99.

