@@ -1,5 +1,6 @@
 """PCADetector: the linear baseline, distance to the principal subspace."""
 
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -45,6 +46,16 @@ class PCADetector(BaseDetector):
     svd_solver : {'auto', 'full', 'covariance_eigh', 'arpack', 'randomized'}, \
             default='auto'
         Passed to :class:`~sklearn.decomposition.PCA`.
+    trim_fraction : float, default=0.0
+        Fraction of the training rows, those with the highest anomaly scores
+        under a first fit, left out of a second fit, in [0, 1). Use it when
+        the training rows may hold outliers that would otherwise pull the
+        subspace towards them. It costs a second decomposition, and on clean
+        training data it discards normal variation: see Notes for what it
+        changed on tables and images. ``offset_`` is still set from the
+        scores of every training row. Analytic control limits assume an
+        untrimmed fit, so ``control_limit`` and :meth:`analytic_limit` need
+        ``trim_fraction=0``. :meth:`partial_fit` trims each batch.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
@@ -76,7 +87,10 @@ class PCADetector(BaseDetector):
         of the discarded components (the Jackson–Mudholkar ``theta_i``). After
         :meth:`partial_fit` only ``theta_[0]`` is known; the others are NaN.
     n_samples_fit_ : int
-        Number of normal samples learned from.
+        Number of normal samples learned from (the rows kept by
+        ``trim_fraction``).
+    n_trimmed_ : int
+        Training rows left out of the fit by ``trim_fraction``.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
@@ -129,6 +143,7 @@ class PCADetector(BaseDetector):
         statistic="spe",
         whiten=False,
         svd_solver="auto",
+        trim_fraction=0.0,
         contamination="auto",
         control_limit=None,
         batch_size=None,
@@ -138,6 +153,7 @@ class PCADetector(BaseDetector):
         self.statistic = statistic
         self.whiten = whiten
         self.svd_solver = svd_solver
+        self.trim_fraction = trim_fraction
         self.contamination = contamination
         self.control_limit = control_limit
         self.batch_size = batch_size
@@ -164,7 +180,14 @@ class PCADetector(BaseDetector):
         check_option(self.svd_solver, "svd_solver", _SOLVERS)
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
+        check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
+        if self.control_limit is not None and self.trim_fraction:
+            raise ValueError(
+                f"control_limit={self.control_limit!r} needs trim_fraction=0, got "
+                f"trim_fraction={self.trim_fraction!r}: the analytic limits assume "
+                "an untrimmed fit. Use contamination to set the threshold instead."
+            )
         if self.control_limit is not None and self.contamination != "auto":
             raise ValueError(
                 f"control_limit={self.control_limit!r} and contamination="
@@ -174,12 +197,11 @@ class PCADetector(BaseDetector):
         check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
 
     @staticmethod
-    def _check_variance(X):
+    def _check_variance(X, what="training samples", hint="pass training data that varies"):
         if not np.any(np.ptp(X, axis=0) > 0):
             raise ValueError(
-                f"X has zero variance: all {X.shape[0]} training samples are "
-                "identical, so there is no principal subspace to learn. Pass "
-                "training data that varies."
+                f"X has zero variance: all {X.shape[0]} {what} are "
+                f"identical, so there is no principal subspace to learn; {hint}."
             )
         if not np.any(np.var(X, axis=0, dtype=np.float64) > 0):
             raise ValueError(
@@ -190,31 +212,49 @@ class PCADetector(BaseDetector):
 
     # --------------------------------------------------------------- fitting
     def _fit(self, X):
+        X64 = np.asarray(X, dtype=np.float64)
+        self._fit_decomposition(X64)
+        self.n_trimmed_ = 0
+        if self.trim_fraction:
+            keep = self._untrimmed_rows(X64)
+            self._fit_decomposition(X64[keep], *self._trimmed_words())
+            self.n_trimmed_ = X64.shape[0] - keep.shape[0]
+        self._warn_if_trivial()
+
+    def _untrimmed_rows(self, X):
+        """Indices, in order, of the rows that ``trim_fraction`` keeps."""
+        n_keep = max(2, math.ceil((1.0 - self.trim_fraction) * X.shape[0]))
+        scores = self._batched(self._anomaly_score, X)
+        return np.sort(np.argsort(scores, kind="stable")[:n_keep])
+
+    def _trimmed_words(self):
+        return f"rows kept by trim_fraction={self.trim_fraction!r}", "lower trim_fraction"
+
+    def _fit_decomposition(self, X, what="training samples", hint="pass training data that varies"):
+        """Fit the PCA on ``X`` (float64) and derive the statistics' constants."""
         n_samples, n_features = X.shape
         if n_samples < 2:
             raise ValueError(
                 f"PCADetector needs at least 2 normal samples to fit, got n_samples = {n_samples}."
             )
-        self._check_variance(X)
+        self._check_variance(X, what, hint)
         n = self.n_components
         limit = min(n_samples, n_features)
         if isinstance(n, Integral) and n > limit:
             raise ValueError(
                 f"n_components={n} must be <= min(n_samples, n_features)={limit} "
-                f"(n_samples={n_samples}, n_features={n_features}); lower it or "
+                f"(n_samples={n_samples} {what}, n_features={n_features}); lower it or "
                 "pass a float in (0, 1)."
             )
-        X64 = np.asarray(X, dtype=np.float64)
         self.pca_ = PCA(
             n_components=n,
             whiten=self.whiten,
             svd_solver=self.svd_solver,
             random_state=self.random_state,
-        ).fit(X64)
+        ).fit(X)
         self._store_decomposition()
-        self.theta_ = self._residual_moments(X64)
-        self._var_ = X64.var(axis=0)
-        self._warn_if_trivial()
+        self.theta_ = self._residual_moments(X)
+        self._var_ = X.var(axis=0)
 
     def _store_decomposition(self):
         """Copy the fitted decomposition; after partial_fit, select components."""
@@ -282,12 +322,15 @@ class PCADetector(BaseDetector):
 
         Uses :class:`~sklearn.decomposition.IncrementalPCA`, so that data that
         does not fit in memory can be learned batch by batch; on data that does
-        fit, the subspace agrees with :meth:`fit` up to numerical tolerance. A
+        fit, the subspace agrees with :meth:`fit` up to numerical tolerance.
         The decomposition keeps every component the first batch allows
         (``min(n_samples, n_features)``) and ``n_components_`` is selected from
         it after each batch. A detector fitted with :meth:`fit` continues from
         its ``n_components_`` fitted components, an approximation of refitting
         on all data. ``offset_`` is set from the scores of the last batch.
+        With ``trim_fraction``, the rows of each batch that score highest
+        under the decomposition so far (for the first batch, under a
+        decomposition of that batch) are left out of the update.
 
         Parameters
         ----------
@@ -312,9 +355,20 @@ class PCADetector(BaseDetector):
             # Keep every component the batch allows, so that the subspace
             # matches fit(); n_components_ is selected from it.
             self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
+            self.n_trimmed_ = 0
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
-        self.pca_.partial_fit(X)
+        learned = X
+        if self.trim_fraction:
+            if first:  # rank the first batch by a decomposition of its own
+                self.pca_.partial_fit(X)
+                self._store_decomposition()
+                self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
+            learned = X[self._untrimmed_rows(X)]
+            if first:
+                self._check_variance(learned, *self._trimmed_words())
+            self.n_trimmed_ += X.shape[0] - learned.shape[0]
+        self.pca_.partial_fit(learned)
         self._store_decomposition()
         self._set_offset(self._batched(self._anomaly_score, X))
         return self
@@ -423,6 +477,13 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
+        if getattr(self, "n_trimmed_", 0):
+            raise ValueError(
+                f"analytic_limit needs trim_fraction=0: the analytic limits assume an "
+                f"untrimmed fit, and this detector left n_trimmed_={self.n_trimmed_} "
+                "training rows out of its fit, which narrows the training scores. "
+                "Calibrate the threshold with contamination or on held-out data instead."
+            )
         theta1, theta2, theta3 = self.theta_
         k, n = self.n_components_, self.n_samples_fit_
         if self.statistic == "t2":

@@ -145,6 +145,12 @@ def all_methods():
             tables_only=True,
         ),
         Method(
+            "PCADetector(trim_fraction=0.2)",
+            "anomalib_lite",
+            "rows",
+            _ours(PCADetector, {}, trim_fraction=0.2),
+        ),
+        Method(
             "make_pipeline(StandardScaler(), PCADetector())",
             "anomalib_lite",
             "rows",

@@ -373,6 +373,25 @@ def _control_limit(ctx):
     return [lambda: PCADetector(control_limit=1.0).fit(_X())]
 
 
+@row("trim-fraction", ValueError, r"trim_fraction=1.0 must be in \[0, 1\)")
+def _trim_fraction(ctx):
+    return [
+        lambda: PCADetector(trim_fraction=1.0).fit(_X()),
+        lambda: clone(ctx.fitted[1]).set_params(trim_fraction=1.0).fit(_X()),
+    ]
+
+
+@row("trim-limits", ValueError, "needs trim_fraction=0")
+def _trim_limits(ctx):
+    return [
+        lambda: PCADetector(trim_fraction=0.1, control_limit=0.05).fit(_X()),
+        lambda: PCADetector(n_components=2, trim_fraction=0.1).fit(_X()).analytic_limit(0.05),
+        lambda: (
+            PCADetector(n_components=2, trim_fraction=0.1).partial_fit(_X()).analytic_limit(0.1)
+        ),
+    ]
+
+
 @row("alpha", ValueError, r"alpha=(2|0) must be in \(0, 1\)")
 def _alpha(ctx):
     return [

@@ -1,5 +1,6 @@
 """PCADetector: geometry, statistics, thresholds and incremental fitting."""
 
+import math
 import warnings
 
 import numpy as np
@@ -254,6 +255,18 @@ def test_one_class_digits_quality_floor():
         ({"control_limit": 1.0}, ValueError, r"control_limit=1.0 must be in \(0, 1\)"),
         ({"control_limit": 0.1, "contamination": 0.1}, ValueError, "set only one"),
         ({"batch_size": 0}, ValueError, "batch_size=0 must be >= 1"),
+        ({"trim_fraction": 1.0}, ValueError, r"trim_fraction=1.0 must be in \[0, 1\)"),
+        ({"trim_fraction": "0.2"}, TypeError, "trim_fraction must be a float"),
+        (
+            {"trim_fraction": 0.2, "control_limit": 0.05},
+            ValueError,
+            "control_limit=0.05 needs trim_fraction=0",
+        ),
+        (
+            {"n_components": 5, "trim_fraction": 0.9},
+            ValueError,
+            r"n_components=5 must be <= .*n_samples=3 rows kept by trim_fraction=0.9",
+        ),
         (
             {"n_components": 20},
             ValueError,
@@ -270,3 +283,92 @@ def test_bad_parameters_raise_clear_errors(params, error, match):
 def test_constant_data_raises():
     with pytest.raises(ValueError, match="zero variance"):
         PCADetector().fit(np.ones((10, 3)))
+
+
+# ------------------------------------------------------------------ trimming
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(10, 200),
+    trim=st.floats(0.01, 0.6),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+    contamination=st.floats(0.01, 0.5),
+)
+def test_trimmed_fit_refits_on_the_best_scored_rows(seed, n, trim, statistic, contamination):
+    X, _, _ = _subspace_data(seed, n=n, d=5, k=2, noise=0.3)
+    X[: n // 10] += 20.0 * np.random.default_rng(seed).normal(size=(n // 10, 5))
+    params = {"n_components": 2, "statistic": statistic}
+    det = PCADetector(trim_fraction=trim, contamination=contamination, **params).fit(X)
+    first = PCADetector(**params).fit(X)
+    n_keep = max(2, math.ceil((1 - trim) * n))
+    keep = np.sort(np.argsort(-first.score_samples(X), kind="stable")[:n_keep])
+    refit = PCADetector(**params).fit(X[keep])
+    assert det.n_samples_fit_ == n_keep and det.n_trimmed_ == n - n_keep
+    np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
+    # the threshold still comes from every training row
+    rate = np.mean(det.predict(X) == -1)
+    assert abs(rate - contamination) <= 1.0 / n + 1e-12
+
+
+def test_untrimmed_fit_keeps_every_row():
+    X, _, _ = _subspace_data(0, n=50)
+    det = PCADetector(n_components=2).fit(X)
+    assert det.n_trimmed_ == 0 and det.n_samples_fit_ == 50
+    same = PCADetector(n_components=2, trim_fraction=0.0).fit(X)
+    np.testing.assert_array_equal(det.score_samples(X), same.score_samples(X))
+
+
+def test_trimming_recovers_from_outliers_in_the_training_digits():
+    """Training sets of one digit holding 10% other digits, as unchecked data does."""
+    digits = load_digits()
+    X, y = digits.data / 16.0, digits.target
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    rng = np.random.default_rng(0)
+    plain, trimmed = [], []
+    for c in range(10):
+        normal, other = X_tr[y_tr == c], X_tr[y_tr != c]
+        train = np.r_[normal, other[rng.permutation(len(other))[: len(normal) // 9]]]
+        for aucs, trim in ((plain, 0.0), (trimmed, 0.2)):
+            det = PCADetector(trim_fraction=trim).fit(train)
+            aucs.append(roc_auc_score(y_te != c, -det.score_samples(X_te)))
+    assert np.mean(trimmed) > np.mean(plain) + 0.005
+    assert np.mean(np.array(trimmed) >= np.array(plain)) >= 0.7
+
+
+def test_trimmed_detector_refuses_analytic_limits():
+    X, _, _ = _subspace_data(0, n=50)
+    for det in (
+        PCADetector(n_components=2, trim_fraction=0.1).fit(X),
+        PCADetector(n_components=2, trim_fraction=0.1).partial_fit(X),
+    ):
+        with pytest.raises(ValueError, match="analytic_limit needs trim_fraction=0"):
+            det.analytic_limit(0.05)
+
+
+def test_partial_fit_trims_each_batch():
+    X, _, _ = _subspace_data(1, n=300, d=6, k=2, noise=0.1)
+    rng = np.random.default_rng(1)
+    X[rng.permutation(300)[:15]] += 30.0 * rng.normal(size=(15, 6))
+    batches = np.array_split(X, 3)
+    det = PCADetector(n_components=2, trim_fraction=0.1)
+    for b in batches:
+        det.partial_fit(b)
+    assert det.n_trimmed_ == 3 * 10 and det.n_samples_fit_ == 270
+    # the first batch alone: trimmed as fit() trims it
+    one = PCADetector(n_components=2, trim_fraction=0.1).partial_fit(batches[0])
+    ref = PCADetector(n_components=2, trim_fraction=0.1).fit(batches[0])
+    np.testing.assert_allclose(one.score_samples(X), ref.score_samples(X), rtol=1e-6)
+    # the planted outliers no longer pull the subspace
+    plain = PCADetector(n_components=2)
+    for b in batches:
+        plain.partial_fit(b)
+    clean = PCADetector(n_components=2).fit(X[np.abs(X - np.median(X, 0)).max(1) < 15])
+    angle = lambda d: np.linalg.norm(d.components_ @ clean.components_.T)  # noqa: E731
+    assert angle(det) > angle(plain)
+    assert angle(det) > np.sqrt(2) - 1e-3
+
+
+def test_trimming_that_leaves_identical_rows_says_so():
+    X = np.r_[np.ones((9, 3)), [[5.0, 0.0, 2.0]]]
+    with pytest.raises(ValueError, match=r"all 9 rows kept by trim_fraction=0\.1 are identical"):
+        PCADetector(trim_fraction=0.1).fit(X)
