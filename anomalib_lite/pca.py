@@ -109,6 +109,15 @@ class PCADetector(BaseDetector):
     ``SPE = ||(x - mean_) - t V||^2``, so no more than one batch of
     reconstructions is held in memory.
 
+    ``trim_fraction`` helps where the training rows hold outliers and costs
+    where they are clean. In ``python benchmarks/bench_peers.py`` (commit
+    068cdae), ``trim_fraction=0.2`` raised the mean ROC-AUC on 15 ODDS tables
+    from 0.765 to 0.791 when fitting on every row, outliers included (PyOD's
+    ``PCA``: 0.780), and from 0.832 to 0.841 when fitting on the normal rows of
+    a split; on clean training images it lowered one-class digits from 0.9961
+    to 0.9945, one-class MNIST from 0.9526 to 0.9424 and 64x64 textures from
+    0.827 to 0.775. Hence the default of 0.
+
     The analytic control limits are those of multivariate statistical process
     monitoring: Jackson and Mudholkar (1979) for SPE, the F distribution for
     the T² of a new observation, and Box's (1954) ``g * chi2(h)``
