@@ -1,12 +1,11 @@
 """AutoencoderDetector: reconstruction error of a fully connected autoencoder."""
 
-import math
-
 import numpy as np
 import torch
 
 from ._torch_detector import TorchDetector, check_int_tuple
 from .nn import DenseAutoencoder
+from .utils._trimming import n_kept
 from .utils._validation import check_float, check_int
 
 __all__ = ["AutoencoderDetector"]
@@ -242,7 +241,7 @@ class AutoencoderDetector(TorchDetector):
         if not (self.trim_fraction and self.module_.training):
             return torch.nn.functional.mse_loss(out, x)
         per_row = (out - x).square().mean(1)
-        keep = max(1, math.ceil((1.0 - self.trim_fraction) * per_row.shape[0]))
+        keep = n_kept(per_row.shape[0], self.trim_fraction)
         return per_row.topk(keep, largest=False).values.mean()
 
     def _errors(self, x, out):

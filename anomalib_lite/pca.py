@@ -1,15 +1,16 @@
 """PCADetector: the linear baseline, distance to the principal subspace."""
 
-import math
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from scipy import stats
+from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector, _rows_per_batch
+from .utils._trimming import n_kept
 from .utils._validation import check_float, check_int, check_option
 
 __all__ = ["PCADetector"]
@@ -54,8 +55,9 @@ class PCADetector(BaseDetector):
         training data it discards normal variation: see Notes for what it
         changed on tables and images. ``offset_`` is still set from the
         scores of every training row. Analytic control limits assume an
-        untrimmed fit, so ``control_limit`` and :meth:`analytic_limit` need
-        ``trim_fraction=0``. :meth:`partial_fit` trims each batch.
+        untrimmed fit, so ``control_limit`` needs ``trim_fraction=0`` and
+        :meth:`analytic_limit` refuses a fit that left rows out.
+        :meth:`partial_fit` trims each batch.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
@@ -110,8 +112,8 @@ class PCADetector(BaseDetector):
     reconstructions is held in memory.
 
     ``trim_fraction`` helps where the training rows hold outliers and costs
-    where they are clean. In ``python benchmarks/bench_peers.py`` (commit
-    068cdae), ``trim_fraction=0.2`` raised the mean ROC-AUC on 15 ODDS tables
+    where they are clean. In ``python benchmarks/bench_peers.py``,
+    ``trim_fraction=0.2`` raised the mean ROC-AUC on 15 ODDS tables
     from 0.765 to 0.791 when fitting on every row, outliers included (PyOD's
     ``PCA``: 0.780), and from 0.832 to 0.841 when fitting on the normal rows of
     a split; on clean training images it lowered one-class digits from 0.9961
@@ -206,11 +208,18 @@ class PCADetector(BaseDetector):
         check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
 
     @staticmethod
-    def _check_variance(X, what="training samples", hint="pass training data that varies"):
+    def _check_variance(X, trimmed_by=None):
         if not np.any(np.ptp(X, axis=0) > 0):
+            what = f"X has zero variance: all {X.shape[0]} training samples are"
+            hint = "pass training data that varies"
+            if trimmed_by is not None:
+                what = (
+                    f"The rows kept by trim_fraction={trimmed_by!r} have zero variance: "
+                    f"all {X.shape[0]} of them are"
+                )
+                hint = "lower trim_fraction"
             raise ValueError(
-                f"X has zero variance: all {X.shape[0]} {what} are "
-                f"identical, so there is no principal subspace to learn; {hint}."
+                f"{what} identical, so there is no principal subspace to learn; {hint}."
             )
         if not np.any(np.var(X, axis=0, dtype=np.float64) > 0):
             raise ValueError(
@@ -225,38 +234,47 @@ class PCADetector(BaseDetector):
         self._fit_decomposition(X64)
         self.n_trimmed_ = 0
         if self.trim_fraction:
+            # a copy of the kept rows: X's memory once more, as long as the fit
             keep = self._untrimmed_rows(X64)
-            self._fit_decomposition(X64[keep], *self._trimmed_words())
+            self._fit_decomposition(X64[keep], trimmed=True)
             self.n_trimmed_ = X64.shape[0] - keep.shape[0]
         self._warn_if_trivial()
 
-    def _untrimmed_rows(self, X):
-        """Indices, in order, of the rows that ``trim_fraction`` keeps."""
-        n_keep = max(2, math.ceil((1.0 - self.trim_fraction) * X.shape[0]))
-        scores = self._batched(self._anomaly_score, X)
-        return np.sort(np.argsort(scores, kind="stable")[:n_keep])
+    def _untrimmed_rows(self, X, ranker=None):
+        """Indices, in order, of the rows that ``trim_fraction`` keeps.
 
-    def _trimmed_words(self):
-        return f"rows kept by trim_fraction={self.trim_fraction!r}", "lower trim_fraction"
+        Rows are ranked by their anomaly scores under ``ranker`` (a fitted
+        PCADetector; by default this one).
+        """
+        ranker = self if ranker is None else ranker
+        scores = ranker._batched(ranker._anomaly_score, X)
+        keep = n_kept(X.shape[0], self.trim_fraction, minimum=2)
+        return np.sort(np.argsort(scores, kind="stable")[:keep])
 
-    def _fit_decomposition(self, X, what="training samples", hint="pass training data that varies"):
+    def _check_n_components(self, n_samples, n_features, trimmed):
+        n = self.n_components
+        limit = min(n_samples, n_features)
+        if isinstance(n, Integral) and n > limit:
+            rows, fixes = "", "lower it or pass a float in (0, 1)"
+            if trimmed:
+                rows = f" rows kept by trim_fraction={self.trim_fraction!r}"
+                fixes = "lower it, pass a float in (0, 1) or lower trim_fraction"
+            raise ValueError(
+                f"n_components={n} must be <= min(n_samples, n_features)={limit} "
+                f"(n_samples={n_samples}{rows}, n_features={n_features}); {fixes}."
+            )
+
+    def _fit_decomposition(self, X, trimmed=False):
         """Fit the PCA on ``X`` (float64) and derive the statistics' constants."""
         n_samples, n_features = X.shape
         if n_samples < 2:
             raise ValueError(
                 f"PCADetector needs at least 2 normal samples to fit, got n_samples = {n_samples}."
             )
-        self._check_variance(X, what, hint)
-        n = self.n_components
-        limit = min(n_samples, n_features)
-        if isinstance(n, Integral) and n > limit:
-            raise ValueError(
-                f"n_components={n} must be <= min(n_samples, n_features)={limit} "
-                f"(n_samples={n_samples} {what}, n_features={n_features}); lower it or "
-                "pass a float in (0, 1)."
-            )
+        self._check_variance(X, self.trim_fraction if trimmed else None)
+        self._check_n_components(n_samples, n_features, trimmed)
         self.pca_ = PCA(
-            n_components=n,
+            n_components=self.n_components,
             whiten=self.whiten,
             svd_solver=self.svd_solver,
             random_state=self.random_state,
@@ -337,9 +355,11 @@ class PCADetector(BaseDetector):
         it after each batch. A detector fitted with :meth:`fit` continues from
         its ``n_components_`` fitted components, an approximation of refitting
         on all data. ``offset_`` is set from the scores of the last batch.
-        With ``trim_fraction``, the rows of each batch that score highest
-        under the decomposition so far (for the first batch, under a
-        decomposition of that batch) are left out of the update.
+        With ``trim_fraction``, the ``floor(trim_fraction * n)`` rows of each
+        batch of ``n`` that score highest under the decomposition so far (for
+        the first batch, under a decomposition of that batch) are left out of
+        the update, so batches of fewer than ``1 / trim_fraction`` rows are not
+        trimmed.
 
         Parameters
         ----------
@@ -355,28 +375,26 @@ class PCADetector(BaseDetector):
             The updated detector.
         """
         first = not hasattr(self, "pca_")
-        if first:
-            self._check_params()
+        self._check_params()  # on every call: set_params may have changed them
         X = self._validate_input(X, reset=first)
         X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
         if first:
             self._check_variance(X)
+        learned = X
+        if self.trim_fraction:
+            # Rank by the decomposition so far, or the first batch by its own.
+            ranker = clone(self).set_params(trim_fraction=0.0).partial_fit(X) if first else None
+            learned = X[self._untrimmed_rows(X, ranker)]
+            if first:
+                self._check_variance(learned, self.trim_fraction)
+                self._check_n_components(*learned.shape, trimmed=True)
+        if first:
             # Keep every component the batch allows, so that the subspace
             # matches fit(); n_components_ is selected from it.
             self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
-            self.n_trimmed_ = 0
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
-        learned = X
-        if self.trim_fraction:
-            if first:  # rank the first batch by a decomposition of its own
-                self.pca_.partial_fit(X)
-                self._store_decomposition()
-                self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
-            learned = X[self._untrimmed_rows(X)]
-            if first:
-                self._check_variance(learned, *self._trimmed_words())
-            self.n_trimmed_ += X.shape[0] - learned.shape[0]
+        self.n_trimmed_ = getattr(self, "n_trimmed_", 0) + X.shape[0] - learned.shape[0]
         self.pca_.partial_fit(learned)
         self._store_decomposition()
         self._set_offset(self._batched(self._anomaly_score, X))
@@ -488,10 +506,12 @@ class PCADetector(BaseDetector):
         alpha = check_float(alpha, "alpha", low=0, high=1)
         if getattr(self, "n_trimmed_", 0):
             raise ValueError(
-                f"analytic_limit needs trim_fraction=0: the analytic limits assume an "
-                f"untrimmed fit, and this detector left n_trimmed_={self.n_trimmed_} "
-                "training rows out of its fit, which narrows the training scores. "
-                "Calibrate the threshold with contamination or on held-out data instead."
+                f"analytic_limit needs an untrimmed fit: the analytic limits assume "
+                f"one, and this detector left n_trimmed_={self.n_trimmed_} training "
+                "rows out of its fit (trim_fraction), which narrows the training "
+                "scores. Refit with trim_fraction=0, or calibrate the threshold with "
+                "contamination or on held-out data (CalibratedDetector's 'conformal' "
+                "method) instead."
             )
         theta1, theta2, theta3 = self.theta_
         k, n = self.n_components_, self.n_samples_fit_

@@ -381,7 +381,7 @@ def _trim_fraction(ctx):
     ]
 
 
-@row("trim-limits", ValueError, "needs trim_fraction=0")
+@row("trim-limits", ValueError, "untrimmed fit")
 def _trim_limits(ctx):
     return [
         lambda: PCADetector(trim_fraction=0.1, control_limit=0.05).fit(_X()),

@@ -1,6 +1,5 @@
 """PCADetector: geometry, statistics, thresholds and incremental fitting."""
 
-import math
 import warnings
 
 import numpy as np
@@ -291,31 +290,38 @@ def test_constant_data_raises():
     seed=st.integers(0, 2**31 - 1),
     n=st.integers(10, 200),
     trim=st.floats(0.01, 0.6),
+    n_components=st.sampled_from([2, 0.9]),
     statistic=st.sampled_from(["spe", "t2", "combined"]),
     contamination=st.floats(0.01, 0.5),
 )
-def test_trimmed_fit_refits_on_the_best_scored_rows(seed, n, trim, statistic, contamination):
+def test_trimmed_fit_refits_on_the_best_scored_rows(
+    seed, n, trim, n_components, statistic, contamination
+):
+    assume(trim * n >= 1)
     X, _, _ = _subspace_data(seed, n=n, d=5, k=2, noise=0.3)
     X[: n // 10] += 20.0 * np.random.default_rng(seed).normal(size=(n // 10, 5))
-    params = {"n_components": 2, "statistic": statistic}
+    params = {"n_components": n_components, "statistic": statistic}
     det = PCADetector(trim_fraction=trim, contamination=contamination, **params).fit(X)
     first = PCADetector(**params).fit(X)
-    n_keep = max(2, math.ceil((1 - trim) * n))
-    keep = np.sort(np.argsort(-first.score_samples(X), kind="stable")[:n_keep])
+    n_out = int(np.floor(trim * n + 1e-9))
+    keep = np.sort(np.argsort(-first.score_samples(X), kind="stable")[: n - n_out])
     refit = PCADetector(**params).fit(X[keep])
-    assert det.n_samples_fit_ == n_keep and det.n_trimmed_ == n - n_keep
+    assert det.n_trimmed_ == n_out >= 1 and det.n_samples_fit_ == n - n_out
     np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
     # the threshold still comes from every training row
     rate = np.mean(det.predict(X) == -1)
     assert abs(rate - contamination) <= 1.0 / n + 1e-12
 
 
-def test_untrimmed_fit_keeps_every_row():
-    X, _, _ = _subspace_data(0, n=50)
-    det = PCADetector(n_components=2).fit(X)
-    assert det.n_trimmed_ == 0 and det.n_samples_fit_ == 50
-    same = PCADetector(n_components=2, trim_fraction=0.0).fit(X)
-    np.testing.assert_array_equal(det.score_samples(X), same.score_samples(X))
+@pytest.mark.parametrize(("n", "trim", "n_out"), [(10, 0.7, 7), (50, 0.01, 0), (50, 0.02, 1)])
+def test_trim_fraction_leaves_out_the_floor_of_its_share(n, trim, n_out):
+    X, _, _ = _subspace_data(0, n=n)
+    det = PCADetector(n_components=2, trim_fraction=trim).fit(X)
+    assert det.n_trimmed_ == n_out and det.n_samples_fit_ == n - n_out
+    if n_out == 0:  # nothing left out: the plain decomposition
+        plain = PCADetector(n_components=2).fit(X)
+        np.testing.assert_array_equal(det.score_samples(X), plain.score_samples(X))
+        assert plain.n_trimmed_ == 0
 
 
 def test_trimming_recovers_from_outliers_in_the_training_digits():
@@ -340,9 +346,12 @@ def test_trimmed_detector_refuses_analytic_limits():
     for det in (
         PCADetector(n_components=2, trim_fraction=0.1).fit(X),
         PCADetector(n_components=2, trim_fraction=0.1).partial_fit(X),
+        PCADetector(n_components=2).fit(X).set_params(trim_fraction=0.1).partial_fit(X),
     ):
-        with pytest.raises(ValueError, match="analytic_limit needs trim_fraction=0"):
+        with pytest.raises(ValueError, match="analytic_limit needs an untrimmed fit"):
             det.analytic_limit(0.05)
+    # a fit that left nothing out keeps its limits
+    PCADetector(n_components=2, trim_fraction=0.01).fit(X).analytic_limit(0.05)
 
 
 def test_partial_fit_trims_each_batch():
@@ -358,17 +367,43 @@ def test_partial_fit_trims_each_batch():
     one = PCADetector(n_components=2, trim_fraction=0.1).partial_fit(batches[0])
     ref = PCADetector(n_components=2, trim_fraction=0.1).fit(batches[0])
     np.testing.assert_allclose(one.score_samples(X), ref.score_samples(X), rtol=1e-6)
+    # a trimmed fit continued by partial_fit keeps counting
+    cont = PCADetector(n_components=2, trim_fraction=0.1).fit(batches[0]).partial_fit(batches[1])
+    assert cont.n_trimmed_ == 20
     # the planted outliers no longer pull the subspace
     plain = PCADetector(n_components=2)
     for b in batches:
         plain.partial_fit(b)
     clean = PCADetector(n_components=2).fit(X[np.abs(X - np.median(X, 0)).max(1) < 15])
-    angle = lambda d: np.linalg.norm(d.components_ @ clean.components_.T)  # noqa: E731
-    assert angle(det) > angle(plain)
-    assert angle(det) > np.sqrt(2) - 1e-3
+
+    def overlap(d):
+        return np.linalg.norm(d.components_ @ clean.components_.T)
+
+    assert overlap(det) > overlap(plain)
+    assert overlap(det) > np.sqrt(2) - 1e-3
 
 
-def test_trimming_that_leaves_identical_rows_says_so():
+def test_partial_fit_checks_parameters_set_after_the_first_batch():
+    X, _, _ = _subspace_data(0, n=50)
+    det = PCADetector(n_components=2).fit(X)
+    before = det.score_samples(X)
+    with pytest.raises(ValueError, match=r"trim_fraction=1.5 must be in \[0, 1\)"):
+        det.set_params(trim_fraction=1.5).partial_fit(X)
+    det.set_params(trim_fraction=0.2, control_limit=0.05)
+    with pytest.raises(ValueError, match=r"control_limit=0\.05 needs trim_fraction=0"):
+        det.partial_fit(X)
+    np.testing.assert_array_equal(det.score_samples(X), before)  # left as it was
+    assert det.n_samples_fit_ == 50
+
+
+def test_trimming_that_leaves_too_few_rows_says_so():
     X = np.r_[np.ones((9, 3)), [[5.0, 0.0, 2.0]]]
-    with pytest.raises(ValueError, match=r"all 9 rows kept by trim_fraction=0\.1 are identical"):
-        PCADetector(trim_fraction=0.1).fit(X)
+    for fit in ("fit", "partial_fit"):
+        det = PCADetector(statistic="t2", trim_fraction=0.1)
+        with pytest.raises(ValueError, match=r"rows kept by trim_fraction=0\.1 have zero variance"):
+            getattr(det, fit)(X)
+    Y, _, _ = _subspace_data(0, n=5, d=10, k=3)
+    for fit in ("fit", "partial_fit"):
+        det = PCADetector(n_components=5, trim_fraction=0.2)
+        with pytest.raises(ValueError, match=r"n_samples=4 rows kept by trim_fraction=0\.2"):
+            getattr(det, fit)(Y)
