@@ -76,10 +76,11 @@ def test_a_run_of_one_task_keeps_the_other_tasks_tables(bench_modules, tmp_path)
     finally:
         sys.path.remove(str(BENCH))
     out = tmp_path / "b.md"
-    write_report(out, {"digits": ["## One-class digits", "", "first"], "odds": ["## ODDS", "x"]})
-    write_report(out, {"digits": ["## One-class digits", "", "second"]})
+    old, new = "table-of-the-first-run", "table-of-the-second-run"
+    write_report(out, {"digits": ["## One-class digits", "", old], "odds": ["## ODDS", "x"]})
+    write_report(out, {"digits": ["## One-class digits", "", new]})
     text = out.read_text()
-    assert "second" in text and "first" not in text
+    assert new in text and old not in text
     assert "## ODDS" in text
     assert text.index("task:digits") < text.index("task:odds")
 
