@@ -1,5 +1,7 @@
 """Helpers that the benchmark scripts share for writing their tables."""
 
+import os
+import platform
 import shlex
 import sys
 from pathlib import Path
@@ -12,3 +14,21 @@ def command_line(script, argv=None):
     """
     args = [f"benchmarks/{Path(script).name}", *(argv or sys.argv[1:])]
     return "python " + " ".join(shlex.quote(a) for a in args)
+
+
+def machine_line(load_before, load_after, *, python=False):
+    """``Machine: <arch>, <n> CPUs, torch <v>; load average <a> at the start and <b> at the end``.
+
+    ``load_before`` and ``load_after`` are :func:`os.getloadavg` tuples; the
+    caller ends the sentence. ``python=True`` names the Python version too.
+    """
+    import torch
+
+    pieces = [platform.machine(), f"{os.cpu_count()} CPUs"]
+    if python:
+        pieces.append(f"Python {platform.python_version()}")
+    pieces.append(f"torch {torch.__version__}")
+    return (
+        f"Machine: {', '.join(pieces)}; load average {load_before[0]:.1f} at the start "
+        f"and {load_after[0]:.1f} at the end"
+    )

@@ -24,7 +24,6 @@ Run::
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line  # noqa: E402
+from _report import command_line, machine_line  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: E402
@@ -147,8 +146,7 @@ def main(argv=None):
         "(`random_state`). Two fits ran side by side, one torch thread each, so fit times "
         "are medians on a loaded machine. See the script's docstring for the protocol.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
-        f"load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end.",
+        f"{machine_line(load_before, load_after)}.",
         "",
         "## One-class MNIST subset: mean ROC-AUC over the ten classes",
         "",

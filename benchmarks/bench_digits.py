@@ -27,14 +27,12 @@ Run::
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -43,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line  # noqa: E402
+from _report import command_line, machine_line  # noqa: E402
 
 from anomalib_lite import (  # noqa: E402
     AutoencoderDetector,
@@ -172,9 +170,7 @@ def main(argv=None):
         "`n_threads=None`: 1 torch thread). Times are wall-clock medians over the classes",
         "on a shared machine; the `fit / PCA` ratio is measured in the same run.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, torch {torch.__version__}; load average "
-        f"{load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end.",
+        f"{machine_line(load_before, load_after, python=True)}.",
         "",
     ]
     for name, results in sections.items():

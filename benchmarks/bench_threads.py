@@ -17,21 +17,19 @@ import argparse
 import contextlib
 import datetime
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
 from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line  # noqa: E402
+from _report import command_line, machine_line  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 
@@ -99,9 +97,8 @@ def main(argv=None):
         f"median of {repeats} interleaved runs per setting. 'busy core' = a child process "
         "spinning on one core during the fit.",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}; "
-        f"load average {load_before[0]:.1f} at the start and {load_after[0]:.1f} at the "
-        "end (the machine is shared: other users' jobs ran too).",
+        f"{machine_line(load_before, load_after)} (the machine is shared: other users' "
+        "jobs ran too).",
         "",
         "| n_threads | other load | median fit (s) | vs 1 thread, no extra load | all runs (s) |",
         "| --- | --- | --- | --- | --- |",
