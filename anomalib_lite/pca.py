@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector, _rows_per_batch
-from .utils._trimming import n_kept
+from .utils._trimming import n_kept, within_fence
 from .utils._validation import check_float, check_int, check_option
 
 __all__ = ["PCADetector"]
@@ -47,17 +47,22 @@ class PCADetector(BaseDetector):
     svd_solver : {'auto', 'full', 'covariance_eigh', 'arpack', 'randomized'}, \
             default='auto'
         Passed to :class:`~sklearn.decomposition.PCA`.
-    trim_fraction : float, default=0.0
-        Fraction of the training rows, those with the highest anomaly scores
-        under a first fit, left out of a second fit, in [0, 1). Use it when
-        the training rows may hold outliers that would otherwise pull the
-        subspace towards them. It costs a second decomposition, and on clean
-        training data it discards normal variation: see Notes for what it
-        changed on tables and images. ``offset_`` is still set from the
-        scores of every training row. Analytic control limits assume an
-        untrimmed fit, so ``control_limit`` needs ``trim_fraction=0`` and
-        :meth:`analytic_limit` refuses a fit that left rows out.
-        :meth:`partial_fit` trims each batch.
+    trim_fraction : float or 'auto', default=0.0
+        Training rows left out of a second fit, chosen by their anomaly scores
+        under a first fit. Use it when the training rows may hold outliers
+        that would otherwise pull the subspace towards them. A float in
+        [0, 1) leaves out that fraction of the rows, those that score highest.
+        ``'auto'`` leaves out the rows that score beyond Tukey's far-out fence,
+        ``Q3 + 3 * IQR`` of the training scores, however many that is (none
+        when most scores tie, or when the rows kept could not be fitted), so
+        clean training data loses few rows. Trimming costs a second
+        decomposition, and on clean training data it discards normal
+        variation: see Notes for what it changed on tables and images.
+        ``offset_`` is still set from the scores of every training row.
+        Analytic control limits assume an untrimmed fit, so a float
+        ``trim_fraction`` > 0 refuses ``control_limit``, ``'auto'`` does not
+        trim when ``control_limit`` is set, and :meth:`analytic_limit` refuses
+        a fit that left rows out. :meth:`partial_fit` trims each batch.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
@@ -92,7 +97,8 @@ class PCADetector(BaseDetector):
         Number of normal samples learned from (the rows kept by
         ``trim_fraction``).
     n_trimmed_ : int
-        Training rows left out of the fit by ``trim_fraction``.
+        Training rows left out of the fit by ``trim_fraction``. With
+        ``'auto'`` it tells how many rows the fence found.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
@@ -191,9 +197,15 @@ class PCADetector(BaseDetector):
         check_option(self.svd_solver, "svd_solver", _SOLVERS)
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
-        check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
+        if isinstance(self.trim_fraction, str) and not self._auto_trim():
+            raise TypeError(
+                f"trim_fraction must be 'auto' or a float in [0, 1), got str "
+                f"{self.trim_fraction!r}."
+            )
+        if not self._auto_trim():
+            check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
-        if self.control_limit is not None and self.trim_fraction:
+        if self.control_limit is not None and self.trim_fraction and not self._auto_trim():
             raise ValueError(
                 f"control_limit={self.control_limit!r} needs trim_fraction=0, got "
                 f"trim_fraction={self.trim_fraction!r}: the analytic limits assume "
@@ -229,27 +241,49 @@ class PCADetector(BaseDetector):
             )
 
     # --------------------------------------------------------------- fitting
+    def _auto_trim(self):
+        return isinstance(self.trim_fraction, str) and self.trim_fraction == "auto"
+
+    def _trims(self):
+        """Whether this fit trims: ``'auto'`` does not under ``control_limit``."""
+        if self._auto_trim():
+            return self.control_limit is None
+        return bool(self.trim_fraction)
+
     def _fit(self, X):
         X64 = np.asarray(X, dtype=np.float64)
         self._fit_decomposition(X64)
         self.n_trimmed_ = 0
-        if self.trim_fraction:
-            # a copy of the kept rows: X's memory once more, as long as the fit
+        if self._trims():
             keep = self._untrimmed_rows(X64)
-            self._fit_decomposition(X64[keep], trimmed=True)
-            self.n_trimmed_ = X64.shape[0] - keep.shape[0]
+            if keep.shape[0] < X64.shape[0]:
+                # a copy of the kept rows: X's memory once more, as long as the fit
+                self._fit_decomposition(X64[keep], trimmed=True)
+                self.n_trimmed_ = X64.shape[0] - keep.shape[0]
         self._warn_if_trivial()
 
     def _untrimmed_rows(self, X, ranker=None):
         """Indices, in order, of the rows that ``trim_fraction`` keeps.
 
-        Rows are ranked by their anomaly scores under ``ranker`` (a fitted
-        PCADetector; by default this one).
+        Rows are scored by ``ranker`` (a fitted PCADetector; by default this
+        one). A float keeps the best-scored rows; ``'auto'`` keeps those within
+        Tukey's far-out fence, or every row where the kept ones could not be
+        fitted (no variance left, or fewer than ``n_components``).
         """
         ranker = self if ranker is None else ranker
         scores = ranker._batched(ranker._anomaly_score, X)
+        if self._auto_trim():
+            keep = np.flatnonzero(within_fence(scores))
+            if not self._can_fit(X[keep]):
+                keep = np.arange(X.shape[0])
+            return keep
         keep = n_kept(X.shape[0], self.trim_fraction, minimum=2)
         return np.sort(np.argsort(scores, kind="stable")[:keep])
+
+    def _can_fit(self, X):
+        n = self.n_components
+        enough = not isinstance(n, Integral) or n <= min(X.shape)
+        return X.shape[0] >= 2 and enough and bool(np.any(np.ptp(X, axis=0) > 0))
 
     def _check_n_components(self, n_samples, n_features, trimmed):
         n = self.n_components
@@ -355,11 +389,12 @@ class PCADetector(BaseDetector):
         it after each batch. A detector fitted with :meth:`fit` continues from
         its ``n_components_`` fitted components, an approximation of refitting
         on all data. ``offset_`` is set from the scores of the last batch.
-        With ``trim_fraction``, the ``floor(trim_fraction * n)`` rows of each
-        batch of ``n`` that score highest under the decomposition so far (for
-        the first batch, under a decomposition of that batch) are left out of
-        the update, so batches of fewer than ``1 / trim_fraction`` rows are not
-        trimmed.
+        With ``trim_fraction``, the rows of each batch that it selects under
+        the decomposition so far (for the first batch, under a decomposition of
+        that batch) are left out of the update: with a float, the
+        ``floor(trim_fraction * n)`` rows of a batch of ``n`` that score
+        highest, so batches of fewer than ``1 / trim_fraction`` rows are not
+        trimmed; with ``'auto'``, those beyond the batch's fence.
 
         Parameters
         ----------
@@ -381,7 +416,7 @@ class PCADetector(BaseDetector):
         if first:
             self._check_variance(X)
         learned = X
-        if self.trim_fraction:
+        if self._trims():
             # Rank by the decomposition so far, or the first batch by its own.
             ranker = clone(self).set_params(trim_fraction=0.0).partial_fit(X) if first else None
             learned = X[self._untrimmed_rows(X, ranker)]

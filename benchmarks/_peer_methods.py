@@ -151,6 +151,12 @@ def all_methods():
             _ours(PCADetector, {}, trim_fraction=0.2),
         ),
         Method(
+            "PCADetector(trim_fraction='auto')",
+            "anomalib_lite",
+            "rows",
+            _ours(PCADetector, {}, trim_fraction="auto"),
+        ),
+        Method(
             "make_pipeline(StandardScaler(), PCADetector())",
             "anomalib_lite",
             "rows",

@@ -255,7 +255,7 @@ def test_one_class_digits_quality_floor():
         ({"control_limit": 0.1, "contamination": 0.1}, ValueError, "set only one"),
         ({"batch_size": 0}, ValueError, "batch_size=0 must be >= 1"),
         ({"trim_fraction": 1.0}, ValueError, r"trim_fraction=1.0 must be in \[0, 1\)"),
-        ({"trim_fraction": "0.2"}, TypeError, "trim_fraction must be a float"),
+        ({"trim_fraction": "0.2"}, TypeError, "trim_fraction must be 'auto' or a float"),
         (
             {"trim_fraction": 0.2, "control_limit": 0.05},
             ValueError,
