@@ -381,6 +381,11 @@ def _trim_fraction(ctx):
     ]
 
 
+@row("trim-fraction-type", TypeError, "trim_fraction must be 'auto' or a float")
+def _trim_fraction_type(ctx):
+    return [lambda: PCADetector(trim_fraction="Auto").fit(_X())]
+
+
 @row("trim-limits", ValueError, "untrimmed fit")
 def _trim_limits(ctx):
     return [
@@ -389,7 +394,17 @@ def _trim_limits(ctx):
         lambda: (
             PCADetector(n_components=2, trim_fraction=0.1).partial_fit(_X()).analytic_limit(0.1)
         ),
+        lambda: (
+            PCADetector(n_components=2, trim_fraction="auto").fit(_far_out()).analytic_limit(0.1)
+        ),
     ]
+
+
+def _far_out():
+    """Rows with one far outlier, which ``trim_fraction='auto'`` leaves out."""
+    X = _X().copy()
+    X[0] += 1e3
+    return X
 
 
 @row("alpha", ValueError, r"alpha=(2|0) must be in \(0, 1\)")

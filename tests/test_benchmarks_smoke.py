@@ -54,5 +54,13 @@ def test_bench_conv_variants_fast_writes_a_table(tmp_path):
     result = _run("bench_conv_variants.py", "--output", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
-    for variant in ("defaults", "plain ReLU", "max_iter=20", "first level 16 channels"):
-        assert text.count(f"| {variant} |") == 2  # one row per data set
+    variants = (
+        "defaults",
+        "plain ReLU",
+        "max_iter=20",
+        "first level 16 channels",
+        "max_iter=20, cosine from 3e-3",
+        "decoder kernels 3x3",
+    )
+    for variant in variants:
+        assert text.count(f"| {variant} |") == 3  # one row per data set

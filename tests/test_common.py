@@ -46,6 +46,7 @@ DETECTORS = [
     PCADetector(n_components=1, statistic="t2"),
     PCADetector(n_components=2, statistic="combined", contamination=0.1),
     PCADetector(n_components=1, trim_fraction=0.2),
+    PCADetector(n_components=2, trim_fraction="auto"),
     AutoencoderDetector(hidden_sizes=(4,), latent_dim=2, max_iter=3, random_state=0),
     # Rows read as one-pixel-high images, so that the checks' 2-D data of any
     # width are valid images.

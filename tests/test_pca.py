@@ -1,18 +1,22 @@
 """PCADetector: geometry, statistics, thresholds and incremental fitting."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from scipy.io import loadmat
 from scipy.stats import ortho_group
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from anomalib_lite import PCADetector
+
+ODDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "odds"
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 
@@ -339,6 +343,119 @@ def test_trimming_recovers_from_outliers_in_the_training_digits():
             aucs.append(roc_auc_score(y_te != c, -det.score_samples(X_te)))
     assert np.mean(trimmed) > np.mean(plain) + 0.005
     assert np.mean(np.array(trimmed) >= np.array(plain)) >= 0.7
+
+
+def _fence_kept(scores):
+    """Rows within Tukey's far-out fence, computed here independently."""
+    q1, q3 = np.quantile(scores, [0.25, 0.75])
+    return np.flatnonzero(scores <= q3 + 3.0 * (q3 - q1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(12, 200),
+    n_out=st.integers(0, 6),
+    n_components=st.sampled_from([2, 0.9]),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+    contamination=st.floats(0.01, 0.5),
+)
+def test_auto_trim_refits_without_the_rows_beyond_the_fence(
+    seed, n, n_out, n_components, statistic, contamination
+):
+    X, _, _ = _subspace_data(seed, n=n, d=5, k=2, noise=0.3)
+    X[:n_out] += 20.0 * np.random.default_rng(seed).normal(size=(n_out, 5))
+    params = {"n_components": n_components, "statistic": statistic}
+    det = PCADetector(trim_fraction="auto", contamination=contamination, **params).fit(X)
+    first = PCADetector(**params).fit(X)
+    keep = _fence_kept(-first.score_samples(X))
+    assert det.n_trimmed_ == n - keep.size and det.n_samples_fit_ == keep.size
+    assert keep.size >= 0.75 * n  # the fence never cuts into the lower three quarters
+    refit = PCADetector(**params).fit(X[keep])
+    np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
+    rate = np.mean(det.predict(X) == -1)  # the threshold still uses every row
+    assert abs(rate - contamination) <= 1.0 / n + 1e-12
+
+
+def test_auto_trim_keeps_every_row_where_the_fence_cannot_be_used():
+    rng = np.random.default_rng(0)
+    # most rows tie (zero interquartile range): no spread to fence with
+    ties = np.r_[np.ones((80, 3)), rng.normal(size=(20, 3))]
+    det = PCADetector(n_components=1, trim_fraction="auto").fit(ties)
+    assert det.n_trimmed_ == 0
+    plain = PCADetector(n_components=1).fit(ties)
+    np.testing.assert_array_equal(det.score_samples(ties), plain.score_samples(ties))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(2, 12), st.integers(1, 6)), elements=finite),
+    n_components=st.integers(1, 12),
+)
+def test_auto_trim_fits_whatever_an_untrimmed_fit_fits(X, n_components):
+    assume(np.ptp(X, axis=0).max() > 1e-3 and n_components <= min(X.shape))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # full-rank fits warn
+        plain = PCADetector(n_components=n_components).fit(X)
+        det = PCADetector(n_components=n_components, trim_fraction="auto").fit(X)
+    assert det.n_components_ <= plain.n_components_
+    assert 0 <= det.n_trimmed_ <= X.shape[0] // 4 + 1
+    assert np.all(np.isfinite(det.score_samples(X)))
+
+
+def test_auto_trim_gives_way_to_control_limits():
+    X, _, _ = _subspace_data(0, n=200)
+    X[:5] += 20.0
+    trimmed = PCADetector(n_components=2, trim_fraction="auto").fit(X)
+    assert trimmed.n_trimmed_ >= 5
+    with pytest.raises(ValueError, match="analytic_limit needs an untrimmed fit"):
+        trimmed.analytic_limit(0.05)
+    limited = PCADetector(n_components=2, trim_fraction="auto", control_limit=0.05).fit(X)
+    plain = PCADetector(n_components=2, control_limit=0.05).fit(X)
+    assert limited.n_trimmed_ == 0 and limited.offset_ == plain.offset_
+
+
+def test_partial_fit_with_auto_trim_fences_each_batch():
+    X, _, _ = _subspace_data(1, n=300, d=6, k=2, noise=0.1)
+    rng = np.random.default_rng(1)
+    X[rng.permutation(300)[:15]] += 30.0 * rng.normal(size=(15, 6))
+    batches = np.array_split(X, 3)
+    det = PCADetector(n_components=2, trim_fraction="auto").partial_fit(batches[0])
+    ref = PCADetector(n_components=2, trim_fraction="auto").fit(batches[0])
+    assert det.n_trimmed_ == ref.n_trimmed_ >= 1
+    np.testing.assert_allclose(det.score_samples(X), ref.score_samples(X), rtol=1e-6)
+    expected = det.n_trimmed_
+    for b in batches[1:]:
+        expected += b.shape[0] - _fence_kept(-det.score_samples(b)).size
+        det.partial_fit(b)
+    assert det.n_trimmed_ == expected and det.n_samples_fit_ == 300 - expected
+
+
+@pytest.mark.skipif(not ODDS.is_dir(), reason="needs the ODDS tables in ../shared/data/odds")
+def test_auto_trim_helps_on_tables_that_hold_their_outliers():
+    """ODDS, fitted on every row, outliers included (the unsupervised protocol)."""
+    plain, auto = [], []
+    for path in sorted(ODDS.glob("*.mat")):
+        data = loadmat(path)
+        X, y = data["X"].astype(np.float64), data["y"].ravel()
+        for aucs, trim in ((plain, 0.0), (auto, "auto")):
+            det = PCADetector(trim_fraction=trim).fit(X)
+            aucs.append(roc_auc_score(y, -det.score_samples(X)))
+    plain, auto = np.array(plain), np.array(auto)
+    assert auto.mean() > plain.mean() + 0.02
+    assert np.mean(auto >= plain - 0.01) >= 0.8
+
+
+def test_auto_trim_costs_little_on_clean_training_digits():
+    digits = load_digits()
+    X, y = digits.data / 16.0, digits.target
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    plain, auto = [], []
+    for c in range(10):
+        for aucs, trim in ((plain, 0.0), (auto, "auto")):
+            det = PCADetector(trim_fraction=trim).fit(X_tr[y_tr == c])
+            aucs.append(roc_auc_score(y_te != c, -det.score_samples(X_te)))
+    assert np.mean(auto) > np.mean(plain) - 0.002
 
 
 def test_trimmed_detector_refuses_analytic_limits():
