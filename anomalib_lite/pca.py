@@ -208,7 +208,7 @@ class PCADetector(BaseDetector):
                 f"trim_fraction must be 'auto' or a float in [0, 1), got str "
                 f"{self.trim_fraction!r}."
             )
-        if not self._auto_trim():
+        elif not self._auto_trim():
             check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
         if self.control_limit is not None and self.trim_fraction and not self._auto_trim():
@@ -280,16 +280,15 @@ class PCADetector(BaseDetector):
         scores = ranker._batched(ranker._anomaly_score, X)
         if self._auto_trim():
             keep = np.flatnonzero(within_fence(scores))
-            if not self._can_fit(X[keep]):
+            kept = X[keep]
+            try:  # the checks that a fit on the kept rows makes
+                self._check_variance(kept)
+                self._check_n_components(*kept.shape, trimmed=False)
+            except ValueError:
                 keep = np.arange(X.shape[0])
             return keep
         keep = n_kept(X.shape[0], self.trim_fraction, minimum=2)
         return np.sort(np.argsort(scores, kind="stable")[:keep])
-
-    def _can_fit(self, X):
-        n = self.n_components
-        enough = not isinstance(n, Integral) or n <= min(X.shape)
-        return X.shape[0] >= 2 and enough and bool(np.any(np.ptp(X, axis=0) > 0))
 
     def _check_n_components(self, n_samples, n_features, trimmed):
         n = self.n_components

@@ -309,12 +309,17 @@ def test_trimmed_fit_refits_on_the_best_scored_rows(
     first = PCADetector(**params).fit(X)
     n_out = int(np.floor(trim * n + 1e-9))
     keep = np.sort(np.argsort(-first.score_samples(X), kind="stable")[: n - n_out])
+    assert n_out >= 1
+    _assert_refit_on(det, X, keep, params, contamination)
+
+
+def _assert_refit_on(det, X, keep, params, contamination):
+    """``det`` is a refit on ``X[keep]`` whose threshold still uses every row of ``X``."""
     refit = PCADetector(**params).fit(X[keep])
-    assert det.n_trimmed_ == n_out >= 1 and det.n_samples_fit_ == n - n_out
+    assert det.n_trimmed_ == len(X) - keep.size and det.n_samples_fit_ == keep.size
     np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
-    # the threshold still comes from every training row
     rate = np.mean(det.predict(X) == -1)
-    assert abs(rate - contamination) <= 1.0 / n + 1e-12
+    assert abs(rate - contamination) <= 1.0 / len(X) + 1e-12
 
 
 @pytest.mark.parametrize(("n", "trim", "n_out"), [(10, 0.7, 7), (50, 0.01, 0), (50, 0.02, 1)])
@@ -369,12 +374,8 @@ def test_auto_trim_refits_without_the_rows_beyond_the_fence(
     det = PCADetector(trim_fraction="auto", contamination=contamination, **params).fit(X)
     first = PCADetector(**params).fit(X)
     keep = _fence_kept(-first.score_samples(X))
-    assert det.n_trimmed_ == n - keep.size and det.n_samples_fit_ == keep.size
     assert keep.size >= 0.75 * n  # the fence never cuts into the lower three quarters
-    refit = PCADetector(**params).fit(X[keep])
-    np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
-    rate = np.mean(det.predict(X) == -1)  # the threshold still uses every row
-    assert abs(rate - contamination) <= 1.0 / n + 1e-12
+    _assert_refit_on(det, X, keep, params, contamination)
 
 
 def test_auto_trim_keeps_every_row_where_the_fence_cannot_be_used():
