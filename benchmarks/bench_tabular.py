@@ -1,9 +1,10 @@
 """One-class tabular benchmark: AutoencoderDetector vs PCADetector on ODDS sets.
 
-For each ODDS data set (``/work/shared/data/odds`` or ``--data-dir``), a
-stratified 60/40 split with seed 0; each detector is fitted on the normal
-rows of the training part with its defaults and scores the test part. The
-table gives the ROC-AUC per set, the mean, and median fit times.
+For each ODDS data set (``../shared/data/odds`` beside the repository, or
+``--data-dir``), a stratified 60/40 split with seed 0; each detector is
+fitted on the normal rows of the training part with its defaults and scores
+the test part. The table gives the ROC-AUC per set, the mean, and median
+fit times.
 
 Run::
 
@@ -74,7 +75,7 @@ def evaluate(path, fast):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="one small set, one epoch")
-    parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/odds"))
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "odds")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks_tabular.md")
     args = parser.parse_args(argv)
     names = ["wbc"] if args.fast else SETS

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-ODDS = Path("/work/shared/data/odds")
+ODDS = ROOT.parent / "shared" / "data" / "odds"
 
 
 def _run(script, *args):
