@@ -105,10 +105,12 @@ class ConvAutoencoderDetector(TorchDetector):
         pixel for 28x28 images, 0.29 for 8x8, 4.6 for 128x128). It is read
         when scoring, so it can be changed after ``fit``.
     batch_size : int or 'auto', default='auto'
-        Images per optimizer step, and per scoring batch. ``'auto'`` uses a
-        twentieth of the training images, clipped to [8, 32], so that small
-        training sets still get about 20 steps per epoch. Resolved in
-        ``fit`` into ``batch_size_``.
+        Images per optimizer step. ``'auto'`` uses a twentieth of the
+        training images, clipped to [8, 32], so that small training sets
+        still get about 20 steps per epoch. Resolved in ``fit`` into
+        ``batch_size_``. Scoring runs in larger batches: as many images as
+        64 MiB of the network's activations hold, at least ``batch_size_``
+        and at most 8,192, so that memory stays flat in the number of images.
     learning_rate_init : float, default=1e-3
         (Peak) learning rate of Adam.
     learning_rate : {'constant', 'cosine'}, default='constant'
@@ -154,8 +156,10 @@ class ConvAutoencoderDetector(TorchDetector):
         detector did not write is never overwritten.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` for the initial weights, the
-        validation split and the shuffling; with an int, a CPU fit is
-        reproducible bit for bit. The global RNGs are not used.
+        validation split and the shuffling; with an int, a fit on the same
+        device and software is reproducible bit for bit, on a CPU and on CUDA
+        (fits and scoring use cuDNN's deterministic kernels). The global RNGs
+        are not used.
     verbose : int, default=0
         ``> 0`` logs the loss and the elapsed and remaining time of every
         epoch through :mod:`logging` (logger ``'anomalib_lite'``).
@@ -173,7 +177,7 @@ class ConvAutoencoderDetector(TorchDetector):
     latent_dim_ : int
         Size of the code.
     batch_size_ : int
-        Images per optimizer step and per scoring batch.
+        Images per optimizer step.
     padding_ : tuple of int
         ``(top, bottom, left, right)`` pixels padded before the network.
     channel_mean_ : ndarray of shape (C,)

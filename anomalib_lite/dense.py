@@ -61,7 +61,9 @@ class AutoencoderDetector(TorchDetector):
         and lowered that of one-class training on the normal rows from 0.884
         to 0.869. The validation loss of ``early_stopping`` is not trimmed.
     batch_size : int, default=64
-        Rows per optimizer step, and per scoring batch.
+        Rows per optimizer step. Scoring runs in larger batches: as many rows
+        as 64 MiB of the network's activations hold, at least ``batch_size``
+        and at most 8,192.
     learning_rate_init : float, default=2e-3
         Peak learning rate of Adam.
     learning_rate : {'cosine', 'constant'}, default='cosine'
@@ -96,8 +98,8 @@ class AutoencoderDetector(TorchDetector):
         File to save a checkpoint to after every epoch; see
         :class:`~anomalib_lite.ConvAutoencoderDetector`.
     random_state : int, RandomState instance or None, default=None
-        Seeds a local ``torch.Generator``; with an int, a CPU fit is
-        reproducible bit for bit.
+        Seeds a local ``torch.Generator``; with an int, a fit on the same
+        device and software is reproducible bit for bit.
     verbose : int, default=0
         ``> 0`` logs every epoch through :mod:`logging`.
 

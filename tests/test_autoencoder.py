@@ -29,7 +29,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from anomalib_lite import ConvAutoencoderDetector
+from anomalib_lite import ConvAutoencoderDetector, _torch_detector
 from anomalib_lite.nn import ConvAutoencoder
 
 FAST = {
@@ -214,7 +214,7 @@ def test_fixed_random_state_is_bit_for_bit_and_leaves_global_rngs_alone():
 def test_history_and_fitted_state_are_plain_values(fitted):
     assert fitted.n_iter_ == 3 and len(fitted.history_) == 3
     assert isinstance(fitted.module_, ConvAutoencoder) and not fitted.module_.training
-    assert fitted.device_ == "cpu"
+    assert fitted.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
     for entry in fitted.history_:
         assert set(entry) == {"epoch", "train_loss", "valid_loss", "learning_rate", "seconds"}
     json.dumps(fitted.history_)
@@ -355,7 +355,17 @@ def test_divergence_raises_and_suggests_a_lower_learning_rate():
         check_is_fitted(det)
 
 
-def test_scoring_runs_in_batches_of_batch_size(fitted, monkeypatch):
+@pytest.mark.parametrize(
+    ("budget_rows", "expected"),
+    [(None, [100]), (40, [40, 40, 20]), (10, [16] * 6 + [4])],
+    ids=["default budget", "40 rows fit", "floor at batch_size_"],
+)
+def test_scoring_batches_are_sized_by_activation_memory(fitted, monkeypatch, budget_rows, expected):
+    X = _images(n=100, seed=4)
+    methods = ("score_samples", "anomaly_map", "reconstruct", "reconstruction_error")
+    one_batch = {m: getattr(fitted, m)(X) for m in methods}
+    if budget_rows is not None:
+        monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", budget_rows * fitted._row_bytes)
     sizes = []
     original = ConvAutoencoderDetector._forward
 
@@ -364,11 +374,22 @@ def test_scoring_runs_in_batches_of_batch_size(fitted, monkeypatch):
         return original(self, X)
 
     monkeypatch.setattr(ConvAutoencoderDetector, "_forward", spy)
-    X = _images(n=100, seed=4)
-    for method in ("score_samples", "anomaly_map", "reconstruct", "reconstruction_error"):
+    assert fitted.batch_size_ == 16
+    for method in methods:
         sizes.clear()
-        getattr(fitted, method)(X)
-        assert sizes == [16] * 6 + [4], method
+        out = getattr(fitted, method)(X)
+        assert sizes == expected, method
+        np.testing.assert_allclose(out, one_batch[method], rtol=1e-5, atol=1e-7, err_msg=method)
+
+
+def test_scoring_batch_rows_stay_within_the_budget_and_the_cap(fitted, monkeypatch):
+    rows = fitted._batch_rows(None)
+    assert rows == min(
+        _torch_detector.MAX_SCORING_ROWS, _torch_detector.SCORING_MEMORY // fitted._row_bytes
+    )
+    # A network too large for the budget still scores batch_size_ rows at a time.
+    monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", 1)
+    assert fitted._batch_rows(None) == fitted.batch_size_
 
 
 # -------------------------------------------------------------- pickling
@@ -480,7 +501,7 @@ _SLOW_FIT = textwrap.dedent(
     import sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
-    from anomalib_lite import ConvAutoencoderDetector
+    from anomalib_lite import ConvAutoencoderDetector, _torch_detector
 
     original = ConvAutoencoderDetector._train_loss
 

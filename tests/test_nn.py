@@ -7,10 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from anomalib_lite._torch_detector import activation_bytes
 from anomalib_lite.nn import ConvAutoencoder, DenseAutoencoder, gaussian_blur, ssim_map
 from anomalib_lite.utils._torch import (
     build_quietly,
     check_device,
+    deterministic_cudnn,
     init_weights,
     make_generator,
     resolve_device,
@@ -133,6 +135,24 @@ def test_init_weights_follows_the_default_bounds():
     bound = 1 / np.sqrt(50)
     assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
     assert layer.weight.abs().max() > 0.8 * bound
+
+
+def test_activation_bytes_counts_every_leaf_output():
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Sequential(nn.Linear(5, 2), nn.Tanh()))
+    assert activation_bytes(net, torch.zeros(1, 3)) == 4 * (5 + 5 + 2 + 2)
+    assert activation_bytes(net, torch.zeros(7, 3)) == 7 * 4 * (5 + 5 + 2 + 2)
+    assert not any(m._forward_hooks for m in net.modules())  # the counting hooks are removed
+
+
+def test_deterministic_cudnn_sets_and_restores_the_flags():
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    with deterministic_cudnn():
+        if cudnn.is_available():
+            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+        else:
+            assert (cudnn.deterministic, cudnn.benchmark) == before
+    assert (cudnn.deterministic, cudnn.benchmark) == before
 
 
 def test_resolve_device():

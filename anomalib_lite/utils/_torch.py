@@ -128,6 +128,26 @@ def check_threads(n_threads):
 
 
 @contextlib.contextmanager
+def deterministic_cudnn():
+    """Run the block with cuDNN's deterministic algorithms, then restore the flags.
+
+    cuDNN otherwise may pick convolution kernels whose sums run in a
+    different order from one call to the next, so that two seeded GPU fits
+    differ. Nothing changes where cuDNN is absent (a CPU build of torch).
+    """
+    cudnn = torch.backends.cudnn
+    if not cudnn.is_available():
+        yield
+        return
+    before = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
+
+
+@contextlib.contextmanager
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch threads, then restore the old count.
 
