@@ -460,6 +460,10 @@ class ConvAutoencoderDetector(TorchDetector):
         """Float32 ``(n, C, H, W)`` images in input units."""
         X = np.asarray(X)
         images = np.ascontiguousarray(X, dtype=np.float32)
+        if not images.flags.writeable:
+            # torch warns on a read-only array (a file opened with
+            # np.load(mmap_mode='r'), say); one batch's copy costs little.
+            images = images.copy()
         return images.reshape(X.shape[0], *self.input_shape_)
 
     def _set_geometry(self, X):

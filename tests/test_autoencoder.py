@@ -130,6 +130,18 @@ def test_uint8_images_are_numbers_in_input_units():
     )
 
 
+def test_read_only_images_are_handed_to_torch_as_writable_copies(fitted, tmp_path):
+    # torch warns (once per process) when given a read-only array, such as a
+    # memory-mapped file; the network's input is a copy of such a batch.
+    path = tmp_path / "images.npy"
+    np.save(path, _images(n=6, seed=3).astype(np.float32))
+    X = np.load(path, mmap_mode="r")
+    assert not X.flags.writeable
+    assert fitted._as_images(X).flags.writeable
+    np.testing.assert_array_equal(fitted.score_samples(X), fitted.score_samples(np.array(X)))
+    assert not X.flags.writeable  # the caller's array is left as it was
+
+
 def test_channels_last_input_is_refused_with_a_hint():
     X = np.moveaxis(_images(n=6, channels=3), 1, -1)
     with pytest.raises(ValueError, match=r"looks channels-last.*np\.moveaxis\(X, -1, 1\)"):
