@@ -181,6 +181,30 @@ def test_off_curve_points_score_higher():
     assert np.median(det.score_samples(off)) < np.percentile(det.score_samples(on), 5)
 
 
+def test_untrimmed_default_learns_the_hard_ends_of_a_clean_curve():
+    """Why trim_fraction defaults to 0: on clean rows a trimmed loss leaves out
+    the hardest normal rows (here the ends of the curve), which then score as
+    anomalous as rows off the curve."""
+    X = _curve(n=400)
+    on = _curve(n=200, seed=7)
+    off = on.copy()
+    off[:, 1] *= -1
+    labels = np.r_[np.zeros(len(on)), np.ones(len(off))]
+    aucs = {}
+    for trim in (0.0, 0.2):
+        aucs[trim] = np.mean(
+            [
+                roc_auc_score(labels, -det.score_samples(np.vstack([on, off])))
+                for det in (
+                    AutoencoderDetector(random_state=seed, max_iter=60, trim_fraction=trim).fit(X)
+                    for seed in range(3)
+                )
+            ]
+        )
+    assert AutoencoderDetector().trim_fraction == 0.0
+    assert aucs[0.0] > aucs[0.2] + 0.05, aucs
+
+
 def test_digits_roc_auc_floor():
     X, y = load_digits(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
