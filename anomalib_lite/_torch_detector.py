@@ -707,10 +707,11 @@ class TorchDetector(BaseDetector):
         activations allows, at least ``batch_size_``, at most
         :data:`MAX_SCORING_ROWS`.
 
-        Scores do not depend on the batching (evaluation mode: each sample's
-        score is its own), so the batch is sized for throughput: on a GPU a
-        batch of ``batch_size_`` small images is launch-bound, on a CPU a
-        dense network runs several times faster on thousands of rows.
+        Scores do not depend on the batching beyond float32 rounding
+        (evaluation mode: each sample's score is its own), so the batch is
+        sized for throughput: on a GPU a batch of ``batch_size_`` small
+        images is launch-bound, on a CPU a dense network runs several times
+        faster on thousands of rows.
         """
         rows = min(MAX_SCORING_ROWS, SCORING_MEMORY // max(1, self._row_bytes))
         return max(self.batch_size_, rows)
