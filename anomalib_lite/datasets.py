@@ -954,9 +954,7 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
     """
     pixels, classes = _mnist_subset()
     images = (pixels.reshape(-1, 28, 28) / np.float64(255.0)).astype(np.float32)
-    return _one_class_split(
-        images, classes.copy(), normal_class, test_size, random_state, return_X_y
-    )
+    return _one_class_split(images, classes, normal_class, test_size, random_state, return_X_y)
 
 
 @functools.lru_cache(maxsize=1)

@@ -203,12 +203,12 @@ class PCADetector(BaseDetector):
         check_option(self.svd_solver, "svd_solver", _SOLVERS)
         if not isinstance(self.whiten, (bool, np.bool_)):
             raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
-        if isinstance(self.trim_fraction, str) and not self._auto_trim():
-            raise TypeError(
-                f"trim_fraction must be 'auto' or a float in [0, 1), got str "
-                f"{self.trim_fraction!r}."
-            )
-        elif not self._auto_trim():
+        if not self._auto_trim():
+            if isinstance(self.trim_fraction, str):
+                raise TypeError(
+                    f"trim_fraction must be 'auto' or a float in [0, 1), got str "
+                    f"{self.trim_fraction!r}."
+                )
             check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
         if self.control_limit is not None and self.trim_fraction and not self._auto_trim():
