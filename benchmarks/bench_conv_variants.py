@@ -20,9 +20,18 @@ Two fits run side by side (one torch thread each), so the fit times are
 medians on a loaded 2-core machine: compare them with the defaults' in the
 same table.
 
+A second part measures the training length: the default detector is
+fitted for 60 epochs (the stopping rule off, ``n_iter_no_change=60``) and
+scores the test images after each epoch count of ``CURVE_EPOCHS``. The
+learning rate is constant by default, so the model after 30 epochs is the
+default fit's, bit for bit. The table and the figure
+(``docs/conv_epochs.png``) give the ROC-AUC and the median training seconds
+up to each epoch count (scoring excluded).
+
 Run::
 
     python benchmarks/bench_conv_variants.py        # writes docs/benchmarks_conv_variants.md
+                                                    # and docs/conv_epochs.png
     python benchmarks/bench_conv_variants.py --fast --output /tmp/variants.md
 """
 
@@ -73,6 +82,23 @@ class Kernel3DecoderDetector(ConvAutoencoderDetector):
         return module
 
 
+class EpochCurveDetector(ConvAutoencoderDetector):
+    """The default detector, scoring ``curve_images`` after the epochs in ``curve_epochs``.
+
+    Scores are taken after an epoch's ``history_`` entry is written, so its
+    ``seconds`` hold training alone. Set ``curve_images`` and
+    ``curve_epochs`` before ``fit``; ``curve`` then holds
+    ``(epoch, training seconds so far, anomaly scores)`` tuples.
+    """
+
+    def _log_epoch(self, entry, started):
+        super()._log_epoch(entry, started)
+        if entry["epoch"] in self.curve_epochs:
+            X = self._validate_input(self.curve_images, reset=False)
+            seconds = sum(h["seconds"] for h in self.history_)
+            self.curve.append((entry["epoch"], seconds, self._batched(self._anomaly_score, X)))
+
+
 def _narrow_first_level(side):
     """The default channels for a square image of ``side`` pixels, 16 on the first level."""
     det = ConvAutoencoderDetector()
@@ -97,7 +123,7 @@ VARIANTS = {
 }
 
 
-def _data(name, fast):
+def task_data(name, fast):
     """``[(train, test, labels), ...]``: one entry per MNIST class, one for textures."""
     if name == "mnist":
         splits = [load_mnist_one_class(c) for c in ((0,) if fast else range(10))]
@@ -110,13 +136,21 @@ def _data(name, fast):
     return [(train, test.images, test.labels)]
 
 
+#: Epoch counts after which the training-length curve scores the test images.
+CURVE_EPOCHS = (5, 10, 15, 20, 25, 30, 40, 50, 60)
+#: The default number of epochs, marked in the curve's table and figure.
+DEFAULT_EPOCHS = ConvAutoencoderDetector().max_iter
+
+
 def run_job(job):
     """Fit one variant with one seed on one data set; mean ROC-AUC and fit seconds."""
     data_name, variant, seed, fast = job
     torch.set_num_threads(1)
+    if variant is None:
+        return data_name, variant, seed, *epoch_curve(data_name, seed, fast)
     cls, params = VARIANTS[variant]
     aucs, fits = [], []
-    for train, test, labels in _data(data_name, fast):
+    for train, test, labels in task_data(data_name, fast):
         kwargs = {**params(train.shape[-1]), **({"max_iter": 1} if fast else {})}
         det = cls(random_state=seed, **kwargs)
         t0 = time.perf_counter()
@@ -124,6 +158,64 @@ def run_job(job):
         fits.append(time.perf_counter() - t0)
         aucs.append(roc_auc_score(labels, -det.score_samples(test)))
     return data_name, variant, seed, float(np.mean(aucs)), statistics.median(fits)
+
+
+def epoch_curve(data_name, seed, fast):
+    """``{epochs: (mean ROC-AUC over the training sets, median training seconds)}``."""
+    epochs = (1, 2) if fast else CURVE_EPOCHS
+    aucs, seconds = {e: [] for e in epochs}, {e: [] for e in epochs}
+    for train, test, labels in task_data(data_name, fast):
+        det = EpochCurveDetector(
+            random_state=seed, max_iter=max(epochs), n_iter_no_change=max(epochs)
+        )
+        det.curve_images, det.curve_epochs, det.curve = test, epochs, []
+        det.fit(train)
+        for epoch, secs, scores in det.curve:
+            aucs[epoch].append(roc_auc_score(labels, scores))
+            seconds[epoch].append(secs)
+    return {e: (float(np.mean(aucs[e])), statistics.median(seconds[e])) for e in epochs}, None
+
+
+def curve_table(curves, data_name, seeds):
+    """Markdown rows: ROC-AUC per seed, mean and median seconds, one row per epoch count."""
+    lines = [
+        f"| epochs | {' | '.join(f'seed {s}' for s in seeds)} | mean | median training (s) |",
+        "| --- |" + " --- |" * (len(seeds) + 2),
+    ]
+    for epoch in curves[(data_name, seeds[0])]:
+        rows = [curves[(data_name, s)][epoch] for s in seeds]
+        label = f"{epoch} (default)" if epoch == DEFAULT_EPOCHS else str(epoch)
+        aucs = " | ".join(f"{auc:.4f}" for auc, _ in rows)
+        mean = np.mean([auc for auc, _ in rows])
+        secs = statistics.median(s for _, s in rows)
+        lines.append(f"| {label} | {aucs} | {mean:.4f} | {secs:.2f} |")
+    return lines
+
+
+def curve_figure(curves, seeds, titles, path):
+    """ROC-AUC against epochs: one panel per data set, one thin line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(titles), figsize=(4 * len(titles), 3.6))
+    for ax, (name, title) in zip(axes, titles.items(), strict=True):
+        epochs = list(curves[(name, seeds[name][0])])
+        per_seed = np.array([[curves[(name, s)][e][0] for e in epochs] for s in seeds[name]])
+        for s, row in zip(seeds[name], per_seed, strict=True):
+            ax.plot(epochs, row, lw=0.8, alpha=0.6, label=f"seed {s}")
+        ax.plot(epochs, per_seed.mean(0), "k-", marker=".", lw=2, label="mean")
+        ax.axvline(DEFAULT_EPOCHS, color="gray", ls=":", label="default max_iter")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epochs")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("ROC-AUC")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("ConvAutoencoderDetector defaults: ROC-AUC against training length", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def table(results, data_name, seeds):
@@ -140,13 +232,28 @@ def table(results, data_name, seeds):
     return lines
 
 
+#: Data set -> title of its training-length table and panel.
+TITLES = {
+    "mnist": "One-class MNIST subset (mean over classes)",
+    "textures": "Textures 64x64",
+    "textures28": "Textures 28x28",
+}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="tiny data, 1 epoch, 1 seed")
     parser.add_argument(
         "--output", type=Path, default=ROOT / "docs" / "benchmarks_conv_variants.md"
     )
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="training-length PNG (default: conv_epochs.png next to --output)",
+    )
     args = parser.parse_args(argv)
+    figure = args.figure or args.output.parent / "conv_epochs.png"
     three = [0] if args.fast else [0, 1, 2]
     seeds = {"mnist": [0] if args.fast else [0, 1], "textures": three, "textures28": three}
     jobs = [
@@ -155,11 +262,17 @@ def main(argv=None):
         for variant in VARIANTS
         for seed in seeds[name]
     ]
+    # The long curve fits first, so that the pool ends on short jobs.
+    jobs = [(name, None, seed, args.fast) for name in seeds for seed in seeds[name]] + jobs
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=2) as pool:
-        results = {}
+        results, curves = {}, {}
         for name, variant, seed, auc, fit in pool.map(run_job, jobs):
+            if variant is None:
+                curves[(name, seed)] = auc
+                print(f"{name:10s} {'training length':30s} seed {seed}: done")
+                continue
             results[(name, variant, seed)] = (auc, fit)
             print(f"{name:10s} {variant:30s} seed {seed}: ROC-AUC {auc:.4f} fit {fit:.2f} s")
     minutes = (time.perf_counter() - t0) / 60
@@ -188,8 +301,25 @@ def main(argv=None):
         "",
         *table(results, "textures28", seeds["textures28"]),
         "",
+        "## Training length",
+        "",
+        f"The default detector fitted for {max(next(iter(curves.values())))} epochs with the "
+        "stopping rule off, scored after each number of epochs below; the row of the default "
+        f"`max_iter={DEFAULT_EPOCHS}` is the default fit itself (constant learning rate). "
+        "Training seconds exclude the scoring and are medians over the training sets (the ten "
+        "MNIST classes, one texture set); two fits ran side by side.",
+        "",
+        f"![ROC-AUC against training length]({figure.name})",
+        "",
+        *[
+            line
+            for name, title in TITLES.items()
+            for line in (f"### {title}", "", *curve_table(curves, name, seeds[name]), "")
+        ],
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    curve_figure(curves, seeds, TITLES, figure)
     args.output.write_text("\n".join(lines))
     print("\n".join(lines))
 

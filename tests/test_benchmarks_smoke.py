@@ -65,6 +65,11 @@ def test_bench_conv_variants_fast_writes_a_table(tmp_path):
     )
     for variant in variants:
         assert text.count(f"| {variant} |") == 3  # one row per data set
+    # Training length: the fast mode scores after epochs 1 and 2 of each data set.
+    curve = text.split("## Training length", 1)[1]
+    assert curve.count("| epochs | seed 0 | mean | median training (s) |") == 3
+    assert curve.count("\n| 2 | ") == 3
+    assert (tmp_path / "conv_epochs.png").stat().st_size > 0
 
 
 def test_bench_devices_fast_writes_a_table(tmp_path):
