@@ -46,6 +46,7 @@ from .utils._torch import (
     init_weights,
     make_generator,
     resolve_device,
+    seeded_dropout,
     torch_threads,
 )
 from .utils._validation import check_float, check_int, check_option
@@ -478,20 +479,21 @@ class TorchDetector(BaseDetector):
         n = train.shape[0]
         order = torch.randperm(n, generator=gen).to(train.device)
         total = torch.zeros((), dtype=torch.float64, device=train.device)
-        for step, start in enumerate(range(0, n, self.batch_size_)):
-            idx = order[start : start + self.batch_size_]
-            xb = train[idx]
-            if self._memory_format is not None:
-                xb = xb.contiguous(memory_format=self._memory_format)
-            if lr_at is not None:
-                lr = self.learning_rate_init * lr_at(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            loss = self._train_loss(module(self._augment(xb, gen)), xb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach().double() * idx.shape[0]
+        with seeded_dropout(module, gen):
+            for step, start in enumerate(range(0, n, self.batch_size_)):
+                idx = order[start : start + self.batch_size_]
+                xb = train[idx]
+                if self._memory_format is not None:
+                    xb = xb.contiguous(memory_format=self._memory_format)
+                if lr_at is not None:
+                    lr = self.learning_rate_init * lr_at(step)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                loss = self._train_loss(module(self._augment(xb, gen)), xb)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.detach().double() * idx.shape[0]
         module.eval()
         return float(total) / n
 

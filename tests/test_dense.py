@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from anomalib_lite import AutoencoderDetector, PCADetector
-from anomalib_lite.nn import DenseAutoencoder
+from anomalib_lite.nn import DenseAutoencoder, GeneratorDropout
 
 FAST = {"hidden_sizes": (8,), "latent_dim": 2, "max_iter": 5, "random_state": 0}
 
@@ -90,11 +90,52 @@ def test_dataframe_feature_names_are_kept():
 
 def test_reproducible_and_distinct_seeds():
     X = _curve()
+    torch_state, torch_seed = torch.get_rng_state(), torch.initial_seed()
     a = AutoencoderDetector(**FAST).fit(X)
     b = AutoencoderDetector(**FAST).fit(X)
+    # Dropout masks come from the detector's generator, not the global RNG.
+    assert a.dropout_ > 0
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert torch.initial_seed() == torch_seed
     np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
     c = AutoencoderDetector(**{**FAST, "random_state": 1}).fit(X)
     assert not np.array_equal(a.score_samples(X), c.score_samples(X))
+
+
+def test_dropout_layers_follow_the_parameter_and_only_train(fitted):
+    layers = [m for m in fitted.module_.modules() if isinstance(m, GeneratorDropout)]
+    assert fitted.dropout == fitted.dropout_ == 0.3
+    # One after each hidden activation: the encoder's and the decoder's.
+    assert [m.p for m in layers] == [0.3, 0.3]
+    assert all(m.generator is None for m in layers)  # the fit's generator is not kept
+    X = _curve(n=30, seed=4)
+    np.testing.assert_array_equal(fitted.score_samples(X), fitted.score_samples(X))
+    plain = AutoencoderDetector(**{**FAST, "dropout": 0.0}).fit(_curve())
+    assert not any(isinstance(m, GeneratorDropout) for m in plain.module_.modules())
+    assert not np.array_equal(plain.score_samples(X), fitted.score_samples(X))
+
+
+def test_models_saved_before_dropout_load_as_trained():
+    X = _curve()
+    det = AutoencoderDetector(**{**FAST, "dropout": 0.0}).fit(X)
+    state = det.__getstate__()
+    del state["dropout"], state["dropout_"]  # as pickled before the parameter existed
+    old = AutoencoderDetector.__new__(AutoencoderDetector)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.get_params()["dropout"] == 0.0
+    assert not any(isinstance(m, GeneratorDropout) for m in old.module_.modules())
+    np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
+
+
+def test_checkpoint_of_another_dropout_is_not_resumed(tmp_path):
+    X = _curve()
+    path = tmp_path / "dense.pt"
+    AutoencoderDetector(**{**FAST, "checkpoint_path": str(path)}).fit(X)
+    resumed = AutoencoderDetector(
+        **{**FAST, "checkpoint_path": str(path), "warm_start": True, "dropout": 0.1}
+    )
+    with pytest.raises(ValueError, match=r"written with dropout=0.3 but this detector has"):
+        resumed.fit(X)
 
 
 def test_partial_fit_streams_batches():
@@ -144,6 +185,8 @@ def test_pickle_round_trip(fitted):
         ({"learning_rate": "adaptive"}, "learning_rate='adaptive' is not supported"),
         ({"trim_fraction": 1.0}, r"trim_fraction=1.0 must be in \[0, 1\)"),
         ({"trim_fraction": "0.2"}, "trim_fraction must be a float"),
+        ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
+        ({"dropout": "0.3"}, "dropout must be a float"),
     ],
 )
 def test_parameter_errors(params, message):

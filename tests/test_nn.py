@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from anomalib_lite._torch_detector import activation_bytes
-from anomalib_lite.nn import ConvAutoencoder, DenseAutoencoder, gaussian_blur, ssim_map
+from anomalib_lite.nn import (
+    ConvAutoencoder,
+    DenseAutoencoder,
+    GeneratorDropout,
+    gaussian_blur,
+    ssim_map,
+)
 from anomalib_lite.utils._torch import (
     build_quietly,
     check_device,
@@ -179,3 +185,22 @@ def test_torch_threads_sets_and_restores():
     with pytest.raises(RuntimeError), torch_threads(2):
         raise RuntimeError("boom")
     assert torch.get_num_threads() == before
+
+
+def test_generator_dropout_is_seeded_scaled_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    layer = GeneratorDropout(0.25)
+    x = torch.ones(64, 32)
+    masks = []
+    for _ in range(2):
+        layer.generator = torch.Generator().manual_seed(3)
+        masks.append(layer(x))
+    assert torch.equal(masks[0], masks[1])
+    assert torch.equal(torch.get_rng_state(), state)
+    # Kept elements are scaled by 1 / (1 - p); about a quarter are dropped.
+    assert torch.equal(masks[0].unique(), torch.tensor([0.0, 1.0 / 0.75]))
+    assert 0.2 < float((masks[0] == 0).float().mean()) < 0.3
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(GeneratorDropout(0.0)(x), x)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 1.0"):
+        GeneratorDropout(1.0)

@@ -2,6 +2,7 @@
 
 from .conv import ConvAutoencoder
 from .dense import DenseAutoencoder
+from .dropout import GeneratorDropout
 from .functional import gaussian_blur, ssim_map
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder", "gaussian_blur", "ssim_map"]
+__all__ = ["ConvAutoencoder", "DenseAutoencoder", "GeneratorDropout", "gaussian_blur", "ssim_map"]

@@ -4,6 +4,8 @@ import itertools
 
 from torch import nn
 
+from .dropout import GeneratorDropout
+
 __all__ = ["DenseAutoencoder"]
 
 
@@ -29,7 +31,9 @@ class DenseAutoencoder(nn.Module):
         Normalization layer class built as ``norm_layer(width)`` after each
         hidden linear layer, e.g. ``nn.BatchNorm1d`` or ``nn.LayerNorm``.
     dropout : float, default=0.0
-        Dropout probability after each hidden activation.
+        Dropout probability after each hidden activation
+        (:class:`GeneratorDropout` layers: set their ``generator`` for
+        seeded masks; the global RNG is used otherwise).
 
     Examples
     --------
@@ -64,7 +68,7 @@ class DenseAutoencoder(nn.Module):
                     layers.append(norm_layer(n_out))
                 layers.append(act_layer())
                 if dropout:
-                    layers.append(nn.Dropout(dropout))
+                    layers.append(GeneratorDropout(dropout))
             layers.append(nn.Linear(sizes[-2], sizes[-1]))
             return nn.Sequential(*layers)
 

@@ -8,6 +8,7 @@ import torch
 from sklearn.utils import check_random_state
 from torch import nn
 
+from ..nn.dropout import GeneratorDropout
 from ._validation import check_int
 
 #: Threads a fit or a scoring call uses when ``n_threads=None``; see
@@ -145,6 +146,20 @@ def deterministic_cudnn():
         yield
     finally:
         cudnn.deterministic, cudnn.benchmark = before
+
+
+@contextlib.contextmanager
+def seeded_dropout(module, generator):
+    """Let every :class:`~anomalib_lite.nn.GeneratorDropout` of ``module``
+    draw its masks from ``generator`` during the block, then from none."""
+    layers = [m for m in module.modules() if isinstance(m, GeneratorDropout)]
+    for layer in layers:
+        layer.generator = generator
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.generator = None
 
 
 @contextlib.contextmanager
