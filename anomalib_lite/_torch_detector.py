@@ -270,6 +270,7 @@ class TorchDetector(BaseDetector):
         self.device_ = resolve_device(self.device)
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size)
         self._set_geometry(X)
+        self._built_with = self._module_param_values()
         init_seed = draw_seed(self.random_state)
         self._build_module()
         init_weights(self.module_, make_generator(init_seed))
@@ -285,8 +286,27 @@ class TorchDetector(BaseDetector):
         self._run_done = True
         self._no_improve = 0
 
+    def _module_param_values(self):
+        """The parameters that shape the network, as JSON values."""
+        return {k: _jsonable(getattr(self, k)) for k in self._module_params}
+
+    def _check_module_params(self):
+        """Refuse to continue a network built with other shaping parameters."""
+        built = getattr(self, "_built_with", None)
+        if built is None:  # a model saved before the record was kept
+            return
+        for name, value in self._module_param_values().items():
+            if name in built and built[name] != value:
+                raise ValueError(
+                    f"warm_start continues the fitted network, which was built with "
+                    f"{name}={_as_tuples(built[name])!r}, but this detector now has "
+                    f"{name}={getattr(self, name)!r}; set it back to continue, or set "
+                    "warm_start=False to fit anew."
+                )
+
     def _prepare_warm(self, X):
         """Continue from the fitted state, moving it to the requested device."""
+        self._check_module_params()
         self._check_geometry(X)
         if self.batch_size != "auto":
             self.batch_size_ = int(self.batch_size)
@@ -650,6 +670,7 @@ class TorchDetector(BaseDetector):
                     f"but this detector has {name}={getattr(self, name)!r}; use the same "
                     "parameters to resume, or another checkpoint_path to start anew."
                 )
+        self._built_with = dict(meta["params"])
         for name, value in meta["geometry"].items():
             setattr(self, name, _as_tuples(value))
         for name, tensor in payload["arrays"].items():

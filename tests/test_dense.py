@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,22 @@ def test_models_saved_before_dropout_load_as_trained():
     assert old.get_params()["dropout"] == 0.0
     assert not any(isinstance(m, GeneratorDropout) for m in old.module_.modules())
     np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [({"dropout": 0.0}, "dropout=0.3"), ({"hidden_sizes": (6,)}, "hidden_sizes=(8,)")],
+)
+def test_warm_start_refuses_a_network_built_with_other_parameters(change, shown):
+    X = _curve()
+    det = AutoencoderDetector(**FAST).fit(X)
+    det.set_params(warm_start=True, **change)
+    with pytest.raises(ValueError, match=rf"built with {re.escape(shown)}, but this detector"):
+        det.fit(X)
+    with pytest.raises(ValueError, match="set it back to continue"):
+        det.partial_fit(X)
+    det.set_params(**{k: FAST.get(k, 0.3) for k in change}).fit(X)
+    assert det.n_iter_ == 2 * FAST["max_iter"]
 
 
 def test_checkpoint_of_another_dropout_is_not_resumed(tmp_path):
