@@ -134,7 +134,8 @@ class AutoencoderDetector(TorchDetector):
         Size of the code.
     dropout_ : float
         Dropout probability the network was trained with. Models saved by
-        versions without dropout load with 0, as they were trained.
+        versions without dropout load with ``dropout = dropout_ = 0``, as
+        they were trained.
     mean_ : ndarray of shape (n_features_in_,)
         Mean of each training feature (zeros without ``standardize``).
     scale_ : ndarray of shape (n_features_in_,)
@@ -266,8 +267,13 @@ class AutoencoderDetector(TorchDetector):
         )
 
     def __setstate__(self, state):
-        # Pickles written before the dropout parameter: trained without it.
-        super().__setstate__({"dropout": 0.0, **state})
+        state = dict(state)
+        if "mean_" in state and "dropout_" not in state:
+            # Fitted before the dropout parameter existed: trained without it
+            # (a model file then holds no dropout entry and gets the default).
+            state["dropout"] = state["dropout_"] = 0.0
+        state.setdefault("dropout", 0.0)
+        super().__setstate__(state)
 
     def _to_tensor(self, X):
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_

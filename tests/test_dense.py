@@ -123,7 +123,7 @@ def test_models_saved_before_dropout_load_as_trained():
     del state["dropout"], state["dropout_"]  # as pickled before the parameter existed
     old = AutoencoderDetector.__new__(AutoencoderDetector)
     old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.get_params()["dropout"] == 0.0
+    assert old.get_params()["dropout"] == old.dropout_ == 0.0
     assert not any(isinstance(m, GeneratorDropout) for m in old.module_.modules())
     np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
 
