@@ -290,19 +290,26 @@ class TorchDetector(BaseDetector):
         """The parameters that shape the network, as JSON values."""
         return {k: _jsonable(getattr(self, k)) for k in self._module_params}
 
+    def _changed_module_param(self, recorded):
+        """``(name, recorded value)`` of the first recorded shaping parameter
+        whose value differs now, or None."""
+        for name, value in recorded.items():
+            if _jsonable(getattr(self, name)) != value:
+                return name, _as_tuples(value)
+        return None
+
     def _check_module_params(self):
         """Refuse to continue a network built with other shaping parameters."""
         built = getattr(self, "_built_with", None)
-        if built is None:  # a model saved before the record was kept
-            return
-        for name, value in self._module_param_values().items():
-            if name in built and built[name] != value:
-                raise ValueError(
-                    f"warm_start continues the fitted network, which was built with "
-                    f"{name}={_as_tuples(built[name])!r}, but this detector now has "
-                    f"{name}={getattr(self, name)!r}; set it back to continue, or set "
-                    "warm_start=False to fit anew."
-                )
+        changed = None if built is None else self._changed_module_param(built)
+        if changed is not None:  # None too for a model saved before the record
+            name, value = changed
+            raise ValueError(
+                f"warm_start continues the fitted network, which was built with "
+                f"{name}={value!r}, but this detector now has {name}="
+                f"{getattr(self, name)!r}; set it back to continue, or set "
+                "warm_start=False to fit anew."
+            )
 
     def _prepare_warm(self, X):
         """Continue from the fitted state, moving it to the requested device."""
@@ -663,13 +670,14 @@ class TorchDetector(BaseDetector):
                 f"checkpoint_path={str(path)!r} holds a {meta.get('estimator')!r} "
                 f"checkpoint, not a {type(self).__name__} one; choose another path."
             )
-        for name, saved in meta["params"].items():
-            if _jsonable(getattr(self, name)) != saved:
-                raise ValueError(
-                    f"The checkpoint at {str(path)!r} was written with {name}={saved!r} "
-                    f"but this detector has {name}={getattr(self, name)!r}; use the same "
-                    "parameters to resume, or another checkpoint_path to start anew."
-                )
+        changed = self._changed_module_param(meta["params"])
+        if changed is not None:
+            name, saved = changed
+            raise ValueError(
+                f"The checkpoint at {str(path)!r} was written with {name}={saved!r} "
+                f"but this detector has {name}={getattr(self, name)!r}; use the same "
+                "parameters to resume, or another checkpoint_path to start anew."
+            )
         self._built_with = dict(meta["params"])
         for name, value in meta["geometry"].items():
             setattr(self, name, _as_tuples(value))
