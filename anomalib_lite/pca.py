@@ -47,22 +47,23 @@ class PCADetector(BaseDetector):
     svd_solver : {'auto', 'full', 'covariance_eigh', 'arpack', 'randomized'}, \
             default='auto'
         Passed to :class:`~sklearn.decomposition.PCA`.
-    trim_fraction : float or 'auto', default=0.0
+    trim_fraction : float or 'auto', default='auto'
         Training rows left out of a second fit, chosen by their anomaly scores
-        under a first fit. Use it when the training rows may hold outliers
-        that would otherwise pull the subspace towards them. A float in
-        [0, 1) leaves out that fraction of the rows, those that score highest.
-        ``'auto'`` leaves out the rows that score beyond Tukey's far-out fence,
-        ``Q3 + 3 * IQR`` of the training scores, however many that is (none
-        when most scores tie, or when the rows kept could not be fitted), so
-        clean training data loses few rows. Trimming costs a second
-        decomposition, and on clean training data it discards normal
-        variation: see Notes for what it changed on tables and images.
-        ``offset_`` is still set from the scores of every training row.
-        Analytic control limits assume an untrimmed fit, so a float
-        ``trim_fraction`` > 0 refuses ``control_limit``, ``'auto'`` does not
-        trim when ``control_limit`` is set, and :meth:`analytic_limit` refuses
-        a fit that left rows out. :meth:`partial_fit` trims each batch.
+        under a first fit, so that outliers among the training rows do not
+        pull the mean and the subspace towards them. ``'auto'`` leaves out the
+        rows that score beyond Tukey's far-out fence, ``Q3 + 3 * IQR`` of the
+        training scores, however many that is (none when most scores tie, or
+        when the rows kept could not be fitted), so clean training data loses
+        few rows. A float in [0, 1) leaves out that fraction of the rows,
+        those that score highest; 0 fits every row once. Trimming costs a
+        second decomposition: see Notes for what it changed on tables and
+        images. The spread around the subspace (``explained_variance_``,
+        ``theta_``), and with it T² and the analytic control limits, is
+        measured on every training row, and ``offset_`` is set from the scores
+        of every training row. :meth:`partial_fit` trims each batch, except
+        that under ``control_limit`` it does not trim with ``'auto'`` and
+        refuses a float: an update cannot measure the spread of the rows it
+        leaves out.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
@@ -88,14 +89,16 @@ class PCADetector(BaseDetector):
     components_ : ndarray of shape (n_components_, n_features)
         Orthonormal principal axes.
     explained_variance_ : ndarray of shape (n_components_,)
-        Variance along each kept axis.
+        Variance of the training rows along each kept axis (of every row,
+        those left out by ``trim_fraction`` included, after :meth:`fit`).
     theta_ : ndarray of shape (3,)
         ``sum(lambda_j ** i)`` for i = 1, 2, 3 over the eigenvalues ``lambda_j``
-        of the discarded components (the Jackson–Mudholkar ``theta_i``). After
+        of the training rows' covariance outside the subspace (the
+        Jackson–Mudholkar ``theta_i``; every row after :meth:`fit`). After
         :meth:`partial_fit` only ``theta_[0]`` is known; the others are NaN.
     n_samples_fit_ : int
-        Number of normal samples learned from (the rows kept by
-        ``trim_fraction``).
+        Number of normal samples the mean and the subspace were learned from
+        (the rows kept by ``trim_fraction``).
     n_trimmed_ : int
         Training rows left out of the fit by ``trim_fraction``. With
         ``'auto'`` it tells how many rows the fence found.
@@ -118,19 +121,27 @@ class PCADetector(BaseDetector):
     reconstructions is held in memory.
 
     ``trim_fraction`` helps where the training rows hold outliers and costs
-    where they are clean. In ``python benchmarks/bench_peers.py``, over 15
-    ODDS tables, fitting on every row, outliers included, the mean ROC-AUC
-    was 0.765 untrimmed, 0.791 with ``trim_fraction=0.2`` and 0.796 with
-    ``'auto'`` (PyOD's ``PCA``: 0.780); fitting on the normal rows of a
-    split it was 0.832, 0.841 and 0.830. On clean training images ``0.2``
-    lowered one-class digits from 0.9961 to 0.9945, one-class MNIST from
-    0.9526 to 0.9424 and 64x64 textures from 0.827 to 0.775, while ``'auto'``
-    scored 0.9957, 0.9526 and 0.827 (on textures no row lay beyond its fence).
-    The fence finds rows that stand apart, not outliers that blend in: in
-    training sets of one digit holding 10% other digits (the protocol of
+    little where they are clean, hence the default ``'auto'``. In
+    ``python benchmarks/bench_peers.py``, over 15 ODDS tables, fitting on
+    every row, outliers included, the mean ROC-AUC was 0.765 untrimmed, 0.791
+    with ``trim_fraction=0.2`` and 0.796 with ``'auto'`` (PyOD's ``PCA``:
+    0.780); fitting on the normal rows of a split it was 0.832, 0.841 and
+    0.830. On clean training images ``0.2`` lowered one-class digits from
+    0.9961 to 0.9945, one-class MNIST from 0.9526 to 0.9424 and 64x64
+    textures from 0.827 to 0.775, while ``'auto'`` scored 0.9957, 0.9526 and
+    0.827 (on textures no row lay beyond its fence). The fence finds rows that
+    stand apart, not outliers that blend in: in training sets of one digit
+    holding 10% other digits (the protocol of
     ``test_trimming_recovers_from_outliers_in_the_training_digits``) it left
     out 1 to 3 of the 11 or 12 planted rows, and the mean ROC-AUC stayed at
-    0.978, where ``0.2`` reached 0.986. Hence the default of 0.
+    0.978, where ``0.2`` reached 0.986.
+
+    Trimming leaves the analytic control limits calibrated because the spread
+    is measured on every row: the rows left out are the far ones, so a spread
+    measured on the kept rows alone would be too narrow and the limits would
+    raise too many alarms. On Gaussian data the false-alarm rate of a trimmed
+    fit's limit matches the rate of an untrimmed fit's
+    (``test_analytic_limit_controls_false_alarms_on_gaussian_data``).
 
     The analytic control limits are those of multivariate statistical process
     monitoring: Jackson and Mudholkar (1979) for SPE, the F distribution for
@@ -166,7 +177,7 @@ class PCADetector(BaseDetector):
         statistic="spe",
         whiten=False,
         svd_solver="auto",
-        trim_fraction=0.0,
+        trim_fraction="auto",
         contamination="auto",
         control_limit=None,
         batch_size=None,
@@ -211,12 +222,6 @@ class PCADetector(BaseDetector):
                 )
             check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
-        if self.control_limit is not None and self.trim_fraction and not self._auto_trim():
-            raise ValueError(
-                f"control_limit={self.control_limit!r} needs trim_fraction=0, got "
-                f"trim_fraction={self.trim_fraction!r}: the analytic limits assume "
-                "an untrimmed fit. Use contamination to set the threshold instead."
-            )
         if self.control_limit is not None and self.contamination != "auto":
             raise ValueError(
                 f"control_limit={self.control_limit!r} and contamination="
@@ -250,23 +255,42 @@ class PCADetector(BaseDetector):
     def _auto_trim(self):
         return isinstance(self.trim_fraction, str) and self.trim_fraction == "auto"
 
-    def _trims(self):
-        """Whether this fit trims: ``'auto'`` does not under ``control_limit``."""
+    def _trims(self, updating=False):
+        """Whether to trim: in :meth:`partial_fit`, ``'auto'`` gives way to ``control_limit``."""
         if self._auto_trim():
-            return self.control_limit is None
+            return not (updating and self.control_limit is not None)
         return bool(self.trim_fraction)
 
     def _fit(self, X):
         X64 = np.asarray(X, dtype=np.float64)
         self._fit_decomposition(X64)
         self.n_trimmed_ = 0
+        # Rows left out of the variances that T², theta_ and the limits use.
+        self._rows_out_of_spread = 0
         if self._trims():
             keep = self._untrimmed_rows(X64)
             if keep.shape[0] < X64.shape[0]:
                 # a copy of the kept rows: X's memory once more, as long as the fit
                 self._fit_decomposition(X64[keep], trimmed=True)
                 self.n_trimmed_ = X64.shape[0] - keep.shape[0]
+                self._measure_spread(X64)
         self._warn_if_trivial()
+
+    def _measure_spread(self, X):
+        """Variances along and outside the subspace, over every training row.
+
+        Trimming chooses the rows that place the mean and the subspace; the
+        spread of the data around them is measured on all rows. Measured on
+        the kept rows alone, it would be too narrow (the rows left out are the
+        far ones), and T² and the analytic limits would raise too many alarms
+        on normal data.
+        """
+        n = X.shape[0]
+        t = self._batched(lambda b: self._project(b)[1], X)
+        self._set_explained_variance(np.einsum("ij,ij->j", t, t) / (n - 1))
+        self.theta_ = self._residual_moments(X)
+        # per-feature mean square about mean_, what partial_fit continues from
+        self._var_ = X.var(axis=0) + (X.mean(axis=0) - self.mean_) ** 2
 
     def _untrimmed_rows(self, X, ranker=None):
         """Indices, in order, of the rows that ``trim_fraction`` keeps.
@@ -354,10 +378,16 @@ class PCADetector(BaseDetector):
         self.n_components_ = k
         self.mean_ = np.asarray(pca.mean_, dtype=np.float64)
         self.components_ = components[:k]
-        self.explained_variance_ = lam[:k]
-        # Components with no variance would divide T² by zero.
-        floor = np.finfo(np.float64).eps * max(float(lam.max(initial=0.0)), 1.0)
-        self._inv_lambda = 1.0 / np.maximum(self.explained_variance_, floor)
+        self._set_explained_variance(lam[:k])
+
+    def _set_explained_variance(self, lam):
+        self.explained_variance_ = lam
+        # Components with no variance would divide T² by zero. The floor is
+        # relative to the largest variance, so that T² does not depend on the
+        # scale of X.
+        info = np.finfo(np.float64)
+        floor = max(info.eps * float(lam.max(initial=0.0)), info.tiny)
+        self._inv_lambda = 1.0 / np.maximum(lam, floor)
 
     def _residual_moments(self, X):
         """theta_i = sum of i-th powers of the discarded covariance eigenvalues."""
@@ -416,12 +446,20 @@ class PCADetector(BaseDetector):
         """
         first = not hasattr(self, "pca_")
         self._check_params()  # on every call: set_params may have changed them
+        if self.control_limit is not None and self.trim_fraction and not self._auto_trim():
+            raise ValueError(
+                f"partial_fit with control_limit={self.control_limit!r} needs "
+                f"trim_fraction=0 or 'auto', got trim_fraction={self.trim_fraction!r}: "
+                "an update does not keep the spread of the rows it leaves out, which "
+                "the analytic limits need. Use fit, or set the threshold with "
+                "contamination instead."
+            )
         X = self._validate_input(X, reset=first)
         X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
         if first:
             self._check_variance(X)
         learned = X
-        if self._trims():
+        if self._trims(updating=True):
             # Rank by the decomposition so far, or the first batch by its own.
             ranker = clone(self).set_params(trim_fraction=0.0).partial_fit(X) if first else None
             learned = X[self._untrimmed_rows(X, ranker)]
@@ -434,7 +472,12 @@ class PCADetector(BaseDetector):
             self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
-        self.n_trimmed_ = getattr(self, "n_trimmed_", 0) + X.shape[0] - learned.shape[0]
+        left_out = X.shape[0] - learned.shape[0]
+        # A model saved before spreads were measured on every row lacks the
+        # attribute; its trimmed rows are out of its spread.
+        before = getattr(self, "_rows_out_of_spread", getattr(self, "n_trimmed_", 0))
+        self._rows_out_of_spread = before + left_out
+        self.n_trimmed_ = getattr(self, "n_trimmed_", 0) + left_out
         self.pca_.partial_fit(learned)
         self._store_decomposition()
         self._set_offset(self._batched(self._anomaly_score, X))
@@ -445,7 +488,8 @@ class PCADetector(BaseDetector):
         pca = self.pca_
         ipca = IncrementalPCA(n_components=self.n_components_, whiten=self.whiten)
         ipca.components_ = self.components_.copy()
-        ipca.singular_values_ = np.asarray(pca.singular_values_, dtype=np.float64).copy()
+        # The fitted spread, over every training row when the fit trimmed.
+        ipca.singular_values_ = np.sqrt(self.explained_variance_ * (self.n_samples_fit_ - 1))
         ipca.mean_ = self.mean_.copy()
         ipca.var_ = self._var_.copy()
         ipca.n_samples_seen_ = self.n_samples_fit_
@@ -544,14 +588,16 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
-        if getattr(self, "n_trimmed_", 0):
+        # Saved models from before spreads were measured on every row lack the attribute.
+        out = getattr(self, "_rows_out_of_spread", getattr(self, "n_trimmed_", 0))
+        if out:
             raise ValueError(
-                f"analytic_limit needs an untrimmed fit: the analytic limits assume "
-                f"one, and this detector left n_trimmed_={self.n_trimmed_} training "
-                "rows out of its fit (trim_fraction), which narrows the training "
-                "scores. Refit with trim_fraction=0, or calibrate the threshold with "
-                "contamination or on held-out data (CalibratedDetector's 'conformal' "
-                "method) instead."
+                f"analytic_limit needs the spread of every training row, and {out} "
+                "rows left out by trim_fraction are missing from it (rows that "
+                "partial_fit left out, or, in a model saved by an earlier version, "
+                "rows that fit left out), which narrows the limits. Refit with fit, "
+                "which measures the spread on every row, or calibrate the threshold with contamination or on held-out data "
+                "(CalibratedDetector's 'conformal' method) instead."
             )
         theta1, theta2, theta3 = self.theta_
         k, n = self.n_components_, self.n_samples_fit_

@@ -151,10 +151,10 @@ def all_methods():
             _ours(PCADetector, {}, trim_fraction=0.2),
         ),
         Method(
-            "PCADetector(trim_fraction='auto')",
+            "PCADetector(trim_fraction=0)",
             "anomalib_lite",
             "rows",
-            _ours(PCADetector, {}, trim_fraction="auto"),
+            _ours(PCADetector, {}, trim_fraction=0.0),
         ),
         Method(
             "make_pipeline(StandardScaler(), PCADetector())",

@@ -83,7 +83,7 @@ def test_reconstruct_is_projection_onto_subspace():
 def test_t2_is_mahalanobis_distance_when_all_components_kept():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
-    det = PCADetector(n_components=4, statistic="t2").fit(X)
+    det = PCADetector(n_components=4, statistic="t2", trim_fraction=0).fit(X)
     cov = np.cov(X, rowvar=False)
     P = rng.normal(size=(20, 4))
     diff = P - X.mean(0)
@@ -93,9 +93,9 @@ def test_t2_is_mahalanobis_distance_when_all_components_kept():
 
 def test_combined_is_sum_of_normalised_statistics():
     X, _, _ = _subspace_data(4, d=8, k=3)
-    spe = PCADetector(n_components=3).fit(X)
-    t2 = PCADetector(n_components=3, statistic="t2").fit(X)
-    comb = PCADetector(n_components=3, statistic="combined").fit(X)
+    spe = PCADetector(n_components=3, trim_fraction=0).fit(X)
+    t2 = PCADetector(n_components=3, statistic="t2", trim_fraction=0).fit(X)
+    comb = PCADetector(n_components=3, statistic="combined", trim_fraction=0).fit(X)
     expected = spe.reconstruction_error(X) / comb.theta_[0] - t2.score_samples(X) / 3
     np.testing.assert_allclose(-comb.score_samples(X), expected, rtol=1e-9)
 
@@ -147,15 +147,20 @@ def test_training_flag_rate_matches_contamination(seed, n, contamination):
     assert abs(rate - contamination) <= 1.0 / n + 1e-12
 
 
+@pytest.mark.parametrize("trim_fraction", [0.0, "auto", 0.2])
 @pytest.mark.parametrize("statistic", ["spe", "t2", "combined"])
-def test_analytic_limit_controls_false_alarms_on_gaussian_data(statistic):
+def test_analytic_limit_controls_false_alarms_on_gaussian_data(statistic, trim_fraction):
+    """Trimmed fits too: their spread is measured on every row (a fit on the
+    kept rows alone raises 0.2's false alarms about fourfold)."""
     rng = np.random.default_rng(0)
     d, k, alpha = 10, 3, 0.05
     A = np.diag(np.r_[np.full(k, 3.0), np.linspace(0.5, 0.2, d - k)])
     rates = []
     for _ in range(20):
         X = rng.normal(size=(2000, d)) @ A
-        det = PCADetector(n_components=k, statistic=statistic, control_limit=alpha).fit(X)
+        det = PCADetector(
+            n_components=k, statistic=statistic, control_limit=alpha, trim_fraction=trim_fraction
+        ).fit(X)
         fresh = rng.normal(size=(5000, d)) @ A
         rates.append(np.mean(det.predict(fresh) == -1))
     assert abs(np.mean(rates) - alpha) < 0.01
@@ -189,8 +194,8 @@ def test_keeping_every_dimension_warns():
 
 def test_partial_fit_matches_fit_on_data_that_fits_in_memory():
     X, _, _ = _subspace_data(7, n=600, d=8, k=3, noise=0.2)
-    full = PCADetector(n_components=3).fit(X)
-    inc = PCADetector(n_components=3)
+    full = PCADetector(n_components=3, trim_fraction=0).fit(X)
+    inc = PCADetector(n_components=3, trim_fraction=0)
     for chunk in np.array_split(X, 6):
         inc.partial_fit(chunk)
     # same subspace: the projectors agree
@@ -204,8 +209,8 @@ def test_partial_fit_matches_fit_on_data_that_fits_in_memory():
 
 def test_partial_fit_with_variance_fraction_selects_components():
     X = load_digits().data
-    full = PCADetector(n_components=0.8).fit(X)
-    inc = PCADetector(n_components=0.8)
+    full = PCADetector(n_components=0.8, trim_fraction=0).fit(X)
+    inc = PCADetector(n_components=0.8, trim_fraction=0)
     for chunk in np.array_split(X, 3):
         inc.partial_fit(chunk)
     assert inc.n_components_ == full.n_components_
@@ -261,11 +266,6 @@ def test_one_class_digits_quality_floor():
         ({"trim_fraction": 1.0}, ValueError, r"trim_fraction=1.0 must be in \[0, 1\)"),
         ({"trim_fraction": "0.2"}, TypeError, "trim_fraction must be 'auto' or a float"),
         (
-            {"trim_fraction": 0.2, "control_limit": 0.05},
-            ValueError,
-            "control_limit=0.05 needs trim_fraction=0",
-        ),
-        (
             {"n_components": 5, "trim_fraction": 0.9},
             ValueError,
             r"n_components=5 must be <= .*n_samples=3 rows kept by trim_fraction=0.9",
@@ -306,7 +306,7 @@ def test_trimmed_fit_refits_on_the_best_scored_rows(
     X[: n // 10] += 20.0 * np.random.default_rng(seed).normal(size=(n // 10, 5))
     params = {"n_components": n_components, "statistic": statistic}
     det = PCADetector(trim_fraction=trim, contamination=contamination, **params).fit(X)
-    first = PCADetector(**params).fit(X)
+    first = PCADetector(**params, trim_fraction=0).fit(X)
     n_out = int(np.floor(trim * n + 1e-9))
     keep = np.sort(np.argsort(-first.score_samples(X), kind="stable")[: n - n_out])
     assert n_out >= 1
@@ -314,10 +314,25 @@ def test_trimmed_fit_refits_on_the_best_scored_rows(
 
 
 def _assert_refit_on(det, X, keep, params, contamination):
-    """``det`` is a refit on ``X[keep]`` whose threshold still uses every row of ``X``."""
-    refit = PCADetector(**params).fit(X[keep])
+    """``det`` places its mean and subspace by a refit on ``X[keep]``, and
+    measures the spread (T²'s variances, ``theta_``) and its threshold on
+    every row of ``X``."""
+    refit = PCADetector(**params, trim_fraction=0).fit(X[keep])
     assert det.n_trimmed_ == len(X) - keep.size and det.n_samples_fit_ == keep.size
-    np.testing.assert_allclose(det.score_samples(X), refit.score_samples(X), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(det.mean_, refit.mean_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        det.components_.T @ det.components_, refit.components_.T @ refit.components_, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        det.reconstruction_error(X), refit.reconstruction_error(X), rtol=1e-9, atol=1e-9
+    )
+    if keep.size < len(X):
+        Xc = X - det.mean_
+        t = Xc @ det.components_.T
+        R = Xc - t @ det.components_
+        G = R.T @ R / (len(X) - 1)
+        np.testing.assert_allclose(det.explained_variance_, (t**2).sum(0) / (len(X) - 1))
+        np.testing.assert_allclose(det.theta_, [np.trace(G), np.sum(G * G), np.trace(G @ G @ G)])
     rate = np.mean(det.predict(X) == -1)
     assert abs(rate - contamination) <= 1.0 / len(X) + 1e-12
 
@@ -372,7 +387,7 @@ def test_auto_trim_refits_without_the_rows_beyond_the_fence(
     X[:n_out] += 20.0 * np.random.default_rng(seed).normal(size=(n_out, 5))
     params = {"n_components": n_components, "statistic": statistic}
     det = PCADetector(trim_fraction="auto", contamination=contamination, **params).fit(X)
-    first = PCADetector(**params).fit(X)
+    first = PCADetector(**params, trim_fraction=0).fit(X)
     keep = _fence_kept(-first.score_samples(X))
     assert keep.size >= 0.75 * n  # the fence never cuts into the lower three quarters
     _assert_refit_on(det, X, keep, params, contamination)
@@ -404,16 +419,20 @@ def test_auto_trim_fits_whatever_an_untrimmed_fit_fits(data):
     assert np.all(np.isfinite(det.score_samples(X)))
 
 
-def test_auto_trim_gives_way_to_control_limits():
+def test_trimmed_fits_keep_their_control_limits():
     X, _, _ = _subspace_data(0, n=200)
     X[:5] += 20.0
-    trimmed = PCADetector(n_components=2, trim_fraction="auto").fit(X)
-    assert trimmed.n_trimmed_ >= 5
-    with pytest.raises(ValueError, match="analytic_limit needs an untrimmed fit"):
-        trimmed.analytic_limit(0.05)
-    limited = PCADetector(n_components=2, trim_fraction="auto", control_limit=0.05).fit(X)
-    plain = PCADetector(n_components=2, control_limit=0.05).fit(X)
-    assert limited.n_trimmed_ == 0 and limited.offset_ == plain.offset_
+    for trim in ("auto", 0.1):
+        det = PCADetector(n_components=2, trim_fraction=trim, control_limit=0.05).fit(X)
+        assert det.n_trimmed_ >= 5
+        assert det.offset_ == -det.analytic_limit(0.05)
+    # partial_fit cannot measure the spread of the rows it leaves out: 'auto'
+    # does not trim there under control_limit, a float is refused
+    plain = PCADetector(n_components=2, trim_fraction=0, control_limit=0.05).partial_fit(X)
+    auto = PCADetector(n_components=2, control_limit=0.05).partial_fit(X)
+    assert auto.n_trimmed_ == 0 and auto.offset_ == plain.offset_
+    with pytest.raises(ValueError, match=r"partial_fit with control_limit=0\.05 needs"):
+        PCADetector(n_components=2, trim_fraction=0.1, control_limit=0.05).partial_fit(X)
 
 
 def test_partial_fit_with_auto_trim_fences_each_batch():
@@ -459,17 +478,29 @@ def test_auto_trim_costs_little_on_clean_training_digits():
     assert np.mean(auto) > np.mean(plain) - 0.002
 
 
-def test_trimmed_detector_refuses_analytic_limits():
+def test_analytic_limits_refuse_rows_that_partial_fit_left_out():
     X, _, _ = _subspace_data(0, n=50)
     for det in (
-        PCADetector(n_components=2, trim_fraction=0.1).fit(X),
         PCADetector(n_components=2, trim_fraction=0.1).partial_fit(X),
-        PCADetector(n_components=2).fit(X).set_params(trim_fraction=0.1).partial_fit(X),
+        PCADetector(n_components=2, trim_fraction=0)
+        .fit(X)
+        .set_params(trim_fraction=0.1)
+        .partial_fit(X),
     ):
-        with pytest.raises(ValueError, match="analytic_limit needs an untrimmed fit"):
+        with pytest.raises(ValueError, match="rows that partial_fit left out"):
             det.analytic_limit(0.05)
-    # a fit that left nothing out keeps its limits
+    # a trimmed fit, continued by an update that keeps every row, keeps its limits
+    det = PCADetector(n_components=2, statistic="t2", trim_fraction=0.1).fit(X)
+    assert det.n_trimmed_ == 5 and det.analytic_limit(0.05) > 0
+    det.set_params(trim_fraction=0).partial_fit(X)
+    assert det.analytic_limit(0.05) > 0
+    # so does a detector that trimmed nothing
     PCADetector(n_components=2, trim_fraction=0.01).fit(X).analytic_limit(0.05)
+    # a trimmed fit saved before spreads were measured on every row lacks the record
+    old = PCADetector(n_components=2, trim_fraction=0.1).fit(X)
+    del old._rows_out_of_spread
+    with pytest.raises(ValueError, match="rows that fit left out"):
+        old.analytic_limit(0.05)
 
 
 def test_partial_fit_trims_each_batch():
@@ -489,10 +520,12 @@ def test_partial_fit_trims_each_batch():
     cont = PCADetector(n_components=2, trim_fraction=0.1).fit(batches[0]).partial_fit(batches[1])
     assert cont.n_trimmed_ == 20
     # the planted outliers no longer pull the subspace
-    plain = PCADetector(n_components=2)
+    plain = PCADetector(n_components=2, trim_fraction=0)
     for b in batches:
         plain.partial_fit(b)
-    clean = PCADetector(n_components=2).fit(X[np.abs(X - np.median(X, 0)).max(1) < 15])
+    clean = PCADetector(n_components=2, trim_fraction=0).fit(
+        X[np.abs(X - np.median(X, 0)).max(1) < 15]
+    )
 
     def overlap(d):
         return np.linalg.norm(d.components_ @ clean.components_.T)
@@ -508,7 +541,7 @@ def test_partial_fit_checks_parameters_set_after_the_first_batch():
     with pytest.raises(ValueError, match=r"trim_fraction=1.5 must be in \[0, 1\)"):
         det.set_params(trim_fraction=1.5).partial_fit(X)
     det.set_params(trim_fraction=0.2, control_limit=0.05)
-    with pytest.raises(ValueError, match=r"control_limit=0\.05 needs trim_fraction=0"):
+    with pytest.raises(ValueError, match=r"control_limit=0\.05 needs trim_fraction=0 or 'auto'"):
         det.partial_fit(X)
     np.testing.assert_array_equal(det.score_samples(X), before)  # left as it was
     assert det.n_samples_fit_ == 50

@@ -265,7 +265,9 @@ def test_calibration_size_as_share_and_count():
 
 def test_refit_uses_every_normal_row_where_the_method_allows():
     X = _gaussian(0, 200)
-    det = CalibratedDetector(PCADetector(n_components=2), method="quantile", random_state=0)
+    det = CalibratedDetector(
+        PCADetector(n_components=2, trim_fraction=0), method="quantile", random_state=0
+    )
     det.fit(X)
     assert det.refitted_ and det.detector_.n_samples_fit_ == 200
     with pytest.raises(ValueError, match="p-values need the model that scored"):
@@ -277,8 +279,9 @@ def test_refit_uses_every_normal_row_where_the_method_allows():
 
 def test_analytic_method_uses_the_pca_control_limit_on_all_rows():
     X = _gaussian(0, 300)
-    det = CalibratedDetector(PCADetector(n_components=2), method="analytic", alpha=0.01).fit(X)
-    reference = PCADetector(n_components=2, control_limit=0.01).fit(X)
+    pca = PCADetector(n_components=2, trim_fraction=0)
+    det = CalibratedDetector(pca, method="analytic", alpha=0.01).fit(X)
+    reference = PCADetector(n_components=2, trim_fraction=0, control_limit=0.01).fit(X)
     assert det.offset_ == pytest.approx(reference.offset_)
     assert det.detector_.n_samples_fit_ == 300 and det.calibration_scores_ is None
     with pytest.raises(ValueError, match="fitted without a holdout"):
@@ -317,7 +320,10 @@ def test_labelled_methods_fall_back_to_conformal_with_a_warning(method):
 def test_labelled_methods_put_every_anomaly_in_calibration():
     X, y = _with_anomalies()
     det = CalibratedDetector(
-        PCADetector(n_components=2), method="recall", target_recall=1.0, random_state=0
+        PCADetector(n_components=2, trim_fraction=0),
+        method="recall",
+        target_recall=1.0,
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
