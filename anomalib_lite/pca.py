@@ -485,7 +485,6 @@ class PCADetector(BaseDetector):
 
     def _incremental_from_fit(self):
         """An IncrementalPCA holding the state of a PCA fitted by ``fit``."""
-        pca = self.pca_
         ipca = IncrementalPCA(n_components=self.n_components_, whiten=self.whiten)
         ipca.components_ = self.components_.copy()
         # The fitted spread, over every training row when the fit trimmed.
@@ -596,8 +595,9 @@ class PCADetector(BaseDetector):
                 "rows left out by trim_fraction are missing from it (rows that "
                 "partial_fit left out, or, in a model saved by an earlier version, "
                 "rows that fit left out), which narrows the limits. Refit with fit, "
-                "which measures the spread on every row, or calibrate the threshold with contamination or on held-out data "
-                "(CalibratedDetector's 'conformal' method) instead."
+                "which measures the spread on every row, or calibrate the threshold "
+                "with contamination or on held-out data (CalibratedDetector's "
+                "'conformal' method) instead."
             )
         theta1, theta2, theta3 = self.theta_
         k, n = self.n_components_, self.n_samples_fit_
