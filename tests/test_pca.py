@@ -1,5 +1,6 @@
 """PCADetector: geometry, statistics, thresholds and incremental fitting."""
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.io import loadmat
+from scipy.stats import f as f_dist
 from scipy.stats import ortho_group
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
@@ -476,6 +478,40 @@ def test_auto_trim_costs_little_on_clean_training_digits():
             det = PCADetector(trim_fraction=trim).fit(X_tr[y_tr == c])
             aucs.append(roc_auc_score(y_te != c, -det.score_samples(X_te)))
     assert np.mean(auto) > np.mean(plain) - 0.002
+
+
+def test_partial_fit_that_the_limits_refuse_leaves_the_detector_as_it_was():
+    X, _, _ = _subspace_data(1, n=300, d=6, k=2, noise=0.1)
+    X[:8] += 30.0
+    Y, _, _ = _subspace_data(1, n=100, d=6, k=2, noise=0.1)
+    det = PCADetector(n_components=2, statistic="t2").partial_fit(X)
+    assert det.n_trimmed_ >= 8
+    state = {k: copy.deepcopy(v) for k, v in vars(det).items() if k != "pca_"}
+    scores = det.score_samples(Y)
+    det.set_params(control_limit=0.05)
+    with pytest.raises(ValueError, match="rows that partial_fit left out"):
+        det.partial_fit(Y)
+    np.testing.assert_array_equal(det.score_samples(Y), scores)
+    for key, value in state.items():
+        if key != "control_limit":
+            np.testing.assert_array_equal(getattr(det, key), value)
+    # the SPE limit, which needs the whole spectrum, refuses an update likewise
+    spe = PCADetector(n_components=2, control_limit=0.05).fit(X)
+    before = spe.score_samples(Y)
+    with pytest.raises(ValueError, match="only known after fit"):
+        spe.partial_fit(Y)
+    np.testing.assert_array_equal(spe.score_samples(Y), before)
+    assert spe.n_samples_fit_ == 300 - spe.n_trimmed_
+
+
+def test_t2_limit_of_a_trimmed_fit_counts_every_row():
+    X, _, _ = _subspace_data(2, n=300, d=6, k=2, noise=0.1)
+    X[:10] += 30.0
+    det = PCADetector(n_components=2, statistic="t2").fit(X)
+    assert det.n_trimmed_ >= 10
+    n, k = 300, 2
+    expected = k * (n - 1) * (n + 1) / (n * (n - k)) * f_dist.ppf(0.95, k, n - k)
+    assert det.analytic_limit(0.05) == pytest.approx(expected, rel=1e-12)
 
 
 def test_analytic_limits_refuse_rows_that_partial_fit_left_out():
