@@ -1,9 +1,9 @@
-"""The torch modules and helpers: shapes, SSIM, blur, seeding, devices, threads."""
+"""The torch modules and helpers: shapes, layers, SSIM, blur, seeding, devices, threads."""
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -15,6 +15,8 @@ from anomalib_lite.nn import (
     gaussian_blur,
     ssim_map,
 )
+from anomalib_lite.nn.conv import UnfoldedConvTranspose2d
+from anomalib_lite.nn.functional import conv_transpose2d_unfolded
 from anomalib_lite.utils._torch import (
     build_quietly,
     check_device,
@@ -63,6 +65,78 @@ def test_conv_autoencoder_takes_layer_classes():
     net = ConvAutoencoder(1, (8, 8), (4,), act_layer=nn.GELU, norm_layer=nn.BatchNorm2d)
     kinds = {type(m) for m in net.modules()}
     assert nn.GELU in kinds and nn.BatchNorm2d in kinds and nn.ReLU not in kinds
+
+
+@st.composite
+def _conv_transpose_cases(draw):
+    """A transposed convolution's input, weight, bias and hyper-parameters."""
+    c_in, c_out = draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    k = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple(draw(st.integers(0, d * (kk - 1))) for d, kk in zip(dilation, k, strict=True))
+    output_padding = tuple(
+        draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True)
+    )
+    shape = (draw(st.integers(1, 3)), c_in, draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    sizes = zip(shape[2:], stride, padding, dilation, k, output_padding, strict=True)
+    assume(all((n - 1) * s - 2 * p + d * (kk - 1) + o + 1 >= 1 for n, s, p, d, kk, o in sizes))
+    seed = draw(st.integers(0, 2**16))
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    if draw(st.booleans()):
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(c_in, c_out, *k, generator=torch.Generator().manual_seed(seed + 1))
+    b = torch.randn(c_out) if draw(st.booleans()) else None
+    return x, w, b, {
+        "stride": stride, "padding": padding, "output_padding": output_padding,
+        "dilation": dilation,
+    }  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(_conv_transpose_cases())
+def test_unfolded_conv_transpose_matches_torch_values_and_gradients(case):
+    x, w, b, kw = case
+    tensors = [t.clone().requires_grad_() for t in (x, w) + ((b,) if b is not None else ())]
+    grads_out = None
+    results = []
+    for func in (torch.nn.functional.conv_transpose2d, conv_transpose2d_unfolded):
+        xs, ws, *bs = (t.detach().clone().requires_grad_() for t in tensors)
+        y = func(xs, ws, bs[0] if bs else None, **kw)
+        if grads_out is None:
+            grads_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
+        y.backward(grads_out)
+        results.append((y.detach(), xs.grad, ws.grad, bs[0].grad if bs else None))
+    (y_ref, *g_ref), (y_got, *g_got) = results
+    assert y_got.shape == y_ref.shape
+    torch.testing.assert_close(y_got, y_ref, rtol=1e-4, atol=1e-4)
+    for got, ref in zip(g_got, g_ref, strict=True):
+        if ref is not None:
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_unfolded_conv_transpose_layer_is_a_conv_transpose():
+    plain = nn.ConvTranspose2d(6, 2, 4, stride=2, padding=1)
+    layer = UnfoldedConvTranspose2d(6, 2, 4, stride=2, padding=1)
+    layer.load_state_dict(plain.state_dict())
+    assert isinstance(layer, nn.ConvTranspose2d)
+    assert list(layer.state_dict()) == list(plain.state_dict())
+    x = _rand(3, 6, 5, 5)
+    torch.testing.assert_close(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+    # Cases the unfolded route does not take run the base class's kernel.
+    torch.testing.assert_close(layer(x[0]), plain(x[0]), rtol=1e-5, atol=1e-5)
+    out = layer(x, output_size=(11, 11))
+    torch.testing.assert_close(out, plain(x, output_size=(11, 11)), rtol=1e-5, atol=1e-5)
+    grouped = UnfoldedConvTranspose2d(6, 4, 3, groups=2)
+    grouped_plain = nn.ConvTranspose2d(6, 4, 3, groups=2)
+    grouped_plain.load_state_dict(grouped.state_dict())
+    torch.testing.assert_close(grouped(x), grouped_plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_conv_autoencoder_decodes_its_last_layer_unfolded():
+    net = ConvAutoencoder(1, (8, 8), (4, 8), latent_dim=3)
+    ups = [m for m in net.decoder if isinstance(m, nn.ConvTranspose2d)]
+    assert [type(m) for m in ups] == [nn.ConvTranspose2d, UnfoldedConvTranspose2d]
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])

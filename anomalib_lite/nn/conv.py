@@ -4,7 +4,46 @@ import math
 
 from torch import nn
 
-__all__ = ["ConvAutoencoder"]
+from .functional import conv_transpose2d_unfolded
+
+__all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
+
+
+class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
+    """:class:`torch.nn.ConvTranspose2d` computed on the CPU by a matrix product and a fold.
+
+    The same layer (parameters, initialization, state dict and result, to
+    rounding) as its base class. On the CPU, batched input with
+    ``groups=1`` runs :func:`~anomalib_lite.nn.functional.conv_transpose2d_unfolded`,
+    several times faster than oneDNN's kernel for the few output channels
+    of an image decoder's last layer; anything else (other devices,
+    ``output_size``, groups) runs the base class's kernel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from anomalib_lite.nn.conv import UnfoldedConvTranspose2d
+    >>> layer = UnfoldedConvTranspose2d(8, 1, 4, stride=2, padding=1)
+    >>> x = torch.randn(3, 8, 7, 7)
+    >>> ref = torch.nn.functional.conv_transpose2d(x, layer.weight, layer.bias, 2, 1)
+    >>> tuple(layer(x).shape), bool(torch.allclose(layer(x), ref, atol=1e-5))
+    ((3, 1, 14, 14), True)
+    """
+
+    def forward(self, input, output_size=None):
+        if output_size is not None or self.groups != 1 or input.dim() != 4:
+            return super().forward(input, output_size)
+        if input.device.type != "cpu":
+            return super().forward(input)
+        return conv_transpose2d_unfolded(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.dilation,
+        )
 
 
 class ConvAutoencoder(nn.Module):
@@ -93,8 +132,11 @@ class ConvAutoencoder(nn.Module):
         for n_in, n_out in zip(reversed(channels), outs, strict=True):
             last = n_out is None
             n_out = self.in_channels if last else n_out
-            up = nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1)
-            dec += [up] if last else block(up, n_out)
+            if last:
+                # Few output channels: oneDNN's kernel is slow there on the CPU.
+                dec.append(UnfoldedConvTranspose2d(n_in, n_out, 4, stride=2, padding=1))
+            else:
+                dec += block(nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), n_out)
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x):

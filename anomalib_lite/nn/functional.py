@@ -1,9 +1,9 @@
-"""Image similarity maps used as losses and anomaly maps."""
+"""Image similarity maps used as losses and anomaly maps, and a transposed convolution."""
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gaussian_blur", "ssim_map"]
+__all__ = ["conv_transpose2d_unfolded", "gaussian_blur", "ssim_map"]
 
 
 def _gaussian_kernel(size, sigma, dtype, device):
@@ -103,3 +103,79 @@ def ssim_map(x, y, data_range=1.0, sigma=1.5, size=7):
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
     return num / den
+
+
+def conv_transpose2d_unfolded(
+    x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1
+):
+    """2-D transposed convolution as one matrix product and a col2im (``F.fold``).
+
+    Computes what :func:`torch.nn.functional.conv_transpose2d` computes with
+    ``groups=1`` (to rounding), by another route: each input pixel's
+    channels times the weight give the ``out_channels x kH x kW`` block it
+    scatters, and :func:`torch.nn.functional.fold` sums the overlapping
+    blocks into the output. On the CPU this is several times faster than
+    oneDNN's kernel when ``out_channels`` is small (the last layer of an
+    image decoder, one or three channels), and slower when it is large.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, in_channels, H, W)
+        Input, contiguous or channels-last (either works without a copy).
+    weight : torch.Tensor of shape (in_channels, out_channels, kH, kW)
+        Weight, laid out as :class:`torch.nn.ConvTranspose2d` holds it.
+    bias : torch.Tensor of shape (out_channels,) or None, default=None
+        Added to every output pixel.
+    stride, padding, output_padding, dilation : int or tuple of int
+        As in :func:`torch.nn.functional.conv_transpose2d`.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, out_channels, H_out, W_out)
+        ``H_out = (H - 1) * stride - 2 * padding + dilation * (kH - 1) +
+        output_padding + 1``, and likewise ``W_out``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from anomalib_lite.nn.functional import conv_transpose2d_unfolded
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> x, w = torch.randn(2, 8, 5, 5, generator=gen), torch.randn(8, 1, 4, 4, generator=gen)
+    >>> y = conv_transpose2d_unfolded(x, w, stride=2, padding=1)
+    >>> ref = F.conv_transpose2d(x, w, stride=2, padding=1)
+    >>> tuple(y.shape), bool(torch.allclose(y, ref, atol=1e-5))
+    ((2, 1, 10, 10), True)
+    """
+    n, c_in, height, width = x.shape
+    c_out, k_h, k_w = weight.shape[1:]
+    stride, padding, output_padding, dilation = (
+        (v, v) if isinstance(v, int) else tuple(v)
+        for v in (stride, padding, output_padding, dilation)
+    )
+    out_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + o + 1
+        for size, s, p, d, k, o in zip(
+            (height, width), stride, padding, dilation, (k_h, k_w), output_padding, strict=True
+        )
+    )
+    w = weight.reshape(c_in, c_out * k_h * k_w)
+    if x.is_contiguous():
+        cols = w.t() @ x.reshape(n, c_in, height * width)
+    else:
+        cols = (x.permute(0, 2, 3, 1).reshape(n, height * width, c_in) @ w).transpose(1, 2)
+    if all(o < s for o, s in zip(output_padding, stride, strict=True)):
+        out = F.fold(cols, out_size, (k_h, k_w), dilation=dilation, padding=padding, stride=stride)
+    else:
+        # An output padding as large as the stride (allowed with dilation)
+        # has no fold of that size: fold without padding, then crop or extend.
+        full = tuple(
+            (size - 1) * s + d * (k - 1) + 1
+            for size, s, d, k in zip((height, width), stride, dilation, (k_h, k_w), strict=True)
+        )
+        out = F.fold(cols, full, (k_h, k_w), dilation=dilation, stride=stride)
+        (p_h, p_w), (o_h, o_w) = padding, output_padding
+        out = F.pad(out, (-p_w, o_w - p_w, -p_h, o_h - p_h))
+    if bias is not None:
+        out = out + bias.view(1, c_out, 1, 1)
+    return out
