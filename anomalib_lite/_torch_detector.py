@@ -76,9 +76,9 @@ def check_dense(X, name="X"):
         )
 
 
-#: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples,
-#: clipped to :data:`AUTO_BATCH`, so that small training sets still get about 20
-#: optimizer steps per epoch.
+#: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples
+#: (a detector may set its own divisor), clipped to :data:`AUTO_BATCH`, so that
+#: small training sets still get about that many optimizer steps per epoch.
 AUTO_BATCH = (8, 32)
 AUTO_BATCH_DIVISOR = 20
 #: Bytes of activations (every layer's output counted, float32) that one
@@ -88,12 +88,12 @@ SCORING_MEMORY = 64 * 2**20
 MAX_SCORING_ROWS = 8192
 
 
-def auto_batch_size(n_samples, batch_size):
-    """``batch_size``, or ``n_samples // 20`` clipped to :data:`AUTO_BATCH` for ``'auto'``."""
+def auto_batch_size(n_samples, batch_size, divisor=AUTO_BATCH_DIVISOR):
+    """``batch_size``, or ``n_samples // divisor`` clipped to :data:`AUTO_BATCH` for ``'auto'``."""
     if batch_size != "auto":
         return int(batch_size)
     low, high = AUTO_BATCH
-    return int(min(high, max(low, n_samples // AUTO_BATCH_DIVISOR)))
+    return int(min(high, max(low, n_samples // divisor)))
 
 
 def activation_bytes(module, x):
@@ -188,6 +188,8 @@ class TorchDetector(BaseDetector):
     _module_params = ()
     #: Fitted attributes that ``_make_module`` and ``_to_tensor`` read.
     _geometry_attrs = ()
+    #: ``batch_size='auto'`` uses one in this many training samples.
+    _auto_batch_divisor = AUTO_BATCH_DIVISOR
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
@@ -268,7 +270,7 @@ class TorchDetector(BaseDetector):
 
     def _start_fresh(self, X):
         self.device_ = resolve_device(self.device)
-        self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size)
+        self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
         self._built_with = self._module_param_values()
         init_seed = draw_seed(self.random_state)

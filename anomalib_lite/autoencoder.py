@@ -105,13 +105,13 @@ class ConvAutoencoderDetector(TorchDetector):
         pixel for 28x28 images, 0.29 for 8x8, 4.6 for 128x128). It is read
         when scoring, so it can be changed after ``fit``.
     batch_size : int or 'auto', default='auto'
-        Images per optimizer step. ``'auto'`` uses a twentieth of the
+        Images per optimizer step. ``'auto'`` uses a tenth of the
         training images, clipped to [8, 32], so that small training sets
-        still get about 20 steps per epoch. Resolved in ``fit`` into
+        still get about 10 steps per epoch. Resolved in ``fit`` into
         ``batch_size_``. Scoring runs in larger batches: as many images as
         64 MiB of the network's activations hold, at least ``batch_size_``
         and at most 8,192, so that memory stays flat in the number of images.
-    learning_rate_init : float, default=1e-3
+    learning_rate_init : float, default=2e-3
         (Peak) learning rate of Adam.
     learning_rate : {'constant', 'cosine'}, default='constant'
         Schedule over each ``fit``: ``'constant'`` keeps
@@ -282,6 +282,7 @@ class ConvAutoencoderDetector(TorchDetector):
     """
 
     _module_params = ("image_shape", "channels", "latent_dim")
+    _auto_batch_divisor = 10
     _memory_format = torch.channels_last
     _geometry_attrs = (
         "input_shape_",
@@ -304,7 +305,7 @@ class ConvAutoencoderDetector(TorchDetector):
         statistic="topk",
         smoothing="auto",
         batch_size="auto",
-        learning_rate_init=1e-3,
+        learning_rate_init=2e-3,
         learning_rate="constant",
         max_iter=30,
         early_stopping=False,

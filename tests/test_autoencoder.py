@@ -115,6 +115,28 @@ def test_auto_architecture_follows_image_size():
         assert min(det.module_.code_size) in range(4, 8)
 
 
+@given(n=st.integers(1, 5000), divisor=st.integers(1, 50))
+def test_auto_batch_size_is_a_clipped_fraction_of_the_samples(n, divisor):
+    low, high = _torch_detector.AUTO_BATCH
+    size = _torch_detector.auto_batch_size(n, "auto", divisor)
+    assert low <= size <= high
+    assert size <= _torch_detector.auto_batch_size(n + 1, "auto", divisor)
+    if low * divisor <= n < (high + 1) * divisor:
+        assert size == n // divisor
+    assert _torch_detector.auto_batch_size(n, 7, divisor) == 7
+
+
+def test_auto_batch_size_is_a_tenth_of_the_images_and_a_twentieth_of_the_rows():
+    from anomalib_lite import AutoencoderDetector
+
+    images = _images(n=200, h=8, w=8)
+    params = {**FAST, "max_iter": 1, "batch_size": "auto"}
+    assert ConvAutoencoderDetector(**params).fit(images).batch_size_ == 20
+    rows = images.reshape(200, -1)
+    dense = AutoencoderDetector(hidden_sizes=(8,), latent_dim=4, max_iter=1, batch_size="auto")
+    assert dense.fit(rows).batch_size_ == 10
+
+
 def test_uint8_images_are_numbers_in_input_units():
     X8 = (_images() * 255).round().astype(np.uint8)
     a = ConvAutoencoderDetector(**FAST).fit(X8)
