@@ -148,12 +148,26 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return X if normal.all() else X[normal]
 
     def _batched(self, func, X):
-        """Apply ``func`` to consecutive row batches of ``X`` and concatenate."""
+        """Apply ``func`` to consecutive row batches of ``X`` and stack the results.
+
+        The output array is allocated once, from the first batch's result, and
+        each batch is written into it: a list of per-batch results kept alive
+        between the batches' large temporaries fragments the heap, so that the
+        process's resident memory grew with the number of batches.
+        """
         n = X.shape[0]
         step = self._batch_rows(X)
         if n <= step:
             return func(X)
-        return np.concatenate([func(X[batch]) for batch in gen_batches(n, step)])
+        batches = gen_batches(n, step)
+        first = next(batches)
+        head = func(X[first])
+        out = np.empty((n, *head.shape[1:]), dtype=head.dtype)
+        out[first] = head
+        del head
+        for batch in batches:
+            out[batch] = func(X[batch])
+        return out
 
     def _anomaly_scores(self, X, func=None):
         """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``
