@@ -99,8 +99,6 @@ def scoring_memory(fast):
                 ("PCADetector", pca, np.float64, "rows"),
                 ("ConvAutoencoderDetector", conv, np.float32, "images"),
             ):
-                if name == "ConvAutoencoderDetector" and n > (4_000 if fast else 50_000):
-                    continue
                 path = Path(tmp) / f"x{n}_{np.dtype(dtype).name}.npy"
                 data = path.exists() and np.load(path, mmap_mode="r")
                 if data is False:
