@@ -233,10 +233,11 @@ class ConvAutoencoderDetector(TorchDetector):
     0.58, below PCA's 0.83), so the code grows with the image, and
     ``'topk'`` scores defects of a few dozen pixels that a mean dilutes.
     Leaky ReLUs (slope 0.2) replaced plain ones because textures leave that
-    plateau sooner with them. Every optimizer step costs a fit about 3 ms on
-    a 2-core CPU whatever its batch, so ``batch_size='auto'`` takes a tenth
-    of the training images at a learning rate of 2e-3 rather than a
-    twentieth at 1e-3: one-class MNIST then scores 0.9654 against 0.9650
+    plateau sooner with them. An optimizer step has a fixed cost besides its
+    arithmetic (on a 2-core CPU a step of 30 MNIST images took 1.6 times as
+    long as one of 15), so ``batch_size='auto'`` takes a tenth of the
+    training images at a learning rate of 2e-3 rather than a twentieth at
+    1e-3: one-class MNIST then scores 0.9654 against 0.9650
     (mean of two seeds) in about 20% less fit time, and 64x64 and 28x28
     textures 0.886 and 0.970 against 0.878 and 0.968 (six seeds).
 

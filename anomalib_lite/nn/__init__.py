@@ -1,8 +1,16 @@
 """Pure torch modules of the library's detectors (no scikit-learn inside)."""
 
-from .conv import ConvAutoencoder
+from .conv import ConvAutoencoder, UnfoldedConvTranspose2d
 from .dense import DenseAutoencoder
 from .dropout import GeneratorDropout
-from .functional import gaussian_blur, ssim_map
+from .functional import conv_transpose2d_unfolded, gaussian_blur, ssim_map
 
-__all__ = ["ConvAutoencoder", "DenseAutoencoder", "GeneratorDropout", "gaussian_blur", "ssim_map"]
+__all__ = [
+    "ConvAutoencoder",
+    "DenseAutoencoder",
+    "GeneratorDropout",
+    "UnfoldedConvTranspose2d",
+    "conv_transpose2d_unfolded",
+    "gaussian_blur",
+    "ssim_map",
+]

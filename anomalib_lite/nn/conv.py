@@ -31,10 +31,10 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     """
 
     def forward(self, input, output_size=None):
-        if output_size is not None or self.groups != 1 or input.dim() != 4:
+        """Transposed convolution of ``input``; ``output_size`` as in the base class."""
+        unfolded = output_size is None and self.groups == 1 and input.dim() == 4
+        if not unfolded or input.device.type != "cpu":
             return super().forward(input, output_size)
-        if input.device.type != "cpu":
-            return super().forward(input)
         return conv_transpose2d_unfolded(
             input,
             self.weight,

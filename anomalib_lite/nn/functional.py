@@ -169,12 +169,9 @@ def conv_transpose2d_unfolded(
     else:
         # An output padding as large as the stride (allowed with dilation)
         # has no fold of that size: fold without padding, then crop or extend.
-        full = tuple(
-            (size - 1) * s + d * (k - 1) + 1
-            for size, s, d, k in zip((height, width), stride, dilation, (k_h, k_w), strict=True)
-        )
-        out = F.fold(cols, full, (k_h, k_w), dilation=dilation, stride=stride)
         (p_h, p_w), (o_h, o_w) = padding, output_padding
+        full = (out_size[0] + 2 * p_h - o_h, out_size[1] + 2 * p_w - o_w)
+        out = F.fold(cols, full, (k_h, k_w), dilation=dilation, stride=stride)
         out = F.pad(out, (-p_w, o_w - p_w, -p_h, o_h - p_h))
     if bias is not None:
         out = out + bias.view(1, c_out, 1, 1)
