@@ -54,13 +54,10 @@ class AutoencoderDetector(TorchDetector):
         Fraction of each training batch, its worst-reconstructed rows, left
         out of the training loss (a trimmed loss), in [0, 1). Use it when the
         training rows may hold outliers: the autoencoder then does not learn
-        to reconstruct them. On the 15 ODDS sets that every peer scores
-        (``python benchmarks/bench_peers.py --tasks odds``),
-        ``trim_fraction=0.2`` (with the default dropout) raised the mean
-        ROC-AUC of the unsupervised protocol (fit on every row, outliers
-        included) from 0.799 to 0.837, and lowered that of one-class training
-        on the normal rows from 0.884 to 0.863. On clean rows a trimmed loss
-        also leaves out the hardest normal rows, which then score as
+        to reconstruct them. It helps when fitting on every row, outliers
+        included, and costs a little on clean rows (the ODDS tables of
+        ``docs/benchmarks.md`` show both protocols): a trimmed loss also
+        leaves out the hardest normal rows, which then score as
         anomalous: on rows near a curve
         (``tests/test_dense.py::test_untrimmed_default_learns_the_hard_ends_of_a_clean_curve``)
         the curve's ends went unlearnt, which is why the default is 0. The
@@ -70,15 +67,10 @@ class AutoencoderDetector(TorchDetector):
         [0, 1); the masks come from ``random_state``'s generator. Dropout
         keeps the network from fitting single rows, so outliers among the
         training rows are learnt less, and no row is left out (unlike
-        ``trim_fraction``). On the 15 ODDS sets of ``python
-        benchmarks/bench_peers.py --tasks odds`` it raised the mean ROC-AUC
-        of the unsupervised protocol from 0.725 without dropout to 0.799
-        (average precision from 0.300 to 0.387); the one-class protocol
-        stayed at 0.884 (its average precision fell from 0.610 to 0.585).
-        It smooths what the network learns, so it costs a little where normal
-        rows hold fine detail: on the image rows of ``docs/benchmarks.md``
-        the one-class ROC-AUC fell from 0.9851 to 0.9826 on digits and from
-        0.9056 to 0.9018 on MNIST. 0 disables it.
+        ``trim_fraction``). This helps most when fitting on every row,
+        outliers included. It smooths what the network learns, so it costs a
+        little where normal rows hold fine detail, such as images. 0
+        disables it.
     batch_size : int, default=64
         Rows per optimizer step. Scoring runs in larger batches: as many rows
         as 64 MiB of the network's activations hold, at least ``batch_size``

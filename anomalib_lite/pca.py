@@ -57,8 +57,8 @@ class PCADetector(BaseDetector):
         when the rows kept could not be fitted), so clean training data loses
         few rows. A float in [0, 1) leaves out that fraction of the rows,
         those that score highest; 0 fits every row once. Trimming costs a
-        second decomposition: see Notes for what it changed on tables and
-        images. The spread around the subspace (``explained_variance_``,
+        second decomposition: see Notes for when it helps. The spread
+        around the subspace (``explained_variance_``,
         ``theta_``), and with it T² and the analytic control limits, is
         measured on every training row, and ``offset_`` is set from the scores
         of every training row. :meth:`partial_fit` trims each batch, except
@@ -124,20 +124,14 @@ class PCADetector(BaseDetector):
     reconstructions is held in memory.
 
     ``trim_fraction`` helps where the training rows hold outliers and costs
-    little where they are clean, hence the default ``'auto'``. In
-    ``python benchmarks/bench_peers.py``, over 15 ODDS tables, fitting on
-    every row, outliers included, the mean ROC-AUC was 0.765 untrimmed, 0.791
-    with ``trim_fraction=0.2`` and 0.796 with ``'auto'`` (PyOD's ``PCA``:
-    0.780); fitting on the normal rows of a split it was 0.832, 0.841 and
-    0.830. On clean training images ``0.2`` lowered one-class digits from
-    0.9961 to 0.9945, one-class MNIST from 0.9526 to 0.9424 and 64x64
-    textures from 0.827 to 0.775, while ``'auto'`` scored 0.9957, 0.9526 and
-    0.827 (on textures no row lay beyond its fence). The fence finds rows that
-    stand apart, not outliers that blend in: in training sets of one digit
-    holding 10% other digits (the protocol of
-    ``test_trimming_recovers_from_outliers_in_the_training_digits``) it left
-    out 1 to 3 of the 11 or 12 planted rows, and the mean ROC-AUC stayed at
-    0.978, where ``0.2`` reached 0.986.
+    little where they are clean, hence the default ``'auto'``: a fixed
+    fraction also leaves out hard normal rows of clean data, while the fence
+    leaves out only rows that stand apart. It does not find outliers that
+    blend in, such as other digits among the training images of one digit
+    (``test_trimming_recovers_from_outliers_in_the_training_digits``). The
+    tables of ``docs/benchmarks.md`` compare ``'auto'``, ``0.2`` and ``0``
+    on the ODDS tables (fitting on every row, outliers included, and on
+    normal rows only) and on clean training images.
 
     Trimming leaves the analytic control limits calibrated because the spread
     is measured on every row: the rows left out are the far ones, so a spread
