@@ -61,8 +61,7 @@ CHECKPOINT_VERSION = 1
 #: Fraction of a cosine run spent warming the learning rate up linearly.
 WARMUP_FRACTION = 0.05
 #: Devices on which Adam runs as one fused kernel per step instead of a loop
-#: over the weight tensors (the default image fit on MNIST runs about 10%
-#: faster on a CPU).
+#: over the weight tensors, which makes a step faster.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 _RUN_ATTRS = ("_run_seed", "_run_start", "_stop_at", "_run_done", "_no_improve")
 
@@ -239,7 +238,7 @@ class TorchDetector(BaseDetector):
         return self.module_
 
     #: Memory format of the network's inputs and weights (channels-last
-    #: convolutions run about 20% faster on CPUs); None keeps the default.
+    #: convolutions run faster on CPUs); None keeps the default.
     _memory_format = None
 
     def _place_module(self):
@@ -743,8 +742,8 @@ class TorchDetector(BaseDetector):
         Scores do not depend on the batching beyond float32 rounding
         (evaluation mode: each sample's score is its own), so the batch is
         sized for throughput: on a GPU a batch of ``batch_size_`` small
-        images is launch-bound, on a CPU a dense network runs several times
-        faster on thousands of rows.
+        images is launch-bound, and on a CPU a dense network runs faster on
+        thousands of rows at once.
         """
         rows = min(MAX_SCORING_ROWS, SCORING_MEMORY // max(1, self._row_bytes))
         return max(self.batch_size_, rows)

@@ -15,7 +15,7 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     The same layer (parameters, initialization, state dict and result, to
     rounding) as its base class. On the CPU, batched input with
     ``groups=1`` runs :func:`~anomalib_lite.nn.functional.conv_transpose2d_unfolded`,
-    several times faster than oneDNN's kernel for the few output channels
+    which is faster than oneDNN's kernel for the few output channels
     of an image decoder's last layer; anything else (other devices,
     ``output_size``, groups) runs the base class's kernel.
 

@@ -114,7 +114,7 @@ def conv_transpose2d_unfolded(
     ``groups=1`` (to rounding), by another route: each input pixel's
     channels times the weight give the ``out_channels x kH x kW`` block it
     scatters, and :func:`torch.nn.functional.fold` sums the overlapping
-    blocks into the output. On the CPU this is several times faster than
+    blocks into the output. On the CPU this is faster than
     oneDNN's kernel when ``out_channels`` is small (the last layer of an
     image decoder, one or three channels), and slower when it is large.
 
