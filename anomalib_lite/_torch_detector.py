@@ -41,6 +41,7 @@ from .utils._torch import (
     check_device,
     check_threads,
     deterministic_cudnn,
+    device_available,
     draw_seed,
     generator_seed,
     init_weights,
@@ -49,7 +50,7 @@ from .utils._torch import (
     seeded_dropout,
     torch_threads,
 )
-from .utils._validation import check_float, check_int, check_option
+from .utils._validation import check_bool, check_float, check_int, check_option
 
 __all__ = ["TorchDetector", "check_dense", "check_int_tuple"]
 
@@ -116,11 +117,6 @@ def activation_bytes(module, x):
     return total
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}.")
-
-
 def _cpu_copy(tree):
     """A detached CPU copy of a (nested) state dict."""
     if isinstance(tree, torch.Tensor):
@@ -137,15 +133,6 @@ def _as_tuples(value):
     if isinstance(value, list):
         return tuple(_as_tuples(v) for v in value)
     return value
-
-
-def _device_available(device):
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
-    if dev.type == "mps":
-        return torch.backends.mps.is_available()
-    return dev.type == "cpu"
 
 
 @contextlib.contextmanager
@@ -199,11 +186,11 @@ class TorchDetector(BaseDetector):
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
-        _check_bool(self.early_stopping, "early_stopping")
+        check_bool(self.early_stopping, "early_stopping")
         check_float(self.validation_fraction, "validation_fraction", low=0, high=1)
         check_int(self.n_iter_no_change, "n_iter_no_change", min_value=1)
         check_float(self.tol, "tol", low=0, closed="left")
-        _check_bool(self.warm_start, "warm_start")
+        check_bool(self.warm_start, "warm_start")
         if not isinstance(self.verbose, (bool, np.bool_)):
             check_int(self.verbose, "verbose", min_value=0)
         check_device(self.device)
@@ -720,7 +707,7 @@ class TorchDetector(BaseDetector):
         super().__setstate__(state)
         if weights is None:
             return
-        if not _device_available(self.device_):
+        if not device_available(self.device_):
             warnings.warn(
                 f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
                 "is not available here; it is loaded on the CPU (device_='cpu').",

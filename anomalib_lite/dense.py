@@ -6,7 +6,7 @@ import torch
 from ._torch_detector import TorchDetector, check_int_tuple
 from .nn import DenseAutoencoder
 from .utils._trimming import n_kept
-from .utils._validation import check_float, check_int
+from .utils._validation import check_bool, check_float, check_int
 
 __all__ = ["AutoencoderDetector"]
 
@@ -224,8 +224,7 @@ class AutoencoderDetector(TorchDetector):
         super()._check_params()
         check_int_tuple(self.hidden_sizes, "hidden_sizes")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise TypeError(f"standardize must be a bool, got {type(self.standardize).__name__}.")
+        check_bool(self.standardize, "standardize")
         check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.dropout, "dropout", low=0, high=1, closed="left")
 

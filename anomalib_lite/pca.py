@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector, _rows_per_batch
 from .utils._trimming import n_kept, within_fence
-from .utils._validation import check_float, check_int, check_option
+from .utils._validation import check_bool, check_float, check_int, check_option
 
 __all__ = ["PCADetector"]
 
@@ -221,8 +221,7 @@ class PCADetector(BaseDetector):
                 )
         check_option(self.statistic, "statistic", _SCORES)
         check_option(self.svd_solver, "svd_solver", _SOLVERS)
-        if not isinstance(self.whiten, (bool, np.bool_)):
-            raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
+        check_bool(self.whiten, "whiten")
         if not self._auto_trim():
             if isinstance(self.trim_fraction, str):
                 raise TypeError(

@@ -29,7 +29,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .base import BaseDetector
 from .metrics import _check_scores, _cut_counts
-from .utils._validation import check_float, check_labels, check_numeric_dtype, check_option
+from .utils._validation import (
+    check_bool,
+    check_float,
+    check_labels,
+    check_numeric_dtype,
+    check_option,
+)
 
 __all__ = [
     "CalibratedDetector",
@@ -413,8 +419,7 @@ class CalibratedDetector(BaseDetector):
                 f"calibration_size={size!r} must be in (0, 1) when a float (the share "
                 "of normal rows held out), or an int count."
             )
-        if not isinstance(self.refit, (bool, np.bool_)):
-            raise TypeError(f"refit must be a bool, got {type(self.refit).__name__}.")
+        check_bool(self.refit, "refit")
         if self.method == "analytic" and not hasattr(_final_step(det), "analytic_limit"):
             raise TypeError(
                 f"method='analytic' needs a detector with an analytic_limit(alpha) "

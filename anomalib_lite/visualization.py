@@ -21,6 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
 
 from .utils._validation import (
+    check_bool,
     check_float,
     check_int,
     check_labels,
@@ -589,8 +590,7 @@ def reconstruction_figure(
     >>> figure.mode, figure.height > 3 * 96
     ('RGB', True)
     """
-    if not isinstance(overlay, (bool, np.bool_)):
-        raise TypeError(f"overlay must be a bool, got {overlay!r}.")
+    check_bool(overlay, "overlay")
     if (
         not isinstance(mask_color, (tuple, list))
         or len(mask_color) != 3

@@ -4,7 +4,9 @@ Every message names the parameter, shows the value, says what was expected
 and hints at a fix.
 """
 
+import os
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +47,31 @@ def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
     if max_value is not None and value > max_value:
         raise ValueError(f"{name}={value!r} must be <= {max_value}.")
     return int(value)
+
+
+def check_bool(value, name):
+    """Validate a boolean parameter (``bool`` or ``numpy.bool_``) and return it as ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}."
+        )
+    return bool(value)
+
+
+def check_path(path, name="path", *, must_exist=False):
+    """Validate a file path parameter (``str`` or ``os.PathLike``) and return it as a ``Path``.
+
+    With ``must_exist=True`` a path that names nothing raises ``FileNotFoundError``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} "
+            f"{path!r}."
+        )
+    path = Path(path)
+    if must_exist and not path.exists():
+        raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
+    return path
 
 
 def check_float(value, name, *, low=None, high=None, closed="neither", allow_none=False):
