@@ -171,39 +171,64 @@ def check_magnitude(X, limit, name="X"):
         )
 
 
-def check_labels(y, n_samples):
-    """Validate anomaly labels and return the boolean mask of normal rows.
+def anomaly_labels(y, n_samples=None, *, name="y"):
+    """Validate anomaly labels and return the boolean mask of anomalies.
 
     Labels follow one convention: ``0`` = normal, ``1`` = anomaly
-    (booleans are accepted, ``True`` = anomaly).
+    (booleans are accepted, ``True`` = anomaly). A column vector is accepted
+    as 1-D. With ``n_samples`` the number of labels must match it.
     """
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
     if y_arr.ndim != 1:
         raise ValueError(
-            f"y must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape {y_arr.shape}."
+            f"{name} must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape "
+            f"{y_arr.shape}."
         )
-    if y_arr.shape[0] != n_samples:
+    if n_samples is not None and y_arr.shape[0] != n_samples:
         raise ValueError(
-            f"y has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
+            f"{name} has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
         )
     if y_arr.dtype.kind not in "biuf":
         raise TypeError(
-            f"Unknown label type: y has dtype {y_arr.dtype}; expected integer "
-            "labels 0 (normal) and 1 (anomaly)."
+            f"Unknown label type: {name} has dtype {y_arr.dtype}; expected labels "
+            "0 (normal) and 1 (anomaly)."
         )
     values = np.unique(y_arr)
     if not np.all(np.isin(values, (0, 1))):
         shown = values[:10].tolist()
         raise ValueError(
-            f"y must contain only 0 (normal) and 1 (anomaly); got values {shown}. "
+            f"{name} must contain only 0 (normal) and 1 (anomaly); got values {shown}. "
             "Map your labels first, e.g. y = (labels != normal_class).astype(int)."
         )
-    normal = y_arr == 0
+    return y_arr == 1
+
+
+def check_labels(y, n_samples):
+    """Validate training labels and return the boolean mask of normal rows.
+
+    See :func:`anomaly_labels`; at least one row must be normal, since
+    detectors learn from the normal rows only.
+    """
+    normal = ~anomaly_labels(y, n_samples)
     if not normal.any():
         raise ValueError(
             "y marks every sample as an anomaly (1); detectors learn from normal "
             "samples (0) only, so at least one normal sample is needed."
         )
     return normal
+
+
+def check_scores(values, name, n=None):
+    """Validate a non-empty 1-D array of finite scores (of length ``n`` if given)."""
+    s = np.asarray(values, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {s.shape}.")
+    if n is not None and s.shape[0] != n:
+        raise ValueError(
+            f"{name} has {s.shape[0]} scores but there are {n} labels; they must match."
+        )
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite scores.")
+    return s
