@@ -32,7 +32,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .base import BaseDetector
@@ -50,9 +49,15 @@ from .utils._torch import (
     seeded_dropout,
     torch_threads,
 )
-from .utils._validation import check_bool, check_float, check_int, check_option
+from .utils._validation import (
+    check_bool,
+    check_dense,
+    check_float,
+    check_int,
+    check_option,
+)
 
-__all__ = ["TorchDetector", "check_dense", "check_int_tuple"]
+__all__ = ["TorchDetector"]
 
 logger = logging.getLogger("anomalib_lite")
 
@@ -66,15 +71,6 @@ WARMUP_FRACTION = 0.05
 #: faster on a CPU).
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 _RUN_ATTRS = ("_run_seed", "_run_start", "_stop_at", "_run_done", "_no_improve")
-
-
-def check_dense(X, name="X"):
-    """Refuse scipy sparse input with a message that says so."""
-    if sp.issparse(X):
-        raise TypeError(
-            f"{name} is a sparse {type(X).__name__}; sparse input is not supported by the "
-            f"autoencoder detectors. Pass a dense array, e.g. {name}.toarray()."
-        )
 
 
 #: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples
@@ -796,19 +792,6 @@ class TorchDetector(BaseDetector):
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))
-
-
-def check_int_tuple(value, name):
-    """Validate None or a non-empty sequence of positive ints (layer sizes)."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        raise TypeError(
-            f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
-        )
-    if len(value) == 0:
-        raise ValueError(f"{name}=() needs at least one entry, e.g. (16, 32).")
-    return tuple(check_int(v, f"each entry of {name}", min_value=1) for v in value)
 
 
 def _jsonable(value):

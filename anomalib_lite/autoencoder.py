@@ -11,10 +11,17 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 from torch import nn
 
-from ._torch_detector import TorchDetector, check_dense, check_int_tuple
+from ._torch_detector import TorchDetector
 from .nn import ConvAutoencoder
 from .nn.functional import gaussian_blur, ssim_map
-from .utils._validation import check_float, check_int, check_numeric_dtype, check_option
+from .utils._validation import (
+    check_dense,
+    check_float,
+    check_int,
+    check_int_tuple,
+    check_numeric_dtype,
+    check_option,
+)
 
 __all__ = ["ConvAutoencoderDetector"]
 

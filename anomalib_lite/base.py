@@ -17,11 +17,11 @@ higher means more anomalous. The base class derives everything else.
 import warnings
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import ClassifierTags, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .utils._batching import rows_per_batch
 from .utils._trimming import INNER_FENCE_IQRS, tukey_fence
 from .utils._validation import (
     check_contamination,
@@ -58,14 +58,6 @@ def auto_threshold(anomaly_scores):
     7.0
     """
     return tukey_fence(anomaly_scores, INNER_FENCE_IQRS)[0]
-
-
-def _rows_per_batch(bytes_per_row, batch_size=None):
-    """Rows scored at once: ``batch_size`` or what fits in ``working_memory``."""
-    if batch_size is not None:
-        return batch_size
-    working_memory = get_config()["working_memory"] * 2**20
-    return int(max(1, min(8192, working_memory // max(1, bytes_per_row))))
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -128,7 +120,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _batch_rows(self, X):
         """Rows per scoring batch; subclasses may override."""
         row_bytes = 8 * int(np.prod(X.shape[1:])) * 3
-        return _rows_per_batch(row_bytes, getattr(self, "batch_size", None))
+        return rows_per_batch(row_bytes, getattr(self, "batch_size", None))
 
     # ------------------------------------------------------------- machinery
     @staticmethod

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from ._torch_detector import TorchDetector, check_int_tuple
+from ._torch_detector import TorchDetector
 from .nn import DenseAutoencoder
 from .utils._trimming import n_kept
-from .utils._validation import check_bool, check_float, check_int
+from .utils._validation import check_bool, check_float, check_int, check_int_tuple
 
 __all__ = ["AutoencoderDetector"]
 

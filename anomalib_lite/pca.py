@@ -10,7 +10,8 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.utils.validation import check_is_fitted
 
-from .base import BaseDetector, _rows_per_batch
+from .base import BaseDetector
+from .utils._batching import rows_per_batch
 from .utils._trimming import n_kept, within_fence
 from .utils._validation import check_bool, check_float, check_int, check_option
 
@@ -547,7 +548,7 @@ class PCADetector(BaseDetector):
 
     def _batch_rows(self, X):
         row_bytes = 8 * (3 * X.shape[1] + self.components_.shape[0])
-        return _rows_per_batch(row_bytes, self.batch_size)
+        return rows_per_batch(row_bytes, self.batch_size)
 
     def _set_offset(self, anomaly_scores):
         if self.control_limit is None:

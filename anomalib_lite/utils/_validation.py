@@ -12,6 +12,28 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def check_int_tuple(value, name):
+    """Validate None or a non-empty sequence of positive ints (layer sizes)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(
+            f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
+        )
+    if len(value) == 0:
+        raise ValueError(f"{name}=() needs at least one entry, e.g. (16, 32).")
+    return tuple(check_int(v, f"each entry of {name}", min_value=1) for v in value)
+
+
+def check_dense(X, name="X"):
+    """Refuse scipy sparse input with a message that says so."""
+    if sp.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported by the "
+            f"autoencoder detectors. Pass a dense array, e.g. {name}.toarray()."
+        )
+
+
 def check_contamination(contamination):
     """Validate ``contamination``: ``'auto'`` or a float in (0, 0.5]."""
     if isinstance(contamination, str):
