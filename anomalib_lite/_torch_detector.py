@@ -12,7 +12,7 @@ subclass supplies the network and the input geometry through these hooks:
   and the geometry attributes;
 * ``_train_loss(out, x)`` is the scalar training loss of a batch;
 * ``_errors(x, out)`` is the per-sample squared error in input units, shaped
-  like one sample; ``_statistic(errors, x, out)`` reduces it to one anomaly
+  like one sample; ``_score_errors(errors, x, out)`` reduces it to one anomaly
   score per sample; ``_from_tensor(out)`` maps reconstructions back to input
   units and layout.
 
@@ -746,7 +746,7 @@ class TorchDetector(BaseDetector):
         return x, out
 
     def _anomaly_score(self, X):
-        return self._outputs(X, lambda x, out, _: self._statistic(self._errors(x, out), x, out))
+        return self._outputs(X, lambda x, out, _: self._score_errors(self._errors(x, out), x, out))
 
     def _outputs(self, X, func):
         """``func(x, out, batch)`` over the batches of validated ``X``, as float64."""

@@ -26,7 +26,7 @@ from .utils._validation import (
 __all__ = ["ConvAutoencoderDetector"]
 
 _LOSSES = ("mse", "ssim", "mse+ssim")
-_STATISTICS = ("mean", "smooth", "max", "topk")
+_IMAGE_SCORES = ("mean", "smooth", "max", "topk")
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
 #: Channels chosen by ``channels=None``: ``DEEP_CHANNELS`` on the deepest
@@ -39,7 +39,7 @@ SMOOTHING_SIDE = 28
 #: image, at least ``MIN_LATENT``.
 MIN_LATENT = 16
 PIXELS_PER_CODE = 64
-#: ``statistic='topk'`` averages the top ``TOP_FRACTION`` of the pixels, at
+#: ``image_score='topk'`` averages the top ``TOP_FRACTION`` of the pixels, at
 #: least ``MIN_TOP_PIXELS`` of them (a 4x4 patch).
 TOP_FRACTION = 0.05
 MIN_TOP_PIXELS = 16
@@ -96,7 +96,7 @@ class ConvAutoencoderDetector(TorchDetector):
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (structural
         similarity, Gaussian window of sigma 1.5), or their sum.
-    statistic : {'topk', 'smooth', 'mean', 'max'}, default='topk'
+    image_score : {'topk', 'smooth', 'mean', 'max'}, default='topk'
         Image-level anomaly score. ``'mean'``: the mean squared error.
         The others aggregate :meth:`anomaly_map`, the squared residual after
         Gaussian smoothing (which ignores the pixel-level misalignment at
@@ -263,7 +263,7 @@ class ConvAutoencoderDetector(TorchDetector):
     0.003 and 64x64 textures 0.03. On textures the fit is still improving
     after 30 epochs (0.84 on average over three seeds, 0.93 after 60): a
     grid search in ``benchmarks/bench_peers.py`` picks ``max_iter=60,
-    statistic='max'``, at twice the fit time. See ``docs/benchmarks.md``
+    image_score='max'``, at twice the fit time. See ``docs/benchmarks.md``
     for every figure.
 
     Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
@@ -308,7 +308,7 @@ class ConvAutoencoderDetector(TorchDetector):
         channels=None,
         latent_dim=None,
         loss="mse",
-        statistic="topk",
+        image_score="topk",
         smoothing="auto",
         batch_size="auto",
         learning_rate_init=2e-3,
@@ -330,7 +330,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.channels = channels
         self.latent_dim = latent_dim
         self.loss = loss
-        self.statistic = statistic
+        self.image_score = image_score
         self.smoothing = smoothing
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -355,7 +355,7 @@ class ConvAutoencoderDetector(TorchDetector):
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_option(self.loss, "loss", _LOSSES)
-        check_option(self.statistic, "statistic", _STATISTICS)
+        check_option(self.image_score, "image_score", _IMAGE_SCORES)
         if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
             check_float(self.smoothing, "smoothing", low=0, closed="left")
 
@@ -569,13 +569,13 @@ class ConvAutoencoderDetector(TorchDetector):
             residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
 
-    def _statistic(self, errors, x, out):
-        if self.statistic == "mean":
+    def _score_errors(self, errors, x, out):
+        if self.image_score == "mean":
             return errors.flatten(1).mean(1)
         pixel_map = self._pixel_map(x, out).flatten(1)
-        if self.statistic == "smooth":
+        if self.image_score == "smooth":
             return pixel_map.mean(1)
-        if self.statistic == "max":
+        if self.image_score == "max":
             return pixel_map.max(1).values
         n_pixels = pixel_map.shape[1]
         k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))

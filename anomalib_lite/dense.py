@@ -50,13 +50,13 @@ class AutoencoderDetector(TorchDetector):
     standardize : bool, default=True
         Standardize each feature by its training mean and standard deviation
         (constant features by 1). Errors are then in standard-deviation units.
-    trim_fraction : float, default=0.0
+    loss_trim_fraction : float, default=0.0
         Fraction of each training batch, its worst-reconstructed rows, left
         out of the training loss (a trimmed loss), in [0, 1). Use it when the
         training rows may hold outliers: the autoencoder then does not learn
         to reconstruct them. On the 15 ODDS sets that every peer scores
         (``python benchmarks/bench_peers.py --tasks odds``),
-        ``trim_fraction=0.2`` (with the default dropout) raised the mean
+        ``loss_trim_fraction=0.2`` (with the default dropout) raised the mean
         ROC-AUC of the unsupervised protocol (fit on every row, outliers
         included) from 0.799 to 0.837, and lowered that of one-class training
         on the normal rows from 0.884 to 0.863. On clean rows a trimmed loss
@@ -70,7 +70,7 @@ class AutoencoderDetector(TorchDetector):
         [0, 1); the masks come from ``random_state``'s generator. Dropout
         keeps the network from fitting single rows, so outliers among the
         training rows are learnt less, and no row is left out (unlike
-        ``trim_fraction``). On the 15 ODDS sets of ``python
+        ``loss_trim_fraction``). On the 15 ODDS sets of ``python
         benchmarks/bench_peers.py --tasks odds`` it raised the mean ROC-AUC
         of the unsupervised protocol from 0.725 without dropout to 0.799
         (average precision from 0.300 to 0.387); the one-class protocol
@@ -181,7 +181,7 @@ class AutoencoderDetector(TorchDetector):
         hidden_sizes=None,
         latent_dim=None,
         standardize=True,
-        trim_fraction=0.0,
+        loss_trim_fraction=0.0,
         dropout=0.3,
         batch_size=64,
         learning_rate_init=2e-3,
@@ -202,7 +202,7 @@ class AutoencoderDetector(TorchDetector):
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.standardize = standardize
-        self.trim_fraction = trim_fraction
+        self.loss_trim_fraction = loss_trim_fraction
         self.dropout = dropout
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -225,7 +225,7 @@ class AutoencoderDetector(TorchDetector):
         check_int_tuple(self.hidden_sizes, "hidden_sizes")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_bool(self.standardize, "standardize")
-        check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
+        check_float(self.loss_trim_fraction, "loss_trim_fraction", low=0, high=1, closed="left")
         check_float(self.dropout, "dropout", low=0, high=1, closed="left")
 
     def _check_geometry(self, X):
@@ -279,16 +279,16 @@ class AutoencoderDetector(TorchDetector):
         return torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
 
     def _train_loss(self, out, x):
-        if not (self.trim_fraction and self.module_.training):
+        if not (self.loss_trim_fraction and self.module_.training):
             return torch.nn.functional.mse_loss(out, x)
         per_row = (out - x).square().mean(1)
-        keep = n_kept(per_row.shape[0], self.trim_fraction)
+        keep = n_kept(per_row.shape[0], self.loss_trim_fraction)
         return per_row.topk(keep, largest=False).values.mean()
 
     def _errors(self, x, out):
         return (out - x).square()
 
-    def _statistic(self, errors, x, out):
+    def _score_errors(self, errors, x, out):
         return errors.mean(1)
 
     def _from_tensor(self, out, like):

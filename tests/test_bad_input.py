@@ -377,7 +377,7 @@ def _control_limit(ctx):
 def _trim_fraction(ctx):
     return [
         lambda: PCADetector(trim_fraction=1.0).fit(_X()),
-        lambda: clone(ctx.fitted[1]).set_params(trim_fraction=1.0).fit(_X()),
+        lambda: clone(ctx.fitted[1]).set_params(loss_trim_fraction=1.0).fit(_X()),
     ]
 
 
