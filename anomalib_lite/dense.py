@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from ._torch_detector import TorchDetector
 from .nn import DenseAutoencoder
@@ -152,6 +153,10 @@ class AutoencoderDetector(TorchDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Number of features seen during fit.
+    sample_shape_ : tuple of int
+        ``(n_features_in_,)``: samples are flat rows. Image tools such as
+        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
+        images to the detector reshaped to it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -219,6 +224,12 @@ class AutoencoderDetector(TorchDetector):
         self.checkpoint_path = checkpoint_path
         self.random_state = random_state
         self.verbose = verbose
+
+    @property
+    def sample_shape_(self):
+        """Shape of one sample of ``X`` as ``fit`` took it: ``(n_features_in_,)``."""
+        check_is_fitted(self)
+        return (self.n_features_in_,)
 
     def _check_params(self):
         super()._check_params()

@@ -110,6 +110,10 @@ class PCADetector(BaseDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Number of features seen during fit.
+    sample_shape_ : tuple of int
+        ``(n_features_in_,)``: samples are flat rows. Image tools such as
+        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
+        images to the detector reshaped to it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -202,6 +206,12 @@ class PCADetector(BaseDetector):
         self.control_limit = control_limit
         self.batch_size = batch_size
         self.random_state = random_state
+
+    @property
+    def sample_shape_(self):
+        """Shape of one sample of ``X`` as ``fit`` took it: ``(n_features_in_,)``."""
+        check_is_fitted(self)
+        return (self.n_features_in_,)
 
     # ------------------------------------------------------------ validation
     def _check_params(self):

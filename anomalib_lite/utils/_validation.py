@@ -4,6 +4,7 @@ Every message names the parameter, shows the value, says what was expected
 and hints at a fix.
 """
 
+import math
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -94,6 +95,50 @@ def check_path(path, name="path", *, must_exist=False):
     if must_exist and not path.exists():
         raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
     return path
+
+
+def check_image_shape(image_shape, n_features=None):
+    """Validate ``image_shape`` and return it as ``(C, H, W)``, or None.
+
+    ``image_shape`` is None, or ``(H, W)`` or ``(C, H, W)`` of positive ints
+    (``(H, W)`` means one channel). One entry may be -1, as in
+    ``numpy.reshape``: it is inferred from ``n_features`` when given, and left
+    as -1 otherwise. With ``n_features`` the shape must hold exactly that many
+    values (the features of one row).
+    """
+    if image_shape is None:
+        return None
+    ok = isinstance(image_shape, (tuple, list)) and len(image_shape) in (2, 3)
+    ok = ok and all(isinstance(s, Integral) and not isinstance(s, bool) for s in image_shape)
+    if not ok:
+        raise TypeError(
+            "image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got "
+            f"{image_shape!r}."
+        )
+    shape = tuple(int(s) for s in image_shape)
+    n_wild = shape.count(-1)
+    if n_wild > 1 or any(s < 1 and s != -1 for s in shape):
+        raise ValueError(
+            f"image_shape={shape!r} must hold positive sizes, with at most one -1 "
+            "(a size inferred from the number of features, as in numpy.reshape)."
+        )
+    shape = (1, *shape) if len(shape) == 2 else shape
+    if n_features is None:
+        return shape
+    if n_wild:
+        known = math.prod(s for s in shape if s != -1)
+        if n_features % known:
+            raise ValueError(
+                f"image_shape={image_shape!r} cannot hold rows of {n_features} "
+                f"features: {n_features} is not a multiple of {known}."
+            )
+        shape = tuple(n_features // known if s == -1 else s for s in shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"image_shape={image_shape!r} needs {math.prod(shape)} features per row, but X "
+            f"has {n_features}; set image_shape to the size of the images in the rows."
+        )
+    return shape
 
 
 def check_float(value, name, *, low=None, high=None, closed="neither", allow_none=False):
