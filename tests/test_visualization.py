@@ -244,7 +244,7 @@ def test_detector_errors_reach_the_caller_unchanged():
         def reconstruct(self, X):
             raise ValueError("no thanks")
 
-    with pytest.raises(ValueError, match="^no thanks$"):
+    with pytest.raises(ValueError, match=r"^no thanks$"):
         reconstruction_panels(Picky(), _square_images())
 
 
