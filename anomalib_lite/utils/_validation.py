@@ -88,8 +88,7 @@ def check_path(path, name="path", *, must_exist=False):
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
-            f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} "
-            f"{path!r}."
+            f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} {path!r}."
         )
     path = Path(path)
     if must_exist and not path.exists():
@@ -112,8 +111,7 @@ def check_image_shape(image_shape, n_features=None):
     ok = ok and all(isinstance(s, Integral) and not isinstance(s, bool) for s in image_shape)
     if not ok:
         raise TypeError(
-            "image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got "
-            f"{image_shape!r}."
+            f"image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got {image_shape!r}."
         )
     shape = tuple(int(s) for s in image_shape)
     n_wild = shape.count(-1)
