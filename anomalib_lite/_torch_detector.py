@@ -12,7 +12,7 @@ subclass supplies the network and the input geometry through these hooks:
   and the geometry attributes;
 * ``_train_loss(out, x)`` is the scalar training loss of a batch;
 * ``_errors(x, out)`` is the per-sample squared error in input units, shaped
-  like one sample; ``_statistic(errors, x, out)`` reduces it to one anomaly
+  like one sample; ``_score_errors(errors, x, out)`` reduces it to one anomaly
   score per sample; ``_from_tensor(out)`` maps reconstructions back to input
   units and layout.
 
@@ -32,7 +32,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from .base import BaseDetector
@@ -41,6 +40,7 @@ from .utils._torch import (
     check_device,
     check_threads,
     deterministic_cudnn,
+    device_available,
     draw_seed,
     generator_seed,
     init_weights,
@@ -49,9 +49,15 @@ from .utils._torch import (
     seeded_dropout,
     torch_threads,
 )
-from .utils._validation import check_float, check_int, check_option
+from .utils._validation import (
+    check_bool,
+    check_dense,
+    check_float,
+    check_int,
+    check_option,
+)
 
-__all__ = ["TorchDetector", "check_dense", "check_int_tuple"]
+__all__ = ["TorchDetector"]
 
 logger = logging.getLogger("anomalib_lite")
 
@@ -64,15 +70,6 @@ WARMUP_FRACTION = 0.05
 #: over the weight tensors, which makes a step faster.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 _RUN_ATTRS = ("_run_seed", "_run_start", "_stop_at", "_run_done", "_no_improve")
-
-
-def check_dense(X, name="X"):
-    """Refuse scipy sparse input with a message that says so."""
-    if sp.issparse(X):
-        raise TypeError(
-            f"{name} is a sparse {type(X).__name__}; sparse input is not supported by the "
-            f"autoencoder detectors. Pass a dense array, e.g. {name}.toarray()."
-        )
 
 
 #: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples
@@ -115,11 +112,6 @@ def activation_bytes(module, x):
     return total
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}.")
-
-
 def _cpu_copy(tree):
     """A detached CPU copy of a (nested) state dict."""
     if isinstance(tree, torch.Tensor):
@@ -136,15 +128,6 @@ def _as_tuples(value):
     if isinstance(value, list):
         return tuple(_as_tuples(v) for v in value)
     return value
-
-
-def _device_available(device):
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
-    if dev.type == "mps":
-        return torch.backends.mps.is_available()
-    return dev.type == "cpu"
 
 
 @contextlib.contextmanager
@@ -198,11 +181,11 @@ class TorchDetector(BaseDetector):
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
-        _check_bool(self.early_stopping, "early_stopping")
+        check_bool(self.early_stopping, "early_stopping")
         check_float(self.validation_fraction, "validation_fraction", low=0, high=1)
         check_int(self.n_iter_no_change, "n_iter_no_change", min_value=1)
         check_float(self.tol, "tol", low=0, closed="left")
-        _check_bool(self.warm_start, "warm_start")
+        check_bool(self.warm_start, "warm_start")
         if not isinstance(self.verbose, (bool, np.bool_)):
             check_int(self.verbose, "verbose", min_value=0)
         check_device(self.device)
@@ -719,7 +702,7 @@ class TorchDetector(BaseDetector):
         super().__setstate__(state)
         if weights is None:
             return
-        if not _device_available(self.device_):
+        if not device_available(self.device_):
             warnings.warn(
                 f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
                 "is not available here; it is loaded on the CPU (device_='cpu').",
@@ -762,7 +745,7 @@ class TorchDetector(BaseDetector):
         return x, out
 
     def _anomaly_score(self, X):
-        return self._outputs(X, lambda x, out, _: self._statistic(self._errors(x, out), x, out))
+        return self._outputs(X, lambda x, out, _: self._score_errors(self._errors(x, out), x, out))
 
     def _outputs(self, X, func):
         """``func(x, out, batch)`` over the batches of validated ``X``, as float64."""
@@ -808,19 +791,6 @@ class TorchDetector(BaseDetector):
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))
-
-
-def check_int_tuple(value, name):
-    """Validate None or a non-empty sequence of positive ints (layer sizes)."""
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-        raise TypeError(
-            f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
-        )
-    if len(value) == 0:
-        raise ValueError(f"{name}=() needs at least one entry, e.g. (16, 32).")
-    return tuple(check_int(v, f"each entry of {name}", min_value=1) for v in value)
 
 
 def _jsonable(value):

@@ -2,24 +2,31 @@
 
 import functools
 import math
-from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import check_array
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._torch_detector import TorchDetector, check_dense, check_int_tuple
+from ._torch_detector import TorchDetector
 from .nn import ConvAutoencoder
 from .nn.functional import gaussian_blur, ssim_map
-from .utils._validation import check_float, check_int, check_numeric_dtype, check_option
+from .utils._validation import (
+    check_dense,
+    check_float,
+    check_image_shape,
+    check_int,
+    check_int_tuple,
+    check_numeric_dtype,
+    check_option,
+)
 
 __all__ = ["ConvAutoencoderDetector"]
 
 _LOSSES = ("mse", "ssim", "mse+ssim")
-_STATISTICS = ("mean", "smooth", "max", "topk")
+_IMAGE_SCORES = ("mean", "smooth", "max", "topk")
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
 #: Channels chosen by ``channels=None``: ``DEEP_CHANNELS`` on the deepest
@@ -32,7 +39,7 @@ SMOOTHING_SIDE = 28
 #: image, at least ``MIN_LATENT``.
 MIN_LATENT = 16
 PIXELS_PER_CODE = 64
-#: ``statistic='topk'`` averages the top ``TOP_FRACTION`` of the pixels, at
+#: ``image_score='topk'`` averages the top ``TOP_FRACTION`` of the pixels, at
 #: least ``MIN_TOP_PIXELS`` of them (a 4x4 patch).
 TOP_FRACTION = 0.05
 MIN_TOP_PIXELS = 16
@@ -89,7 +96,7 @@ class ConvAutoencoderDetector(TorchDetector):
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (structural
         similarity, Gaussian window of sigma 1.5), or their sum.
-    statistic : {'topk', 'smooth', 'mean', 'max'}, default='topk'
+    image_score : {'topk', 'smooth', 'mean', 'max'}, default='topk'
         Image-level anomaly score. ``'mean'``: the mean squared error.
         The others aggregate :meth:`anomaly_map`, the squared residual after
         Gaussian smoothing (which ignores the pixel-level misalignment at
@@ -201,6 +208,12 @@ class ConvAutoencoderDetector(TorchDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Values per image, ``C * H * W``.
+    sample_shape_ : tuple of int
+        Shape of one sample of ``X`` as ``fit`` takes it: ``input_shape_``
+        for images, ``(n_features_in_,)`` for flat rows with ``image_shape``.
+        Image tools such as
+        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
+        images to the detector reshaped to it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` is a DataFrame with
         string column names (2-D rows only).
@@ -278,7 +291,7 @@ class ConvAutoencoderDetector(TorchDetector):
         channels=None,
         latent_dim=None,
         loss="mse",
-        statistic="topk",
+        image_score="topk",
         smoothing="auto",
         batch_size="auto",
         learning_rate_init=2e-3,
@@ -300,7 +313,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.channels = channels
         self.latent_dim = latent_dim
         self.loss = loss
-        self.statistic = statistic
+        self.image_score = image_score
         self.smoothing = smoothing
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -318,49 +331,24 @@ class ConvAutoencoderDetector(TorchDetector):
         self.random_state = random_state
         self.verbose = verbose
 
+    @property
+    def sample_shape_(self):
+        """Shape of one sample of ``X`` as ``fit`` takes it: flat rows with ``image_shape``."""
+        check_is_fitted(self)
+        if self.image_shape is not None:
+            return (self.n_features_in_,)
+        return self.input_shape_
+
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
-        self._param_image_shape()
+        check_image_shape(self.image_shape)
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_option(self.loss, "loss", _LOSSES)
-        check_option(self.statistic, "statistic", _STATISTICS)
+        check_option(self.image_score, "image_score", _IMAGE_SCORES)
         if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
             check_float(self.smoothing, "smoothing", low=0, closed="left")
-
-    def _param_image_shape(self, n_features=None):
-        """``image_shape`` as ``(C, H, W)``, or None.
-
-        One entry may be -1 (as in ``numpy.reshape``): it is inferred from
-        ``n_features`` when given, and left as -1 otherwise.
-        """
-        shape = self.image_shape
-        if shape is None:
-            return None
-        ok = isinstance(shape, (tuple, list)) and len(shape) in (2, 3)
-        ok = ok and all(isinstance(s, Integral) and not isinstance(s, bool) for s in shape)
-        if not ok:
-            raise TypeError(
-                f"image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got {shape!r}."
-            )
-        shape = tuple(int(s) for s in shape)
-        n_wild = shape.count(-1)
-        if n_wild > 1 or any(s < 1 and s != -1 for s in shape):
-            raise ValueError(
-                f"image_shape={shape!r} must hold positive sizes, with at most one -1 "
-                "(a size inferred from the number of features, as in numpy.reshape)."
-            )
-        shape = (1, *shape) if len(shape) == 2 else shape
-        if n_wild and n_features is not None:
-            known = math.prod(s for s in shape if s != -1)
-            if n_features % known:
-                raise ValueError(
-                    f"image_shape={self.image_shape!r} cannot hold rows of {n_features} "
-                    f"features: {n_features} is not a multiple of {known}."
-                )
-            shape = tuple(n_features // known if s == -1 else s for s in shape)
-        return shape
 
     def _validate_input(self, X, *, reset):
         check_dense(X)
@@ -375,13 +363,7 @@ class ConvAutoencoderDetector(TorchDetector):
                     "or leave image_shape=None to pass (n, H, W) or (n, C, H, W) images."
                 )
             X = validate_data(self, X, reset=reset, dtype="numeric", ensure_min_samples=min_samples)
-            shape = self._param_image_shape(X.shape[1])
-            if reset and X.shape[1] != math.prod(shape):
-                raise ValueError(
-                    f"image_shape={self.image_shape!r} needs {math.prod(shape)} features "
-                    f"per row, but X has {X.shape[1]}; set image_shape to the size of "
-                    "the images in the rows."
-                )
+            check_image_shape(self.image_shape, X.shape[1])
         else:
             X = np.asarray(X)
             ndim = X.ndim
@@ -420,7 +402,7 @@ class ConvAutoencoderDetector(TorchDetector):
 
     def _batch_shape(self, X):
         if self.image_shape is not None:
-            return self._param_image_shape(X.shape[1])
+            return check_image_shape(self.image_shape, X.shape[1])
         return (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
 
     def _check_geometry(self, X):
@@ -539,13 +521,13 @@ class ConvAutoencoderDetector(TorchDetector):
             residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
 
-    def _statistic(self, errors, x, out):
-        if self.statistic == "mean":
+    def _score_errors(self, errors, x, out):
+        if self.image_score == "mean":
             return errors.flatten(1).mean(1)
         pixel_map = self._pixel_map(x, out).flatten(1)
-        if self.statistic == "smooth":
+        if self.image_score == "smooth":
             return pixel_map.mean(1)
-        if self.statistic == "max":
+        if self.image_score == "max":
             return pixel_map.max(1).values
         n_pixels = pixel_map.shape[1]
         k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))

@@ -17,11 +17,12 @@ higher means more anomalous. The base class derives everything else.
 import warnings
 
 import numpy as np
-from sklearn import get_config
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import ClassifierTags, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .utils._batching import rows_per_batch
+from .utils._trimming import INNER_FENCE_IQRS, tukey_fence
 from .utils._validation import (
     check_contamination,
     check_labels,
@@ -30,9 +31,6 @@ from .utils._validation import (
 )
 
 __all__ = ["BaseDetector", "auto_threshold"]
-
-#: Multiplier of the inter-quartile range in the ``contamination='auto'`` rule.
-TUKEY_K = 1.5
 
 #: Largest absolute training value accepted: fitting squares and cubes the
 #: data's variance (PCA's control limits), which overflows float64 beyond it.
@@ -50,8 +48,8 @@ def auto_threshold(anomaly_scores):
     Returns
     -------
     threshold : float
-        ``Q3 + 1.5 * (Q3 - Q1)`` of the scores, where ``Q1`` and ``Q3`` are the
-        25th and 75th percentiles.
+        ``Q3 + 1.5 * (Q3 - Q1)`` of the finite scores, where ``Q1`` and ``Q3``
+        are their 25th and 75th percentiles (``+inf`` with fewer than two).
 
     Examples
     --------
@@ -59,16 +57,7 @@ def auto_threshold(anomaly_scores):
     >>> float(auto_threshold([1.0, 2.0, 3.0, 4.0, 5.0]))
     7.0
     """
-    q1, q3 = np.percentile(np.asarray(anomaly_scores, dtype=np.float64), [25, 75])
-    return float(q3 + TUKEY_K * (q3 - q1))
-
-
-def _rows_per_batch(bytes_per_row, batch_size=None):
-    """Rows scored at once: ``batch_size`` or what fits in ``working_memory``."""
-    if batch_size is not None:
-        return batch_size
-    working_memory = get_config()["working_memory"] * 2**20
-    return int(max(1, min(8192, working_memory // max(1, bytes_per_row))))
+    return tukey_fence(anomaly_scores, INNER_FENCE_IQRS)[0]
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
@@ -131,7 +120,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _batch_rows(self, X):
         """Rows per scoring batch; subclasses may override."""
         row_bytes = 8 * int(np.prod(X.shape[1:])) * 3
-        return _rows_per_batch(row_bytes, getattr(self, "batch_size", None))
+        return rows_per_batch(row_bytes, getattr(self, "batch_size", None))
 
     # ------------------------------------------------------------- machinery
     @staticmethod

@@ -22,7 +22,7 @@ from os import PathLike
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .utils._validation import check_int, check_option
+from .utils._validation import check_bool, check_int, check_option
 
 try:
     import dask
@@ -170,8 +170,7 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     True
     """
     detector = _unwrap(detector)
-    if not isinstance(rechunk, (bool, np.bool_)):
-        raise TypeError(f"rechunk must be a bool, got {type(rechunk).__name__} {rechunk!r}.")
+    check_bool(rechunk, "rechunk")
     _check_method(detector, method)
     check_is_fitted(detector)
     X = _check_dask_array(X, rechunk)

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
-from .utils._validation import check_float, check_int, check_option
+from .utils._validation import check_float, check_int, check_option, check_path
 
 __all__ = [
     "DEFECT_TYPES",
@@ -93,17 +93,6 @@ def _check_size(size):
     return int(size[0]), int(size[1])
 
 
-def _check_path(path, name):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"{name} must be a path (str or os.PathLike), got {type(path).__name__} {path!r}."
-        )
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
-    return path
-
-
 def _is_image_name(name):
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
@@ -134,14 +123,14 @@ def _list_images(folder):
 def _resolve_paths(path_or_paths):
     """The list of files named by a folder, a file or a list of files."""
     if isinstance(path_or_paths, (str, os.PathLike)):
-        path = _check_path(path_or_paths, "path_or_paths")
+        path = check_path(path_or_paths, "path_or_paths", must_exist=True)
         return _list_images(path) if path.is_dir() else [str(path)]
     if isinstance(path_or_paths, (list, tuple)):
         if not path_or_paths:
             raise ValueError("path_or_paths is an empty list; pass at least one image file.")
         paths = []
         for p in path_or_paths:
-            path = _check_path(p, "path_or_paths")
+            path = check_path(p, "path_or_paths", must_exist=True)
             if path.is_dir():
                 raise ValueError(
                     f"path_or_paths lists the folder '{path}'; a list must hold image "
@@ -408,7 +397,7 @@ def _subfolders(folder):
 
 
 def _train_folder(root, train_dir, normal_dir):
-    train = _check_path(root / train_dir, "train_dir")
+    train = check_path(root / train_dir, "train_dir", must_exist=True)
     if (train / normal_dir).is_dir():
         return train / normal_dir
     others = _subfolders(train)
@@ -553,7 +542,7 @@ def load_folder_dataset(
     >>> data.test_masks.sum(axis=(1, 2)).tolist()
     [0, 2]
     """
-    root = _check_path(root, "root")
+    root = check_path(root, "root", must_exist=True)
     size = _check_size(size)
     check_option(color_mode, "color_mode", _COLOR_MODES)
     check_option(dtype, "dtype", _DTYPES)
@@ -572,7 +561,7 @@ def load_folder_dataset(
         raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
 
     train_paths = _list_images(_train_folder(root, train_dir, normal_dir))
-    test_root = _check_path(root / test_dir, "test_dir")
+    test_root = check_path(root / test_dir, "test_dir", must_exist=True)
     loose = [e.name for e in os.scandir(test_root) if e.is_file() and _is_image_name(e.name)]
     if loose:
         raise ValueError(

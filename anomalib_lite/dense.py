@@ -2,11 +2,12 @@
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
 
-from ._torch_detector import TorchDetector, check_int_tuple
+from ._torch_detector import TorchDetector
 from .nn import DenseAutoencoder
 from .utils._trimming import n_kept
-from .utils._validation import check_float, check_int
+from .utils._validation import check_bool, check_float, check_int, check_int_tuple
 
 __all__ = ["AutoencoderDetector"]
 
@@ -50,7 +51,7 @@ class AutoencoderDetector(TorchDetector):
     standardize : bool, default=True
         Standardize each feature by its training mean and standard deviation
         (constant features by 1). Errors are then in standard-deviation units.
-    trim_fraction : float, default=0.0
+    loss_trim_fraction : float, default=0.0
         Fraction of each training batch, its worst-reconstructed rows, left
         out of the training loss (a trimmed loss), in [0, 1). Use it when the
         training rows may hold outliers: the autoencoder then does not learn
@@ -67,7 +68,7 @@ class AutoencoderDetector(TorchDetector):
         [0, 1); the masks come from ``random_state``'s generator. Dropout
         keeps the network from fitting single rows, so outliers among the
         training rows are learnt less, and no row is left out (unlike
-        ``trim_fraction``). This helps most when fitting on every row,
+        ``loss_trim_fraction``). This helps most when fitting on every row,
         outliers included. It smooths what the network learns, so it costs a
         little where normal rows hold fine detail, such as images. 0
         disables it.
@@ -144,6 +145,10 @@ class AutoencoderDetector(TorchDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Number of features seen during fit.
+    sample_shape_ : tuple of int
+        ``(n_features_in_,)``: samples are flat rows. Image tools such as
+        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
+        images to the detector reshaped to it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -173,7 +178,7 @@ class AutoencoderDetector(TorchDetector):
         hidden_sizes=None,
         latent_dim=None,
         standardize=True,
-        trim_fraction=0.0,
+        loss_trim_fraction=0.0,
         dropout=0.3,
         batch_size=64,
         learning_rate_init=2e-3,
@@ -194,7 +199,7 @@ class AutoencoderDetector(TorchDetector):
         self.hidden_sizes = hidden_sizes
         self.latent_dim = latent_dim
         self.standardize = standardize
-        self.trim_fraction = trim_fraction
+        self.loss_trim_fraction = loss_trim_fraction
         self.dropout = dropout
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
@@ -212,13 +217,18 @@ class AutoencoderDetector(TorchDetector):
         self.random_state = random_state
         self.verbose = verbose
 
+    @property
+    def sample_shape_(self):
+        """Shape of one sample of ``X`` as ``fit`` took it: ``(n_features_in_,)``."""
+        check_is_fitted(self)
+        return (self.n_features_in_,)
+
     def _check_params(self):
         super()._check_params()
         check_int_tuple(self.hidden_sizes, "hidden_sizes")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise TypeError(f"standardize must be a bool, got {type(self.standardize).__name__}.")
-        check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
+        check_bool(self.standardize, "standardize")
+        check_float(self.loss_trim_fraction, "loss_trim_fraction", low=0, high=1, closed="left")
         check_float(self.dropout, "dropout", low=0, high=1, closed="left")
 
     def _check_geometry(self, X):
@@ -272,16 +282,16 @@ class AutoencoderDetector(TorchDetector):
         return torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
 
     def _train_loss(self, out, x):
-        if not (self.trim_fraction and self.module_.training):
+        if not (self.loss_trim_fraction and self.module_.training):
             return torch.nn.functional.mse_loss(out, x)
         per_row = (out - x).square().mean(1)
-        keep = n_kept(per_row.shape[0], self.trim_fraction)
+        keep = n_kept(per_row.shape[0], self.loss_trim_fraction)
         return per_row.topk(keep, largest=False).values.mean()
 
     def _errors(self, x, out):
         return (out - x).square()
 
-    def _statistic(self, errors, x, out):
+    def _score_errors(self, errors, x, out):
         return errors.mean(1)
 
     def _from_tensor(self, out, like):

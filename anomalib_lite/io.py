@@ -31,7 +31,6 @@ import secrets
 import sys
 import warnings
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import sklearn
@@ -39,6 +38,8 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+from .utils._validation import check_bool, check_path
 
 __all__ = ["ALLOWED_CLASSES", "FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
 
@@ -416,9 +417,9 @@ class _Decoder:
         saved = str(node.get("device", "cpu"))
         device = getattr(est, "device_", "cpu")
         if device != "cpu":
-            from ._torch_detector import _device_available
+            from .utils._torch import device_available
 
-            if _device_available(device):
+            if device_available(device):
                 module.to(device)
             else:
                 warnings.warn(
@@ -512,12 +513,6 @@ def _is_fitted(estimator):
     except (NotFittedError, TypeError):
         return False
     return True
-
-
-def _check_path(path, name="path"):
-    if isinstance(path, (str, os.PathLike)):
-        return Path(path)
-    raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(path).__name__}.")
 
 
 def _fsync_directory(directory):
@@ -632,9 +627,8 @@ def save(estimator, path, *, overwrite=False):
             f"estimator must be a scikit-learn estimator (a detector or a Pipeline), got "
             f"{type(estimator).__name__}."
         )
-    path = _check_path(path)
-    if not isinstance(overwrite, (bool, np.bool_)):
-        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__} {overwrite!r}.")
+    path = check_path(path)
+    check_bool(overwrite, "overwrite")
     if not overwrite and os.path.lexists(path):
         raise _exists_error(path)
     directory = path.absolute().parent
@@ -806,7 +800,7 @@ def load(path):
         name = repr(file_name) if isinstance(file_name, str) else "<file object>"
         header, payload, arrays = _read_file(path, name)
     else:
-        path = _check_path(path)
+        path = check_path(path)
         name = repr(str(path))
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, f"No model file at {name}", str(path))

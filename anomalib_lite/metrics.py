@@ -20,7 +20,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score
 
-from .utils._validation import check_float
+from .utils._ranking import cut_counts
+from .utils._validation import anomaly_labels, check_float, check_scores
 
 __all__ = [
     "anomaly_average_precision",
@@ -39,24 +40,8 @@ __all__ = [
 
 # --------------------------------------------------------------- validation
 def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=True):
-    """Validate 0/1 labels and return a boolean array, True = anomaly."""
-    y = np.asarray(y_true)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y.ravel()
-    if y.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape {y.shape}."
-        )
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {y.dtype}; expected labels 0 (normal) and 1 (anomaly).")
-    values = np.unique(y)
-    if not np.all(np.isin(values, (0, 1))):
-        raise ValueError(
-            f"{name} must contain only 0 (normal) and 1 (anomaly); got values "
-            f"{values[:10].tolist()}. Map your labels first, e.g. "
-            "y = (labels != normal_class).astype(int)."
-        )
-    anomaly = y == 1
+    """Validate 0/1 labels for a metric and return a boolean array, True = anomaly."""
+    anomaly = anomaly_labels(y_true, name=name)
     if need_anomaly and not anomaly.any():
         raise ValueError(
             f"{name} holds no anomaly (1), so the metric is undefined. When "
@@ -69,44 +54,6 @@ def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=Tru
             "Score on data that holds normal samples too."
         )
     return anomaly
-
-
-def _check_scores(values, name, n=None):
-    """Validate a non-empty 1-D array of finite scores (of length ``n`` if given)."""
-    s = np.asarray(values, dtype=np.float64)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {s.shape}.")
-    if n is not None and s.shape[0] != n:
-        raise ValueError(
-            f"{name} has {s.shape[0]} scores but there are {n} labels; they must match."
-        )
-    if not np.all(np.isfinite(s)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected finite scores.")
-    return s
-
-
-# ------------------------------------------------------------ label sweeps
-def _cut_counts(anomaly, anomaly_scores):
-    """Confusion counts for every threshold that separates distinct scores.
-
-    Samples are flagged from the highest anomaly score down; a cut is only
-    placed between two different scores, so tied samples are flagged together.
-
-    Returns
-    -------
-    n_flagged, true_pos, false_pos : ndarray of int, starting with the cut
-        that flags nothing.
-    scores_desc : ndarray
-        The anomaly scores sorted in decreasing order.
-    """
-    order = np.argsort(-anomaly_scores, kind="stable")
-    scores_desc = anomaly_scores[order]
-    hits = anomaly[order]
-    # flag the first k samples where the next score is strictly lower
-    ends = np.flatnonzero(np.r_[scores_desc[:-1] > scores_desc[1:], True]) + 1
-    true_pos = np.r_[0, np.cumsum(hits)[ends - 1]]
-    n_flagged = np.r_[0, ends]
-    return n_flagged, true_pos, n_flagged - true_pos, scores_desc
 
 
 def best_f1_score(y_true, anomaly_scores):
@@ -135,8 +82,8 @@ def best_f1_score(y_true, anomaly_scores):
     0.8
     """
     anomaly = _anomaly_labels(y_true, need_normal=False)
-    s = _check_scores(anomaly_scores, "anomaly_scores", anomaly.shape[0])
-    n_flagged, tp, _, _ = _cut_counts(anomaly, s)
+    s = check_scores(anomaly_scores, "anomaly_scores", anomaly.shape[0])
+    n_flagged, tp, _, _ = cut_counts(anomaly, s)
     return float(np.max(2.0 * tp / (n_flagged + anomaly.sum())))
 
 

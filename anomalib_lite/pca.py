@@ -10,9 +10,10 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.utils.validation import check_is_fitted
 
-from .base import BaseDetector, _rows_per_batch
+from .base import BaseDetector
+from .utils._batching import rows_per_batch
 from .utils._trimming import n_kept, within_fence
-from .utils._validation import check_float, check_int, check_option
+from .utils._validation import check_bool, check_float, check_int, check_option
 
 __all__ = ["PCADetector"]
 
@@ -109,6 +110,10 @@ class PCADetector(BaseDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Number of features seen during fit.
+    sample_shape_ : tuple of int
+        ``(n_features_in_,)``: samples are flat rows. Image tools such as
+        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
+        images to the detector reshaped to it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -196,6 +201,12 @@ class PCADetector(BaseDetector):
         self.batch_size = batch_size
         self.random_state = random_state
 
+    @property
+    def sample_shape_(self):
+        """Shape of one sample of ``X`` as ``fit`` took it: ``(n_features_in_,)``."""
+        check_is_fitted(self)
+        return (self.n_features_in_,)
+
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
@@ -215,8 +226,7 @@ class PCADetector(BaseDetector):
                 )
         check_option(self.statistic, "statistic", _SCORES)
         check_option(self.svd_solver, "svd_solver", _SOLVERS)
-        if not isinstance(self.whiten, (bool, np.bool_)):
-            raise TypeError(f"whiten must be a bool, got {type(self.whiten).__name__}.")
+        check_bool(self.whiten, "whiten")
         if not self._auto_trim():
             if isinstance(self.trim_fraction, str):
                 raise TypeError(
@@ -542,7 +552,7 @@ class PCADetector(BaseDetector):
 
     def _batch_rows(self, X):
         row_bytes = 8 * (3 * X.shape[1] + self.components_.shape[0])
-        return _rows_per_batch(row_bytes, self.batch_size)
+        return rows_per_batch(row_bytes, self.batch_size)
 
     def _set_offset(self, anomaly_scores):
         if self.control_limit is None:

@@ -28,8 +28,15 @@ from sklearn.utils import check_random_state, get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .base import BaseDetector
-from .metrics import _check_scores, _cut_counts
-from .utils._validation import check_float, check_labels, check_numeric_dtype, check_option
+from .utils._ranking import cut_counts
+from .utils._validation import (
+    check_bool,
+    check_float,
+    check_labels,
+    check_numeric_dtype,
+    check_option,
+    check_scores,
+)
 
 __all__ = [
     "CalibratedDetector",
@@ -94,7 +101,7 @@ def conformal_threshold(calibration_scores, alpha):
     >>> conformal_threshold(scores, alpha=0.1)  # k = ceil(20 * 0.9) = 18
     18.0
     """
-    scores = _check_scores(calibration_scores, "calibration_scores")
+    scores = check_scores(calibration_scores, "calibration_scores")
     alpha = check_float(alpha, "alpha", low=0, high=1)
     n = scores.size
     n_exceed = math.floor((n + 1) * alpha + _RANK_TOL)  # n + 1 - k
@@ -137,7 +144,7 @@ def conformal_p_values(calibration_scores, anomaly_scores):
     >>> conformal_p_values([1.0, 2.0, 3.0], [0.5, 2.5, 9.0]).tolist()
     [1.0, 0.5, 0.25]
     """
-    cal = np.sort(_check_scores(calibration_scores, "calibration_scores"))
+    cal = np.sort(check_scores(calibration_scores, "calibration_scores"))
     s = np.asarray(anomaly_scores, dtype=np.float64)
     at_least = cal.size - np.searchsorted(cal, s, side="left")
     return (1.0 + at_least) / (cal.size + 1.0)
@@ -170,7 +177,7 @@ def quantile_threshold(calibration_scores, alpha):
     >>> quantile_threshold(list(range(1, 20)), alpha=0.1)
     17.2
     """
-    scores = _check_scores(calibration_scores, "calibration_scores")
+    scores = check_scores(calibration_scores, "calibration_scores")
     alpha = check_float(alpha, "alpha", low=0, high=1)
     return float(np.quantile(scores, 1.0 - alpha))
 
@@ -217,7 +224,7 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     """
     method = check_option(method, "method", _LABELLED)
     target_recall = check_float(target_recall, "target_recall", low=0, high=1, closed="right")
-    s = _check_scores(anomaly_scores, "anomaly_scores")
+    s = check_scores(anomaly_scores, "anomaly_scores")
     anomaly = ~check_labels(y, s.size)
     n_pos = int(anomaly.sum())
     if n_pos == 0:
@@ -225,7 +232,7 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
             f"method={method!r} needs labelled anomalies (y == 1) but y has none; "
             "use conformal_threshold or quantile_threshold on normal scores."
         )
-    n_flagged, tp, fp, desc = _cut_counts(anomaly, s)
+    n_flagged, tp, fp, desc = cut_counts(anomaly, s)
     n_neg = s.size - n_pos
     if method == "f1":
         best = int(np.argmax(2.0 * tp / (n_flagged + n_pos)))
@@ -413,8 +420,7 @@ class CalibratedDetector(BaseDetector):
                 f"calibration_size={size!r} must be in (0, 1) when a float (the share "
                 "of normal rows held out), or an int count."
             )
-        if not isinstance(self.refit, (bool, np.bool_)):
-            raise TypeError(f"refit must be a bool, got {type(self.refit).__name__}.")
+        check_bool(self.refit, "refit")
         if self.method == "analytic" and not hasattr(_final_step(det), "analytic_limit"):
             raise TypeError(
                 f"method='analytic' needs a detector with an analytic_limit(alpha) "

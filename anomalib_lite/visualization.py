@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from sklearn.exceptions import NotFittedError
 from sklearn.utils import Bunch
 
 from .utils._validation import (
+    check_bool,
     check_float,
+    check_image_shape,
     check_int,
     check_labels,
     check_numeric_dtype,
@@ -151,25 +152,8 @@ def _apply_lut(lut, t):
 
 
 # ------------------------------------------------------------------ inputs
-def _check_image_shape(image_shape, n_features):
-    if (
-        not isinstance(image_shape, (tuple, list))
-        or len(image_shape) not in (2, 3)
-        or any(isinstance(s, bool) or not isinstance(s, Integral) or s < 1 for s in image_shape)
-    ):
-        raise ValueError(
-            f"image_shape={image_shape!r} must be a tuple (H, W) or (C, H, W) of positive ints."
-        )
-    if math.prod(image_shape) != n_features:
-        raise ValueError(
-            f"image_shape={tuple(image_shape)!r} holds {math.prod(image_shape)} values but "
-            f"each row of X has {n_features}; pass the shape of the images in the rows."
-        )
-    return tuple(int(s) for s in image_shape)
-
-
 def _check_images(X, image_shape):
-    """X as an array, its images as (n, C, H, W), and the other layout of X."""
+    """X as an array, and its images as (n, C, H, W)."""
     check_numeric_dtype(X)
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
@@ -182,15 +166,14 @@ def _check_images(X, image_shape):
                 f"X is 2-D {X.shape}: pass image_shape=(H, W) or (C, H, W) to read "
                 "each row as an image, or pass images (n, H, W) or (n, C, H, W)."
             )
-        image_shape = _check_image_shape(image_shape, X.shape[1])
-        other = X.reshape(len(X), *image_shape)
+        image_shape = check_image_shape(image_shape, X.shape[1])
     elif X.ndim in (3, 4):
-        if image_shape is not None and math.prod(image_shape) != math.prod(X.shape[1:]):
+        given = check_image_shape(image_shape)
+        if given is not None and math.prod(given) != math.prod(X.shape[1:]):
             raise ValueError(
                 f"image_shape={image_shape!r} does not match the images of X, {X.shape[1:]}."
             )
         image_shape = X.shape[1:]
-        other = X.reshape(len(X), -1)
     else:
         raise ValueError(
             f"X must hold images (n, H, W) or (n, C, H, W), or flat rows with "
@@ -205,7 +188,7 @@ def _check_images(X, image_shape):
             "1 (grayscale) or 3 (RGB), channels first. Convert channels-last images "
             "with np.moveaxis(X, -1, 1)."
         )
-    return X, images, other
+    return X, images
 
 
 def _named_detectors(detectors):
@@ -231,17 +214,17 @@ def _named_detectors(detectors):
     return items
 
 
-def _call(detector, name, method, layouts):
-    """``detector.method`` on the first layout of X it accepts."""
-    errors = []
-    for layout in layouts:
-        try:
-            return np.asarray(getattr(detector, method)(layout), dtype=np.float64), layout
-        except NotFittedError:
-            raise
-        except ValueError as exc:
-            errors.append(f"as shape {layout.shape}: {exc}")
-    raise ValueError(f"{name}.{method} refused X " + "; ".join(errors)) from None
+def _in_fitted_layout(detector, name, X):
+    """``X`` reshaped to the detector's ``sample_shape_``, or as passed without one."""
+    shape = getattr(detector, "sample_shape_", None)  # None too while unfitted
+    if shape is None:
+        return X
+    if math.prod(shape) != math.prod(X.shape[1:]):
+        raise ValueError(
+            f"{name} was fitted on samples of shape {tuple(shape)}, which do not hold the "
+            f"images of X, {X.shape[1:]}; pass images of the size it was fitted on."
+        )
+    return X.reshape(len(X), *shape)
 
 
 def _as_maps(values, name, method, images):
@@ -348,10 +331,11 @@ def reconstruction_panels(
         ``(x - reconstruct(x)) ** 2`` summed over channels.
     X : array-like of shape (n, H, W), (n, C, H, W) or (n, n_features)
         Images, grayscale or RGB (``C`` = 1 or 3), or flat rows with
-        ``image_shape``. Each detector is given ``X`` as passed; a detector
-        that refuses that layout with a ValueError is given the other one
-        (the flat rows, or the images), so that a PCADetector fitted on flat
-        rows and an image autoencoder can be compared on the same images.
+        ``image_shape``. Each detector is given ``X`` reshaped to its
+        ``sample_shape_`` (flat rows for a PCADetector, images for an image
+        autoencoder), so that detectors fitted on either layout can be
+        compared on the same images; one without ``sample_shape_`` is given
+        ``X`` as passed.
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(C, H, W)`` of the images, needed when ``X`` is 2-D.
     masks : array-like of shape (n, H, W), default=None
@@ -402,7 +386,7 @@ def reconstruction_panels(
     'squared difference'
     """
     named = _named_detectors(detectors)
-    X, images, other = _check_images(X, image_shape)
+    X, images = _check_images(X, image_shape)
     masks = _check_masks(masks, images)
     value_range = _check_value_range(value_range, X)
     overlay_alpha = check_float(overlay_alpha, "overlay_alpha", low=0, high=1, closed="both")
@@ -410,7 +394,8 @@ def reconstruction_panels(
 
     reconstructions, maps, kinds = {}, {}, {}
     for name, det in named:
-        rec, layout = _call(det, name, "reconstruct", (X, other))
+        layout = _in_fitted_layout(det, name, X)
+        rec = np.asarray(det.reconstruct(layout), dtype=np.float64)
         if rec.size != images.size:
             raise ValueError(
                 f"{name}.reconstruct returned shape {rec.shape}; expected one value per "
@@ -418,7 +403,7 @@ def reconstruction_panels(
             )
         rec = rec.reshape(images.shape)
         if callable(getattr(det, "anomaly_map", None)):
-            values, _ = _call(det, name, "anomaly_map", (layout,))
+            values = np.asarray(det.anomaly_map(layout), dtype=np.float64)
             maps[name] = _as_maps(values, name, "anomaly_map", images)
             kinds[name] = "anomaly map"
         else:
@@ -589,8 +574,7 @@ def reconstruction_figure(
     >>> figure.mode, figure.height > 3 * 96
     ('RGB', True)
     """
-    if not isinstance(overlay, (bool, np.bool_)):
-        raise TypeError(f"overlay must be a bool, got {overlay!r}.")
+    check_bool(overlay, "overlay")
     if (
         not isinstance(mask_color, (tuple, list))
         or len(mask_color) != 3

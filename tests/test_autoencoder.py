@@ -198,7 +198,7 @@ def test_wrong_row_width_at_predict():
         (np.zeros((4, 10)), {"image_shape": (3, -1)}, "not a multiple of 3"),
         (np.zeros((4, 9)), {"image_shape": (0, 9)}, "positive sizes"),
         (np.zeros((4, 9)), {"image_shape": "3x3"}, "image_shape must be None or a tuple"),
-        (np.zeros((4, 8, 8)), {"statistic": "median"}, "statistic='median' is not supported"),
+        (np.zeros((4, 8, 8)), {"image_score": "median"}, "image_score='median' is not supported"),
         (np.zeros((4, 8, 8)), {"loss": "l1"}, "loss='l1' is not supported"),
         (np.zeros((4, 8, 8)), {"channels": ()}, r"channels=\(\) needs at least one entry"),
         (
@@ -613,7 +613,7 @@ def test_training_flag_rate_follows_contamination():
 # --------------------------------------------------------------- anomalies
 def test_anomaly_map_peaks_inside_a_planted_defect():
     X = _images(n=96, h=16, w=16)
-    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 15, "statistic": "max"}).fit(X)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 15, "image_score": "max"}).fit(X)
     test = _images(n=6, h=16, w=16, seed=9)
     defect = test.copy()
     rows, cols = (
@@ -626,9 +626,9 @@ def test_anomaly_map_peaks_inside_a_planted_defect():
     for i, ((r0, r1), (c0, c1)) in enumerate(zip(rows, cols, strict=True)):
         r, c = np.unravel_index(np.argmax(maps[i]), maps[i].shape)
         assert r0 <= r < r1 and c0 <= c < c1, (i, r, c)
-    for statistic in ("mean", "smooth", "max", "topk"):
-        det.set_params(statistic=statistic)
-        assert (det.score_samples(defect) < det.score_samples(test)).all(), statistic
+    for image_score in ("mean", "smooth", "max", "topk"):
+        det.set_params(image_score=image_score)
+        assert (det.score_samples(defect) < det.score_samples(test)).all(), image_score
 
 
 def _digits_task(normal=0):

@@ -17,7 +17,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from anomalib_lite import (
-    AutoencoderDetector,
     CalibratedDetector,
     ConvAutoencoderDetector,
     PCADetector,
@@ -30,26 +29,14 @@ pd = pytest.importorskip("pandas")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
 
 
-def _zoo():
-    """One small detector of each kind, with fast parameters."""
-    return [
-        PCADetector(n_components=2),
-        AutoencoderDetector(hidden_sizes=(4,), latent_dim=2, max_iter=2, random_state=0),
-        ConvAutoencoderDetector(
-            image_shape=(1, -1), channels=(4,), latent_dim=2, max_iter=2, random_state=0
-        ),
-        CalibratedDetector(PCADetector(n_components=2), method="quantile", random_state=0),
-    ]
-
-
 def _X(n=60, d=4, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d))
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    X = _X()
-    return [det.fit(X) for det in _zoo()]
+def train_rows():
+    """The rows tests/conftest.py's ``fitted_detectors`` are fitted on."""
+    return _X()
 
 
 class Guard:
@@ -92,12 +79,16 @@ def row(row_id, outcome, match=None):
 
 
 class Ctx:
-    def __init__(self, fitted, tmp_path, guard):
-        self.fitted, self.tmp_path, self.keep = fitted, tmp_path, guard
+    """What a row needs: ``kinds`` (one unfitted detector of each kind, by name),
+    ``fitted`` (the same, fitted on ``_X()``), a folder and the input guard."""
+
+    def __init__(self, kinds, fitted, tmp_path, guard):
+        self.kinds, self.tmp_path, self.keep = kinds, tmp_path, guard
+        self.unfitted, self.fitted = list(kinds.values()), list(fitted.values())
 
     def fits(self, X, y=None):
         """One call per detector: fit a fresh copy on ``X``."""
-        return [lambda det=det: clone(det).fit(X, y) for det in _zoo()]
+        return [lambda det=det: clone(det).fit(X, y) for det in self.unfitted]
 
     def scores(self, X, method="score_samples"):
         """One call per fitted detector: ``method(X)``."""
@@ -132,7 +123,7 @@ def _huge_training(ctx):
 def _training_overflow(ctx):
     # within the accepted range, but squared float32 errors in input units overflow
     X = ctx.keep(_X() * 1e25)
-    return [lambda: clone(_zoo()[2]).fit(X)]
+    return [lambda: clone(ctx.kinds["conv"]).fit(X)]
 
 
 @row("huge-scoring-values", UserWarning, "overflowed float64.*score_samples -inf")
@@ -219,20 +210,21 @@ def _dataframe(ctx):
         np.testing.assert_array_equal(det.feature_names_in_, ["a", "b", "c", "d"])
         det.score_samples(df)
 
-    return [lambda det=det: check(det) for det in _zoo()]
+    return [lambda det=det: check(det) for det in ctx.unfitted]
 
 
 @row("dataframe-then-array", UserWarning, "X does not have valid feature names")
 def _dataframe_then_array(ctx):
     X = ctx.keep(_X())
-    return [lambda det=det: clone(det).fit(_frame(X)).score_samples(X) for det in _zoo()]
+    return [lambda det=det: clone(det).fit(_frame(X)).score_samples(X) for det in ctx.unfitted]
 
 
 @row("dataframe-other-columns", ValueError, "feature names")
 def _dataframe_other_columns(ctx):
     df = ctx.keep(_frame(_X()))
     return [
-        lambda det=det: clone(det).fit(df).score_samples(df[["b", "a", "c", "d"]]) for det in _zoo()
+        lambda det=det: clone(det).fit(df).score_samples(df[["b", "a", "c", "d"]])
+        for det in ctx.unfitted
     ]
 
 
@@ -294,7 +286,7 @@ def _not_fitted(ctx):
     X = ctx.keep(_X())
     return [
         lambda det=det, m=m: getattr(clone(det), m)(X)
-        for det in _zoo()
+        for det in ctx.unfitted
         for m in ("score_samples", "decision_function", "predict")
     ]
 
@@ -364,7 +356,8 @@ def _labels_length(ctx):
 @row("contamination", ValueError, r"contamination=0.7 must be in \(0, 0.5\]")
 def _contamination(ctx):
     return [
-        lambda det=det: clone(det).set_params(contamination=0.7).fit(_X()) for det in _zoo()[:3]
+        lambda det=det: clone(det).set_params(contamination=0.7).fit(_X())
+        for det in ctx.unfitted[:3]
     ]
 
 
@@ -377,7 +370,7 @@ def _control_limit(ctx):
 def _trim_fraction(ctx):
     return [
         lambda: PCADetector(trim_fraction=1.0).fit(_X()),
-        lambda: clone(ctx.fitted[1]).set_params(trim_fraction=1.0).fit(_X()),
+        lambda: clone(ctx.kinds["autoencoder"]).set_params(loss_trim_fraction=1.0).fit(_X()),
     ]
 
 
@@ -413,8 +406,8 @@ def _alpha(ctx):
 
 # ------------------------------------------------------------ model files
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory, fitted):
-    return save(fitted[0], tmp_path_factory.mktemp("model") / "det.model")
+def model_file(tmp_path_factory, fitted_detectors):
+    return save(fitted_detectors["pca"], tmp_path_factory.mktemp("model") / "det.model")
 
 
 def _copy(ctx, data, name="bad.model"):
@@ -609,10 +602,10 @@ def _images_bomb(ctx):
 
 # ------------------------------------------------------------ the test
 @pytest.mark.parametrize("row_id", list(CASES))
-def test_bad_input_row(row_id, fitted, model_file, conv, tmp_path):
+def test_bad_input_row(row_id, new_detectors, fitted_detectors, model_file, conv, tmp_path):
     func, outcome, match = CASES[row_id]
     guard = Guard()
-    ctx = Ctx(fitted, tmp_path, guard)
+    ctx = Ctx(new_detectors, fitted_detectors, tmp_path, guard)
     ctx.model, ctx.conv = guard(model_file), conv
     calls = func(ctx)
     assert calls

@@ -200,8 +200,8 @@ def test_pickle_round_trip(fitted):
         ({"batch_size": 0}, "batch_size=0 must be >= 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \(0, 1\)"),
         ({"learning_rate": "adaptive"}, "learning_rate='adaptive' is not supported"),
-        ({"trim_fraction": 1.0}, r"trim_fraction=1.0 must be in \[0, 1\)"),
-        ({"trim_fraction": "0.2"}, "trim_fraction must be a float"),
+        ({"loss_trim_fraction": 1.0}, r"loss_trim_fraction=1.0 must be in \[0, 1\)"),
+        ({"loss_trim_fraction": "0.2"}, "loss_trim_fraction must be a float"),
         ({"dropout": 1.0}, r"dropout=1.0 must be in \[0, 1\)"),
         ({"dropout": "0.3"}, "dropout must be a float"),
     ],
@@ -242,7 +242,7 @@ def test_off_curve_points_score_higher():
 
 
 def test_untrimmed_default_learns_the_hard_ends_of_a_clean_curve():
-    """Why trim_fraction defaults to 0: on clean rows a trimmed loss leaves out
+    """Why loss_trim_fraction defaults to 0: on clean rows a trimmed loss leaves out
     the hardest normal rows (here the ends of the curve), which then score as
     anomalous as rows off the curve."""
     X = _curve(n=400)
@@ -256,12 +256,14 @@ def test_untrimmed_default_learns_the_hard_ends_of_a_clean_curve():
             [
                 roc_auc_score(labels, -det.score_samples(np.vstack([on, off])))
                 for det in (
-                    AutoencoderDetector(random_state=seed, max_iter=60, trim_fraction=trim).fit(X)
+                    AutoencoderDetector(
+                        random_state=seed, max_iter=60, loss_trim_fraction=trim
+                    ).fit(X)
                     for seed in range(3)
                 )
             ]
         )
-    assert AutoencoderDetector().trim_fraction == 0.0
+    assert AutoencoderDetector().loss_trim_fraction == 0.0
     assert aucs[0.0] > aucs[0.2] + 0.05, aucs
 
 
@@ -281,7 +283,7 @@ def test_digits_roc_auc_floor():
     fraction=st.floats(0.0, 0.95),
 )
 def test_trimmed_loss_drops_the_worst_rows(fitted, errors, fraction):
-    det = clone(fitted).set_params(trim_fraction=fraction)
+    det = clone(fitted).set_params(loss_trim_fraction=fraction)
     det.module_ = fitted.module_
     x = torch.zeros(errors.shape)
     out = torch.from_numpy(errors)
@@ -308,6 +310,6 @@ def test_trimming_keeps_training_outliers_anomalous():
     is_outlier = np.r_[np.zeros(len(normal)), np.ones(len(outliers))]
     aucs = {}
     for fraction in (0.0, 0.2):
-        det = AutoencoderDetector(trim_fraction=fraction, random_state=0).fit(train)
+        det = AutoencoderDetector(loss_trim_fraction=fraction, random_state=0).fit(train)
         aucs[fraction] = roc_auc_score(is_outlier, -det.score_samples(train))
     assert aucs[0.2] > aucs[0.0] + 0.01, aucs

@@ -22,14 +22,12 @@ from PIL import Image
 from sklearn.base import clone
 
 from anomalib_lite import (
-    AutoencoderDetector,
-    CalibratedDetector,
-    ConvAutoencoderDetector,
     PCADetector,
 )
 from anomalib_lite.datasets import load_images
 from anomalib_lite.io import ModelFileError, load, save
 
+#: Features of the rows the shared fitted detectors learnt (tests/conftest.py, train_rows).
 D = 5
 #: What a public method may raise on bad input (docs/bad_input.md).
 DOCUMENTED = (ValueError, TypeError)
@@ -39,27 +37,6 @@ fuzz = settings(
     deadline=timedelta(seconds=10),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def _detectors():
-    return {
-        "pca": PCADetector(n_components=2),
-        "autoencoder": AutoencoderDetector(
-            hidden_sizes=(4,), latent_dim=2, max_iter=2, random_state=0
-        ),
-        "conv": ConvAutoencoderDetector(
-            image_shape=(1, -1), channels=(4,), latent_dim=2, max_iter=2, random_state=0
-        ),
-        "calibrated": CalibratedDetector(
-            PCADetector(n_components=2), method="quantile", random_state=0
-        ),
-    }
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    X = np.random.default_rng(0).normal(size=(80, D))
-    return {name: det.fit(X) for name, det in _detectors().items()}
 
 
 # ------------------------------------------------------------ strategies
@@ -173,11 +150,10 @@ def _methods(det):
 
 
 # ------------------------------------------------------------ public methods
-@pytest.mark.parametrize("name", list(_detectors()))
 @fuzz
 @given(X=valid_rows())
-def test_valid_input_gives_well_formed_output(fitted, name, X):
-    det = fitted[name]
+def test_valid_input_gives_well_formed_output(fitted_detectors, kind, X):
+    det = fitted_detectors[kind]
     for method in _methods(det):
         if method in ("fit", "partial_fit", "fit_predict") and len(X) < 2:
             continue
@@ -186,7 +162,7 @@ def test_valid_input_gives_well_formed_output(fitted, name, X):
             and np.ptp(X.astype(float), axis=0).max() == 0
         ):
             continue  # constant data: refused by PCA (its own documented row)
-        if method == "fit_predict" and name == "calibrated":
+        if method == "fit_predict" and kind == "calibrated":
             continue  # needs enough rows for a calibration split
         try:
             out = _call(det, method, X)
@@ -197,11 +173,10 @@ def test_valid_input_gives_well_formed_output(fitted, name, X):
         _check_output(det, method, X, out)
 
 
-@pytest.mark.parametrize("name", list(_detectors()))
 @fuzz
 @given(X=malformed)
-def test_malformed_input_raises_only_documented_errors(fitted, name, X):
-    det = fitted[name]
+def test_malformed_input_raises_only_documented_errors(fitted_detectors, kind, X):
+    det = fitted_detectors[kind]
     for method in _methods(det):
         try:
             out = _call(det, method, X)
@@ -212,10 +187,10 @@ def test_malformed_input_raises_only_documented_errors(fitted, name, X):
 
 # ------------------------------------------------------------ model files
 @pytest.fixture(scope="module")
-def model_files(fitted, tmp_path_factory):
+def model_files(fitted_detectors, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     return {
-        name: save(fitted[name], folder / f"{name}.model").read_bytes()
+        name: save(fitted_detectors[name], folder / f"{name}.model").read_bytes()
         for name in ("pca", "autoencoder")
     }
 
@@ -236,25 +211,25 @@ X_CHECK = np.random.default_rng(9).normal(size=(7, D))
 @pytest.mark.parametrize("name", ["pca", "autoencoder"])
 @settings(max_examples=60, deadline=timedelta(seconds=10), suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_load_of_bit_flipped_files(model_files, fitted, name, data):
+def test_load_of_bit_flipped_files(model_files, fitted_detectors, name, data):
     raw = bytearray(model_files[name])
     for _ in range(data.draw(st.integers(1, 8))):
         position = data.draw(st.integers(0, len(raw) - 1))
         raw[position] ^= data.draw(st.integers(1, 255))
-    _load_or_refuse(bytes(raw), fitted[name], X_CHECK)
+    _load_or_refuse(bytes(raw), fitted_detectors[name], X_CHECK)
 
 
 @pytest.mark.parametrize("name", ["pca", "autoencoder"])
 @settings(max_examples=40, deadline=timedelta(seconds=10), suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-def test_load_of_truncated_and_spliced_files(model_files, fitted, name, data):
+def test_load_of_truncated_and_spliced_files(model_files, fitted_detectors, name, data):
     raw = model_files[name]
     cut = data.draw(st.integers(0, len(raw) - 1))
     insert = data.draw(st.binary(max_size=64))
     resume = data.draw(st.integers(cut, len(raw)))
     candidate = raw[:cut] + insert + raw[resume:]
     assume(candidate != raw)
-    _load_or_refuse(candidate, fitted[name], X_CHECK)
+    _load_or_refuse(candidate, fitted_detectors[name], X_CHECK)
 
 
 @settings(max_examples=40, deadline=timedelta(seconds=10))

@@ -29,7 +29,6 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from test_common import DETECTORS
 
 import anomalib_lite
 from anomalib_lite import BaseDetector, PCADetector
@@ -112,7 +111,6 @@ def saved(tmp_path):
 
 
 # ------------------------------------------------------------- round trips
-@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
 def test_round_trip_gives_identical_parameters_state_and_scores(detector, tmp_path):
     X = _data(detector)
     fitted = clone(detector).fit(X)
@@ -125,13 +123,11 @@ def test_round_trip_gives_identical_parameters_state_and_scores(detector, tmp_pa
     assert restored.offset_ == fitted.offset_
 
 
-@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
 def test_unfitted_round_trip_keeps_parameters(detector, tmp_path):
     restored = load(save(clone(detector), tmp_path / "model"))
     assert_same_state(clone(detector), restored)
 
 
-@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: type(d).__name__)
 def test_save_does_not_modify_the_estimator(detector, tmp_path):
     fitted = clone(detector).fit(_data(detector))
     before = copy.deepcopy(fitted)

@@ -170,7 +170,7 @@ def test_grid_search_over_the_latent_size_of_a_conv_autoencoder(digits):
         return ConvAutoencoderDetector(
             image_shape=(8, 8),
             channels=(8,),
-            statistic="mean",
+            image_score="mean",
             max_iter=10,
             early_stopping=False,
             random_state=0,

@@ -14,9 +14,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from anomalib_lite import (
-    AutoencoderDetector,
-    CalibratedDetector,
-    ConvAutoencoderDetector,
     PCADetector,
 )
 from anomalib_lite.base import MAX_TRAINING_MAGNITUDE
@@ -30,27 +27,25 @@ def _train(n=120, seed=0):
 
 
 @pytest.fixture(scope="module")
-def detectors():
-    X = _train()
-    dets = {
-        "pca-spe": PCADetector(n_components=2),
+def train_rows():
+    """The rows tests/conftest.py's ``fitted_detectors`` are fitted on."""
+    return _train()
+
+
+@pytest.fixture(scope="module")
+def detectors(fitted_detectors, train_rows):
+    """The shared fitted detectors, and PCADetector with its other statistics."""
+    others = {
         "pca-t2": PCADetector(n_components=2, statistic="t2"),
         "pca-combined": PCADetector(n_components=2, statistic="combined"),
-        "autoencoder": AutoencoderDetector(
-            hidden_sizes=(8,), latent_dim=2, max_iter=3, random_state=0
-        ),
-        "conv": ConvAutoencoderDetector(
-            image_shape=(1, -1), channels=(4,), latent_dim=2, max_iter=3, random_state=0
-        ),
-        "calibrated": CalibratedDetector(PCADetector(n_components=2), random_state=0),
     }
-    return {name: det.fit(X) for name, det in dets.items()}
+    return {**fitted_detectors, **{name: det.fit(train_rows) for name, det in others.items()}}
 
 
 #: Inputs within these bounds get finite scores from a detector trained on
 #: data of unit scale (docs/bad_input.md, "Value ranges").
 FINITE_WITHIN = {
-    "pca-spe": 1e150,
+    "pca": 1e150,
     "pca-t2": 1e150,
     "pca-combined": 1e150,
     "autoencoder": 1e15,

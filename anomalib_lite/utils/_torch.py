@@ -55,6 +55,16 @@ def check_device(device):
     return device
 
 
+def device_available(device):
+    """Whether ``device`` (a resolved device string) exists on this machine."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
+    if dev.type == "mps":
+        return torch.backends.mps.is_available()
+    return dev.type == "cpu"
+
+
 def resolve_device(device):
     """The device a fit runs on, as a string: ``'auto'`` picks CUDA when present."""
     check_device(device)

@@ -1,11 +1,38 @@
-"""Which rows a trimmed fit keeps."""
+"""Tukey's upper fence, and which rows a trimmed fit keeps."""
 
 import math
 
 import numpy as np
 
-#: Tukey's far-out fence: ``Q3 + FENCE_IQRS * (Q3 - Q1)``.
-FENCE_IQRS = 3.0
+#: Tukey's inner fence ``Q3 + 1.5 IQR``: ``contamination='auto'`` flags beyond it.
+INNER_FENCE_IQRS = 1.5
+#: Tukey's far-out fence ``Q3 + 3 IQR``: a trimmed refit leaves out rows beyond it.
+FAR_OUT_FENCE_IQRS = 3.0
+
+
+def tukey_fence(scores, k):
+    """Tukey's upper fence ``Q3 + k * (Q3 - Q1)`` and the spread ``Q3 - Q1``.
+
+    The library uses one rule with two multipliers: ``k = 1.5`` (the inner
+    fence) to flag anomalies under ``contamination='auto'``, and ``k = 3``
+    (the far-out fence, which only gross outliers pass) to choose the rows a
+    trimmed refit leaves out. The quartiles are numpy's (linear
+    interpolation) of the finite scores: ``+inf`` lies beyond any fence and
+    does not move it. With fewer than two finite scores the fence is
+    ``+inf``. A zero spread (most scores tie) gives the fence ``Q3``; the
+    caller decides what that means (:func:`within_fence` keeps every row).
+
+    Examples
+    --------
+    >>> tukey_fence([1.0, 2.0, 3.0, 4.0, 5.0, np.inf], 1.5)
+    (7.0, 2.0)
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = scores[np.isfinite(scores)]
+    if finite.size < 2:
+        return math.inf, 0.0
+    q1, q3 = np.percentile(finite, [25, 75])
+    return float(q3 + k * (q3 - q1)), float(q3 - q1)
 
 
 def n_kept(n, trim_fraction, minimum=1):
@@ -39,11 +66,7 @@ def within_fence(scores):
     [True, True, True, True, True]
     """
     scores = np.asarray(scores, dtype=np.float64)
-    finite = scores[np.isfinite(scores)]
-    if finite.size < 2:
+    fence, iqr = tukey_fence(scores, FAR_OUT_FENCE_IQRS)
+    if not (math.isfinite(fence) and iqr > 0):
         return np.ones(scores.shape, dtype=bool)
-    q1, q3 = np.percentile(finite, [25, 75])
-    iqr = q3 - q1
-    if not iqr > 0:
-        return np.ones(scores.shape, dtype=bool)
-    return scores <= q3 + FENCE_IQRS * iqr
+    return scores <= fence

@@ -4,10 +4,35 @@ Every message names the parameter, shows the value, says what was expected
 and hints at a fix.
 """
 
+import math
+import os
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+
+def check_int_tuple(value, name):
+    """Validate None or a non-empty sequence of positive ints (layer sizes)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(
+            f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
+        )
+    if len(value) == 0:
+        raise ValueError(f"{name}=() needs at least one entry, e.g. (16, 32).")
+    return tuple(check_int(v, f"each entry of {name}", min_value=1) for v in value)
+
+
+def check_dense(X, name="X"):
+    """Refuse scipy sparse input with a message that says so."""
+    if sp.issparse(X):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported by the "
+            f"autoencoder detectors. Pass a dense array, e.g. {name}.toarray()."
+        )
 
 
 def check_contamination(contamination):
@@ -45,6 +70,73 @@ def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
     if max_value is not None and value > max_value:
         raise ValueError(f"{name}={value!r} must be <= {max_value}.")
     return int(value)
+
+
+def check_bool(value, name):
+    """Validate a boolean parameter (``bool`` or ``numpy.bool_``) and return it as ``bool``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}."
+        )
+    return bool(value)
+
+
+def check_path(path, name="path", *, must_exist=False):
+    """Validate a file path parameter (``str`` or ``os.PathLike``) and return it as a ``Path``.
+
+    With ``must_exist=True`` a path that names nothing raises ``FileNotFoundError``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} {path!r}."
+        )
+    path = Path(path)
+    if must_exist and not path.exists():
+        raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
+    return path
+
+
+def check_image_shape(image_shape, n_features=None):
+    """Validate ``image_shape`` and return it as ``(C, H, W)``, or None.
+
+    ``image_shape`` is None, or ``(H, W)`` or ``(C, H, W)`` of positive ints
+    (``(H, W)`` means one channel). One entry may be -1, as in
+    ``numpy.reshape``: it is inferred from ``n_features`` when given, and left
+    as -1 otherwise. With ``n_features`` the shape must hold exactly that many
+    values (the features of one row).
+    """
+    if image_shape is None:
+        return None
+    ok = isinstance(image_shape, (tuple, list)) and len(image_shape) in (2, 3)
+    ok = ok and all(isinstance(s, Integral) and not isinstance(s, bool) for s in image_shape)
+    if not ok:
+        raise TypeError(
+            f"image_shape must be None or a tuple (H, W) or (C, H, W) of ints, got {image_shape!r}."
+        )
+    shape = tuple(int(s) for s in image_shape)
+    n_wild = shape.count(-1)
+    if n_wild > 1 or any(s < 1 and s != -1 for s in shape):
+        raise ValueError(
+            f"image_shape={shape!r} must hold positive sizes, with at most one -1 "
+            "(a size inferred from the number of features, as in numpy.reshape)."
+        )
+    shape = (1, *shape) if len(shape) == 2 else shape
+    if n_features is None:
+        return shape
+    if n_wild:
+        known = math.prod(s for s in shape if s != -1)
+        if n_features % known:
+            raise ValueError(
+                f"image_shape={image_shape!r} cannot hold rows of {n_features} "
+                f"features: {n_features} is not a multiple of {known}."
+            )
+        shape = tuple(n_features // known if s == -1 else s for s in shape)
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"image_shape={image_shape!r} needs {math.prod(shape)} features per row, but X "
+            f"has {n_features}; set image_shape to the size of the images in the rows."
+        )
+    return shape
 
 
 def check_float(value, name, *, low=None, high=None, closed="neither", allow_none=False):
@@ -144,39 +236,64 @@ def check_magnitude(X, limit, name="X"):
         )
 
 
-def check_labels(y, n_samples):
-    """Validate anomaly labels and return the boolean mask of normal rows.
+def anomaly_labels(y, n_samples=None, *, name="y"):
+    """Validate anomaly labels and return the boolean mask of anomalies.
 
     Labels follow one convention: ``0`` = normal, ``1`` = anomaly
-    (booleans are accepted, ``True`` = anomaly).
+    (booleans are accepted, ``True`` = anomaly). A column vector is accepted
+    as 1-D. With ``n_samples`` the number of labels must match it.
     """
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
     if y_arr.ndim != 1:
         raise ValueError(
-            f"y must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape {y_arr.shape}."
+            f"{name} must be a 1-D array of labels (0 = normal, 1 = anomaly), got shape "
+            f"{y_arr.shape}."
         )
-    if y_arr.shape[0] != n_samples:
+    if n_samples is not None and y_arr.shape[0] != n_samples:
         raise ValueError(
-            f"y has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
+            f"{name} has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
         )
     if y_arr.dtype.kind not in "biuf":
         raise TypeError(
-            f"Unknown label type: y has dtype {y_arr.dtype}; expected integer "
-            "labels 0 (normal) and 1 (anomaly)."
+            f"Unknown label type: {name} has dtype {y_arr.dtype}; expected labels "
+            "0 (normal) and 1 (anomaly)."
         )
     values = np.unique(y_arr)
     if not np.all(np.isin(values, (0, 1))):
         shown = values[:10].tolist()
         raise ValueError(
-            f"y must contain only 0 (normal) and 1 (anomaly); got values {shown}. "
+            f"{name} must contain only 0 (normal) and 1 (anomaly); got values {shown}. "
             "Map your labels first, e.g. y = (labels != normal_class).astype(int)."
         )
-    normal = y_arr == 0
+    return y_arr == 1
+
+
+def check_labels(y, n_samples):
+    """Validate training labels and return the boolean mask of normal rows.
+
+    See :func:`anomaly_labels`; at least one row must be normal, since
+    detectors learn from the normal rows only.
+    """
+    normal = ~anomaly_labels(y, n_samples)
     if not normal.any():
         raise ValueError(
             "y marks every sample as an anomaly (1); detectors learn from normal "
             "samples (0) only, so at least one normal sample is needed."
         )
     return normal
+
+
+def check_scores(values, name, n=None):
+    """Validate a non-empty 1-D array of finite scores (of length ``n`` if given)."""
+    s = np.asarray(values, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {s.shape}.")
+    if n is not None and s.shape[0] != n:
+        raise ValueError(
+            f"{name} has {s.shape[0]} scores but there are {n} labels; they must match."
+        )
+    if not np.all(np.isfinite(s)):
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite scores.")
+    return s
