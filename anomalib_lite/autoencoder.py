@@ -187,9 +187,7 @@ class ConvAutoencoderDetector(TorchDetector):
     data_range_ : float
         Range of the standardized training pixels (the SSIM ``L``).
     negative_slope_ : float
-        Slope for negative inputs of the network's leaky ReLUs (0.2). Models
-        saved by earlier versions load with 0, a plain ReLU, as they were
-        trained.
+        Slope for negative inputs of the network's leaky ReLUs (0.2).
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -480,9 +478,7 @@ class ConvAutoencoderDetector(TorchDetector):
     def _make_module(self):
         _, H, W = self.input_shape_
         top, bottom, left, right = self.padding_
-        # Models saved before the leaky ReLU was the default lack the attribute.
-        slope = getattr(self, "negative_slope_", 0.0)
-        act = functools.partial(nn.LeakyReLU, slope) if slope else nn.ReLU
+        act = functools.partial(nn.LeakyReLU, self.negative_slope_)
         return ConvAutoencoder(
             self.input_shape_[0],
             (H + top + bottom, W + left + right),

@@ -252,20 +252,9 @@ class AutoencoderDetector(TorchDetector):
         self.dropout_ = float(self.dropout)
 
     def _make_module(self):
-        # Models saved before the dropout parameter lack the attribute.
-        dropout = getattr(self, "dropout_", 0.0)
         return DenseAutoencoder(
-            self.n_features_in_, self.hidden_sizes_, self.latent_dim_, dropout=dropout
+            self.n_features_in_, self.hidden_sizes_, self.latent_dim_, dropout=self.dropout_
         )
-
-    def __setstate__(self, state):
-        state = dict(state)
-        if "mean_" in state and "dropout_" not in state:
-            # Fitted before the dropout parameter existed: trained without it
-            # (a model file then holds no dropout entry and gets the default).
-            state["dropout"] = state["dropout_"] = 0.0
-        state.setdefault("dropout", 0.0)
-        super().__setstate__(state)
 
     def _to_tensor(self, X):
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_

@@ -435,19 +435,11 @@ def test_pickle_after_training_gives_identical_scores(fitted):
     assert restored.offset_ == fitted.offset_
 
 
-def test_network_uses_leaky_relus_and_older_models_keep_their_relus(fitted):
+def test_network_uses_leaky_relus(fitted):
     acts = [type(m) for m in fitted.module_.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
     assert acts and set(acts) == {nn.LeakyReLU}
     assert fitted.negative_slope_ == 0.2
     assert all(m.negative_slope == 0.2 for m in fitted.module_.modules() if type(m) in acts)
-    # A model saved before the attribute existed was trained with plain ReLUs.
-    state = fitted.__getstate__()
-    del state["negative_slope_"]
-    old = ConvAutoencoderDetector.__new__(ConvAutoencoderDetector)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert {type(m) for m in old.module_.modules()} & {nn.ReLU, nn.LeakyReLU} == {nn.ReLU}
-    X = _images(n=4, seed=5)
-    assert not np.array_equal(old.reconstruct(X), fitted.reconstruct(X))
 
 
 def test_partial_fit_resumes_an_optimizer_state_saved_unfused():

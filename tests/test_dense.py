@@ -116,18 +116,6 @@ def test_dropout_layers_follow_the_parameter_and_only_train(fitted):
     assert not np.array_equal(plain.score_samples(X), fitted.score_samples(X))
 
 
-def test_models_saved_before_dropout_load_as_trained():
-    X = _curve()
-    det = AutoencoderDetector(**{**FAST, "dropout": 0.0}).fit(X)
-    state = det.__getstate__()
-    del state["dropout"], state["dropout_"]  # as pickled before the parameter existed
-    old = AutoencoderDetector.__new__(AutoencoderDetector)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert old.get_params()["dropout"] == old.dropout_ == 0.0
-    assert not any(isinstance(m, GeneratorDropout) for m in old.module_.modules())
-    np.testing.assert_array_equal(old.score_samples(X), det.score_samples(X))
-
-
 @pytest.mark.parametrize(
     ("change", "shown"),
     [({"dropout": 0.0}, "dropout=0.3"), ({"hidden_sizes": (6,)}, "hidden_sizes=(8,)")],

@@ -511,20 +511,6 @@ def test_parameter_missing_from_an_older_file_takes_its_default(saved, tmp_path)
     np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
 
 
-def test_autoencoder_file_from_before_dropout_loads_as_trained(tmp_path):
-    X = np.random.default_rng(0).normal(size=(60, 4))
-    det = anomalib_lite.AutoencoderDetector(
-        hidden_sizes=(4,), latent_dim=2, max_iter=2, dropout=0.0, random_state=0
-    ).fit(X)
-    path = save(det, tmp_path / "ae.model")
-    payload = _payload(path)
-    del payload["params"]["dropout"], payload["state"]["dropout_"]  # as written before
-    old = _rewrite(path, tmp_path / "old", entries={"payload.json": json.dumps(payload).encode()})
-    restored = load(old)
-    assert restored.dropout == restored.dropout_ == 0.0
-    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
-
-
 def test_scikit_learn_version_change_warns_as_unpickling_does(tmp_path):
     X = np.random.default_rng(0).normal(size=(40, 3))
     path = save(make_pipeline(StandardScaler(), PCADetector(n_components=1)).fit(X), tmp_path / "m")
