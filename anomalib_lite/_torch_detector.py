@@ -301,9 +301,8 @@ class TorchDetector(BaseDetector):
 
     def _check_module_params(self):
         """Refuse to continue a network built with other shaping parameters."""
-        built = getattr(self, "_built_with", None)
-        changed = None if built is None else self._changed_module_param(built)
-        if changed is not None:  # None too for a model saved before the record
+        changed = self._changed_module_param(self._built_with)
+        if changed is not None:
             name, value = changed
             raise ValueError(
                 f"warm_start continues the fitted network, which was built with "
@@ -517,17 +516,13 @@ class TorchDetector(BaseDetector):
                     lr = self.learning_rate_init * lr_at(step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                loss = self._train_loss(module(self._augment(xb, gen)), xb)
+                loss = self._train_loss(module(xb), xb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach().double() * idx.shape[0]
         module.eval()
         return float(total) / n
-
-    def _augment(self, xb, gen):
-        """Training-time transform of a batch; the identity unless overridden."""
-        return xb
 
     def _eval_loss(self, val):
         total = 0.0

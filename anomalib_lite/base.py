@@ -9,9 +9,10 @@ lies from it. The API is scikit-learn's outlier-detector API:
 * ``decision_function(X) = score_samples(X) - offset_``;
 * ``predict(X)``: ``+1`` (normal) where the decision is ``>= 0``, else ``-1``.
 
-Subclasses implement two hooks: ``_fit(X)`` on validated normal data and
+Subclasses implement three hooks: ``_fit(X)`` on validated normal data,
 ``_anomaly_score(X)`` on a validated batch, returning float64 values where
-higher means more anomalous. The base class derives everything else.
+higher means more anomalous, and ``_batch_rows(X)``, the rows scored at once.
+The base class derives everything else.
 """
 
 import warnings
@@ -127,11 +128,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _anomaly_score(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def _batch_rows(self, X):
-        """Rows per scoring batch; subclasses may override."""
-        row_bytes = 8 * int(np.prod(X.shape[1:])) * 3
-        return _rows_per_batch(row_bytes, getattr(self, "batch_size", None))
 
     # ------------------------------------------------------------- machinery
     @staticmethod
@@ -285,7 +281,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
-    def fit_predict(self, X, y=None, **kwargs):
+    def fit_predict(self, X, y=None):
         """Fit on the normal rows of ``X`` and predict ``+1``/``-1`` for every row.
 
         Parameters
@@ -294,11 +290,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             Samples.
         y : array-like of shape (n_samples,), default=None
             Optional labels, ``0`` = normal, ``1`` = anomaly.
-        **kwargs : dict
-            Passed to ``fit``.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,), dtype int
         """
-        return self.fit(X, y, **kwargs).predict(X)
+        return self.fit(X, y).predict(X)
