@@ -149,11 +149,12 @@ class ConvAutoencoderDetector(TorchDetector):
         process holds a core, and 1 thread lets N worker processes run side by
         side (see ``docs/benchmarks_threads.md``).
     checkpoint_path : str, os.PathLike or None, default=None
-        File to save a checkpoint to after every epoch, atomically (a
-        ``torch.save`` of plain tensors and JSON metadata, loaded with
-        ``weights_only=True``; never a pickle of the detector). A new fit with
-        ``warm_start=True`` resumes from it. An existing file that this
-        detector did not write is never overwritten.
+        File to save the detector to after every epoch, atomically, as a
+        model file of :mod:`anomalib_lite.io` (never a pickle), with the
+        optimizer and random-generator state a resumed fit needs. A new fit
+        with ``warm_start=True`` resumes from it, bit for bit, after checking
+        that the parameters that shape the network agree. An existing file
+        that this detector did not write is never overwritten.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` for the initial weights, the
         validation split and the shuffling; with an int, a fit on the same

@@ -129,6 +129,32 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _anomaly_score(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # ----------------------------------------------------------------- state
+    def _get_state(self):
+        """The fitted state: every attribute that is not a parameter.
+
+        A tree of JSON values, numpy arrays and nested estimators; pickle and
+        :func:`anomalib_lite.io.save` (and so a torch detector's checkpoint)
+        write it, :meth:`_set_state` takes it back. Subclasses convert what
+        is neither (a torch network) and call ``super()``.
+        """
+        params = self._get_param_names()
+        return {k: v for k, v in vars(self).items() if k not in params}
+
+    def _set_state(self, state):
+        """Take back a state returned by :meth:`_get_state`."""
+        vars(self).update(state)
+
+    def __getstate__(self):
+        names = {*self._get_param_names(), "_sklearn_version"}
+        state = {k: v for k, v in super().__getstate__().items() if k in names}
+        return {**state, **self._get_state()}
+
+    def __setstate__(self, state):
+        names = {*self._get_param_names(), "_sklearn_version"}
+        super().__setstate__({k: v for k, v in state.items() if k in names})
+        self._set_state({k: v for k, v in state.items() if k not in names})
+
     # ------------------------------------------------------------- machinery
     @staticmethod
     def _normal_rows(X, y):
