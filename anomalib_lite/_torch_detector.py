@@ -117,6 +117,22 @@ def _check_bool(value, name):
         raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__}.")
 
 
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return
+    if callable(callbacks) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            f"callbacks must be None or a list of callables, got "
+            f"{type(callbacks).__name__} {callbacks!r}; pass callbacks=[func] for one."
+        )
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(callback).__name__} ({callback!r}), not a "
+                "callable; each callback is called as callback(detector, record)."
+            )
+
+
 def _cpu_copy(tree):
     """A detached CPU copy of a (nested) state dict."""
     if isinstance(tree, torch.Tensor):
@@ -273,6 +289,7 @@ class TorchDetector(BaseDetector):
                 f"checkpoint_path must be None or a file path (str or os.PathLike), "
                 f"got {type(path).__name__} {path!r}."
             )
+        _check_callbacks(self.callbacks)
 
     def _validate_input(self, X, *, reset):
         check_dense(X)
@@ -541,6 +558,8 @@ class TorchDetector(BaseDetector):
                 snapshot = self._snapshot(optimizer)
                 if self.n_iter_ >= run.stop_at:
                     run.done = True
+                if self._call_back(entry):
+                    run.done = True
                 self._log_epoch(entry, started)
                 self._write_checkpoint(snapshot[1])
         except KeyboardInterrupt:
@@ -588,6 +607,13 @@ class TorchDetector(BaseDetector):
                 total += loss.detach().double() * idx.shape[0]
         module.eval()
         return float(total) / n
+
+    def _call_back(self, entry):
+        """Call every callback with the epoch's record; True when one asks to stop."""
+        stop = False
+        for callback in self.callbacks or ():
+            stop = bool(callback(self, dict(entry))) or stop
+        return stop
 
     def _eval_loss(self, val):
         total = 0.0

@@ -155,6 +155,14 @@ class ConvAutoencoderDetector(TorchDetector):
         with ``warm_start=True`` resumes from it, bit for bit, after checking
         that the parameters that shape the network agree. An existing file
         that this detector did not write is never overwritten.
+    callbacks : list of callable or None, default=None
+        Called in order after every epoch (``partial_fit`` included) as
+        ``callback(detector, record)``, where ``record`` is a copy of the
+        epoch's ``history_`` entry: to log, plot or score during training.
+        A callback that returns a true value asks the fit to stop after this
+        epoch; it then ends as early stopping does (with
+        ``early_stopping=True`` the best epoch's weights are kept). Model
+        files store ``callbacks=None``: code is never saved.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` for the initial weights, the
         validation split and the shuffling; with an int, a fit on the same
@@ -254,6 +262,16 @@ class ConvAutoencoderDetector(TorchDetector):
     True
     >>> det.anomaly_map(defect).shape
     (1, 8, 8)
+
+    A callback sees the record of every epoch and may stop the fit:
+
+    >>> losses = []
+    >>> def log_and_stop(detector, record):
+    ...     losses.append(record["train_loss"])
+    ...     return record["epoch"] == 3  # stop after the third epoch
+    >>> det = ConvAutoencoderDetector(max_iter=5, callbacks=[log_and_stop], random_state=0)
+    >>> det.fit(X).n_iter_, len(losses)
+    (3, 3)
     """
 
     _module_params = ("image_shape", "channels", "latent_dim")
@@ -292,6 +310,7 @@ class ConvAutoencoderDetector(TorchDetector):
         device="auto",
         n_threads=None,
         checkpoint_path=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -314,6 +333,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.device = device
         self.n_threads = n_threads
         self.checkpoint_path = checkpoint_path
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 

@@ -108,6 +108,10 @@ class AutoencoderDetector(TorchDetector):
     checkpoint_path : str, os.PathLike or None, default=None
         File to save a checkpoint to after every epoch; see
         :class:`~anomalib_lite.ConvAutoencoderDetector`.
+    callbacks : list of callable or None, default=None
+        Called as ``callback(detector, record)`` after every epoch; a true
+        return value stops the fit after that epoch; see
+        :class:`~anomalib_lite.ConvAutoencoderDetector`.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator``; with an int, a fit on the same
         device and software is reproducible bit for bit.
@@ -188,6 +192,7 @@ class AutoencoderDetector(TorchDetector):
         device="auto",
         n_threads=None,
         checkpoint_path=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -209,6 +214,7 @@ class AutoencoderDetector(TorchDetector):
         self.device = device
         self.n_threads = n_threads
         self.checkpoint_path = checkpoint_path
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 

@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from anomalib_lite import ConvAutoencoderDetector, _torch_detector
-from anomalib_lite.io import load
+from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
 FAST = {
@@ -221,6 +221,74 @@ def test_wrong_row_width_at_predict():
 def test_input_and_parameter_errors(X, params, message):
     with pytest.raises((ValueError, TypeError), match=message):
         ConvAutoencoderDetector(**{**FAST, **params}).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "message"),
+    [
+        (print, r"callbacks must be None or a list of callables, got builtin_function_or_method"),
+        ("log", "callbacks must be None or a list of callables, got str 'log'"),
+        ([print, 3], r"callbacks\[1\] is a int \(3\), not a callable"),
+    ],
+)
+def test_callbacks_must_be_a_list_of_callables(callbacks, message):
+    with pytest.raises(TypeError, match=message):
+        ConvAutoencoderDetector(**{**FAST, "callbacks": callbacks}).fit(_images())
+
+
+def test_callbacks_see_every_epoch_and_leave_the_fit_unchanged():
+    X = _images()
+    calls = []
+
+    def record(detector, entry):
+        calls.append((detector, entry))
+        detector.score_samples(X[:5])  # scoring during training changes nothing
+
+    det = ConvAutoencoderDetector(**{**FAST, "callbacks": [record], "early_stopping": True})
+    det.fit(X)
+    assert [d for d, _ in calls] == [det] * det.n_iter_
+    assert [entry for _, entry in calls] == det.history_
+    calls[0][1]["train_loss"] = None  # a copy: the history is not touched
+    assert det.history_[0]["train_loss"] is not None
+    det.partial_fit(X)
+    assert len(calls) == det.n_iter_ == FAST["max_iter"] + 1
+    plain = ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(X)
+    losses = [(h["train_loss"], h["valid_loss"]) for h in det.history_[:-1]]
+    assert losses == [(h["train_loss"], h["valid_loss"]) for h in plain.history_]
+    np.testing.assert_array_equal(
+        ConvAutoencoderDetector(**{**FAST, "callbacks": [record]}).fit(X).score_samples(X),
+        ConvAutoencoderDetector(**FAST).fit(X).score_samples(X),
+    )
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_callback_returning_true_stops_the_fit_after_that_epoch(early_stopping):
+    X = _images()
+    seen = []
+
+    def stop_at_two(detector, entry):
+        seen.append(entry["epoch"])
+        return entry["epoch"] == 2
+
+    params = {**FAST, "max_iter": 6, "early_stopping": early_stopping}
+    det = ConvAutoencoderDetector(**params, callbacks=[stop_at_two, lambda d, e: None]).fit(X)
+    assert det.n_iter_ == len(det.history_) == 2 and seen == [1, 2]
+    assert np.isfinite(det.offset_)  # the fit ended cleanly
+    det.set_params(warm_start=True, callbacks=None).fit(X)  # a stopped run is over
+    assert det.n_iter_ == 2 + 6
+
+
+def test_callbacks_clone_and_are_not_saved(tmp_path):
+    def callback(detector, entry):
+        return None
+
+    det = ConvAutoencoderDetector(**{**FAST, "callbacks": [callback]})
+    assert clone(det).get_params()["callbacks"] == [callback]
+    det.fit(_images())
+    path = tmp_path / "model"
+    save(det, path)
+    assert load(path).callbacks is None  # code is never saved
+    assert det.callbacks == [callback]
 
 
 def test_early_stopping_needs_room_for_a_validation_split():
