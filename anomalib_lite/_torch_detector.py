@@ -261,8 +261,6 @@ class TorchDetector(BaseDetector):
 
     #: Parameters that shape the network; a checkpoint must agree on them.
     _module_params = ()
-    #: Fitted attributes that ``_make_module`` and ``_to_tensor`` read.
-    _geometry_attrs = ()
     #: ``batch_size='auto'`` uses one in this many training samples.
     _auto_batch_divisor = AUTO_BATCH_DIVISOR
 

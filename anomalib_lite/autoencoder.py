@@ -86,6 +86,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Size of the code. None uses one number per 64 pixels, at least 16:
         16 for images up to 32x32, 64 for 64x64, 256 for 128x128. Larger
         images of texture need a wider code than a digit does.
+    negative_slope : float, default=0.2
+        Slope for negative inputs of the network's leaky ReLUs; 0 gives
+        plain ReLUs.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (structural
         similarity, Gaussian window of sigma 1.5), or their sum.
@@ -195,8 +198,6 @@ class ConvAutoencoderDetector(TorchDetector):
         Standard deviation of each channel over the training pixels.
     data_range_ : float
         Range of the standardized training pixels (the SSIM ``L``).
-    negative_slope_ : float
-        Slope for negative inputs of the network's leaky ReLUs (0.2).
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -274,19 +275,9 @@ class ConvAutoencoderDetector(TorchDetector):
     (3, 3)
     """
 
-    _module_params = ("image_shape", "channels", "latent_dim")
+    _module_params = ("image_shape", "channels", "latent_dim", "negative_slope")
     _auto_batch_divisor = 10
     _memory_format = torch.channels_last
-    _geometry_attrs = (
-        "input_shape_",
-        "channels_",
-        "latent_dim_",
-        "padding_",
-        "channel_mean_",
-        "channel_scale_",
-        "data_range_",
-        "negative_slope_",
-    )
 
     def __init__(
         self,
@@ -294,6 +285,7 @@ class ConvAutoencoderDetector(TorchDetector):
         image_shape=None,
         channels=None,
         latent_dim=None,
+        negative_slope=NEGATIVE_SLOPE,
         loss="mse",
         statistic="topk",
         smoothing="auto",
@@ -317,6 +309,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.image_shape = image_shape
         self.channels = channels
         self.latent_dim = latent_dim
+        self.negative_slope = negative_slope
         self.loss = loss
         self.statistic = statistic
         self.smoothing = smoothing
@@ -343,6 +336,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self._param_image_shape()
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
+        check_float(self.negative_slope, "negative_slope", low=0, high=1, closed="both")
         check_option(self.loss, "loss", _LOSSES)
         check_option(self.statistic, "statistic", _STATISTICS)
         if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
@@ -494,12 +488,11 @@ class ConvAutoencoderDetector(TorchDetector):
         z = (images - self.channel_mean_[:, None, None]) / self.channel_scale_[:, None, None]
         span = float(z.max() - z.min())
         self.data_range_ = span if span > 0 else 1.0
-        self.negative_slope_ = NEGATIVE_SLOPE
 
     def _make_module(self):
         _, H, W = self.input_shape_
         top, bottom, left, right = self.padding_
-        act = functools.partial(nn.LeakyReLU, self.negative_slope_)
+        act = functools.partial(nn.LeakyReLU, self.negative_slope)
         return ConvAutoencoder(
             self.input_shape_[0],
             (H + top + bottom, W + left + right),

@@ -169,7 +169,6 @@ class AutoencoderDetector(TorchDetector):
     """
 
     _module_params = ("hidden_sizes", "latent_dim", "standardize", "dropout")
-    _geometry_attrs = ("hidden_sizes_", "latent_dim_", "dropout_", "mean_", "scale_")
 
     def __init__(
         self,

@@ -208,6 +208,7 @@ def test_wrong_row_width_at_predict():
             r"learning_rate_init=-1.0 must be in \(0",
         ),
         (np.zeros((4, 8, 8)), {"max_iter": 0}, "max_iter=0 must be >= 1"),
+        (np.zeros((4, 8, 8)), {"negative_slope": -0.1}, r"negative_slope=-0.1 must be in \[0"),
         (np.zeros((4, 8, 8)), {"device": "cuda:99"}, "cuda:99"),
         (np.zeros((4, 8, 8)), {"early_stopping": "yes"}, "early_stopping must be a bool"),
         (np.zeros((4, 8, 8)), {"n_threads": 0}, "n_threads=0 must be >= 1"),
@@ -504,11 +505,15 @@ def test_pickle_after_training_gives_identical_scores(fitted):
     assert restored.offset_ == fitted.offset_
 
 
-def test_network_uses_leaky_relus(fitted):
+def test_network_uses_leaky_relus_of_the_given_slope(fitted):
     acts = [type(m) for m in fitted.module_.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
     assert acts and set(acts) == {nn.LeakyReLU}
-    assert fitted.negative_slope_ == 0.2
+    assert fitted.negative_slope == 0.2
     assert all(m.negative_slope == 0.2 for m in fitted.module_.modules() if type(m) in acts)
+    X = _images()
+    plain = ConvAutoencoderDetector(**{**FAST, "negative_slope": 0.0}).fit(X)
+    assert {m.negative_slope for m in plain.module_.modules() if type(m) in acts} == {0.0}
+    assert not np.array_equal(plain.reconstruct(X), fitted.reconstruct(X))
 
 
 def test_partial_fit_resumes_an_optimizer_state_saved_unfused():
