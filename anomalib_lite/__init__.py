@@ -10,11 +10,10 @@ anomalib_lite`` and the PCA baseline do not pay for importing torch.
 import importlib
 
 from . import io as io
+from ._version import __version__
 from .base import BaseDetector
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AutoencoderDetector",

@@ -22,11 +22,10 @@ through one forward pass, :meth:`TorchDetector._forward`.
 
 import contextlib
 import copy
-import json
+import dataclasses
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import io as model_file
 from .base import BaseDetector
 from .utils._torch import (
     build_quietly,
@@ -62,14 +62,11 @@ __all__ = ["TorchDetector"]
 logger = logging.getLogger("anomalib_lite")
 
 _SCHEDULES = ("constant", "cosine")
-CHECKPOINT_FORMAT = "anomalib_lite.checkpoint"
-CHECKPOINT_VERSION = 1
 #: Fraction of a cosine run spent warming the learning rate up linearly.
 WARMUP_FRACTION = 0.05
 #: Devices on which Adam runs as one fused kernel per step instead of a loop
 #: over the weight tensors, which makes a step faster.
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
-_RUN_ATTRS = ("_run_seed", "_run_start", "_stop_at", "_run_done", "_no_improve")
 
 
 #: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples
@@ -112,6 +109,22 @@ def activation_bytes(module, x):
     return total
 
 
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return
+    if callable(callbacks) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            f"callbacks must be None or a list of callables, got "
+            f"{type(callbacks).__name__} {callbacks!r}; pass callbacks=[func] for one."
+        )
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(
+                f"callbacks[{i}] is a {type(callback).__name__} ({callback!r}), not a "
+                "callable; each callback is called as callback(detector, record)."
+            )
+
+
 def _cpu_copy(tree):
     """A detached CPU copy of a (nested) state dict."""
     if isinstance(tree, torch.Tensor):
@@ -121,6 +134,69 @@ def _cpu_copy(tree):
     if isinstance(tree, (list, tuple)):
         return type(tree)(_cpu_copy(v) for v in tree)
     return copy.deepcopy(tree)
+
+
+def _arrays(tree):
+    """A copy of a (nested) state dict with every tensor as a numpy array."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True).numpy()
+    if isinstance(tree, dict):
+        return {k: _arrays(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_arrays(v) for v in tree)
+    return tree
+
+
+def _tensors(tree):
+    """The inverse of :func:`_arrays`: numpy arrays back to CPU tensors."""
+    if isinstance(tree, np.ndarray):
+        return torch.from_numpy(np.array(tree, order="C"))
+    if isinstance(tree, dict):
+        return {k: _tensors(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_tensors(v) for v in tree)
+    return tree
+
+
+@dataclasses.dataclass
+class _RunState:
+    """Where training stands beyond the fitted attributes.
+
+    With the network and ``n_iter_``, ``history_``, ``best_loss_``, it is all
+    a resumed fit needs to go on exactly as if it had never stopped.
+    """
+
+    #: The shaping parameters the network was built with, as JSON values.
+    built_with: dict
+    #: Seed of the run's generator (validation split, shuffling, dropout).
+    seed: int
+    #: ``n_iter_`` when the current run started, and where it ends.
+    start: int = 0
+    stop_at: int = 0
+    #: The run has ended (every epoch, early stopping or a callback's request).
+    done: bool = True
+    #: Epochs in a row without improvement of the monitored loss.
+    no_improve: int = 0
+    #: The generator's state after the last epoch; None before a run's first.
+    rng: object = None
+    #: Adam's state dict, on the CPU; None starts a new optimizer.
+    optimizer: object = None
+    #: Weights of the run's best epoch so far (early stopping).
+    best: object = None
+    #: Activation bytes of one scoring row, measured when the network is built.
+    row_bytes: int = 0
+    #: The checkpoint file this object wrote or resumed from; never saved,
+    #: so that no file, pickle or copy names a file for a later fit to write.
+    checkpoint: object = None
+
+    def to_tree(self):
+        """The state as JSON values and numpy arrays (the ``checkpoint`` claim left out)."""
+        fields = [f.name for f in dataclasses.fields(self) if f.name != "checkpoint"]
+        return _arrays({name: getattr(self, name) for name in fields})
+
+    @classmethod
+    def from_tree(cls, tree):
+        return cls(**_tensors(tree))
 
 
 def _as_tuples(value):
@@ -168,8 +244,6 @@ class TorchDetector(BaseDetector):
 
     #: Parameters that shape the network; a checkpoint must agree on them.
     _module_params = ()
-    #: Fitted attributes that ``_make_module`` and ``_to_tensor`` read.
-    _geometry_attrs = ()
     #: ``batch_size='auto'`` uses one in this many training samples.
     _auto_batch_divisor = AUTO_BATCH_DIVISOR
 
@@ -196,6 +270,7 @@ class TorchDetector(BaseDetector):
                 f"checkpoint_path must be None or a file path (str or os.PathLike), "
                 f"got {type(path).__name__} {path!r}."
             )
+        _check_callbacks(self.callbacks)
 
     def _validate_input(self, X, *, reset):
         check_dense(X)
@@ -217,7 +292,7 @@ class TorchDetector(BaseDetector):
         self.module_ = build_quietly(self._make_module)
         self.module_.eval()
         one = self._to_tensor(np.zeros((1, self.n_features_in_), dtype=np.float32))
-        self._row_bytes = activation_bytes(self.module_, one) + 4 * one.numel()
+        self._run.row_bytes = activation_bytes(self.module_, one) + 4 * one.numel()
         return self.module_
 
     #: Memory format of the network's inputs and weights (channels-last
@@ -254,21 +329,18 @@ class TorchDetector(BaseDetector):
         self.device_ = resolve_device(self.device)
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
-        self._built_with = self._module_param_values()
         init_seed = draw_seed(self.random_state)
+        self._run = _RunState(
+            built_with=self._module_param_values(),
+            seed=generator_seed(make_generator(init_seed)),
+            checkpoint=getattr(self, "_run", None) and self._run.checkpoint,
+        )
         self._build_module()
         init_weights(self.module_, make_generator(init_seed))
         self._place_module()
         self.n_iter_ = 0
         self.history_ = []
         self.best_loss_ = math.inf
-        self._optimizer_state = None
-        self._best_state = None
-        self._run_seed = generator_seed(make_generator(init_seed))
-        self._rng_state = None
-        self._run_start = self._stop_at = 0
-        self._run_done = True
-        self._no_improve = 0
 
     def _module_param_values(self):
         """The parameters that shape the network, as JSON values."""
@@ -284,9 +356,8 @@ class TorchDetector(BaseDetector):
 
     def _check_module_params(self):
         """Refuse to continue a network built with other shaping parameters."""
-        built = getattr(self, "_built_with", None)
-        changed = None if built is None else self._changed_module_param(built)
-        if changed is not None:  # None too for a model saved before the record
+        changed = self._changed_module_param(self._run.built_with)
+        if changed is not None:
             name, value = changed
             raise ValueError(
                 f"warm_start continues the fitted network, which was built with "
@@ -307,16 +378,17 @@ class TorchDetector(BaseDetector):
         self._place_module()
 
     def _new_run(self, n_epochs):
-        if self._rng_state is not None:
+        run = self._run
+        if run.rng is not None:
             gen = make_generator(0)
-            gen.set_state(self._rng_state)
-            self._run_seed = generator_seed(gen)
-        self._run_start = self.n_iter_
-        self._stop_at = self.n_iter_ + n_epochs
-        self._run_done = False
-        self._no_improve = 0
-        self._best_state = None
-        self._rng_state = None
+            gen.set_state(run.rng)
+            run.seed = generator_seed(gen)
+        run.start = self.n_iter_
+        run.stop_at = self.n_iter_ + n_epochs
+        run.done = False
+        run.no_improve = 0
+        run.best = None
+        run.rng = None
         self.best_loss_ = math.inf
 
     # --------------------------------------------------------------- fitting
@@ -328,10 +400,9 @@ class TorchDetector(BaseDetector):
                 self._prepare_warm(X)
             else:
                 self._start_fresh(X)
-            fresh_run = self._run_done
-            if fresh_run:
+            if self._run.done:
                 self._new_run(self.max_iter)
-                self._optimizer_state = None
+                self._run.optimizer = None
             self._train(self._to_tensor(X), early_stopping=self.early_stopping)
 
     def partial_fit(self, X, y=None):
@@ -379,7 +450,7 @@ class TorchDetector(BaseDetector):
 
     def _split(self, x, early_stopping):
         n = x.shape[0]
-        gen = make_generator(self._run_seed)
+        gen = make_generator(self._run.seed)
         if not early_stopping:
             return x, None, gen
         n_val = math.ceil(self.validation_fraction * n)
@@ -407,14 +478,21 @@ class TorchDetector(BaseDetector):
         optimizer = torch.optim.Adam(
             self.module_.parameters(), lr=self.learning_rate_init, fused=fused
         )
-        if self._optimizer_state is not None:
+        if self._run.optimizer is not None:
             # The kernel choice follows the device of this run, not the one
             # the state was saved on (a GPU checkpoint may resume elsewhere).
-            state = dict(self._optimizer_state)
+            state = dict(self._run.optimizer)
             state["param_groups"] = [
                 {**group, "fused": fused, "foreach": None} for group in state["param_groups"]
             ]
             optimizer.load_state_dict(state)
+            # Saved moments are C-ordered arrays; give them their weight's
+            # layout (channels-last) as a fresh optimizer would, for the same
+            # arithmetic in the fused kernel.
+            for param, moments in optimizer.state.items():
+                for key, value in moments.items():
+                    if value.shape == param.shape and value.stride() != param.stride():
+                        moments[key] = torch.empty_like(param).copy_(value)
         if constant_lr:
             for group in optimizer.param_groups:
                 group["lr"] = self.learning_rate_init
@@ -422,20 +500,21 @@ class TorchDetector(BaseDetector):
 
     def _train(self, x, *, early_stopping, constant_lr=False):
         """Run the current run's remaining epochs on the CPU tensor ``x``."""
+        run = self._run
         train, val, gen = self._split(x, early_stopping)
-        if self._rng_state is not None:
-            gen.set_state(self._rng_state)
+        if run.rng is not None:
+            gen.set_state(run.rng)
         train = self._placed(train)
         val = None if val is None else self._placed(val)
         optimizer = self._make_optimizer(constant_lr)
-        span = max(self._stop_at - self._run_start, 1)
+        span = max(run.stop_at - run.start, 1)
         steps = math.ceil(train.shape[0] / self.batch_size_)
         snapshot = self._snapshot(optimizer)
         started = time.perf_counter()
         try:
-            while self.n_iter_ < self._stop_at and not self._run_done:
+            while self.n_iter_ < run.stop_at and not run.done:
                 t0 = time.perf_counter()
-                done = self.n_iter_ - self._run_start
+                done = self.n_iter_ - run.start
                 lr_at = (
                     None
                     if constant_lr
@@ -447,7 +526,7 @@ class TorchDetector(BaseDetector):
                     self._diverged(train_loss)
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
-                self._rng_state = gen.get_state()
+                run.rng = gen.get_state()
                 self._monitor(train_loss if val is None else val_loss, early_stopping)
                 entry = {
                     "epoch": self.n_iter_,
@@ -458,16 +537,18 @@ class TorchDetector(BaseDetector):
                 }
                 self.history_.append(entry)
                 snapshot = self._snapshot(optimizer)
-                if self.n_iter_ >= self._stop_at:
-                    self._run_done = True
+                if self.n_iter_ >= run.stop_at:
+                    run.done = True
+                if self._call_back(entry):
+                    run.done = True
                 self._log_epoch(entry, started)
-                self._write_checkpoint(snapshot)
+                self._write_checkpoint(snapshot[1])
         except KeyboardInterrupt:
             if not self.history_:
                 self._discard_fit()
                 raise
             self._restore(snapshot, optimizer)
-            self._optimizer_state = _cpu_copy(snapshot[1])
+            run.optimizer = _cpu_copy(snapshot[1])
             warnings.warn(
                 f"Training interrupted (KeyboardInterrupt) after {self.n_iter_} epochs; "
                 f"the model holds the weights of epoch {self.n_iter_}. Call fit again "
@@ -476,12 +557,12 @@ class TorchDetector(BaseDetector):
                 stacklevel=4,
             )
             return
-        if early_stopping and self._best_state is not None:
-            self.module_.load_state_dict(self._best_state)
-            self._best_state = None
-            self._write_checkpoint(self._snapshot(optimizer))
-        self._best_state = None
-        self._optimizer_state = _cpu_copy(optimizer.state_dict())
+        if early_stopping and run.best is not None:
+            self.module_.load_state_dict(run.best)
+            run.best = None
+            self._write_checkpoint(self._snapshot(optimizer)[1])
+        run.best = None
+        run.optimizer = _cpu_copy(optimizer.state_dict())
         self.module_.eval()
 
     def _epoch(self, train, optimizer, gen, lr_at):
@@ -500,7 +581,7 @@ class TorchDetector(BaseDetector):
                     lr = self.learning_rate_init * lr_at(step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                loss = self._train_loss(module(self._augment(xb, gen)), xb)
+                loss = self._train_loss(module(xb), xb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -508,9 +589,12 @@ class TorchDetector(BaseDetector):
         module.eval()
         return float(total) / n
 
-    def _augment(self, xb, gen):
-        """Training-time transform of a batch; the identity unless overridden."""
-        return xb
+    def _call_back(self, entry):
+        """Call every callback with the epoch's record; True when one asks to stop."""
+        stop = False
+        for callback in self.callbacks or ():
+            stop = bool(callback(self, dict(entry))) or stop
+        return stop
 
     def _eval_loss(self, val):
         total = 0.0
@@ -522,18 +606,17 @@ class TorchDetector(BaseDetector):
 
     def _monitor(self, loss, early_stopping):
         """scikit-learn MLP's stopping rule, on the validation or training loss."""
+        run = self._run
         if loss > self.best_loss_ - self.tol:
-            self._no_improve += 1
+            run.no_improve += 1
         else:
-            self._no_improve = 0
+            run.no_improve = 0
         if loss < self.best_loss_:
             self.best_loss_ = float(loss)
             if early_stopping:
-                self._best_state = {
-                    k: v.detach().clone() for k, v in self.module_.state_dict().items()
-                }
-        if self._no_improve >= self.n_iter_no_change:
-            self._run_done = True
+                run.best = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        if run.no_improve >= self.n_iter_no_change:
+            run.done = True
 
     def _snapshot(self, optimizer):
         weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
@@ -560,8 +643,9 @@ class TorchDetector(BaseDetector):
         if not self.verbose:
             return
         elapsed = time.perf_counter() - started
-        done = entry["epoch"] - self._run_start
-        left = 0.0 if self._run_done else elapsed / done * (self._stop_at - entry["epoch"])
+        run = self._run
+        done = entry["epoch"] - run.start
+        left = 0.0 if run.done else elapsed / done * (run.stop_at - entry["epoch"])
         valid = (
             "" if entry["valid_loss"] is None else f", validation loss {entry['valid_loss']:.6g}"
         )
@@ -569,7 +653,7 @@ class TorchDetector(BaseDetector):
             "%s epoch %d/%d: train loss %.6g%s, %.2f s, elapsed %.1f s, ~%.1f s left",
             type(self).__name__,
             entry["epoch"],
-            self._stop_at,
+            run.stop_at,
             entry["train_loss"],
             valid,
             entry["seconds"],
@@ -586,120 +670,72 @@ class TorchDetector(BaseDetector):
         path = self._checkpoint_file()
         if path is None or not path.exists():
             return
-        if getattr(self, "_checkpoint_owned", None) != str(path.resolve()):
+        if not hasattr(self, "_run") or self._run.checkpoint != str(path.resolve()):
             raise ValueError(
                 f"checkpoint_path={str(path)!r} already exists and an existing file is "
                 "never overwritten; pass warm_start=True to resume from it, or choose "
                 "another path."
             )
 
-    def _write_checkpoint(self, snapshot):
+    def _write_checkpoint(self, optimizer_state):
+        """Save the detector, with ``optimizer_state``, as a model file at ``checkpoint_path``."""
         path = self._checkpoint_file()
         if path is None:
             return
-        meta = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "estimator": type(self).__name__,
-            "params": {k: _jsonable(getattr(self, k)) for k in self._module_params},
-            "geometry": {},
-            "n_iter_": self.n_iter_,
-            "batch_size_": self.batch_size_,
-            "history_": self.history_,
-            "best_loss_": self.best_loss_,
-            "run": {k: _jsonable(getattr(self, k)) for k in _RUN_ATTRS},
-        }
-        arrays = {}
-        for name in self._geometry_attrs:
-            value = getattr(self, name)
-            if isinstance(value, np.ndarray):
-                arrays[name] = torch.from_numpy(np.ascontiguousarray(value))
-            else:
-                meta["geometry"][name] = _jsonable(value)
-        payload = {
-            "meta": json.dumps(meta),
-            "arrays": arrays,
-            "module": _cpu_copy(snapshot[0]),
-            "optimizer": _cpu_copy(snapshot[1]),
-            "best": None if self._best_state is None else _cpu_copy(self._best_state),
-            "rng": self._rng_state,
-        }
+        self._run.optimizer = optimizer_state
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        self._checkpoint_owned = str(path.resolve())
+        model_file.save(self, path, overwrite=True)
+        self._run.checkpoint = str(path.resolve())
 
     def _load_checkpoint(self):
-        """Restore the state saved at ``checkpoint_path``; False when there is none."""
+        """Resume from the model file at ``checkpoint_path``; False when there is none."""
         path = self._checkpoint_file()
         if path is None or not path.exists():
             return False
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            meta = json.loads(payload["meta"])
-        except Exception as exc:
+            saved = model_file.load(path)
+        except (ValueError, OSError) as exc:
             raise ValueError(
                 f"checkpoint_path={str(path)!r} is not a readable anomalib_lite "
                 f"checkpoint ({type(exc).__name__}: {exc}); choose another path."
             ) from None
-        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("estimator") != type(self).__name__:
+        if type(saved) is not type(self) or not saved._is_trained():
             raise ValueError(
-                f"checkpoint_path={str(path)!r} holds a {meta.get('estimator')!r} "
-                f"checkpoint, not a {type(self).__name__} one; choose another path."
+                f"checkpoint_path={str(path)!r} holds a {type(saved).__name__!r} model file, "
+                f"not a trained {type(self).__name__}; choose another path."
             )
-        changed = self._changed_module_param(meta["params"])
+        changed = self._changed_module_param(saved._run.built_with)
         if changed is not None:
-            name, saved = changed
+            name, value = changed
             raise ValueError(
-                f"The checkpoint at {str(path)!r} was written with {name}={saved!r} "
+                f"The checkpoint at {str(path)!r} was written with {name}={value!r} "
                 f"but this detector has {name}={getattr(self, name)!r}; use the same "
                 "parameters to resume, or another checkpoint_path to start anew."
             )
-        self._built_with = dict(meta["params"])
-        for name, value in meta["geometry"].items():
-            setattr(self, name, _as_tuples(value))
-        for name, tensor in payload["arrays"].items():
-            setattr(self, name, tensor.numpy())
-        self.n_iter_ = int(meta["n_iter_"])
-        self.batch_size_ = int(meta["batch_size_"])
-        self.history_ = list(meta["history_"])
-        self.best_loss_ = float(meta["best_loss_"])
-        for name, value in meta["run"].items():
-            setattr(self, name, value)
-        self.device_ = resolve_device(self.device)
-        self._build_module()
-        self.module_.load_state_dict(payload["module"])
-        self._place_module()
-        self._optimizer_state = payload["optimizer"]
-        best = payload["best"]
-        self._best_state = (
-            None if best is None else {k: v.to(self.device_) for k, v in best.items()}
-        )
-        self._rng_state = payload["rng"]
-        self._checkpoint_owned = str(path.resolve())
+        # The fitted state only: the parameters, checkpoint_path included, are ours.
+        params = self._get_param_names()
+        vars(self).update({k: v for k, v in vars(saved).items() if k not in params})
+        self._run.checkpoint = str(path.resolve())
         return True
 
-    # --------------------------------------------------------------- pickle
-    def __getstate__(self):
-        state = dict(super().__getstate__())
+    # ----------------------------------------------------------------- state
+    def _get_state(self):
+        state = super()._get_state()
         module = state.pop("module_", None)
         if module is not None:
-            state["_module_weights"] = _cpu_copy(module.state_dict())
-        if state.get("_best_state") is not None:
-            state["_best_state"] = _cpu_copy(state["_best_state"])
+            state["_weights"] = _arrays(module.state_dict())
+        if "_run" in state:
+            state["_run"] = self._run.to_tree()
         return state
 
-    def __setstate__(self, state):
+    def _set_state(self, state):
+        """Take back a state; the network is rebuilt on ``device_``, or on the
+        CPU with a warning when that device is not available here."""
         state = dict(state)
-        weights = state.pop("_module_weights", None)
-        super().__setstate__(state)
+        weights = state.pop("_weights", None)
+        if "_run" in state:
+            state["_run"] = _RunState.from_tree(state["_run"])
+        super()._set_state(state)
         if weights is None:
             return
         if not device_available(self.device_):
@@ -707,13 +743,11 @@ class TorchDetector(BaseDetector):
                 f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
                 "is not available here; it is loaded on the CPU (device_='cpu').",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             self.device_ = "cpu"
-            if getattr(self, "_best_state", None) is not None:
-                self._best_state = _cpu_copy(self._best_state)
         self._build_module()
-        self.module_.load_state_dict(weights)
+        self.module_.load_state_dict(_tensors(weights))
         self._place_module()
 
     # -------------------------------------------------------------- scoring
@@ -728,7 +762,7 @@ class TorchDetector(BaseDetector):
         images is launch-bound, and on a CPU a dense network runs faster on
         thousands of rows at once.
         """
-        rows = min(MAX_SCORING_ROWS, SCORING_MEMORY // max(1, self._row_bytes))
+        rows = min(MAX_SCORING_ROWS, SCORING_MEMORY // max(1, self._run.row_bytes))
         return max(self.batch_size_, rows)
 
     def _batched(self, func, X):

@@ -93,6 +93,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Size of the code. None uses one number per 64 pixels, at least 16:
         16 for images up to 32x32, 64 for 64x64, 256 for 128x128. Larger
         images of texture need a wider code than a digit does.
+    negative_slope : float, default=0.2
+        Slope for negative inputs of the network's leaky ReLUs; 0 gives
+        plain ReLUs.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (structural
         similarity, Gaussian window of sigma 1.5), or their sum.
@@ -156,11 +159,20 @@ class ConvAutoencoderDetector(TorchDetector):
         process holds a core, and 1 thread lets N worker processes run side by
         side (see ``docs/benchmarks_threads.md``).
     checkpoint_path : str, os.PathLike or None, default=None
-        File to save a checkpoint to after every epoch, atomically (a
-        ``torch.save`` of plain tensors and JSON metadata, loaded with
-        ``weights_only=True``; never a pickle of the detector). A new fit with
-        ``warm_start=True`` resumes from it. An existing file that this
-        detector did not write is never overwritten.
+        File to save the detector to after every epoch, atomically, as a
+        model file of :mod:`anomalib_lite.io` (never a pickle), with the
+        optimizer and random-generator state a resumed fit needs. A new fit
+        with ``warm_start=True`` resumes from it, bit for bit, after checking
+        that the parameters that shape the network agree. An existing file
+        that this detector did not write is never overwritten.
+    callbacks : list of callable or None, default=None
+        Called in order after every epoch (``partial_fit`` included) as
+        ``callback(detector, record)``, where ``record`` is a copy of the
+        epoch's ``history_`` entry: to log, plot or score during training.
+        A callback that returns a true value asks the fit to stop after this
+        epoch; it then ends as early stopping does (with
+        ``early_stopping=True`` the best epoch's weights are kept). Model
+        files store ``callbacks=None``: code is never saved.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` for the initial weights, the
         validation split and the shuffling; with an int, a fit on the same
@@ -193,10 +205,6 @@ class ConvAutoencoderDetector(TorchDetector):
         Standard deviation of each channel over the training pixels.
     data_range_ : float
         Range of the standardized training pixels (the SSIM ``L``).
-    negative_slope_ : float
-        Slope for negative inputs of the network's leaky ReLUs (0.2). Models
-        saved by earlier versions load with 0, a plain ReLU, as they were
-        trained.
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -268,21 +276,21 @@ class ConvAutoencoderDetector(TorchDetector):
     True
     >>> det.anomaly_map(defect).shape
     (1, 8, 8)
+
+    A callback sees the record of every epoch and may stop the fit:
+
+    >>> losses = []
+    >>> def log_and_stop(detector, record):
+    ...     losses.append(record["train_loss"])
+    ...     return record["epoch"] == 3  # stop after the third epoch
+    >>> det = ConvAutoencoderDetector(max_iter=5, callbacks=[log_and_stop], random_state=0)
+    >>> det.fit(X).n_iter_, len(losses)
+    (3, 3)
     """
 
-    _module_params = ("image_shape", "channels", "latent_dim")
+    _module_params = ("image_shape", "channels", "latent_dim", "negative_slope")
     _auto_batch_divisor = 10
     _memory_format = torch.channels_last
-    _geometry_attrs = (
-        "input_shape_",
-        "channels_",
-        "latent_dim_",
-        "padding_",
-        "channel_mean_",
-        "channel_scale_",
-        "data_range_",
-        "negative_slope_",
-    )
 
     def __init__(
         self,
@@ -290,6 +298,7 @@ class ConvAutoencoderDetector(TorchDetector):
         image_shape=None,
         channels=None,
         latent_dim=None,
+        negative_slope=NEGATIVE_SLOPE,
         loss="mse",
         image_score="topk",
         smoothing="auto",
@@ -306,12 +315,14 @@ class ConvAutoencoderDetector(TorchDetector):
         device="auto",
         n_threads=None,
         checkpoint_path=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
         self.image_shape = image_shape
         self.channels = channels
         self.latent_dim = latent_dim
+        self.negative_slope = negative_slope
         self.loss = loss
         self.image_score = image_score
         self.smoothing = smoothing
@@ -328,6 +339,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.device = device
         self.n_threads = n_threads
         self.checkpoint_path = checkpoint_path
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -345,6 +357,7 @@ class ConvAutoencoderDetector(TorchDetector):
         check_image_shape(self.image_shape)
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
+        check_float(self.negative_slope, "negative_slope", low=0, high=1, closed="both")
         check_option(self.loss, "loss", _LOSSES)
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
         if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
@@ -457,14 +470,11 @@ class ConvAutoencoderDetector(TorchDetector):
         z = (images - self.channel_mean_[:, None, None]) / self.channel_scale_[:, None, None]
         span = float(z.max() - z.min())
         self.data_range_ = span if span > 0 else 1.0
-        self.negative_slope_ = NEGATIVE_SLOPE
 
     def _make_module(self):
         _, H, W = self.input_shape_
         top, bottom, left, right = self.padding_
-        # Models saved before the leaky ReLU was the default lack the attribute.
-        slope = getattr(self, "negative_slope_", 0.0)
-        act = functools.partial(nn.LeakyReLU, slope) if slope else nn.ReLU
+        act = functools.partial(nn.LeakyReLU, self.negative_slope)
         return ConvAutoencoder(
             self.input_shape_[0],
             (H + top + bottom, W + left + right),

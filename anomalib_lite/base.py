@@ -9,9 +9,10 @@ lies from it. The API is scikit-learn's outlier-detector API:
 * ``decision_function(X) = score_samples(X) - offset_``;
 * ``predict(X)``: ``+1`` (normal) where the decision is ``>= 0``, else ``-1``.
 
-Subclasses implement two hooks: ``_fit(X)`` on validated normal data and
+Subclasses implement three hooks: ``_fit(X)`` on validated normal data,
 ``_anomaly_score(X)`` on a validated batch, returning float64 values where
-higher means more anomalous. The base class derives everything else.
+higher means more anomalous, and ``_batch_rows(X)``, the rows scored at once.
+The base class derives everything else.
 """
 
 import warnings
@@ -21,7 +22,6 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils import ClassifierTags, gen_batches
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .utils._batching import rows_per_batch
 from .utils._trimming import INNER_FENCE_IQRS, tukey_fence
 from .utils._validation import (
     check_contamination,
@@ -117,10 +117,31 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _anomaly_score(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _batch_rows(self, X):
-        """Rows per scoring batch; subclasses may override."""
-        row_bytes = 8 * int(np.prod(X.shape[1:])) * 3
-        return rows_per_batch(row_bytes, getattr(self, "batch_size", None))
+    # ----------------------------------------------------------------- state
+    def _get_state(self):
+        """The fitted state: every attribute that is not a parameter.
+
+        A tree of JSON values, numpy arrays and nested estimators; pickle and
+        :func:`anomalib_lite.io.save` (and so a torch detector's checkpoint)
+        write it, :meth:`_set_state` takes it back. Subclasses convert what
+        is neither (a torch network) and call ``super()``.
+        """
+        params = self._get_param_names()
+        return {k: v for k, v in vars(self).items() if k not in params}
+
+    def _set_state(self, state):
+        """Take back a state returned by :meth:`_get_state`."""
+        vars(self).update(state)
+
+    def __getstate__(self):
+        names = {*self._get_param_names(), "_sklearn_version"}
+        state = {k: v for k, v in super().__getstate__().items() if k in names}
+        return {**state, **self._get_state()}
+
+    def __setstate__(self, state):
+        names = {*self._get_param_names(), "_sklearn_version"}
+        super().__setstate__({k: v for k, v in state.items() if k in names})
+        self._set_state({k: v for k, v in state.items() if k not in names})
 
     # ------------------------------------------------------------- machinery
     @staticmethod
@@ -274,7 +295,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
-    def fit_predict(self, X, y=None, **kwargs):
+    def fit_predict(self, X, y=None):
         """Fit on the normal rows of ``X`` and predict ``+1``/``-1`` for every row.
 
         Parameters
@@ -283,11 +304,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             Samples.
         y : array-like of shape (n_samples,), default=None
             Optional labels, ``0`` = normal, ``1`` = anomaly.
-        **kwargs : dict
-            Passed to ``fit``.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,), dtype int
         """
-        return self.fit(X, y, **kwargs).predict(X)
+        return self.fit(X, y).predict(X)

@@ -109,6 +109,10 @@ class AutoencoderDetector(TorchDetector):
     checkpoint_path : str, os.PathLike or None, default=None
         File to save a checkpoint to after every epoch; see
         :class:`~anomalib_lite.ConvAutoencoderDetector`.
+    callbacks : list of callable or None, default=None
+        Called as ``callback(detector, record)`` after every epoch; a true
+        return value stops the fit after that epoch; see
+        :class:`~anomalib_lite.ConvAutoencoderDetector`.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator``; with an int, a fit on the same
         device and software is reproducible bit for bit.
@@ -170,7 +174,6 @@ class AutoencoderDetector(TorchDetector):
     """
 
     _module_params = ("hidden_sizes", "latent_dim", "standardize", "dropout")
-    _geometry_attrs = ("hidden_sizes_", "latent_dim_", "dropout_", "mean_", "scale_")
 
     def __init__(
         self,
@@ -193,6 +196,7 @@ class AutoencoderDetector(TorchDetector):
         device="auto",
         n_threads=None,
         checkpoint_path=None,
+        callbacks=None,
         random_state=None,
         verbose=0,
     ):
@@ -214,6 +218,7 @@ class AutoencoderDetector(TorchDetector):
         self.device = device
         self.n_threads = n_threads
         self.checkpoint_path = checkpoint_path
+        self.callbacks = callbacks
         self.random_state = random_state
         self.verbose = verbose
 
@@ -262,20 +267,9 @@ class AutoencoderDetector(TorchDetector):
         self.dropout_ = float(self.dropout)
 
     def _make_module(self):
-        # Models saved before the dropout parameter lack the attribute.
-        dropout = getattr(self, "dropout_", 0.0)
         return DenseAutoencoder(
-            self.n_features_in_, self.hidden_sizes_, self.latent_dim_, dropout=dropout
+            self.n_features_in_, self.hidden_sizes_, self.latent_dim_, dropout=self.dropout_
         )
-
-    def __setstate__(self, state):
-        state = dict(state)
-        if "mean_" in state and "dropout_" not in state:
-            # Fitted before the dropout parameter existed: trained without it
-            # (a model file then holds no dropout entry and gets the default).
-            state["dropout"] = state["dropout_"] = 0.0
-        state.setdefault("dropout", 0.0)
-        super().__setstate__(state)
 
     def _to_tensor(self, X):
         Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_

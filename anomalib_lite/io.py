@@ -6,20 +6,24 @@ A model file is a zip container (entries stored, never compressed) with
   the library, Python, numpy, scikit-learn and torch that wrote it, the class
   saved and the SHA-256 checksum of every other entry;
 * ``payload.json``: the estimator as a tree of JSON values: its class name,
-  its parameters (``get_params(deep=False)``) and its fitted attributes;
+  its parameters (``get_params(deep=False)``) and its fitted state (a
+  detector's ``_get_state()``, the attributes of a scikit-learn estimator);
   nested estimators (``pca_``, a Pipeline's steps, a meta-estimator's
   detector) in the same form;
 * ``arrays/<i>.npy``: every numpy array and torch tensor of the tree in
   numpy's ``.npy`` format, read back with ``allow_pickle=False``. The weights
-  of a torch detector's ``module_`` are stored there as arrays.
+  of a torch detector's network are stored there as arrays.
+
+``checkpoint_path`` and ``callbacks`` are stored as None: a model file names
+no file for a later fit to write and holds no code.
 
 Loading never unpickles and never imports a name read from the file: classes
 are looked up in a fixed allowlist (:data:`ALLOWED_CLASSES`), values are
-rebuilt from JSON and ``.npy`` only, and a torch detector rebuilds its network
-with its own ``_build_module()`` before loading the weights into it.
+rebuilt from JSON and ``.npy`` only, and a detector takes its state back with
+``_set_state()``, where a torch detector rebuilds its network and loads the
+weights into it.
 """
 
-import contextlib
 import errno
 import hashlib
 import io as _io
@@ -27,9 +31,7 @@ import json
 import math
 import os
 import platform
-import secrets
 import sys
-import warnings
 import zipfile
 
 import numpy as np
@@ -39,6 +41,11 @@ from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 
+from ._version import __version__
+from .base import BaseDetector
+from .pca import PCADetector
+from .thresholds import CalibratedDetector
+from .utils._files import write_atomically
 from .utils._validation import check_bool, check_path
 
 __all__ = ["ALLOWED_CLASSES", "FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
@@ -59,6 +66,8 @@ _LIBRARY_CLASSES = (
     "AutoencoderDetector",
     "CalibratedDetector",
 )
+#: Modules of the torch detectors (importing one imports torch).
+_TORCH_MODULES = ("anomalib_lite.autoencoder", "anomalib_lite.dense")
 _SKLEARN_CLASSES = {
     "sklearn.pipeline.Pipeline": Pipeline,
     "sklearn.decomposition.PCA": PCA,
@@ -90,6 +99,17 @@ _TORCH_DTYPES = (
 _NUMERIC_KINDS = "biufc"
 
 
+def _torch_detectors():
+    """The torch detectors; importing them imports torch."""
+    from .autoencoder import ConvAutoencoderDetector
+    from .dense import AutoencoderDetector
+
+    return {
+        "anomalib_lite.ConvAutoencoderDetector": ConvAutoencoderDetector,
+        "anomalib_lite.AutoencoderDetector": AutoencoderDetector,
+    }
+
+
 def _allowed_classes(*, import_all=True):
     """``{name in the file: class}`` for every class of the allowlist available here.
 
@@ -97,16 +117,13 @@ def _allowed_classes(*, import_all=True):
     modules are already imported, so that saving or loading a PCA model does
     not import torch.
     """
-    import anomalib_lite
-
-    classes = dict(_SKLEARN_CLASSES)
-    for name in _LIBRARY_CLASSES:
-        module = anomalib_lite._LAZY.get(name)
-        if module and not import_all and f"anomalib_lite.{module}" not in sys.modules:
-            continue
-        cls = getattr(anomalib_lite, name, None)
-        if isinstance(cls, type):
-            classes[f"anomalib_lite.{name}"] = cls
+    classes = {
+        **_SKLEARN_CLASSES,
+        "anomalib_lite.PCADetector": PCADetector,
+        "anomalib_lite.CalibratedDetector": CalibratedDetector,
+    }
+    if import_all or any(module in sys.modules for module in _TORCH_MODULES):
+        classes.update(_torch_detectors())
     return classes
 
 
@@ -226,38 +243,24 @@ class _Encoder:
             )
         label = f"{where}" if where else cls.__name__
         params = est.get_params(deep=False)
-        node = {
+        # A model file holds neither code nor a file to write to.
+        params.update({k: None for k in _NEVER_STORED if k in params})
+        if isinstance(est, BaseDetector):
+            state = est._get_state()
+        else:
+            state = {k: v for k, v in vars(est).items() if k not in params}
+        state.pop("_sklearn_version", None)
+        return {
             "$": "estimator",
             "class": name,
             "params": {k: self.encode(v, f"{label}.{k}") for k, v in params.items()},
+            "state": {k: self.encode(v, f"{label}.{k}") for k, v in state.items()},
         }
-        state = {}
-        module = None
-        for key, value in vars(est).items():
-            if key in params or key == "_sklearn_version":
-                continue
-            torch = _torch()
-            if torch is not None and isinstance(value, torch.nn.Module):
-                if key != "module_" or not hasattr(est, "_build_module"):
-                    raise TypeError(
-                        f"{label}.{key} is a torch module; only the module_ of a detector "
-                        "that rebuilds it (_build_module) can be saved."
-                    )
-                module = {
-                    k: self._encode_tensor(t, f"{label}.module_[{k!r}]")
-                    for k, t in value.state_dict().items()
-                }
-                continue
-            state[key] = self.encode(value, f"{label}.{key}")
-        node["state"] = state
-        if module is not None:
-            node["module"] = {
-                "$": "module",
-                "device": str(getattr(est, "device_", "cpu")),
-                "v": module,
-            }
-        return node
 
+
+#: Parameters a model file stores as None: ``checkpoint_path`` names a file
+#: that a fit would write, ``callbacks`` holds code.
+_NEVER_STORED = ("checkpoint_path", "callbacks")
 
 _HOLDS = (
     "model files hold only numbers, strings, booleans, None, tuples, lists and dicts of "
@@ -384,52 +387,29 @@ class _Decoder:
         if unknown:
             raise _Corrupt(
                 f"{name} has no parameter {unknown[0]!r} here (file written by anomalib_lite "
-                f"{self.header.get('library_version')!r}, this is {_library_version()}); "
+                f"{self.header.get('library_version')!r}, this is {__version__}); "
                 "upgrade anomalib_lite to load it"
             )
-        est = cls(**{k: self.decode(v) for k, v in params.items()})
+        params = {k: self.decode(v) for k, v in params.items()}
+        for key in _NEVER_STORED:
+            if params.get(key) is not None:
+                raise ModelFileError(
+                    f"it stores {key}={params[key]!r}, which a model file never holds "
+                    f"(anomalib_lite.io.save stores {key}=None); the file was not written "
+                    "by save, or was modified. Save the model again."
+                )
+        est = cls(**params)
         attrs = {}
         for key, value in state.items():
             _check_attribute_name(cls, key, known)
             attrs[key] = self.decode(value)
-        # A loaded model owns no checkpoint file on this machine: a file could
-        # otherwise name any path for the next fit to overwrite.
-        attrs.pop("_checkpoint_owned", None)
-        if cls.__module__.startswith("sklearn."):
+        if isinstance(est, BaseDetector):
+            est._set_state(attrs)
+        else:
             # scikit-learn warns, as on unpickling, when the versions differ.
             attrs["_sklearn_version"] = str(self.header.get("versions", {}).get("scikit-learn"))
-        est.__setstate__({**vars(est), **attrs})
-        module = node.get("module")
-        if module is not None:
-            self._restore_module(est, module)
+            est.__setstate__({**vars(est), **attrs})
         return est
-
-    def _restore_module(self, est, node):
-        if not hasattr(est, "_build_module") or not isinstance(node, dict):
-            raise _Corrupt(f"{type(est).__name__} has no network to restore")
-        weights = node.get("v")
-        if not isinstance(weights, dict):
-            raise _Corrupt("module node without weights")
-        weights = {k: self._tensor(v) for k, v in weights.items()}
-        module = est._build_module()
-        module = est.module_ if module is None else module
-        module.load_state_dict(weights, strict=True)
-        saved = str(node.get("device", "cpu"))
-        device = getattr(est, "device_", "cpu")
-        if device != "cpu":
-            from .utils._torch import device_available
-
-            if device_available(device):
-                module.to(device)
-            else:
-                warnings.warn(
-                    f"This {type(est).__name__} was trained on device_={saved!r}, which is "
-                    "not available here; it is loaded on the CPU (device_='cpu').",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                est.device_ = "cpu"
-        est.module_ = module
 
 
 def _check_attribute_name(cls, key, params):
@@ -446,12 +426,6 @@ def _check_attribute_name(cls, key, params):
 
 def _is_property(cls, key):
     return any(isinstance(vars(k).get(key), property) for k in cls.__mro__)
-
-
-def _library_version():
-    from . import __version__
-
-    return __version__
 
 
 # ------------------------------------------------------------------ files
@@ -495,7 +469,7 @@ def _write(fh, estimator_name, tree, arrays, fitted):
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "library_version": _library_version(),
+            "library_version": __version__,
             "versions": _versions(),
             "class": estimator_name,
             "fitted": fitted,
@@ -513,48 +487,6 @@ def _is_fitted(estimator):
     except (NotFittedError, TypeError):
         return False
     return True
-
-
-def _fsync_directory(directory):
-    """Make the rename itself durable where the platform allows it."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temporary_file(path):
-    """Open a new file next to ``path``; the OS applies the usual umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return tmp, os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
-
-
-def _publish(tmp, path, overwrite):
-    """Move the finished file into place atomically."""
-    if overwrite:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # fails if path exists: no window to clobber a file
-    except FileExistsError:
-        raise _exists_error(path) from None
-    except (OSError, AttributeError):  # no hard links here: check, then rename
-        if os.path.lexists(path):
-            raise _exists_error(path) from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
 
 
 def _exists_error(path):
@@ -642,18 +574,13 @@ def save(estimator, path, *, overwrite=False):
         raise IsADirectoryError(errno.EISDIR, "path is a directory; pass a file path", str(path))
     encoder = _Encoder()
     tree = encoder.encode_estimator(estimator, "")
-    tmp, fd = _temporary_file(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            _write(fh, tree["class"], tree, encoder.arrays, _is_fitted(estimator))
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish(tmp, path, overwrite)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
+    fitted = _is_fitted(estimator)
+    write_atomically(
+        path,
+        lambda fh: _write(fh, tree["class"], tree, encoder.arrays, fitted),
+        overwrite=overwrite,
+        exists_error=_exists_error,
+    )
     return path
 
 
@@ -693,7 +620,7 @@ def _read_entries(zf, name):
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{name} was written by anomalib_lite {header.get('library_version')!r} in "
-            f"model-file format {version}; this anomalib_lite {_library_version()} reads "
+            f"model-file format {version}; this anomalib_lite {__version__} reads "
             f"formats up to {FORMAT_VERSION}. Upgrade anomalib_lite to load it."
         )
     digests = header.get("sha256")
@@ -810,6 +737,8 @@ def load(path):
         raise _not_ours(name, "the payload holds no estimator")
     try:
         return _Decoder(arrays, header).decode_estimator(payload)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{name} cannot be loaded: {exc}") from None
     except _Corrupt as exc:
         raise _not_ours(name, str(exc)) from None
     except Exception as exc:
@@ -817,7 +746,7 @@ def load(path):
         # together: written by another version, or forged.
         raise ModelFileError(
             f"{name} could not be rebuilt ({type(exc).__name__}: {exc}). It was written by "
-            f"anomalib_lite {header.get('library_version')!r}; this is {_library_version()}."
+            f"anomalib_lite {header.get('library_version')!r}; this is {__version__}."
         ) from None
 
 

@@ -507,11 +507,10 @@ class PCADetector(BaseDetector):
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
         left_out = X.shape[0] - learned.shape[0]
-        # A model saved before spreads were measured on every row lacks the
-        # attribute; its trimmed rows are out of its spread.
-        before = getattr(self, "_rows_out_of_spread", getattr(self, "n_trimmed_", 0))
-        self._rows_out_of_spread = before + left_out
-        self.n_trimmed_ = getattr(self, "n_trimmed_", 0) + left_out
+        if first:
+            self.n_trimmed_ = self._rows_out_of_spread = 0
+        self._rows_out_of_spread += left_out
+        self.n_trimmed_ += left_out
         self.pca_.partial_fit(learned)
         self._store_decomposition()
         self._n_spread = self.n_samples_fit_
@@ -622,21 +621,19 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
-        # Saved models from before spreads were measured on every row lack the attribute.
-        out = getattr(self, "_rows_out_of_spread", getattr(self, "n_trimmed_", 0))
+        out = self._rows_out_of_spread
         if out:
             raise ValueError(
                 f"analytic_limit needs the spread of every training row, and {out} "
                 "rows left out by trim_fraction are missing from it (rows that "
-                "partial_fit left out, or, in a model saved by an earlier version, "
-                "rows that fit left out), which narrows the limits. Refit with fit, "
+                "partial_fit left out), which narrows the limits. Refit with fit, "
                 "which measures the spread on every row, or calibrate the threshold "
                 "with contamination or on held-out data (CalibratedDetector's "
                 "'conformal' method) instead."
             )
         theta1, theta2, theta3 = self.theta_
         # the rows the spread was measured on (every row of a trimmed fit)
-        k, n = self.n_components_, getattr(self, "_n_spread", self.n_samples_fit_)
+        k, n = self.n_components_, self._n_spread
         if self.statistic == "t2":
             if n <= k:
                 raise ValueError(

@@ -42,3 +42,25 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, anon_rss() - self._start)
+
+
+class ForwardRows:
+    """Rows of the largest batch passed to a torch ``module`` inside the block.
+
+    The rows a detector scores at once, counted with a forward pre-hook on its
+    public ``module_`` (the hook costs one comparison per batch).
+    """
+
+    def __init__(self, module):
+        self.module = module
+        self.rows = 0
+
+    def _hook(self, _module, args):
+        self.rows = max(self.rows, args[0].shape[0])
+
+    def __enter__(self):
+        self._handle = self.module.register_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _measure import PeakRSS
+from _measure import ForwardRows, PeakRSS
 from sklearn.decomposition import PCA
 
 from anomalib_lite import ConvAutoencoderDetector, PCADetector
@@ -104,14 +104,17 @@ def scoring_memory(fast):
                 if data is False:
                     data = _memmap_images(path, n, dtype)
                 data = data.reshape(n, -1) if shape == "rows" else data
+                # rows per forward pass of the network; PCA has none to count
+                module = getattr(det, "module_", None)
+                rows_seen = contextlib.nullcontext() if module is None else ForwardRows(module)
                 tracemalloc.start()
-                with PeakRSS() as rss:
+                with PeakRSS() as rss, rows_seen:
                     t0 = time.perf_counter()
                     det.score_samples(data)
                     seconds = time.perf_counter() - t0
                 _, peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
-                batch = det._batch_rows(data)  # rows per scoring batch, as chosen
+                batch = None if module is None else rows_seen.rows
                 rows.append(
                     {
                         "name": name,
@@ -224,6 +227,17 @@ def _gflops(func, flops, repeats):
     return flops / statistics.median(runs) / 1e9
 
 
+def _network_input(det, X):
+    """The tensor the detector's network receives for ``X`` (scaled, padded)."""
+    seen = []
+    handle = det.module_.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        det.score_samples(X)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
 def throughput(fast):
     """Training images/s and the fraction of measured matmul/conv GFLOP/s it reaches."""
     X = load_mnist_one_class(0).train_images
@@ -233,8 +247,8 @@ def throughput(fast):
     epoch_s = statistics.median(h["seconds"] for h in det.history_)
     images_per_s = n_train / epoch_s
     module = det.module_
-    batch = getattr(det, "batch_size_", det.batch_size)
-    xb = det._to_tensor(X[:batch])  # the network's input, as in training
+    batch = det.batch_size_
+    xb = _network_input(det, X[:batch])
     fwd = _forward_flops(module, xb) / len(xb)
     train_gflops = 3 * fwd * images_per_s / 1e9  # backward ~ 2x forward
     with _threads(1):
@@ -336,16 +350,19 @@ def speed_section(fast, command):
         "before it: `tracemalloc` (numpy and Python allocations; torch's are not traced) "
         "and the anonymous resident set (`RssAnon`, sampled every 2 ms: every allocation, "
         "torch's too, but not the file pages of the input). Both include the returned "
-        "scores (8 bytes per image).",
+        "scores (8 bytes per image). Batch rows: the largest batch that entered the "
+        "network, counted by a forward hook (PCA, without a network, batches by "
+        "scikit-learn's `working_memory`).",
         "",
         "| detector | images | input dtype | input (MiB) | peak traced (MiB) | "
         "peak anonymous RSS (MiB) | batch rows | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in mem:
+        batch = "—" if r["batch"] is None else f"{r['batch']:,}"
         out.append(
             f"| `{r['name']}` | {r['n']:,} | {r['dtype']} | {r['input_mb']:.0f} | "
-            f"{r['peak_mb']:.1f} | {r['rss_mb']:.1f} | {r['batch']:,} | {r['seconds']:.2f} |"
+            f"{r['peak_mb']:.1f} | {r['rss_mb']:.1f} | {batch} | {r['seconds']:.2f} |"
         )
     out.append("")
 

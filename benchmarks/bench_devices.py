@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _measure import ForwardRows  # noqa: E402
 from _report import command_line, machine_line  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
@@ -66,12 +67,13 @@ def scoring(det, device, n_images):
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    det.score_samples(images)
-    _sync(device)
-    seconds = time.perf_counter() - start
+    with ForwardRows(det.module_) as batch:  # rows per forward pass of the network
+        start = time.perf_counter()
+        det.score_samples(images)
+        _sync(device)
+        seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    return n_images / seconds, peak, det._batch_rows(images)
+    return n_images / seconds, peak, batch.rows
 
 
 def measure(device, classes, fast, n_score):

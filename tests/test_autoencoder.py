@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from anomalib_lite import ConvAutoencoderDetector, _torch_detector
+from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
 FAST = {
@@ -207,6 +208,7 @@ def test_wrong_row_width_at_predict():
             r"learning_rate_init=-1.0 must be in \(0",
         ),
         (np.zeros((4, 8, 8)), {"max_iter": 0}, "max_iter=0 must be >= 1"),
+        (np.zeros((4, 8, 8)), {"negative_slope": -0.1}, r"negative_slope=-0.1 must be in \[0"),
         (np.zeros((4, 8, 8)), {"device": "cuda:99"}, "cuda:99"),
         (np.zeros((4, 8, 8)), {"early_stopping": "yes"}, "early_stopping must be a bool"),
         (np.zeros((4, 8, 8)), {"n_threads": 0}, "n_threads=0 must be >= 1"),
@@ -220,6 +222,74 @@ def test_wrong_row_width_at_predict():
 def test_input_and_parameter_errors(X, params, message):
     with pytest.raises((ValueError, TypeError), match=message):
         ConvAutoencoderDetector(**{**FAST, **params}).fit(X)
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "message"),
+    [
+        (print, r"callbacks must be None or a list of callables, got builtin_function_or_method"),
+        ("log", "callbacks must be None or a list of callables, got str 'log'"),
+        ([print, 3], r"callbacks\[1\] is a int \(3\), not a callable"),
+    ],
+)
+def test_callbacks_must_be_a_list_of_callables(callbacks, message):
+    with pytest.raises(TypeError, match=message):
+        ConvAutoencoderDetector(**{**FAST, "callbacks": callbacks}).fit(_images())
+
+
+def test_callbacks_see_every_epoch_and_leave_the_fit_unchanged():
+    X = _images()
+    calls = []
+
+    def record(detector, entry):
+        calls.append((detector, entry))
+        detector.score_samples(X[:5])  # scoring during training changes nothing
+
+    det = ConvAutoencoderDetector(**{**FAST, "callbacks": [record], "early_stopping": True})
+    det.fit(X)
+    assert [d for d, _ in calls] == [det] * det.n_iter_
+    assert [entry for _, entry in calls] == det.history_
+    calls[0][1]["train_loss"] = None  # a copy: the history is not touched
+    assert det.history_[0]["train_loss"] is not None
+    det.partial_fit(X)
+    assert len(calls) == det.n_iter_ == FAST["max_iter"] + 1
+    plain = ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(X)
+    losses = [(h["train_loss"], h["valid_loss"]) for h in det.history_[:-1]]
+    assert losses == [(h["train_loss"], h["valid_loss"]) for h in plain.history_]
+    np.testing.assert_array_equal(
+        ConvAutoencoderDetector(**{**FAST, "callbacks": [record]}).fit(X).score_samples(X),
+        ConvAutoencoderDetector(**FAST).fit(X).score_samples(X),
+    )
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_callback_returning_true_stops_the_fit_after_that_epoch(early_stopping):
+    X = _images()
+    seen = []
+
+    def stop_at_two(detector, entry):
+        seen.append(entry["epoch"])
+        return entry["epoch"] == 2
+
+    params = {**FAST, "max_iter": 6, "early_stopping": early_stopping}
+    det = ConvAutoencoderDetector(**params, callbacks=[stop_at_two, lambda d, e: None]).fit(X)
+    assert det.n_iter_ == len(det.history_) == 2 and seen == [1, 2]
+    assert np.isfinite(det.offset_)  # the fit ended cleanly
+    det.set_params(warm_start=True, callbacks=None).fit(X)  # a stopped run is over
+    assert det.n_iter_ == 2 + 6
+
+
+def test_callbacks_clone_and_are_not_saved(tmp_path):
+    def callback(detector, entry):
+        return None
+
+    det = ConvAutoencoderDetector(**{**FAST, "callbacks": [callback]})
+    assert clone(det).get_params()["callbacks"] == [callback]
+    det.fit(_images())
+    path = tmp_path / "model"
+    save(det, path)
+    assert load(path).callbacks is None  # code is never saved
+    assert det.callbacks == [callback]
 
 
 def test_early_stopping_needs_room_for_a_validation_split():
@@ -399,7 +469,7 @@ def test_scoring_batches_are_sized_by_activation_memory(fitted, monkeypatch, bud
     methods = ("score_samples", "anomaly_map", "reconstruct", "reconstruction_error")
     one_batch = {m: getattr(fitted, m)(X) for m in methods}
     if budget_rows is not None:
-        monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", budget_rows * fitted._row_bytes)
+        monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", budget_rows * fitted._run.row_bytes)
     sizes = []
     original = ConvAutoencoderDetector._forward
 
@@ -419,7 +489,7 @@ def test_scoring_batches_are_sized_by_activation_memory(fitted, monkeypatch, bud
 def test_scoring_batch_rows_stay_within_the_budget_and_the_cap(fitted, monkeypatch):
     rows = fitted._batch_rows(None)
     assert rows == min(
-        _torch_detector.MAX_SCORING_ROWS, _torch_detector.SCORING_MEMORY // fitted._row_bytes
+        _torch_detector.MAX_SCORING_ROWS, _torch_detector.SCORING_MEMORY // fitted._run.row_bytes
     )
     # A network too large for the budget still scores batch_size_ rows at a time.
     monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", 1)
@@ -435,32 +505,28 @@ def test_pickle_after_training_gives_identical_scores(fitted):
     assert restored.offset_ == fitted.offset_
 
 
-def test_network_uses_leaky_relus_and_older_models_keep_their_relus(fitted):
+def test_network_uses_leaky_relus_of_the_given_slope(fitted):
     acts = [type(m) for m in fitted.module_.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
     assert acts and set(acts) == {nn.LeakyReLU}
-    assert fitted.negative_slope_ == 0.2
+    assert fitted.negative_slope == 0.2
     assert all(m.negative_slope == 0.2 for m in fitted.module_.modules() if type(m) in acts)
-    # A model saved before the attribute existed was trained with plain ReLUs.
-    state = fitted.__getstate__()
-    del state["negative_slope_"]
-    old = ConvAutoencoderDetector.__new__(ConvAutoencoderDetector)
-    old.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert {type(m) for m in old.module_.modules()} & {nn.ReLU, nn.LeakyReLU} == {nn.ReLU}
-    X = _images(n=4, seed=5)
-    assert not np.array_equal(old.reconstruct(X), fitted.reconstruct(X))
+    X = _images()
+    plain = ConvAutoencoderDetector(**{**FAST, "negative_slope": 0.0}).fit(X)
+    assert {m.negative_slope for m in plain.module_.modules() if type(m) in acts} == {0.0}
+    assert not np.array_equal(plain.reconstruct(X), fitted.reconstruct(X))
 
 
 def test_partial_fit_resumes_an_optimizer_state_saved_unfused():
     X = _images()
     det = ConvAutoencoderDetector(**FAST).fit(X)
-    assert det._optimizer_state["param_groups"][0]["fused"] is True
+    assert det._run.optimizer["param_groups"][0]["fused"] is True
     # As saved by a run on a device without the fused kernel.
-    state = det._optimizer_state
+    state = det._run.optimizer
     state["param_groups"] = [{**g, "fused": None, "foreach": False} for g in state["param_groups"]]
     det.partial_fit(X)
-    assert det._optimizer_state["param_groups"][0]["fused"] is True
+    assert det._run.optimizer["param_groups"][0]["fused"] is True
     steps_per_epoch = math.ceil(len(X) / FAST["batch_size"])
-    steps = {float(v["step"]) for v in det._optimizer_state["state"].values()}
+    steps = {float(v["step"]) for v in det._run.optimizer["state"].values()}
     assert steps == {4.0 * steps_per_epoch}
 
 
@@ -483,7 +549,7 @@ def test_cuda_fit_pickles_weights_on_the_cpu():
     det = ConvAutoencoderDetector(**{**FAST, "device": "cuda"}).fit(X)
     assert det.device_.startswith("cuda")
     state = det.__getstate__()
-    assert all(t.device.type == "cpu" for t in state["_module_weights"].values())
+    assert all(isinstance(w, np.ndarray) for w in state["_weights"].values())
     restored = pickle.loads(pickle.dumps(det))
     np.testing.assert_allclose(restored.score_samples(X), det.score_samples(X), rtol=1e-6)
     cpu = pickle.loads(pickle.dumps(det))
@@ -494,11 +560,12 @@ def test_cuda_fit_pickles_weights_on_the_cpu():
 # ----------------------------------------------------------- checkpoints
 def test_checkpoint_is_written_atomically_in_a_safe_format(tmp_path):
     path = tmp_path / "ckpt" / "model.pt"
-    det = ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(_images())
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    meta = json.loads(payload["meta"])
-    assert meta["estimator"] == "ConvAutoencoderDetector" and meta["n_iter_"] == 3
-    assert set(payload["module"]) == set(det.module_.state_dict())
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(X)
+    saved = load(path)  # a model file, readable without pickle
+    assert type(saved) is ConvAutoencoderDetector and saved.n_iter_ == 3
+    assert saved.checkpoint_path is None  # a model file names no file to write
+    np.testing.assert_array_equal(saved.reconstruct(X), det.reconstruct(X))
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp files left
     # The same detector may refit over its own checkpoint.
     det.fit(_images())
@@ -565,17 +632,16 @@ def test_killed_fit_resumes_from_its_checkpoint(tmp_path):
         while saved < 2 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
             if path.exists():
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-                saved = json.loads(payload["meta"])["n_iter_"]
+                saved = load(path).n_iter_
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "the fit ended before it was killed"
-    meta = json.loads(torch.load(path, map_location="cpu", weights_only=True)["meta"])
-    assert 2 <= meta["n_iter_"] < 12
+    saved = load(path)
+    assert 2 <= saved.n_iter_ < 12
     resumed = ConvAutoencoderDetector(**{**params, "warm_start": True}).fit(X)
     assert resumed.n_iter_ == 12
-    assert resumed.history_[: meta["n_iter_"]] == meta["history_"]
+    assert resumed.history_[: saved.n_iter_] == saved.history_
     reference = ConvAutoencoderDetector(**{**params, "checkpoint_path": None}).fit(X)
     np.testing.assert_array_equal(resumed.score_samples(X), reference.score_samples(X))
 

@@ -61,7 +61,7 @@ def test_bench_conv_variants_fast_writes_a_table(tmp_path):
         "max_iter=20",
         "first level 16 channels",
         "max_iter=20, cosine from 3e-3",
-        "decoder kernels 3x3",
+        "a twentieth per step at 1e-3 (earlier defaults)",
     )
     for variant in variants:
         assert text.count(f"| {variant} |") == 3  # one row per data set
