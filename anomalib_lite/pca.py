@@ -24,61 +24,45 @@ _SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
 class PCADetector(BaseDetector):
     """Anomaly detection by the distance to the principal subspace of normal data.
 
-    PCA is fitted on normal samples; a sample's anomaly score is its squared
-    distance to the fitted principal affine subspace, the squared residual
-    ``||x - inverse_transform(transform(x))||^2`` (the squared prediction error,
-    SPE or Q statistic of process monitoring). For 2-D data scattered along a
-    line it is the squared distance to that line.
+    PCA is fitted on normal samples; the anomaly score is the squared residual
+    ``||x - inverse_transform(transform(x))||^2`` (SPE, the Q statistic of
+    process monitoring), or Hotelling's T² inside the subspace.
 
     Parameters
     ----------
     n_components : int, float or None, default=0.9
-        Size of the principal subspace. An int keeps that many components; a
-        float in (0, 1) keeps the fewest components whose explained variance
-        ratio exceeds it; None keeps ``min(n_samples, n_features)``. Keeping
-        every dimension makes the distance to the subspace zero up to rounding
-        noise, so the default keeps 90% of the variance.
+        An int keeps that many components; a float in (0, 1) the fewest whose
+        explained variance ratio exceeds it; None ``min(n_samples,
+        n_features)``. Keeping every dimension makes SPE rounding noise.
     statistic : {'spe', 't2', 'combined'}, default='spe'
-        Statistic used as anomaly score. ``'spe'``: squared distance to the
-        subspace (Q statistic). ``'t2'``: Hotelling's T² inside the subspace,
+        ``'spe'``: squared distance to the subspace. ``'t2'``: Hotelling's
         ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
-        each statistic divided by its expected value on normal data.
+        each divided by its expected value on normal data.
     whiten : bool, default=False
-        Passed to :class:`~sklearn.decomposition.PCA`. It changes the output
-        of ``pca_.transform`` only: SPE and T² do not depend on it.
+        Passed to :class:`~sklearn.decomposition.PCA`; SPE and T² do not
+        depend on it.
     svd_solver : {'auto', 'full', 'covariance_eigh', 'arpack', 'randomized'}, \
             default='auto'
         Passed to :class:`~sklearn.decomposition.PCA`.
     trim_fraction : float or 'auto', default='auto'
-        Training rows left out of a second fit, chosen by their anomaly scores
-        under a first fit, so that outliers among the training rows do not
-        pull the mean and the subspace towards them. ``'auto'`` leaves out the
-        rows that score beyond Tukey's far-out fence, ``Q3 + 3 * IQR`` of the
-        training scores, however many that is (none when most scores tie, or
-        when the rows kept could not be fitted), so clean training data loses
-        few rows. A float in [0, 1) leaves out that fraction of the rows,
-        those that score highest; 0 fits every row once. Trimming costs a
-        second decomposition: see Notes for when it helps. The spread
-        around the subspace (``explained_variance_``,
-        ``theta_``), and with it T² and the analytic control limits, is
-        measured on every training row, and ``offset_`` is set from the scores
-        of every training row. :meth:`partial_fit` trims each batch, except
-        that under ``control_limit`` it does not trim with ``'auto'`` and
-        refuses a float: an update cannot measure the spread of the rows it
-        leaves out.
+        Training rows left out of a second fit, ranked by their scores under a
+        first fit, so that outliers do not pull the subspace. ``'auto'`` leaves
+        out the rows beyond Tukey's far-out fence ``Q3 + 3 * IQR`` (none when
+        the kept rows could not be fitted); a float in [0, 1) that fraction of
+        highest-scoring rows; 0 fits once. The spread (``explained_variance_``,
+        ``theta_``) and ``offset_`` still use every row. Under
+        ``control_limit``, :meth:`partial_fit` does not trim with ``'auto'``
+        and refuses a float.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector` for what ``'auto'`` means.
     control_limit : float or None, default=None
-        False-alarm rate in (0, 1) of an analytic control limit. When given,
-        ``offset_`` is set from :meth:`analytic_limit` at that rate instead of
-        from ``contamination`` (which must then stay ``'auto'``).
+        False-alarm rate in (0, 1); when given, ``offset_`` comes from
+        :meth:`analytic_limit` instead of ``contamination`` (keep it 'auto').
     batch_size : int or None, default=None
-        Rows scored at once. None picks as many as fit in scikit-learn's
-        ``working_memory``.
+        Rows scored at once; None fits scikit-learn's ``working_memory``.
     random_state : int, RandomState instance or None, default=None
-        Passed to :class:`~sklearn.decomposition.PCA` for the randomized and
-        arpack solvers.
+        Passed to :class:`~sklearn.decomposition.PCA`.
 
     Attributes
     ----------
@@ -91,70 +75,36 @@ class PCADetector(BaseDetector):
     components_ : ndarray of shape (n_components_, n_features)
         Orthonormal principal axes.
     explained_variance_ : ndarray of shape (n_components_,)
-        Variance of the training rows along each kept axis. After a trimmed
-        :meth:`fit` it is the mean square of every row's coordinate about
-        ``mean_`` (rows left out by ``trim_fraction`` included), which need not
-        decrease along the axes.
+        Variance along each kept axis, over every training row (so after a
+        trimmed fit it need not decrease).
     theta_ : ndarray of shape (3,)
-        ``sum(lambda_j ** i)`` for i = 1, 2, 3 over the eigenvalues ``lambda_j``
-        of the training rows' covariance outside the subspace (the
-        Jackson–Mudholkar ``theta_i``; every row after :meth:`fit`). After
-        :meth:`partial_fit` only ``theta_[0]`` is known; the others are NaN.
+        ``sum(lambda_j ** i)``, i = 1, 2, 3, over the covariance eigenvalues
+        outside the subspace (Jackson–Mudholkar); after :meth:`partial_fit`
+        only ``theta_[0]`` is known, the others are NaN.
     n_samples_fit_ : int
-        Number of normal samples the mean and the subspace were learned from
-        (the rows kept by ``trim_fraction``).
+        Rows the mean and the subspace were learned from.
     n_trimmed_ : int
-        Training rows left out of the fit by ``trim_fraction``. With
-        ``'auto'`` it tells how many rows the fence found.
+        Training rows left out by ``trim_fraction``.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Number of features seen during fit.
     sample_shape_ : tuple of int
-        ``(n_features_in_,)``: samples are flat rows. Image tools such as
-        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
-        images to the detector reshaped to it.
+        ``(n_features_in_,)``: samples are flat rows.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
     --------
     anomalib_lite.AutoencoderDetector : Non-linear counterpart for tabular data.
-    sklearn.decomposition.PCA : The decomposition used.
 
     Notes
     -----
-    Scores are computed in float64 in batches, as ``t = (x - mean_) V^T`` and
-    ``SPE = ||(x - mean_) - t V||^2``, so no more than one batch of
-    reconstructions is held in memory.
-
-    ``trim_fraction`` helps where the training rows hold outliers and costs
-    little where they are clean, hence the default ``'auto'``: a fixed
-    fraction also leaves out hard normal rows of clean data, while the fence
-    leaves out only rows that stand apart. It does not find outliers that
-    blend in, such as other digits among the training images of one digit
-    (``test_trimming_recovers_from_outliers_in_the_training_digits``). The
-    tables of ``docs/benchmarks.md`` compare ``'auto'``, ``0.2`` and ``0``
-    on the ODDS tables (fitting on every row, outliers included, and on
-    normal rows only) and on clean training images.
-
-    Trimming leaves the analytic control limits calibrated because the spread
-    is measured on every row: the rows left out are the far ones, so a spread
-    measured on the kept rows alone would be too narrow and the limits would
-    raise too many alarms. On Gaussian data the false-alarm rate of a trimmed
-    fit's limit matches the rate of an untrimmed fit's
-    (``test_analytic_limit_controls_false_alarms_on_gaussian_data``). The
-    price is paid by the statistics that use the spread, T² and the combined
-    index: they still see the rows left out through it, so outliers among
-    the training rows widen the variances along the axes they lie on, and a
-    new sample off in those directions stands out less than under a fit on
-    clean rows (better than under an untrimmed fit, whose subspace they also
-    pull). SPE, the default, uses no spread.
-
-    The analytic control limits are those of multivariate statistical process
-    monitoring: Jackson and Mudholkar (1979) for SPE, the F distribution for
-    the T² of a new observation, and Box's (1954) ``g * chi2(h)``
-    approximation for the combined index. They assume Gaussian normal data.
+    Scores are computed in float64, in batches. Trimming measures the spread
+    on every row because the rows left out are the far ones: a spread of the
+    kept rows would be too narrow and the limits would over-alarm. The
+    analytic limits (Jackson–Mudholkar for SPE, F for T², Box's
+    ``g * chi2(h)`` for the combined index) assume Gaussian normal data.
 
     References
     ----------
@@ -277,29 +227,18 @@ class PCADetector(BaseDetector):
     def _fit(self, X):
         X64 = np.asarray(X, dtype=np.float64)
         self._fit_decomposition(X64)
-        self.n_trimmed_ = 0
-        # Rows left out of the variances that T², theta_ and the limits use,
-        # and the number of rows those variances were measured on.
-        self._rows_out_of_spread = 0
+        self.n_trimmed_ = self._rows_out_of_spread = 0
         self._n_spread = X64.shape[0]
         if self._trims():
             keep = self._untrimmed_rows(X64)
             if keep.shape[0] < X64.shape[0]:
-                # a copy of the kept rows: X's memory once more, as long as the fit
                 self._fit_decomposition(X64[keep], trimmed=True)
                 self.n_trimmed_ = X64.shape[0] - keep.shape[0]
                 self._measure_spread(X64)
         self._warn_if_trivial()
 
     def _measure_spread(self, X):
-        """Variances along and outside the subspace, over every training row.
-
-        Trimming chooses the rows that place the mean and the subspace; the
-        spread of the data around them is measured on all rows. Measured on
-        the kept rows alone, it would be too narrow (the rows left out are the
-        far ones), and T² and the analytic limits would raise too many alarms
-        on normal data.
-        """
+        """Variances along and outside the subspace, over every training row."""
         n = X.shape[0]
         t = self._batched(lambda b: self._project(b)[1], X)
         self._set_explained_variance(np.einsum("ij,ij->j", t, t) / (n - 1))
@@ -309,12 +248,9 @@ class PCADetector(BaseDetector):
         self._var_ = squares.sum(axis=0) / n
 
     def _untrimmed_rows(self, X, ranker=None):
-        """Indices, in order, of the rows that ``trim_fraction`` keeps.
+        """Indices, in order, of the rows ``trim_fraction`` keeps, ranked by ``ranker``.
 
-        Rows are scored by ``ranker`` (a fitted PCADetector; by default this
-        one). A float keeps the best-scored rows; ``'auto'`` keeps those within
-        Tukey's far-out fence, or every row where the kept ones could not be
-        fitted (no variance left, or fewer than ``n_components``).
+        ``'auto'`` keeps every row where the kept ones could not be fitted.
         """
         ranker = self if ranker is None else ranker
         scores = ranker._batched(ranker._anomaly_score, X)
@@ -398,9 +334,7 @@ class PCADetector(BaseDetector):
 
     def _set_explained_variance(self, lam):
         self.explained_variance_ = lam
-        # Components with no variance would divide T² by zero. The floor is
-        # relative to the largest variance, so that T² does not depend on the
-        # scale of X.
+        # a floor relative to the largest variance: T² stays scale-free
         info = np.finfo(np.float64)
         floor = max(info.eps * float(lam.max(initial=0.0)), info.tiny)
         self._inv_lambda = 1.0 / np.maximum(lam, floor)
@@ -432,25 +366,14 @@ class PCADetector(BaseDetector):
     def partial_fit(self, X, y=None):
         """Update the principal subspace with one more batch of normal data.
 
-        Uses :class:`~sklearn.decomposition.IncrementalPCA`, so that data that
-        does not fit in memory can be learned batch by batch; on data that does
-        fit, the subspace agrees with :meth:`fit` up to numerical tolerance.
-        The decomposition keeps every component the first batch allows
-        (``min(n_samples, n_features)``) and ``n_components_`` is selected from
-        it after each batch. A detector fitted with :meth:`fit` continues from
-        its ``n_components_`` fitted components, an approximation of refitting
-        on all data. ``offset_`` is set from the scores of the last batch.
-        With ``trim_fraction``, the rows of each batch that it selects under
-        the decomposition so far (for the first batch, under a decomposition of
-        that batch) are left out of the update: with a float, the
-        ``floor(trim_fraction * n)`` rows of a batch of ``n`` that score
-        highest, so batches of fewer than ``1 / trim_fraction`` rows are not
-        trimmed; with ``'auto'``, those beyond the batch's fence. An update
-        cannot measure the spread of the rows it leaves out, which the
-        analytic limits need: under ``control_limit`` it does not trim with
-        ``'auto'`` and refuses a float ``trim_fraction``, and where the updated
-        model has no analytic limit the detector is left as it was before the
-        call.
+        Uses :class:`~sklearn.decomposition.IncrementalPCA`, which keeps every
+        component the first batch allows; ``n_components_`` is selected after
+        each batch, and a detector fitted with :meth:`fit` continues from its
+        fitted components. ``offset_`` is set from the last batch's scores.
+        ``trim_fraction`` leaves out each batch's rows it selects under the
+        decomposition so far. Under ``control_limit`` a float
+        ``trim_fraction`` is refused, and a failed update leaves the detector
+        as it was.
 
         Parameters
         ----------
@@ -475,8 +398,7 @@ class PCADetector(BaseDetector):
                 "the analytic limits need. Use fit, or set the threshold with "
                 "contamination instead."
             )
-        # Under control_limit the offset comes from analytic_limit, which can
-        # refuse the updated model: keep this one to fall back to.
+        # analytic_limit can refuse the updated model: keep this one to restore
         before_update = None if self.control_limit is None else copy.deepcopy(self.__dict__)
         try:
             return self._update(X, y, first)
@@ -500,15 +422,12 @@ class PCADetector(BaseDetector):
             if first:
                 self._check_variance(learned, self.trim_fraction)
                 self._check_n_components(*learned.shape, trimmed=True)
-        if first:
-            # Keep every component the batch allows, so that the subspace
-            # matches fit(); n_components_ is selected from it.
+        if first:  # every component the batch allows; n_components_ is selected from it
             self.pca_ = IncrementalPCA(n_components=None, whiten=self.whiten)
+            self.n_trimmed_ = self._rows_out_of_spread = 0
         elif not isinstance(self.pca_, IncrementalPCA):
             self.pca_ = self._incremental_from_fit()
         left_out = X.shape[0] - learned.shape[0]
-        if first:
-            self.n_trimmed_ = self._rows_out_of_spread = 0
         self._rows_out_of_spread += left_out
         self.n_trimmed_ += left_out
         self.pca_.partial_fit(learned)
@@ -521,7 +440,6 @@ class PCADetector(BaseDetector):
         """An IncrementalPCA holding the state of a PCA fitted by ``fit``."""
         ipca = IncrementalPCA(n_components=self.n_components_, whiten=self.whiten)
         ipca.components_ = self.components_.copy()
-        # The fitted spread, over every training row when the fit trimmed.
         ipca.singular_values_ = np.sqrt(self.explained_variance_ * (self.n_samples_fit_ - 1))
         ipca.mean_ = self.mean_.copy()
         ipca.var_ = self._var_.copy()
@@ -603,10 +521,7 @@ class PCADetector(BaseDetector):
         return self._anomaly_scores(X, spe)  # overflow gives +inf, never NaN
 
     def analytic_limit(self, alpha):
-        """Analytic control limit on the anomaly score at false-alarm rate ``alpha``.
-
-        A normal Gaussian sample exceeds the returned value of ``-score_samples``
-        with probability about ``alpha``.
+        """Anomaly score a normal Gaussian sample exceeds with probability ``alpha``.
 
         Parameters
         ----------
@@ -616,8 +531,7 @@ class PCADetector(BaseDetector):
         Returns
         -------
         limit : float
-            Threshold on the anomaly score (``-score_samples``), in the units of
-            the statistic chosen by ``statistic``.
+            Threshold on ``-score_samples``, in the units of ``statistic``.
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
@@ -632,7 +546,6 @@ class PCADetector(BaseDetector):
                 "'conformal' method) instead."
             )
         theta1, theta2, theta3 = self.theta_
-        # the rows the spread was measured on (every row of a trimmed fit)
         k, n = self.n_components_, self._n_spread
         if self.statistic == "t2":
             if n <= k:
