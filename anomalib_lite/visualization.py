@@ -1,13 +1,8 @@
 """Pictures of what a detector sees: input | reconstruction | difference.
 
-The figures are drawn with Pillow alone, so that they need no plotting
-library: :func:`reconstruction_figure` puts, for each image, the input next to
-each detector's reconstruction, its difference heat map and an overlay of the
-map on the input, with the ground-truth mask outlined and a colour bar with
-the numbers. :func:`reconstruction_panels` returns the same pictures as arrays.
-
-:func:`plot_roc` and :func:`plot_score_histogram` draw with matplotlib, which
-is imported only when they are called (the ``plot`` extra).
+:func:`reconstruction_figure` draws them with Pillow alone;
+:func:`reconstruction_panels` returns them as arrays. :func:`plot_roc` and
+:func:`plot_score_histogram` import matplotlib when called (``plot`` extra).
 """
 
 import math
@@ -38,9 +33,7 @@ __all__ = [
     "reconstruction_panels",
 ]
 
-# 256-entry lookup tables of matplotlib's perceptually uniform colormaps
-# (inferno and viridis, by Nathaniel J. Smith and Stefan van der Walt, CC0),
-# as hex RGB triplets.
+# matplotlib's inferno and viridis (N. J. Smith and S. van der Walt, CC0), 256 hex RGB triplets
 _LUT_HEX = {
     "inferno": (
         "00000401000501010601010802010a02020c02020e03021004031204031405041706041907051b08051d"
@@ -118,13 +111,10 @@ def colorize(values, *, cmap="inferno", vmin=None, vmax=None):
     values : array-like of float
         Values of any shape, all finite.
     cmap : {'inferno', 'viridis'}, default='inferno'
-        The colormap: matplotlib's inferno (black, purple, orange, yellow) or
-        viridis (purple, teal, yellow), both perceptually uniform and readable
-        in grayscale print.
+        matplotlib's perceptually uniform inferno or viridis.
     vmin, vmax : float, default=None
-        Values mapped to the two ends of the colormap; values outside are
-        clipped. None takes the minimum and the maximum of ``values``. When
-        ``vmax <= vmin`` every value gets the low end.
+        Values at the two ends of the colormap, others clipped; None takes
+        the extremes of ``values``. ``vmax <= vmin`` maps all to the low end.
 
     Returns
     -------
@@ -318,59 +308,42 @@ def reconstruction_panels(
 ):
     """Inputs, reconstructions and difference heat maps of detectors, as arrays.
 
-    The pictures that :func:`reconstruction_figure` lays out, at the images'
-    resolution, for building other figures.
-
     Parameters
     ----------
     detectors : detector, list of detectors or dict of str to detector
-        Fitted detectors with a ``reconstruct(X)`` method (such as
-        :class:`~anomalib_lite.PCADetector`). A dict names them; otherwise
-        they are named by their class. The difference map is the detector's
-        ``anomaly_map(X)`` when it has one, else the squared difference
-        ``(x - reconstruct(x)) ** 2`` summed over channels.
+        Fitted detectors with ``reconstruct(X)``, named by the dict keys or
+        their class. The map is ``anomaly_map(X)`` where the detector has
+        one, else ``(x - reconstruct(x)) ** 2`` summed over channels.
     X : array-like of shape (n, H, W), (n, C, H, W) or (n, n_features)
-        Images, grayscale or RGB (``C`` = 1 or 3), or flat rows with
-        ``image_shape``. Each detector is given ``X`` reshaped to its
-        ``sample_shape_`` (flat rows for a PCADetector, images for an image
-        autoencoder), so that detectors fitted on either layout can be
-        compared on the same images; one without ``sample_shape_`` is given
-        ``X`` as passed.
+        Grayscale or RGB images, or flat rows with ``image_shape``. Each
+        detector gets ``X`` reshaped to its ``sample_shape_``, so detectors
+        fitted on rows and on images can be compared.
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(C, H, W)`` of the images, needed when ``X`` is 2-D.
     masks : array-like of shape (n, H, W), default=None
         Ground-truth defect masks (bool or 0/1), outlined in the pictures.
     scale : {'shared', 'per_detector', 'per_image'} or (float, float), \
             default='shared'
-        Values at the two ends of the colormap. ``'shared'``: one scale for
-        every map of the figure, so that a brighter map has larger values
-        than a darker one, across images and detectors. ``'per_detector'``:
-        one scale per detector (when their maps are in different units).
-        ``'per_image'``: each map spans its own range (shows where, not how
-        much). A pair ``(vmin, vmax)`` fixes the scale, e.g. to compare
-        figures. The low end is 0 unless a map has negative values, then
-        their minimum; the high end is the maximum.
+        Colour scale of the maps: one for all maps (brighter = larger, across
+        images and detectors), one per detector (maps in different units),
+        one per map (where, not how much), or a fixed ``(vmin, vmax)``. The
+        low end is 0 unless a map has negative values.
     cmap : {'inferno', 'viridis'}, default='inferno'
         Colormap of the heat maps; see :func:`colorize`.
     value_range : tuple of (float, float), default=None
         Values shown as black and white in the input and reconstruction
-        pictures. None uses (0, 255) for integer ``X`` and (0, 1) for float
-        ``X``. Reconstructions are shown on the input's scale, so detectors
-        must reconstruct in input units.
+        pictures; None uses (0, 255) for integer ``X``, else (0, 1).
     overlay_alpha : float, default=0.75
-        Opacity of the heat map over the input where the map reaches the top
-        of the scale; lower values are more transparent, in proportion.
+        Opacity of the heat map over the input at the top of the scale,
+        lower in proportion below it.
 
     Returns
     -------
     panels : :class:`~sklearn.utils.Bunch`
-        With ``names`` (list of detector names), ``inputs`` (uint8 ndarray
-        ``(n, H, W, 3)``), ``masks`` (bool ``(n, H, W)`` or None) and dicts
-        keyed by detector name: ``reconstructions`` and ``heatmaps`` and
-        ``overlays`` (uint8 ``(n, H, W, 3)``), ``maps`` (float64 ``(n, H, W)``,
-        the values), ``limits`` (float64 ``(n, 2)``, the ``(vmin, vmax)`` of
-        each map) and ``map_kinds`` (``'anomaly map'`` or
-        ``'squared difference'``).
+        ``names``, ``inputs`` (uint8 ``(n, H, W, 3)``), ``masks`` and dicts by
+        name: ``reconstructions``, ``heatmaps``, ``overlays`` (uint8),
+        ``maps`` (float64 ``(n, H, W)``), ``limits`` (``(n, 2)`` vmin, vmax)
+        and ``map_kinds`` (``'anomaly map'`` or ``'squared difference'``).
 
     Examples
     --------
@@ -449,6 +422,10 @@ def _fmt(value):
     return f"{value:.3g}"
 
 
+def _ticks(low, high):
+    return _fmt(low), _fmt((low + high) / 2), _fmt(high)
+
+
 def _upscale_factor(upscale, height, width):
     if upscale == "auto":
         return max(1, math.ceil(_MIN_TILE / max(height, width)))
@@ -460,10 +437,7 @@ def _enlarge(tile, factor):
 
 
 def _outline(mask, width):
-    """A ring ``width`` pixels wide just outside ``mask`` (4-neighbourhood).
-
-    Drawn outside the mask, it leaves the defect itself visible.
-    """
+    """A ring ``width`` pixels wide just outside ``mask``, leaving the defect visible."""
     grown = mask.copy()
     for _ in range(width):
         step = grown.copy()
@@ -512,14 +486,10 @@ def reconstruction_figure(
 ):
     """Figure of input | reconstruction | difference heat map, one row per image.
 
-    The first column shows the inputs; then each detector gets a block of
-    columns: its reconstruction, its difference heat map and, with
-    ``overlay=True``, the heat map laid over the input (opaque where the
-    difference is large, transparent where it is small). Ground-truth masks
-    are outlined on the input and the overlay. Under each heat map is its
-    maximum (or its range, with ``scale='per_image'``); colour bars with the
-    numbers of the scale are at the bottom. Small images are enlarged by an
-    integer nearest-neighbour factor, so that 8x8 digits stay sharp.
+    Each detector gets a block of columns: reconstruction, heat map and an
+    overlay of the map on the input. Masks are outlined; each map's maximum is
+    written under it, colour bars are at the bottom. Small images are enlarged
+    by an integer nearest-neighbour factor.
 
     Parameters
     ----------
@@ -534,27 +504,22 @@ def reconstruction_figure(
     scale : {'shared', 'per_detector', 'per_image'} or (float, float), \
             default='shared'
         Colour scale of the heat maps; see :func:`reconstruction_panels`.
-        With ``'shared'`` a brighter map means a larger difference, across
-        rows and detectors.
     cmap : {'inferno', 'viridis'}, default='inferno'
         Colormap of the heat maps.
     value_range : tuple of (float, float), default=None
-        Values shown as black and white in the input and reconstruction
-        columns; see :func:`reconstruction_panels`.
+        Values shown as black and white; see :func:`reconstruction_panels`.
     overlay : bool, default=True
         Add a column with the heat map over the input for each detector.
     upscale : int or 'auto', default='auto'
-        Integer enlargement of each picture. ``'auto'`` picks the smallest
-        factor that makes pictures at least 96 pixels across.
+        Integer enlargement; ``'auto'`` makes pictures at least 96 pixels across.
     row_titles : list of str, default=None
-        A title for each row, written on the left (e.g. the defect type).
+        A title for each row, written on the left.
     mask_color : tuple of (int, int, int), default=(0, 255, 255)
         RGB colour of the mask outlines.
     path : str or os.PathLike, default=None
         Where to save the figure as PNG. None saves nothing.
     overwrite : bool, default=False
-        Replace an existing file at ``path``; otherwise a FileExistsError is
-        raised rather than overwrite it.
+        Replace an existing file at ``path``; otherwise raise FileExistsError.
 
     Returns
     -------
@@ -633,23 +598,21 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
     title_w = 0
     if row_titles:
         title_w = max(_text_size(measure, t, font)[0] for t in row_titles) + 10
-    xs, x, previous = [], pad + title_w, None
+    # x of each column, and (start, end) of each detector's block of columns
+    xs, x, previous, blocks = [], pad + title_w, None, {}
     for _, name, _ in columns:
         if xs:
             x += block_gap if name != previous else gap
         xs.append(x)
+        if name is not None:
+            blocks[name] = (blocks.get(name, (x,))[0], x + col_w)
         x += col_w
         previous = name
-    blocks = {}
-    for (_, name, _), cx in zip(columns, xs, strict=True):
-        if name is not None:
-            start, _ = blocks.get(name, (cx, cx))
-            blocks[name] = (start, cx + col_w)
 
     top = pad + 2 * line
     row_h = tile_h + line + gap
     bar_top = top + n * row_h + 8
-    shared_bar = not (isinstance(scale, str) and scale == "per_detector")
+    scale_kind = scale if isinstance(scale, str) else "fixed"
     bar_h = 12 + 4 + 2 * line
     width = max(x + pad, pad + title_w + 220)
     height = bar_top + bar_h + pad
@@ -667,22 +630,19 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
     outlines = None
     if panels.masks is not None:
         outlines = [_outline(_enlarge(m, factor), outline_width) for m in panels.masks]
-    per_image = isinstance(scale, str) and scale == "per_image"
+    per_image = scale_kind == "per_image"
+    tiles = {
+        "reconstruction": panels.reconstructions,
+        "heatmap": panels.heatmaps,
+        "overlay": panels.overlays,
+    }
     for i in range(n):
         y = top + i * row_h
         if row_titles:
             _, th = _text_size(draw, row_titles[i], font)
             draw.text((pad, y + (tile_h - th) // 2), row_titles[i], fill=_INK, font=font)
         for (_, name, kind), cx in zip(columns, xs, strict=True):
-            if kind == "input":
-                tile = panels.inputs[i]
-            else:
-                tile = {
-                    "reconstruction": panels.reconstructions,
-                    "heatmap": panels.heatmaps,
-                    "overlay": panels.overlays,
-                }[kind][name][i]
-            tile = _enlarge(tile, factor)
+            tile = _enlarge(panels.inputs[i] if kind == "input" else tiles[kind][name][i], factor)
             if outlines is not None and kind in ("input", "overlay"):
                 tile = tile.copy()
                 tile[outlines[i]] = mask_color
@@ -695,8 +655,7 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
                 tw, _ = _text_size(draw, text, font)
                 draw.text((cx + (col_w - tw) // 2, y + tile_h + 2), text, fill=_INK, font=font)
 
-    kinds = sorted(set(panels.map_kinds.values()))
-    if shared_bar:
+    if scale_kind != "per_detector":
         start = min(s for s, _ in blocks.values())
         end = max(e for _, e in blocks.values())
         bar_w = max(120, min(end - start, 360))
@@ -704,18 +663,15 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
             ticks = ("low", "", "high")
             label = "each map on its own scale; its range is under it"
         else:
-            low, high = next(iter(panels.limits.values()))[0]
-            ticks = (_fmt(low), _fmt((low + high) / 2), _fmt(high))
-            label = " / ".join(kinds) + " (one scale for all maps)"
+            ticks = _ticks(*next(iter(panels.limits.values()))[0])
+            label = " / ".join(sorted(set(panels.map_kinds.values())))
+            label += " (one scale for all maps)"
         _draw_colorbar(canvas, draw, font, (start, bar_top, bar_w), lut, ticks, label)
     else:
         for name, (start, end) in blocks.items():
-            low, high = panels.limits[name][0]
-            ticks = (_fmt(low), _fmt((low + high) / 2), _fmt(high))
-            bar_w = max(60, end - start)
-            _draw_colorbar(
-                canvas, draw, font, (start, bar_top, bar_w), lut, ticks, panels.map_kinds[name]
-            )
+            ticks = _ticks(*panels.limits[name][0])
+            box = (start, bar_top, max(60, end - start))
+            _draw_colorbar(canvas, draw, font, box, lut, ticks, panels.map_kinds[name])
     return canvas
 
 
@@ -744,9 +700,7 @@ def _scored_labels(detector, X, y, function):
 def plot_roc(detector, X, y, *, ax=None, name=None):
     """Plot a fitted detector's ROC curve on labelled data, with its threshold.
 
-    The curve ranks samples by their anomaly score ``-score_samples(X)``; the
-    dot marks the rates of ``predict`` at the detector's threshold
-    (``offset_``). Needs matplotlib (the ``plot`` extra).
+    The dot marks the rates of ``predict`` at ``offset_``. Needs matplotlib.
 
     Parameters
     ----------
@@ -757,8 +711,7 @@ def plot_roc(detector, X, y, *, ax=None, name=None):
     y : array-like of shape (n_samples,)
         Labels, 0 = normal, 1 = anomaly; both must be present.
     ax : matplotlib.axes.Axes, default=None
-        Axes to draw on; None makes a new figure. Call again with the same
-        ``ax`` to compare detectors.
+        Axes to draw on (again, to compare detectors); None makes a figure.
     name : str, default=None
         Legend name; None uses the detector's class name.
 
@@ -812,10 +765,8 @@ def plot_roc(detector, X, y, *, ax=None, name=None):
 def plot_score_histogram(detector, X, y=None, *, ax=None, bins=30):
     """Plot the histogram of a fitted detector's scores, with its threshold.
 
-    Scores are ``score_samples(X)`` (higher = more normal); the vertical line
-    is the threshold ``offset_``, below which samples are flagged as
-    anomalies. With labels, normal samples and anomalies get separate
-    histograms. Needs matplotlib (the ``plot`` extra).
+    Scores are ``score_samples(X)``; the line is ``offset_``. With labels,
+    normal samples and anomalies get separate histograms. Needs matplotlib.
 
     Parameters
     ----------
