@@ -11,8 +11,7 @@ from .utils._validation import check_bool, check_float, check_int, check_int_tup
 
 __all__ = ["AutoencoderDetector"]
 
-#: Fraction of the standardized training variance whose principal components
-#: set the code size when ``latent_dim=None``.
+#: Standardized variance whose principal components set ``latent_dim=None``'s code size.
 LATENT_VARIANCE = 0.8
 #: Widest hidden layer chosen by ``hidden_sizes=None``.
 MAX_HIDDEN = 128
@@ -20,9 +19,7 @@ MAX_HIDDEN = 128
 
 def _components_for(X, fraction):
     """Fewest principal components explaining ``fraction`` of the variance of ``X``."""
-    Xc = X - X.mean(axis=0)
-    s = np.linalg.svd(Xc, compute_uv=False)
-    var = s * s
+    var = np.linalg.svd(X - X.mean(axis=0), compute_uv=False) ** 2
     total = var.sum()
     if total <= 0:
         return 1
@@ -33,10 +30,8 @@ class AutoencoderDetector(TorchDetector):
     """Anomaly detection by the reconstruction error of a fully connected autoencoder.
 
     The non-linear counterpart of :class:`~anomalib_lite.PCADetector` for
-    tabular data: a multi-layer perceptron autoencoder is trained on normal
-    rows, and a row's anomaly score is its mean squared reconstruction error.
-    Features are standardized inside (``standardize=True``), so that each
-    feature weighs the same whatever its units.
+    tabular data: the anomaly score is a row's mean squared reconstruction
+    error, on standardized features so that each weighs the same.
 
     Parameters
     ----------
@@ -45,49 +40,32 @@ class AutoencoderDetector(TorchDetector):
         uses one layer of ``min(128, max(16, 2 * n_features))`` units.
     latent_dim : int or None, default=None
         Size of the code. None uses the number of principal components that
-        explain 80% of the variance of the (standardized) training data: the
-        decoder is non-linear, so it needs fewer dimensions than a linear
-        subspace to reconstruct normal rows.
+        explain 80% of the standardized training variance.
     standardize : bool, default=True
         Standardize each feature by its training mean and standard deviation
-        (constant features by 1). Errors are then in standard-deviation units.
+        (constant features by 1); errors are in standard-deviation units.
     loss_trim_fraction : float, default=0.0
-        Fraction of each training batch, its worst-reconstructed rows, left
-        out of the training loss (a trimmed loss), in [0, 1). Use it when the
-        training rows may hold outliers: the autoencoder then does not learn
-        to reconstruct them. It helps when fitting on every row, outliers
-        included, and costs a little on clean rows (the ODDS tables of
-        ``docs/benchmarks.md`` show both protocols): a trimmed loss also
-        leaves out the hardest normal rows, which then score as
-        anomalous: on rows near a curve
-        (``tests/test_dense.py::test_untrimmed_default_learns_the_hard_ends_of_a_clean_curve``)
-        the curve's ends went unlearnt, which is why the default is 0. The
-        validation loss of ``early_stopping`` is not trimmed.
+        Fraction in [0, 1) of each training batch, its worst-reconstructed
+        rows, left out of the loss, so that outliers among the training rows
+        are not learnt. It also leaves out the hardest normal rows, hence the
+        default 0. The validation loss is not trimmed.
     dropout : float, default=0.3
         Dropout probability after each hidden activation during training, in
-        [0, 1); the masks come from ``random_state``'s generator. Dropout
-        keeps the network from fitting single rows, so outliers among the
-        training rows are learnt less, and no row is left out (unlike
-        ``loss_trim_fraction``). This helps most when fitting on every row,
-        outliers included. It smooths what the network learns, so it costs a
-        little where normal rows hold fine detail, such as images. 0
-        disables it.
+        [0, 1), with masks from ``random_state``'s generator. It keeps the
+        network from fitting single rows, such as outliers. 0 disables it.
     batch_size : int, default=64
-        Rows per optimizer step. Scoring runs in larger batches: as many rows
-        as 64 MiB of the network's activations hold, at least ``batch_size``
-        and at most 8,192.
+        Rows per optimizer step; scoring uses larger batches.
     learning_rate_init : float, default=2e-3
         Peak learning rate of Adam.
     learning_rate : {'cosine', 'constant'}, default='cosine'
-        Schedule over each ``fit``: ``'cosine'`` warms up linearly over the
-        first 5% of ``max_iter`` epochs and then decays to zero along a
-        cosine; ``'constant'`` keeps ``learning_rate_init``.
+        ``'cosine'`` warms up linearly over 5% of ``max_iter`` and decays to
+        zero along a cosine; ``'constant'`` keeps ``learning_rate_init``.
     max_iter : int, default=100
         Epochs per ``fit``.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the training rows, stop when their
-        loss has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
-        keep the weights of the best validation epoch.
+        Hold out ``validation_fraction`` of the rows, stop after
+        ``n_iter_no_change`` epochs without a ``tol`` improvement of their
+        loss, and keep the best epoch's weights.
     validation_fraction : float, default=0.1
         Fraction of training rows held out when ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -95,27 +73,22 @@ class AutoencoderDetector(TorchDetector):
     tol : float, default=1e-4
         Improvement of the monitored loss that resets the count.
     warm_start : bool, default=False
-        Continue from the fitted state (or from ``checkpoint_path``) instead
-        of starting anew: an interrupted run is finished; otherwise another
-        ``max_iter`` epochs are trained.
+        Continue from the fitted state (or ``checkpoint_path``): finish an
+        interrupted run, else train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector`.
     device : str, default='auto'
         Torch device of the fit, resolved in ``fit`` into ``device_``.
     n_threads : int or None, default=None
-        torch CPU threads during ``fit`` and scoring, restored afterwards.
-        None uses 1 (see :class:`~anomalib_lite.ConvAutoencoderDetector`).
+        torch CPU threads during ``fit`` and scoring; None uses 1.
     checkpoint_path : str, os.PathLike or None, default=None
-        File to save a checkpoint to after every epoch; see
-        :class:`~anomalib_lite.ConvAutoencoderDetector`.
+        File to save a checkpoint to after every epoch.
     callbacks : list of callable or None, default=None
         Called as ``callback(detector, record)`` after every epoch; a true
-        return value stops the fit after that epoch; see
-        :class:`~anomalib_lite.ConvAutoencoderDetector`.
+        return value stops the fit.
     random_state : int, RandomState instance or None, default=None
-        Seeds a local ``torch.Generator``; with an int, a fit on the same
-        device and software is reproducible bit for bit.
+        Seeds a local ``torch.Generator``.
     verbose : int, default=0
         ``> 0`` logs every epoch through :mod:`logging`.
 
@@ -130,14 +103,11 @@ class AutoencoderDetector(TorchDetector):
     latent_dim_ : int
         Size of the code.
     dropout_ : float
-        Dropout probability the network was trained with. Models saved by
-        versions without dropout load with ``dropout = dropout_ = 0``, as
-        they were trained.
+        Dropout probability the network was trained with.
     mean_ : ndarray of shape (n_features_in_,)
         Mean of each training feature (zeros without ``standardize``).
     scale_ : ndarray of shape (n_features_in_,)
-        Standard deviation of each training feature (ones without
-        ``standardize``).
+        Standard deviation of each training feature (ones without standardize).
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -150,9 +120,7 @@ class AutoencoderDetector(TorchDetector):
     n_features_in_ : int
         Number of features seen during fit.
     sample_shape_ : tuple of int
-        ``(n_features_in_,)``: samples are flat rows. Image tools such as
-        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
-        images to the detector reshaped to it.
+        ``(n_features_in_,)``: samples are flat rows.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
