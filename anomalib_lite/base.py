@@ -1,18 +1,10 @@
-"""The contract every anomalib_lite detector shares.
+"""The contract every anomalib_lite detector shares: scikit-learn's outlier API.
 
-A detector learns the shape of *normal* data and scores how far a new sample
-lies from it. The API is scikit-learn's outlier-detector API:
-
-* ``fit(X, y=None)`` learns from the normal rows (``y == 0`` when labels are
-  given, every row otherwise) and returns ``self``;
-* ``score_samples(X)``: higher means more normal;
-* ``decision_function(X) = score_samples(X) - offset_``;
-* ``predict(X)``: ``+1`` (normal) where the decision is ``>= 0``, else ``-1``.
-
-Subclasses implement three hooks: ``_fit(X)`` on validated normal data,
-``_anomaly_score(X)`` on a validated batch, returning float64 values where
-higher means more anomalous, and ``_batch_rows(X)``, the rows scored at once.
-The base class derives everything else.
+``fit`` learns from the normal rows; ``score_samples`` is higher for more
+normal samples; ``decision_function = score_samples - offset_``; ``predict``
+is ``+1`` where the decision is ``>= 0``, else ``-1``. Subclasses implement
+``_fit(X)``, ``_anomaly_score(X)`` (float64, higher = more anomalous) and
+``_batch_rows(X)``; the base class derives the rest.
 """
 
 import warnings
@@ -32,8 +24,7 @@ from .utils._validation import (
 
 __all__ = ["BaseDetector", "auto_threshold"]
 
-#: Largest absolute training value accepted: fitting squares and cubes the
-#: data's variance (PCA's control limits), which overflows float64 beyond it.
+#: Largest absolute training value: beyond it PCA's cubed variances overflow float64.
 MAX_TRAINING_MAGNITUDE = 1e30
 
 
@@ -61,31 +52,20 @@ def auto_threshold(anomaly_scores):
 
 
 class BaseDetector(OutlierMixin, BaseEstimator):
-    """Base class of all anomalib_lite detectors.
-
-    Not meant to be used directly: subclasses implement ``_fit`` and
-    ``_anomaly_score``.
+    """Base class of all anomalib_lite detectors; subclasses implement the hooks.
 
     Notes
     -----
-    **Labels.** Where ``y`` is given it uses one convention: ``0`` = normal,
-    ``1`` = anomaly. Detectors learn from the normal rows only, so that
-    :class:`~sklearn.model_selection.GridSearchCV` on labelled data trains each
-    fold on its normals and evaluates on every held-out row.
+    Labels ``y``, where given, are ``0`` = normal, ``1`` = anomaly; detectors
+    learn from the normal rows only, so that cross-validation on labelled
+    data trains on normals and evaluates on every held-out row.
 
-    **contamination.** Sets ``offset_`` from the anomaly scores of the normal
-    training samples:
-
-    * a float ``c`` in (0, 0.5] flags the fraction ``c`` of training samples:
-      ``offset_`` is the ``100 * c``-th percentile of their ``score_samples``;
-    * ``'auto'`` uses Tukey's upper fence: a sample is an anomaly when its
-      anomaly score exceeds ``Q3 + 1.5 * IQR`` of the training anomaly scores
-      (``Q1``, ``Q3`` their quartiles, ``IQR = Q3 - Q1``). It needs no guess of
-      the anomaly rate and ignores the extreme tail of the training scores.
-
-    Thresholds set from training scores are optimistic for flexible models
-    (their training error is lower than on new data); for a threshold with a
-    stated false-alarm rate calibrate on held-out data.
+    ``contamination`` sets ``offset_`` from the training anomaly scores: a
+    float ``c`` in (0, 0.5] flags the fraction ``c`` of training samples;
+    ``'auto'`` flags scores above Tukey's upper fence ``Q3 + 1.5 * IQR``,
+    which needs no guess of the anomaly rate. Training scores are optimistic
+    for flexible models; calibrate on held-out data for a stated
+    false-alarm rate.
     """
 
     def __sklearn_tags__(self):
@@ -119,12 +99,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------- state
     def _get_state(self):
-        """The fitted state: every attribute that is not a parameter.
+        """The fitted state, every attribute that is not a parameter, for pickle and io.
 
-        A tree of JSON values, numpy arrays and nested estimators; pickle and
-        :func:`anomalib_lite.io.save` (and so a torch detector's checkpoint)
-        write it, :meth:`_set_state` takes it back. Subclasses convert what
-        is neither (a torch network) and call ``super()``.
+        A tree of JSON values, numpy arrays and nested estimators; subclasses
+        convert anything else (a torch network) and call ``super()``.
         """
         params = self._get_param_names()
         return {k: v for k, v in vars(self).items() if k not in params}
@@ -146,11 +124,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------- machinery
     @staticmethod
     def _normal_rows(X, y):
-        """Rows of ``X`` labelled normal (``y == 0``); all rows when ``y`` is None.
-
-        Every fit goes through here, so it also checks that the training values
-        lie within ``MAX_TRAINING_MAGNITUDE``.
-        """
+        """Rows of ``X`` labelled normal (all when ``y`` is None), within the magnitude limit."""
         check_magnitude(X, MAX_TRAINING_MAGNITUDE)
         if y is None:
             return X
@@ -160,10 +134,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _batched(self, func, X):
         """Apply ``func`` to consecutive row batches of ``X`` and stack the results.
 
-        The output array is allocated once, from the first batch's result, and
-        each batch is written into it: a list of per-batch results kept alive
-        between the batches' large temporaries fragments the heap, so that the
-        process's resident memory grew with the number of batches.
+        The output is allocated once and filled, rather than a list of results
+        concatenated, which fragments the heap.
         """
         n = X.shape[0]
         step = self._batch_rows(X)
@@ -180,12 +152,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return out
 
     def _anomaly_scores(self, X, func=None):
-        """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``
-        in batches; never NaN.
+        """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``.
 
-        A finite sample whose score overflows float64 (values far outside the
-        training range) is maximally anomalous: its score is ``+inf``, with a
-        warning.
+        A score that overflows float64 is ``+inf`` (maximally anomalous), with a warning.
         """
         with np.errstate(over="ignore", invalid="ignore"):
             scores = self._batched(self._anomaly_score if func is None else func, X)
@@ -232,8 +201,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Training samples.
         y : array-like of shape (n_samples,), default=None
-            Optional labels, ``0`` = normal, ``1`` = anomaly. Only normal rows
-            are learned from. ``None`` treats every row as normal.
+            Optional labels, ``0`` = normal, ``1`` = anomaly; only normal rows
+            are learned from.
 
         Returns
         -------
@@ -248,10 +217,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return self
 
     def score_samples(self, X):
-        """Normality score of each sample: higher means more normal.
-
-        It is the negated anomaly score, so that it follows scikit-learn's
-        convention for outlier detectors.
+        """Normality score of each sample, the negated anomaly score: higher is more normal.
 
         Parameters
         ----------
@@ -280,9 +246,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return self.score_samples(X) - self.offset_
 
     def predict(self, X):
-        """Predict ``+1`` for normal samples and ``-1`` for anomalies.
-
-        A sample is normal when its decision function is ``>= 0``.
+        """Predict ``+1`` (decision ``>= 0``) for normal samples and ``-1`` for anomalies.
 
         Parameters
         ----------
