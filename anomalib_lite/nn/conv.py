@@ -1,5 +1,6 @@
 """Convolutional autoencoder for images."""
 
+import itertools
 import math
 
 from torch import nn
@@ -12,12 +13,9 @@ __all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
 class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` computed on the CPU by a matrix product and a fold.
 
-    The same layer (parameters, initialization, state dict and result, to
-    rounding) as its base class. On the CPU, batched input with
+    The same layer as its base class, to rounding. Batched CPU input with
     ``groups=1`` runs :func:`~anomalib_lite.nn.functional.conv_transpose2d_unfolded`,
-    which is faster than oneDNN's kernel for the few output channels
-    of an image decoder's last layer; anything else (other devices,
-    ``output_size``, groups) runs the base class's kernel.
+    faster than oneDNN's kernel for few output channels; the rest runs the base.
 
     Examples
     --------
@@ -49,11 +47,9 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
 class ConvAutoencoder(nn.Module):
     """Convolutional autoencoder with a dense bottleneck.
 
-    The encoder halves the spatial size at each level with a strided
-    convolution; a linear layer maps the last feature map to a code of
-    ``latent_dim`` numbers, and the decoder mirrors the encoder with
-    transposed convolutions. The output has the input's shape and no output
-    activation (inputs are expected to be standardized).
+    Strided convolutions halve the size at each level, a linear layer maps
+    the last feature map to the code, and transposed convolutions mirror the
+    encoder. The output has no activation (inputs are expected standardized).
 
     Parameters
     ----------
@@ -62,16 +58,15 @@ class ConvAutoencoder(nn.Module):
     input_size : tuple of int
         ``(H, W)`` of the input; each must be divisible by ``2 ** len(channels)``.
     channels : sequence of int, default=(16, 32)
-        Feature channels of each encoder level, from the input towards the
-        code. The decoder uses them in reverse.
+        Feature channels of each encoder level; the decoder reverses them.
     latent_dim : int, default=32
         Size of the code.
     act_layer : callable, default=nn.ReLU
-        Activation layer class (or a callable such as
-        ``functools.partial(nn.LeakyReLU, 0.2)``), called without arguments.
+        Activation layer factory called without arguments, e.g.
+        ``functools.partial(nn.LeakyReLU, 0.2)``.
     norm_layer : type of nn.Module or None, default=None
-        Normalization layer class built as ``norm_layer(n_channels)`` after
-        each convolution, e.g. ``nn.BatchNorm2d``. None uses no normalization.
+        Built as ``norm_layer(n_channels)`` after each convolution, e.g.
+        ``nn.BatchNorm2d``; None uses no normalization.
 
     Examples
     --------
@@ -128,15 +123,10 @@ class ConvAutoencoder(nn.Module):
         self.to_code = nn.Linear(n_flat, self.latent_dim)
         self.from_code = nn.Sequential(nn.Linear(self.latent_dim, n_flat), act_layer())
         dec = []
-        outs = (*reversed(channels[:-1]), None)
-        for n_in, n_out in zip(reversed(channels), outs, strict=True):
-            last = n_out is None
-            n_out = self.in_channels if last else n_out
-            if last:
-                # Few output channels: oneDNN's kernel is slow there on the CPU.
-                dec.append(UnfoldedConvTranspose2d(n_in, n_out, 4, stride=2, padding=1))
-            else:
-                dec += block(nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), n_out)
+        for n_in, n_out in itertools.pairwise(channels[::-1]):
+            dec += block(nn.ConvTranspose2d(n_in, n_out, 4, stride=2, padding=1), n_out)
+        # Few output channels, where oneDNN's kernel is slow on the CPU.
+        dec.append(UnfoldedConvTranspose2d(channels[0], self.in_channels, 4, stride=2, padding=1))
         self.decoder = nn.Sequential(*dec)
 
     def encode(self, x):

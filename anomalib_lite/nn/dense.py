@@ -13,16 +13,14 @@ class DenseAutoencoder(nn.Module):
     """Multi-layer perceptron autoencoder.
 
     The encoder maps ``n_features`` inputs through ``hidden_sizes`` to a code
-    of ``latent_dim`` numbers; the decoder mirrors it. The output layer is
-    linear (inputs are expected to be standardized).
+    of ``latent_dim`` numbers; the decoder mirrors it, with a linear output.
 
     Parameters
     ----------
     n_features : int
         Number of input features.
     hidden_sizes : sequence of int, default=(64,)
-        Widths of the encoder's hidden layers, from the input towards the
-        code. The decoder uses them in reverse.
+        Widths of the encoder's hidden layers; the decoder reverses them.
     latent_dim : int, default=8
         Size of the code.
     act_layer : type of nn.Module, default=nn.ReLU
@@ -31,9 +29,8 @@ class DenseAutoencoder(nn.Module):
         Normalization layer class built as ``norm_layer(width)`` after each
         hidden linear layer, e.g. ``nn.BatchNorm1d`` or ``nn.LayerNorm``.
     dropout : float, default=0.0
-        Dropout probability after each hidden activation
-        (:class:`GeneratorDropout` layers: set their ``generator`` for
-        seeded masks; the global RNG is used otherwise).
+        Dropout probability after each hidden activation, in
+        :class:`GeneratorDropout` layers (set their ``generator`` for seeded masks).
 
     Examples
     --------

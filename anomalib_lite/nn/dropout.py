@@ -9,13 +9,9 @@ __all__ = ["GeneratorDropout"]
 class GeneratorDropout(nn.Dropout):
     """:class:`torch.nn.Dropout` that draws its masks from ``generator``.
 
-    In training mode each element is zeroed with probability ``p`` and the
-    others are scaled by ``1 / (1 - p)``, as by :class:`torch.nn.Dropout`; in
-    evaluation mode the layer is the identity. The masks are drawn on the CPU
-    from :attr:`generator` and moved to the input's device, so that a seeded
-    CPU generator gives the same masks on every device and the global torch
-    RNG is left alone. With ``generator=None`` (the default) the global RNG
-    is used.
+    Masks are drawn on the CPU and moved to the input's device, so that a
+    seeded generator gives the same masks on every device and the global
+    torch RNG is left alone (it is used while ``generator`` is None).
 
     Parameters
     ----------
@@ -25,8 +21,7 @@ class GeneratorDropout(nn.Dropout):
     Attributes
     ----------
     generator : torch.Generator or None
-        CPU generator of the masks; set it before training, e.g. from the
-        detector that owns the network.
+        CPU generator of the masks; set it before training.
 
     Examples
     --------

@@ -110,13 +110,10 @@ def conv_transpose2d_unfolded(
 ):
     """2-D transposed convolution as one matrix product and a col2im (``F.fold``).
 
-    Computes what :func:`torch.nn.functional.conv_transpose2d` computes with
-    ``groups=1`` (to rounding), by another route: each input pixel's
-    channels times the weight give the ``out_channels x kH x kW`` block it
-    scatters, and :func:`torch.nn.functional.fold` sums the overlapping
-    blocks into the output. On the CPU this is faster than
-    oneDNN's kernel when ``out_channels`` is small (the last layer of an
-    image decoder, one or three channels), and slower when it is large.
+    :func:`torch.nn.functional.conv_transpose2d` with ``groups=1``, to
+    rounding: each pixel's channels times the weight give the block it
+    scatters, and ``fold`` sums the blocks. On the CPU it beats oneDNN's
+    kernel when ``out_channels`` is small.
 
     Parameters
     ----------
@@ -167,8 +164,7 @@ def conv_transpose2d_unfolded(
     if all(o < s for o, s in zip(output_padding, stride, strict=True)):
         out = F.fold(cols, out_size, (k_h, k_w), dilation=dilation, padding=padding, stride=stride)
     else:
-        # An output padding as large as the stride (allowed with dilation)
-        # has no fold of that size: fold without padding, then crop or extend.
+        # output padding >= stride (allowed with dilation): fold unpadded, then crop or extend
         (p_h, p_w), (o_h, o_w) = padding, output_padding
         full = (out_size[0] + 2 * p_h - o_h, out_size[1] + 2 * p_w - o_w)
         out = F.fold(cols, full, (k_h, k_w), dilation=dilation, stride=stride)
