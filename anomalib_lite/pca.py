@@ -341,14 +341,10 @@ class PCADetector(BaseDetector):
 
     def _residual_moments(self, X):
         """theta_i = sum of i-th powers of the discarded covariance eigenvalues."""
-        n = X.shape[0]
-        R = self._batched(lambda b: self._residual(b), X)
+        R = self._batched(self._residual, X)
         G = R.T @ R if R.shape[1] <= R.shape[0] else R @ R.T
-        G /= n - 1
-        theta1 = float(np.trace(G))
-        theta2 = float(np.sum(G * G))
-        theta3 = float(np.sum(G * (G @ G)))
-        return np.array([theta1, theta2, theta3])
+        G /= X.shape[0] - 1
+        return np.array([np.trace(G), np.sum(G * G), np.sum(G * (G @ G))])
 
     def _warn_if_trivial(self):
         total = float(self.explained_variance_.sum() + self.theta_[0])
@@ -491,12 +487,7 @@ class PCADetector(BaseDetector):
             ``inverse_transform(transform(X))`` of the fitted PCA.
         """
         X = self._check_fitted_input(X)
-
-        def rec(b):
-            _, t = self._project(b)
-            return self.mean_ + t @ self.components_
-
-        return self._batched(rec, X)
+        return self._batched(lambda b: self.mean_ + self._project(b)[1] @ self.components_, X)
 
     def reconstruction_error(self, X):
         """Squared distance of each sample to the principal subspace (SPE).
