@@ -6,9 +6,7 @@
 """
 
 import math
-import os
 from numbers import Integral
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -22,6 +20,7 @@ from .utils._validation import (
     check_labels,
     check_numeric_dtype,
     check_option,
+    check_path,
 )
 
 __all__ = [
@@ -548,14 +547,9 @@ def reconstruction_figure(
         raise ValueError(
             f"mask_color={mask_color!r} must be an RGB tuple of three ints in [0, 255]."
         )
-    if path is not None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}.")
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"'{path}' exists; pass overwrite=True to replace it, or another path."
-            )
+    path = None if path is None else check_path(path)
+    if path is not None and path.exists() and not overwrite:
+        raise FileExistsError(f"'{path}' exists; pass overwrite=True or another path.")
     panels = reconstruction_panels(
         detectors,
         X,
