@@ -1,19 +1,10 @@
-"""Threshold rules and the meta-estimator that calibrates a detector's threshold.
+"""Threshold rules set on held-out scores, and the meta-estimator that applies them.
 
-A detector ranks samples; its threshold decides how many alarms it raises. A
-threshold taken from the training scores (``contamination``) flags a fixed
-share of the *training* data and is optimistic for flexible models, whose
-training scores are lower than those of new data. The rules here set it from
-scores of held-out data instead:
-
-* :func:`conformal_threshold`: a false-alarm rate of at most ``alpha`` on new
-  normal data, guaranteed in finite samples;
-* :func:`quantile_threshold`: the plain empirical quantile, no guarantee;
-* :func:`labelled_threshold`: F1, Youden's J or a target recall, from a few
-  labelled anomalies;
-
-and :class:`CalibratedDetector` wraps any detector (or Pipeline ending in one)
-to apply them.
+A threshold taken from training scores (``contamination``) is optimistic for
+flexible models, whose training scores are lower than those of new data.
+:func:`conformal_threshold` bounds the false-alarm rate on new normal data by
+``alpha``; :func:`quantile_threshold` is the plain quantile; :func:`labelled_threshold`
+uses a few labelled anomalies. :class:`CalibratedDetector` applies them to any detector.
 """
 
 import logging
@@ -59,21 +50,12 @@ class CalibrationWarning(UserWarning):
     """The requested calibration could not be applied as asked; see its message."""
 
 
-def _min_conformal_size(alpha):
-    """Fewest calibration scores for which the conformal rank exists."""
-    return max(math.ceil(1.0 / alpha - _RANK_TOL) - 1, 1)
-
-
 def conformal_threshold(calibration_scores, alpha):
     """Split-conformal threshold on anomaly scores at false-alarm rate ``alpha``.
 
-    With ``n`` calibration scores of held-out normal samples, the threshold is
-    the ``k``-th smallest, ``k = ceil((n + 1) * (1 - alpha))``. A new sample is
-    flagged when its anomaly score is strictly above it. If the new normal
-    sample and the calibration samples are exchangeable (drawn alike, and the
-    model never saw the calibration samples), it is flagged with probability
-    at most ``(n + 1 - k) / (n + 1) <= alpha``, whatever the detector and the
-    distribution, and at least ``alpha - 1 / (n + 1)`` when scores have no ties.
+    The ``k``-th smallest of ``n`` held-out normal scores, ``k = ceil((n + 1)(1 - alpha))``.
+    A new normal sample exchangeable with them scores strictly above it with
+    probability at most ``alpha``, whatever the detector and the distribution.
 
     Parameters
     ----------
@@ -90,15 +72,13 @@ def conformal_threshold(calibration_scores, alpha):
     Raises
     ------
     ValueError
-        When ``n < 1 / alpha - 1``: then ``k > n`` and no threshold taken from
-        the calibration scores keeps the bound; only one that flags nothing
-        would, so the function refuses rather than return a useless detector.
+        When ``n < ceil(1 / alpha) - 1``: then only a threshold that flags
+        nothing keeps the bound.
 
     Examples
     --------
     >>> from anomalib_lite.thresholds import conformal_threshold
-    >>> scores = list(range(1, 20))  # 19 scores, 1 ... 19
-    >>> conformal_threshold(scores, alpha=0.1)  # k = ceil(20 * 0.9) = 18
+    >>> conformal_threshold(list(range(1, 20)), alpha=0.1)  # k = ceil(20 * 0.9) = 18
     18.0
     """
     scores = check_scores(calibration_scores, "calibration_scores")
@@ -106,7 +86,7 @@ def conformal_threshold(calibration_scores, alpha):
     n = scores.size
     n_exceed = math.floor((n + 1) * alpha + _RANK_TOL)  # n + 1 - k
     if n_exceed < 1:
-        need = _min_conformal_size(alpha)
+        need = max(math.ceil(1.0 / alpha - _RANK_TOL) - 1, 1)
         raise ValueError(
             f"Only {n} held-out normal scores for alpha={alpha}: the conformal "
             f"threshold needs at least ceil(1 / alpha) - 1 = {need} of them, as "
@@ -153,11 +133,9 @@ def conformal_p_values(calibration_scores, anomaly_scores):
 def quantile_threshold(calibration_scores, alpha):
     """Empirical ``1 - alpha`` quantile of held-out normal anomaly scores.
 
-    The threshold most people write by hand. It carries no guarantee: with
-    ``n`` continuous scores and numpy's linear interpolation, a new normal
-    sample is flagged with probability about ``alpha + (1 - 2 * alpha) / (n + 1)``,
-    above ``alpha``, by a margin that shrinks only as ``1 / n``. Prefer
-    :func:`conformal_threshold` when false alarms must stay below ``alpha``.
+    No guarantee: with ``n`` scores its false-alarm rate exceeds ``alpha`` by
+    about ``(1 - 2 alpha) / (n + 1)``. Prefer :func:`conformal_threshold` when
+    false alarms must stay below ``alpha``.
 
     Parameters
     ----------
@@ -182,19 +160,11 @@ def quantile_threshold(calibration_scores, alpha):
     return float(np.quantile(scores, 1.0 - alpha))
 
 
-def _between(hi, lo):
-    """A threshold t with lo <= t < hi, half-way where floats allow."""
-    mid = lo / 2.0 + hi / 2.0
-    return float(mid) if lo <= mid < hi else float(lo)
-
-
 def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     """Threshold on anomaly scores chosen with labelled anomalies.
 
-    Only cuts between two distinct scores are considered (tied samples are
-    flagged together), and the threshold is placed half-way between the two
-    scores, so that it is no closer to the normal side than to the anomalous
-    one. Among cuts of equal merit the one with fewer alarms wins.
+    Cuts lie half-way between two distinct scores (tied samples are flagged
+    together); among cuts of equal merit the one with fewer alarms wins.
 
     Parameters
     ----------
@@ -203,9 +173,8 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     y : array-like of shape (n,)
         Labels, ``0`` = normal, ``1`` = anomaly; both must be present.
     method : {'f1', 'youden', 'recall'}, default='f1'
-        ``'f1'`` maximises the F1 of the anomaly class; ``'youden'`` maximises
-        Youden's J = TPR - FPR (it weighs both classes equally, whatever their
-        counts); ``'recall'`` flags the fewest samples that still reach
+        Maximise the anomaly class's F1, or Youden's J = TPR - FPR (both
+        classes weigh equally), or flag the fewest samples that reach
         ``target_recall``.
     target_recall : float, default=0.9
         Share of the anomalies to detect, in (0, 1]; used by ``'recall'``.
@@ -218,8 +187,7 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     Examples
     --------
     >>> from anomalib_lite.thresholds import labelled_threshold
-    >>> scores = [0.1, 0.2, 0.3, 0.8, 0.9]
-    >>> labelled_threshold(scores, [0, 0, 0, 1, 1], method="f1")
+    >>> labelled_threshold([0.1, 0.2, 0.3, 0.8, 0.9], [0, 0, 0, 1, 1], method="f1")
     0.55
     """
     method = check_option(method, "method", _LABELLED)
@@ -233,42 +201,44 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
             "use conformal_threshold or quantile_threshold on normal scores."
         )
     n_flagged, tp, fp, desc = cut_counts(anomaly, s)
-    n_neg = s.size - n_pos
     if method == "f1":
         best = int(np.argmax(2.0 * tp / (n_flagged + n_pos)))
     elif method == "youden":
-        best = int(np.argmax(tp / n_pos - fp / n_neg))
+        best = int(np.argmax(tp / n_pos - fp / (s.size - n_pos)))
     else:
-        needed = math.ceil(target_recall * n_pos - _RANK_TOL)
-        best = int(np.argmax(tp >= needed))
+        best = int(np.argmax(tp >= math.ceil(target_recall * n_pos - _RANK_TOL)))
     k = int(n_flagged[best])
     if k == 0:
         return float(desc[0])  # nothing above the largest score
     if k == s.size:
         return float(np.nextafter(desc[-1], -np.inf))
-    return _between(desc[k - 1], desc[k])
+    hi, lo = desc[k - 1], desc[k]
+    mid = lo / 2.0 + hi / 2.0  # half-way, where floats allow
+    return float(mid) if lo <= mid < hi else float(lo)
 
 
 def _final_step(estimator):
     return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
 
+def _anomaly_scores(model, X):
+    return -np.asarray(model.score_samples(X), dtype=np.float64)
+
+
 class CalibratedDetector(BaseDetector):
     """Detector whose threshold is set on held-out data, with a stated meaning.
 
     Wraps a detector, or a :class:`~sklearn.pipeline.Pipeline` ending in one,
-    and replaces its ``offset_`` by a threshold calibrated with ``method``.
-    Scores are the wrapped detector's; only the decision changes. Its
-    parameters are reachable as ``detector__<name>`` in
-    :class:`~sklearn.model_selection.GridSearchCV`.
+    and replaces its ``offset_`` by a threshold calibrated with ``method``;
+    the scores stay the wrapped detector's. Its parameters are reachable as
+    ``detector__<name>`` in :class:`~sklearn.model_selection.GridSearchCV`.
 
     Parameters
     ----------
     detector : estimator
         Unfitted outlier detector with ``fit`` and ``score_samples`` (higher =
-        more normal), or a Pipeline ending in one. It is cloned, and only ever
-        fitted on normal rows, so the preprocessing of a wrapped Pipeline
-        never sees the anomalies.
+        more normal), or a Pipeline ending in one. Clones of it are fitted on
+        normal rows only.
     method : {'conformal', 'quantile', 'analytic', 'f1', 'youden', 'recall'}, \
             default='conformal'
         How the threshold is set; see Notes.
@@ -280,16 +250,13 @@ class CalibratedDetector(BaseDetector):
         in (0, 1].
     calibration_size : float or int, default=0.25
         Normal samples held out for calibration: a float in (0, 1) is a share
-        of the normal rows (rounded up), an int a count. Labelled anomalies
-        always all go to calibration. Unused by ``'analytic'``.
+        of the normal rows (rounded up), an int a count. Unused by ``'analytic'``.
     refit : bool, default=True
-        After choosing the threshold, refit the detector on every normal row,
-        where the method allows it: ``'quantile'``, ``'f1'``, ``'youden'``,
-        ``'recall'``. ``'conformal'`` always keeps the model fitted on the
-        training part, and ``'analytic'`` needs no holdout.
+        Refit the detector on every normal row after choosing the threshold,
+        with ``'quantile'`` and the labelled methods (``'conformal'`` keeps the
+        split model, which its guarantee needs).
     random_state : int, RandomState instance or None, default=None
-        Seeds the split of the normal rows into training and calibration
-        parts. Pass an int for a reproducible split.
+        Seeds the split of the normal rows into training and calibration parts.
 
     Attributes
     ----------
@@ -322,40 +289,16 @@ class CalibratedDetector(BaseDetector):
 
     Notes
     -----
-    **Normal-only methods.** The normal rows are split at random
-    (``random_state``) into a training part, on which a clone of ``detector``
-    is fitted, and a calibration part, which it scores.
-
-    * ``'conformal'``: threshold = the ``ceil((n + 1)(1 - alpha))``-th smallest
-      of the ``n`` calibration scores (:func:`conformal_threshold`). For new
-      normal data exchangeable with the calibration data, the expected
-      false-alarm rate is at most ``alpha``, in finite samples and for any
-      detector. It needs ``n >= ceil(1 / alpha) - 1`` (19 at ``alpha=0.05``,
-      99 at 0.01); with fewer, ``fit`` raises a ValueError that says how many
-      are missing. The model that produced the calibration scores is kept:
-      refitting it on all rows would make the calibration rows training rows
-      and void the guarantee. :meth:`p_values` gives conformal p-values.
-    * ``'quantile'``: the empirical ``1 - alpha`` quantile of the calibration
-      scores (:func:`quantile_threshold`). No guarantee: its false-alarm rate
-      exceeds ``alpha`` by about ``(1 - 2 alpha) / (n + 1)``, and by more after
-      the refit, whose scores on new data are not those of the split model.
-    * ``'analytic'``: no holdout; the detector is fitted on every normal row
-      and the threshold is its ``analytic_limit(alpha)``, a closed-form control
-      limit (PCADetector's assumes Gaussian normal data).
-
-    **Labelled methods** use a few known anomalies (``y == 1``). Every
-    anomaly goes to the calibration part (a detector never learns from them,
-    so any in the training part would be wasted), together with the held-out
-    normal rows; the threshold maximises F1 or Youden's J, or reaches
-    ``target_recall`` with the fewest alarms (:func:`labelled_threshold`).
-    With no anomaly at all they warn (:class:`CalibrationWarning`) and fall
-    back to ``'conformal'`` at ``alpha``: a threshold tuned on normal data only
-    would otherwise flag nothing or everything.
-
-    **Pipelines.** Wrap the whole Pipeline, ``CalibratedDetector(make_pipeline(
-    StandardScaler(), PCADetector()))``, rather than putting this estimator
-    after the transformers: then the transformers are fitted on the training
-    part's normal rows only, and never on calibration rows or anomalies.
+    The normal rows are split at random into a training part, on which a
+    clone of ``detector`` is fitted, and a calibration part, which it scores.
+    ``'conformal'`` and ``'quantile'`` apply :func:`conformal_threshold` and
+    :func:`quantile_threshold`; ``'conformal'`` needs ``ceil(1 / alpha) - 1``
+    calibration rows. ``'analytic'`` fits on every normal row and takes the
+    detector's closed-form ``analytic_limit(alpha)``. The labelled methods
+    put every anomaly (``y == 1``) in the calibration part and apply
+    :func:`labelled_threshold`; with no anomaly they warn
+    (:class:`CalibrationWarning`) and fall back to ``'conformal'``. Wrap a
+    whole Pipeline so that its transformers never see calibration rows.
 
     Examples
     --------
@@ -395,7 +338,6 @@ class CalibratedDetector(BaseDetector):
         tags.input_tags.allow_nan = get_tags(self.detector).input_tags.allow_nan
         return tags
 
-    # ------------------------------------------------------------ validation
     def _check_params(self):
         det = self.detector
         if not (hasattr(det, "fit") and hasattr(det, "score_samples")):
@@ -412,19 +354,19 @@ class CalibratedDetector(BaseDetector):
                 f"calibration_size must be a float in (0, 1) or an int >= 1, got "
                 f"{type(size).__name__} {size!r}."
             )
-        if isinstance(size, Integral):
-            if size < 1:
-                raise ValueError(f"calibration_size={size!r} must be >= 1 when an int.")
-        elif not 0.0 < size < 1.0:
+        if isinstance(size, Integral) and size < 1:
+            raise ValueError(f"calibration_size={size!r} must be >= 1 when an int.")
+        if not isinstance(size, Integral) and not 0.0 < size < 1.0:
             raise ValueError(
                 f"calibration_size={size!r} must be in (0, 1) when a float (the share "
                 "of normal rows held out), or an int count."
             )
         check_bool(self.refit, "refit")
-        if self.method == "analytic" and not hasattr(_final_step(det), "analytic_limit"):
+        final = _final_step(det)
+        if self.method == "analytic" and not hasattr(final, "analytic_limit"):
             raise TypeError(
                 f"method='analytic' needs a detector with an analytic_limit(alpha) "
-                f"method, such as PCADetector; {type(_final_step(det)).__name__} has "
+                f"method, such as PCADetector; {type(final).__name__} has "
                 "none. Use method='conformal' instead."
             )
 
@@ -445,7 +387,6 @@ class CalibratedDetector(BaseDetector):
     def _batch_rows(self, X):
         return X.shape[0]  # the wrapped detector batches its own scoring
 
-    # --------------------------------------------------------------- fitting
     def _split(self, n_normal):
         size = self.calibration_size
         n_cal = math.ceil(size * n_normal) if isinstance(size, float) else int(size)
@@ -482,11 +423,9 @@ class CalibratedDetector(BaseDetector):
         method = self.method
         if method in _LABELLED and X_anomalous.shape[0] == 0:
             warnings.warn(
-                f"method={method!r} needs labelled anomalies (y == 1) to calibrate on, "
-                "but there are none; fell back to method='conformal' at "
-                f"alpha={self.alpha} (false-alarm rate at most alpha on new normal "
-                "data). Pass y with a few known anomalies, or set method='conformal' "
-                "to silence this warning.",
+                f"method={method!r} needs labelled anomalies (y == 1) but there are none; "
+                f"fell back to method='conformal' at alpha={self.alpha}. Pass y with a few "
+                "known anomalies, or set method='conformal' to silence this warning.",
                 CalibrationWarning,
                 stacklevel=2,
             )
@@ -501,14 +440,14 @@ class CalibratedDetector(BaseDetector):
         else:
             train, cal = self._split(X_normal.shape[0])
             model = clone(self.detector).fit(X_normal[train])
-            cal_scores = -np.asarray(model.score_samples(X_normal[cal]), dtype=np.float64)
+            cal_scores = _anomaly_scores(model, X_normal[cal])
             self.calibration_scores_ = np.sort(cal_scores)
             if method == "conformal":
                 self.threshold_ = conformal_threshold(cal_scores, self.alpha)
             elif method == "quantile":
                 self.threshold_ = quantile_threshold(cal_scores, self.alpha)
             else:
-                anomalous_scores = -np.asarray(model.score_samples(X_anomalous), dtype=np.float64)
+                anomalous_scores = _anomaly_scores(model, X_anomalous)
                 self.threshold_ = labelled_threshold(
                     np.r_[cal_scores, anomalous_scores],
                     np.r_[np.zeros(cal.size, int), np.ones(anomalous_scores.size, int)],
@@ -521,19 +460,15 @@ class CalibratedDetector(BaseDetector):
         logger.debug("method=%s threshold=%.6g", self.method_, self.threshold_)
         return self
 
-    # --------------------------------------------------------------- scoring
     def _anomaly_score(self, X):
-        return -np.asarray(self.detector_.score_samples(X), dtype=np.float64)
+        return _anomaly_scores(self.detector_, X)
 
     def p_values(self, X):
         """Conformal p-values of samples: small means anomalous.
 
-        ``p = (1 + #{calibration scores >= score}) / (n + 1)``. For a new normal
-        sample exchangeable with the calibration samples ``P(p <= a) <= a`` for
-        every level ``a``, so p-values let you pick the false-alarm rate after
-        fitting, or control the false discovery rate over a batch
-        (Benjamini-Hochberg). With ``method='conformal'``, ``predict`` flags
-        exactly the samples with ``p <= alpha``.
+        ``p = (1 + #{calibration scores >= score}) / (n + 1)``, valid for the
+        model that scored the calibration holdout. With ``method='conformal'``,
+        ``predict`` flags exactly the samples with ``p <= alpha``.
 
         Parameters
         ----------
