@@ -1,19 +1,9 @@
-"""Anomaly metrics and model-selection scorers that cannot invert by accident.
+"""Anomaly metrics: model-selection scorers and pixel-level image metrics.
 
-Two families live here:
-
-* **Scorers** for :class:`~sklearn.model_selection.GridSearchCV` and
-  :func:`~sklearn.model_selection.cross_validate` on labelled data
-  (``y``: ``0`` = normal, ``1`` = anomaly). They rank samples by the anomaly
-  score, so they agree with the labels whatever the detector's score sign.
-  scikit-learn's own ``'roc_auc'`` scorer ranks by ``decision_function``
-  (higher = more normal for every outlier detector) against ``y == 1`` and so
-  returns ``1 - AUC``; its label scorers compare ``predict``'s ``+1``/``-1``
-  with ``0``/``1`` labels.
-* **Image metrics** on anomaly maps ``(n, H, W)`` and boolean ground-truth
-  masks ``(n, H, W)``: pixel-level ROC-AUC and the per-region overlap (PRO)
-  curve with its normalised area (AUPRO) up to a false-positive rate of 0.3,
-  following the MVTec AD evaluation protocol.
+Scorers rank samples by the anomaly score against labels ``0`` = normal,
+``1`` = anomaly, whatever the detector's score sign (scikit-learn's
+``'roc_auc'`` ranks by ``decision_function`` and returns ``1 - AUC``). Image
+metrics compare anomaly maps with ground-truth masks as in the MVTec AD protocol.
 """
 
 import numpy as np
@@ -38,7 +28,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------- validation
 def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=True):
     """Validate 0/1 labels for a metric and return a boolean array, True = anomaly."""
     anomaly = anomaly_labels(y_true, name=name)
@@ -59,9 +48,8 @@ def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=Tru
 def best_f1_score(y_true, anomaly_scores):
     """Best F1 score over every threshold on the anomaly scores.
 
-    The F1 a threshold could reach if it were tuned on these same labels: an
-    optimistic summary of the ranking (anomalib's ``F1Max``), not the F1 of a
-    deployed threshold (for that, see :func:`anomaly_f1`).
+    An optimistic summary of the ranking (anomalib's ``F1Max``); for the F1
+    of a deployed threshold see :func:`anomaly_f1`.
 
     Parameters
     ----------
@@ -87,11 +75,9 @@ def best_f1_score(y_true, anomaly_scores):
     return float(np.max(2.0 * tp / (n_flagged + anomaly.sum())))
 
 
-# ------------------------------------------------------------------ scorers
 def _roc_auc_of_decision(y_true, decision):
     # decision_function = score_samples - offset_ ranks like -anomaly score.
-    anomaly = _anomaly_labels(y_true)
-    return float(roc_auc_score(anomaly, -np.asarray(decision, dtype=np.float64)))
+    return float(roc_auc_score(_anomaly_labels(y_true), -np.asarray(decision, dtype=np.float64)))
 
 
 def _average_precision_of_decision(y_true, decision):
@@ -170,14 +156,10 @@ def get_scorer_names():
 def get_scorer(scoring):
     """Anomaly scorer by name, for ``GridSearchCV(..., scoring=...)``.
 
-    Every scorer expects labels ``0`` = normal, ``1`` = anomaly and works for
-    any outlier detector, Pipeline or search ending in one:
-
-    * ``'anomaly_roc_auc'``, ``'anomaly_average_precision'``: rank samples by
-      the anomaly score (``-decision_function``, which orders them like
-      ``-score_samples``); independent of the threshold.
-    * ``'anomaly_f1'``, ``'anomaly_recall'``, ``'anomaly_precision'``: count
-      ``predict(X) == -1`` as a detection; they judge the threshold too.
+    Every scorer expects labels ``0`` = normal, ``1`` = anomaly. The ROC-AUC
+    and average-precision scorers rank by ``-decision_function``; the F1,
+    recall and precision scorers count ``predict(X) == -1`` as a detection,
+    so they judge the threshold too.
 
     Parameters
     ----------
@@ -215,7 +197,6 @@ def get_scorer(scoring):
     )
 
 
-# ------------------------------------------------------------ image metrics
 def _check_maps(masks, anomaly_maps):
     """Validate masks and anomaly maps of shape (n, H, W) or (H, W)."""
     maps = np.asarray(anomaly_maps)
@@ -225,10 +206,8 @@ def _check_maps(masks, anomaly_maps):
     gt = np.asarray(masks)
     if gt.dtype.kind not in "biuf":
         raise TypeError(f"masks has dtype {gt.dtype}; expected booleans (True = anomalous).")
-    if maps.ndim == 2:
-        maps = maps[np.newaxis]
-    if gt.ndim == 2:
-        gt = gt[np.newaxis]
+    maps = maps[np.newaxis] if maps.ndim == 2 else maps
+    gt = gt[np.newaxis] if gt.ndim == 2 else gt
     if maps.ndim != 3:
         raise ValueError(
             f"anomaly_maps must have shape (n, H, W) or (H, W), got {np.shape(anomaly_maps)}; "
@@ -275,7 +254,7 @@ def pixel_roc_auc_score(masks, anomaly_maps):
     -------
     auc : float
         Probability that a random anomalous pixel scores above a random normal
-        one (ties count half). Invariant to increasing transforms of the maps.
+        one (ties count half).
 
     Examples
     --------
@@ -289,8 +268,7 @@ def pixel_roc_auc_score(masks, anomaly_maps):
     return float(roc_auc_score(gt.ravel(), maps.ravel()))
 
 
-#: 8-connectivity within an image, no connection across images: the MVTec AD
-#: evaluation code labels regions with a 3x3 structuring element of ones.
+#: 8-connectivity within an image, none across images, as in the MVTec AD code.
 _STRUCTURE = np.zeros((3, 3, 3), dtype=bool)
 _STRUCTURE[1] = True
 
@@ -298,12 +276,10 @@ _STRUCTURE[1] = True
 def pro_curve(masks, anomaly_maps):
     """Per-region overlap (PRO) against the false-positive rate, at every threshold.
 
-    A pixel is flagged when its anomaly score is ``>= threshold``. At each
-    threshold, the **PRO** is the mean over all ground-truth regions (the
-    8-connected components of the masks, over all images) of the fraction of
-    the region's pixels that are flagged; the **FPR** is the fraction of all
-    anomaly-free pixels that are flagged. Every region counts equally
-    whatever its size, unlike the pixel-level true-positive rate.
+    A pixel is flagged when its score is ``>= threshold``. The PRO is the mean,
+    over the 8-connected regions of the masks, of each region's flagged share
+    (every region counts equally, whatever its size); the FPR is the flagged
+    share of the anomaly-free pixels.
 
     Parameters
     ----------
@@ -335,8 +311,7 @@ def pro_curve(masks, anomaly_maps):
     regions, n_regions = ndimage.label(gt, structure=_STRUCTURE)
     regions = regions.ravel()
     sizes = np.bincount(regions)
-    # A region's pixels each carry 1 / (its size * number of regions), so that
-    # a fully flagged region adds 1 / n_regions to the mean overlap.
+    # A fully flagged region adds 1 / n_regions to the mean overlap.
     weight = np.where(regions > 0, 1.0 / (sizes[regions] * n_regions), 0.0)
     normal = regions == 0
 
@@ -347,8 +322,7 @@ def pro_curve(masks, anomaly_maps):
     n_flagged = np.arange(1, scores.size + 1)[last_of_tie]
     false_pos = np.cumsum(normal[order])[last_of_tie]
     pro = np.minimum(np.cumsum(weight[order])[last_of_tie], 1.0)
-    # Once every region pixel is flagged the overlap is exactly 1, whatever
-    # the rounding of the sum of the weights.
+    # Once every region pixel is flagged the overlap is exactly 1, whatever the rounding.
     pro[n_flagged - false_pos == np.count_nonzero(~normal)] = 1.0
     fpr = false_pos / normal.sum()
     return np.r_[0.0, fpr], np.r_[0.0, pro], np.r_[np.inf, scores[last_of_tie]]
@@ -357,10 +331,8 @@ def pro_curve(masks, anomaly_maps):
 def aupro_score(masks, anomaly_maps, *, max_fpr=0.3):
     """Normalised area under the PRO curve up to ``max_fpr`` (AUPRO).
 
-    The MVTec AD protocol: integrate :func:`pro_curve` over the false-positive
-    rate from 0 to ``max_fpr`` with the trapezoidal rule, interpolating the
-    curve linearly at ``max_fpr``, and divide by ``max_fpr`` so that a perfect
-    map scores 1.
+    The MVTec AD protocol: the trapezoidal area under :func:`pro_curve` from
+    FPR 0 to ``max_fpr`` (interpolated there), divided by ``max_fpr``.
 
     Parameters
     ----------
@@ -374,7 +346,7 @@ def aupro_score(masks, anomaly_maps, *, max_fpr=0.3):
     Returns
     -------
     aupro : float
-        In [0, 1]; invariant to increasing transforms of the maps.
+        In [0, 1]; a perfect map scores 1.
 
     Examples
     --------
