@@ -11,11 +11,9 @@ __all__ = ["write_atomically"]
 def write_atomically(path, write, *, overwrite, exists_error):
     """Write ``path`` through ``write(fh)`` so that it appears whole or not at all.
 
-    The content goes to a new temporary file next to ``path`` (``O_EXCL``,
-    the usual umask), is flushed and synced to disk, then moves into place:
-    with ``overwrite`` by an atomic rename, otherwise by a hard link that
-    fails when ``path`` exists, so that no existing file is ever clobbered.
-    The directory is synced last, which makes the rename durable.
+    The content goes to a new temporary file next to ``path``, is synced to
+    disk, then moves into place by an atomic rename (``overwrite``) or by a
+    hard link that fails when ``path`` exists; the directory is synced last.
 
     Parameters
     ----------
@@ -49,9 +47,8 @@ def _fsync_directory(directory):
         return
     fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory
-        pass
+        with contextlib.suppress(OSError):  # some file systems cannot sync a directory
+            os.fsync(fd)
     finally:
         os.close(fd)
 

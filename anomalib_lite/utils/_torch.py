@@ -15,24 +15,10 @@ from ._validation import check_int
 #: ``docs/benchmarks_threads.md`` for the measurement behind this default.
 DEFAULT_THREADS = 1
 
-_INIT_LAYERS = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
-_NORM_LAYERS = (
-    nn.BatchNorm1d,
-    nn.BatchNorm2d,
-    nn.BatchNorm3d,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.InstanceNorm1d,
-    nn.InstanceNorm2d,
-)
+_INIT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_INIT_LAYERS += (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
+_NORM_LAYERS += (nn.InstanceNorm1d, nn.InstanceNorm2d)
 
 
 def check_device(device):
@@ -103,22 +89,15 @@ def generator_seed(generator):
 
 
 def build_quietly(factory):
-    """Call ``factory()`` without touching the global torch RNG state.
-
-    Layer constructors draw their default initial weights from the global
-    generator; they are re-drawn by :func:`init_weights` from a local one.
-    """
+    """Call ``factory()`` (layer constructors draw from the global torch RNG)
+    with the global RNG state restored afterwards; see :func:`init_weights`."""
     with torch.random.fork_rng(devices=[]):
         return factory()
 
 
 def init_weights(module, generator):
-    """Re-draw the weights of linear and convolution layers from ``generator``.
-
-    Uses PyTorch's default scheme (Kaiming-uniform weights with ``a=sqrt(5)``
-    and uniform biases in ``±1/sqrt(fan_in)``) and resets normalization
-    layers, so that a fit is reproducible without global seeds.
-    """
+    """Re-draw linear and convolution weights from ``generator`` with PyTorch's
+    default scheme, and reset normalization layers: seeded fits, no global seed."""
     with torch.no_grad():
         for layer in module.modules():
             if isinstance(layer, _INIT_LAYERS):
@@ -140,12 +119,8 @@ def check_threads(n_threads):
 
 @contextlib.contextmanager
 def deterministic_cudnn():
-    """Run the block with cuDNN's deterministic algorithms, then restore the flags.
-
-    cuDNN otherwise may pick convolution kernels whose sums run in a
-    different order from one call to the next, so that two seeded GPU fits
-    differ. Nothing changes where cuDNN is absent (a CPU build of torch).
-    """
+    """Run the block with cuDNN's deterministic algorithms, then restore the flags,
+    so that two seeded GPU fits agree. A no-op without cuDNN."""
     cudnn = torch.backends.cudnn
     if not cudnn.is_available():
         yield
@@ -174,11 +149,8 @@ def seeded_dropout(module, generator):
 
 @contextlib.contextmanager
 def torch_threads(n_threads):
-    """Run the block with ``n_threads`` torch threads, then restore the old count.
-
-    torch's thread count is process-wide; it is set for the block only.
-    ``None`` means :data:`DEFAULT_THREADS`.
-    """
+    """Run the block with ``n_threads`` torch threads (None: :data:`DEFAULT_THREADS`),
+    then restore torch's process-wide count."""
     wanted = DEFAULT_THREADS if n_threads is None else int(n_threads)
     before = torch.get_num_threads()
     if wanted != before:

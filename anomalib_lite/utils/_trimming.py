@@ -13,14 +13,8 @@ FAR_OUT_FENCE_IQRS = 3.0
 def tukey_fence(scores, k):
     """Tukey's upper fence ``Q3 + k * (Q3 - Q1)`` and the spread ``Q3 - Q1``.
 
-    The library uses one rule with two multipliers: ``k = 1.5`` (the inner
-    fence) to flag anomalies under ``contamination='auto'``, and ``k = 3``
-    (the far-out fence, which only gross outliers pass) to choose the rows a
-    trimmed refit leaves out. The quartiles are numpy's (linear
-    interpolation) of the finite scores: ``+inf`` lies beyond any fence and
-    does not move it. With fewer than two finite scores the fence is
-    ``+inf``. A zero spread (most scores tie) gives the fence ``Q3``; the
-    caller decides what that means (:func:`within_fence` keeps every row).
+    The quartiles are numpy's of the finite scores, so ``+inf`` does not move
+    the fence; with fewer than two finite scores the fence is ``+inf``.
 
     Examples
     --------
@@ -38,9 +32,8 @@ def tukey_fence(scores, k):
 def n_kept(n, trim_fraction, minimum=1):
     """Rows kept out of ``n`` when the worst ``trim_fraction`` of them are left out.
 
-    ``floor(trim_fraction * n)`` rows are left out, the product rounded to 9
-    decimals first so that float error does not change the count (``0.7 * 10``
-    leaves out 7 rows, not 6). At least ``minimum`` rows are kept.
+    ``floor(trim_fraction * n)`` rows go, the product rounded to 9 decimals
+    first so that ``0.7 * 10`` leaves out 7, not 6; at least ``minimum`` stay.
 
     Examples
     --------
@@ -53,10 +46,7 @@ def n_kept(n, trim_fraction, minimum=1):
 def within_fence(scores):
     """Mask of the scores at or below Tukey's far-out fence ``Q3 + 3 IQR``.
 
-    The quartiles are numpy's (linear interpolation) of the finite scores;
-    ``+inf`` lies beyond the fence. When the interquartile range is not
-    positive (most scores tie), there is no spread to measure from, and every
-    score is kept.
+    With no spread (most scores tie) every score is kept.
 
     Examples
     --------

@@ -1,8 +1,5 @@
-"""Private validation helpers shared by all detectors.
-
-Every message names the parameter, shows the value, says what was expected
-and hints at a fix.
-"""
+"""Private validation helpers: each message names the parameter, shows the value,
+says what was expected and hints at a fix."""
 
 import math
 import os
@@ -82,10 +79,8 @@ def check_bool(value, name):
 
 
 def check_path(path, name="path", *, must_exist=False):
-    """Validate a file path parameter (``str`` or ``os.PathLike``) and return it as a ``Path``.
-
-    With ``must_exist=True`` a path that names nothing raises ``FileNotFoundError``.
-    """
+    """Validate a ``str`` or ``os.PathLike`` path (that exists, with ``must_exist``)
+    and return it as a ``Path``."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} {path!r}."
@@ -97,14 +92,9 @@ def check_path(path, name="path", *, must_exist=False):
 
 
 def check_image_shape(image_shape, n_features=None):
-    """Validate ``image_shape`` and return it as ``(C, H, W)``, or None.
-
-    ``image_shape`` is None, or ``(H, W)`` or ``(C, H, W)`` of positive ints
-    (``(H, W)`` means one channel). One entry may be -1, as in
-    ``numpy.reshape``: it is inferred from ``n_features`` when given, and left
-    as -1 otherwise. With ``n_features`` the shape must hold exactly that many
-    values (the features of one row).
-    """
+    """Validate ``image_shape`` (None, ``(H, W)`` or ``(C, H, W)``) and return
+    ``(C, H, W)`` or None. One entry may be -1, as in ``numpy.reshape``; with
+    ``n_features`` it is inferred and the shape must hold that many values."""
     if image_shape is None:
         return None
     ok = isinstance(image_shape, (tuple, list)) and len(image_shape) in (2, 3)
@@ -170,13 +160,8 @@ def check_option(value, name, options):
 
 
 def check_numeric_dtype(X, name="X"):
-    """Refuse non-numeric inputs before scikit-learn's validation.
-
-    None, strings, dicts, sets and string, bytes or datetime dtypes raise a
-    TypeError naming ``name``; complex dtypes and masked arrays with masked
-    entries raise a ValueError. Object arrays are accepted only when every
-    entry is a number (scikit-learn converts those losslessly).
-    """
+    """Refuse non-numeric inputs before scikit-learn's validation, which would
+    coerce some of them; object arrays pass only when every entry is a number."""
     not_array = isinstance(X, (dict, set, frozenset)) and not sp.issparse(X)  # dok is a dict
     if X is None or isinstance(X, (str, bytes)) or not_array:
         raise TypeError(
@@ -237,12 +222,8 @@ def check_magnitude(X, limit, name="X"):
 
 
 def anomaly_labels(y, n_samples=None, *, name="y"):
-    """Validate anomaly labels and return the boolean mask of anomalies.
-
-    Labels follow one convention: ``0`` = normal, ``1`` = anomaly
-    (booleans are accepted, ``True`` = anomaly). A column vector is accepted
-    as 1-D. With ``n_samples`` the number of labels must match it.
-    """
+    """Validate labels ``0`` = normal, ``1`` = anomaly (bools, a column vector, and
+    ``n_samples`` of them if given) and return the boolean mask of anomalies."""
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
@@ -271,11 +252,8 @@ def anomaly_labels(y, n_samples=None, *, name="y"):
 
 
 def check_labels(y, n_samples):
-    """Validate training labels and return the boolean mask of normal rows.
-
-    See :func:`anomaly_labels`; at least one row must be normal, since
-    detectors learn from the normal rows only.
-    """
+    """Validate training labels (:func:`anomaly_labels`) with at least one normal
+    row, and return the boolean mask of normal rows."""
     normal = ~anomaly_labels(y, n_samples)
     if not normal.any():
         raise ValueError(
