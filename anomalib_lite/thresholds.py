@@ -237,24 +237,22 @@ class CalibratedDetector(BaseDetector):
     ----------
     detector : estimator
         Unfitted outlier detector with ``fit`` and ``score_samples`` (higher =
-        more normal), or a Pipeline ending in one. Clones of it are fitted on
-        normal rows only.
+        more normal), or a Pipeline ending in one; clones are fitted on normal
+        rows only, so a wrapped Pipeline's transformers never see anomalies.
     method : {'conformal', 'quantile', 'analytic', 'f1', 'youden', 'recall'}, \
             default='conformal'
         How the threshold is set; see Notes.
     alpha : float, default=0.05
-        Target false-alarm rate in (0, 1) of the normal-only methods, and of
-        the fallback of the labelled ones.
+        Target false-alarm rate in (0, 1) of the normal-only methods and of
+        the labelled ones' fallback.
     target_recall : float, default=0.9
-        Share of the calibration anomalies ``method='recall'`` must detect,
-        in (0, 1].
+        Share of the calibration anomalies ``'recall'`` must detect, in (0, 1].
     calibration_size : float or int, default=0.25
-        Normal samples held out for calibration: a float in (0, 1) is a share
-        of the normal rows (rounded up), an int a count. Unused by ``'analytic'``.
+        Normal rows held out for calibration: a share in (0, 1) (rounded up)
+        or a count. Unused by ``'analytic'``.
     refit : bool, default=True
-        Refit the detector on every normal row after choosing the threshold,
-        with ``'quantile'`` and the labelled methods (``'conformal'`` keeps the
-        split model, which its guarantee needs).
+        Refit on every normal row after calibration, except with
+        ``'conformal'``, whose guarantee needs the split model.
     random_state : int, RandomState instance or None, default=None
         Seeds the split of the normal rows into training and calibration parts.
 
@@ -263,16 +261,14 @@ class CalibratedDetector(BaseDetector):
     detector_ : estimator
         The fitted detector that scores new samples.
     method_ : str
-        The method applied: ``method``, or ``'conformal'`` when a labelled
-        method found no anomaly to calibrate on.
+        ``method``, or ``'conformal'`` when a labelled method found no anomaly.
     threshold_ : float
-        Threshold on the anomaly score ``-score_samples``; samples above it
-        are flagged.
+        Samples whose anomaly score ``-score_samples`` is above it are flagged.
     offset_ : float
         ``-threshold_``, so that ``decision_function = score_samples - offset_``.
     calibration_scores_ : ndarray of shape (n_calibration,) or None
-        Sorted anomaly scores of the held-out normal samples, from the model
-        fitted on the training part (None for ``'analytic'``).
+        Sorted anomaly scores of the held-out normal rows from the split model
+        (None for ``'analytic'``).
     refitted_ : bool
         Whether ``detector_`` was refit on every normal row after calibration.
     n_features_in_ : int
@@ -282,32 +278,26 @@ class CalibratedDetector(BaseDetector):
 
     See Also
     --------
-    conformal_threshold : The conformal rule on its own.
-    labelled_threshold : The labelled rules on their own.
-    sklearn.model_selection.TunedThresholdClassifierCV : The same idea for
-        classifiers.
+    conformal_threshold, labelled_threshold : The rules on their own.
+    sklearn.model_selection.TunedThresholdClassifierCV : The same idea for classifiers.
 
     Notes
     -----
-    The normal rows are split at random into a training part, on which a
-    clone of ``detector`` is fitted, and a calibration part, which it scores.
-    ``'conformal'`` and ``'quantile'`` apply :func:`conformal_threshold` and
-    :func:`quantile_threshold`; ``'conformal'`` needs ``ceil(1 / alpha) - 1``
-    calibration rows. ``'analytic'`` fits on every normal row and takes the
-    detector's closed-form ``analytic_limit(alpha)``. The labelled methods
-    put every anomaly (``y == 1``) in the calibration part and apply
-    :func:`labelled_threshold`; with no anomaly they warn
-    (:class:`CalibrationWarning`) and fall back to ``'conformal'``. Wrap a
-    whole Pipeline so that its transformers never see calibration rows.
+    A clone of ``detector`` is fitted on a random part of the normal rows and
+    scores the rest. ``'conformal'`` and ``'quantile'`` then apply
+    :func:`conformal_threshold` and :func:`quantile_threshold`; the labelled
+    methods add every anomaly (``y == 1``) to the held-out scores and apply
+    :func:`labelled_threshold`, or, with none, warn (:class:`CalibrationWarning`)
+    and fall back to ``'conformal'``. ``'analytic'`` fits on every normal row
+    and takes the detector's closed-form ``analytic_limit(alpha)``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from anomalib_lite import CalibratedDetector, PCADetector
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(400, 5))
-    >>> det = CalibratedDetector(PCADetector(n_components=2), alpha=0.05, random_state=0)
-    >>> det = det.fit(X)
+    >>> det = CalibratedDetector(PCADetector(n_components=2), random_state=0)
+    >>> det = det.fit(rng.normal(size=(400, 5)))
     >>> det.method_, det.calibration_scores_.shape
     ('conformal', (100,))
     >>> bool(np.mean(det.predict(rng.normal(size=(2000, 5))) == -1) < 0.08)
@@ -407,9 +397,8 @@ class CalibratedDetector(BaseDetector):
         X : array-like of shape (n_samples, n_features)
             Training samples.
         y : array-like of shape (n_samples,), default=None
-            Optional labels, ``0`` = normal, ``1`` = anomaly. The detector
-            learns from normal rows only; anomalies serve the labelled methods
-            and are ignored by the others. None treats every row as normal.
+            Optional labels, ``0`` = normal, ``1`` = anomaly; only the labelled
+            methods use the anomalies. None treats every row as normal.
 
         Returns
         -------
