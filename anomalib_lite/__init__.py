@@ -1,10 +1,7 @@
 """anomalib_lite: anomaly detection trained on normal data, images first.
 
-Learn the shape of normal data, then call whatever lies far from it an
-anomaly. Every detector follows scikit-learn's outlier-detector API.
-
-The torch detectors are imported on first use, so that ``import
-anomalib_lite`` and the PCA baseline do not pay for importing torch.
+Every detector follows scikit-learn's outlier-detector API. The torch detectors
+are imported on first use, so that the PCA baseline does not import torch.
 """
 
 import importlib

@@ -4,18 +4,9 @@ import numpy as np
 
 
 def cut_counts(anomaly, anomaly_scores):
-    """Confusion counts for every threshold that separates distinct scores.
-
-    Samples are flagged from the highest anomaly score down; a cut is only
-    placed between two different scores, so tied samples are flagged together.
-
-    Returns
-    -------
-    n_flagged, true_pos, false_pos : ndarray of int, starting with the cut
-        that flags nothing.
-    scores_desc : ndarray
-        The anomaly scores sorted in decreasing order.
-    """
+    """``n_flagged, true_pos, false_pos`` of every cut between distinct scores,
+    from the one that flags nothing down, and the scores sorted decreasing;
+    tied samples are flagged together."""
     order = np.argsort(-anomaly_scores, kind="stable")
     scores_desc = anomaly_scores[order]
     hits = anomaly[order]
