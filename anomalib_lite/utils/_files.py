@@ -1,7 +1,6 @@
 """Durable, atomic file writes: the one way the library writes a file."""
 
 import contextlib
-import errno
 import os
 import secrets
 
@@ -27,7 +26,10 @@ def write_atomically(path, write, *, overwrite, exists_error):
         ``exists_error(path)`` is the exception raised when ``path`` exists
         and ``overwrite`` is False.
     """
-    tmp, fd = _temporary_file(path)
+    # A fresh random name, created exclusively, with the usual umask.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -51,18 +53,6 @@ def _fsync_directory(directory):
             os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _temporary_file(path):
-    """Open a new file next to ``path``; the OS applies the usual umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return tmp, os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
 
 
 def _publish(tmp, path, overwrite, exists_error):
