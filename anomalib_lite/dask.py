@@ -1,18 +1,8 @@
-"""Scale out on Dask: score arrays and image files chunk by chunk, on any cluster.
+"""Score Dask arrays and image files chunk by chunk, on any Dask scheduler.
 
-A fitted detector is mapped over the chunks of a :class:`dask.array.Array`,
-so that a collection too large for memory, or for one machine, is scored in
-parallel by whatever scheduler is active: Dask's threads, a laptop
-:class:`distributed.LocalCluster`, or a real cluster reached through a
-:class:`distributed.Client`. The detector is shipped to each worker once,
-not once per chunk.
-
-Model search needs nothing from this module: every detector of the library
-pickles small, so :class:`~sklearn.model_selection.GridSearchCV` with
-``n_jobs=-1`` runs on joblib's process backend, or on a Dask cluster under
-``joblib.parallel_backend("dask")``.
-
-This module needs the optional extra ``pip install "anomalib_lite[dask]"``;
+A fitted detector is mapped over the chunks of a :class:`dask.array.Array`, so
+data too large for memory or for one machine is scored in parallel; the
+detector reaches each worker once. Needs ``pip install "anomalib_lite[dask]"``;
 the rest of the library never imports Dask.
 """
 
@@ -111,35 +101,27 @@ def _apply(block, detector, method):
 def score_array(detector, X, *, method="score_samples", rechunk=False):
     """Map a fitted detector over the chunks of a Dask array, lazily.
 
-    Each chunk of samples is scored by ``getattr(detector, method)`` in a task
-    of the active Dask scheduler; nothing is computed until the result is
-    (``.compute()``, ``.persist()``, ``dask.array.to_zarr``...). The detector
-    enters the task graph once and reaches each worker once. The results equal
-    the detector's own output on each chunk.
+    Each chunk is scored by ``getattr(detector, method)`` in one task; the
+    results equal the detector's own output on each chunk.
 
     Parameters
     ----------
     detector : fitted detector, Pipeline or dask-ml ParallelPostFit
-        A fitted estimator with ``method``. A dask-ml ``ParallelPostFit``
-        wrapper is unwrapped to its fitted estimator, so that methods it does
-        not forward (``score_samples``...) are reachable.
+        A fitted estimator with ``method``; a ``ParallelPostFit`` is unwrapped
+        so that methods it does not forward are reachable.
     X : dask.array.Array of shape (n_samples, ...)
-        Samples along axis 0, in the layout the detector expects: rows
-        ``(n, n_features)`` or images ``(n, H, W)`` / ``(n, C, H, W)``. It
-        must be chunked along axis 0 only.
+        Samples along axis 0 in the detector's layout, chunked along axis 0 only.
     method : {'score_samples', 'decision_function', 'predict', \
             'reconstruction_error', 'anomaly_map'}, default='score_samples'
         Detector method to apply. ``anomaly_map`` gives one map per sample.
     rechunk : bool, default=False
-        If X is chunked along other axes than the sample axis, merge those
-        chunks instead of raising an error.
+        Merge chunks along feature axes instead of raising an error.
 
     Returns
     -------
     result : dask.array.Array
-        Lazy array with X's chunks along axis 0: shape ``(n_samples,)`` for
-        per-sample methods, ``(n_samples, H, W)`` for ``anomaly_map``; the
-        dtype the method returns (float64 scores, int ``predict`` labels).
+        Lazy array with X's chunks along axis 0, shape ``(n_samples,)``, or
+        ``(n_samples, H, W)`` for ``anomaly_map``, in the method's dtype.
 
     Raises
     ------
@@ -151,9 +133,8 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
 
     Notes
     -----
-    The output shape and dtype are found by applying ``method`` to one sample
-    of zeros on the calling machine, which also checks that X's sample shape
-    suits the detector before any task runs.
+    ``method`` runs once on one sample of zeros locally, to find the output
+    shape and dtype and to check X's sample shape before any task runs.
 
     Examples
     --------
@@ -224,26 +205,23 @@ def score_files(
 ):
     """Score a collection of image files lazily, without loading it whole.
 
-    The files are split into chunks of ``files_per_chunk``; each chunk is read
-    by ``loader`` inside a Dask task and scored there by :func:`score_array`,
-    so that no machine holds more than a few chunks of images at a time.
+    Each chunk of ``files_per_chunk`` files is read by ``loader`` and scored
+    inside one Dask task (see :func:`score_array`).
 
     Parameters
     ----------
     detector : fitted detector, Pipeline or dask-ml ParallelPostFit
         A fitted estimator whose input layout is what ``loader`` returns.
     paths : sequence of str or os.PathLike
-        Image files, in the order of the results. A folder is not accepted:
-        list it first, e.g. ``sorted(Path(folder).glob("*.png"))``.
+        Image files, in the order of the results (not a folder).
     method : {'score_samples', 'decision_function', 'predict', \
             'reconstruction_error', 'anomaly_map'}, default='score_samples'
         Detector method to apply.
     files_per_chunk : int, default=256
         Files read and scored per task. Memory per task grows with it.
     loader : callable or None, default=None
-        ``loader(list_of_paths, **load_kwargs)`` returns an array with one
-        image per path along axis 0. None uses
-        :func:`anomalib_lite.datasets.load_images`.
+        ``loader(list_of_paths, **load_kwargs)`` returns one image per path
+        along axis 0; None uses :func:`anomalib_lite.datasets.load_images`.
     **load_kwargs : dict
         Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``.
 
@@ -257,22 +235,20 @@ def score_files(
     >>> import tempfile
     >>> from pathlib import Path
     >>> import numpy as np
-    >>> from PIL import Image
     >>> from anomalib_lite import PCADetector
     >>> from anomalib_lite.dask import score_files
-    >>> rng = np.random.default_rng(0)
-    >>> images = rng.integers(0, 256, size=(6, 4, 4), dtype=np.uint8)
+    >>> X = np.random.default_rng(0).normal(size=(6, 16))
     >>> folder = Path(tempfile.mkdtemp())
-    >>> paths = [folder / f"{i}.png" for i in range(6)]
-    >>> for image, path in zip(images, paths):
-    ...     Image.fromarray(image).save(path)
+    >>> paths = [folder / f"{i}.npy" for i in range(6)]
+    >>> for row, path in zip(X, paths):
+    ...     np.save(path, row)
     >>> def load_rows(files):
-    ...     return np.stack([np.asarray(Image.open(f), dtype=float).ravel() for f in files])
-    >>> det = PCADetector(n_components=2).fit(images.reshape(6, -1).astype(float))
+    ...     return np.stack([np.load(f) for f in files])
+    >>> det = PCADetector(n_components=2).fit(X)
     >>> scores = score_files(det, paths, files_per_chunk=4, loader=load_rows)
     >>> scores.chunks
     ((4, 2),)
-    >>> np.allclose(scores.compute(), det.score_samples(images.reshape(6, -1)))
+    >>> np.allclose(scores.compute(), det.score_samples(X))
     True
     """
     if isinstance(paths, (str, bytes, PathLike)):
