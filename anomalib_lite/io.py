@@ -1,27 +1,18 @@
 """Model files that hold no code: save and load detectors without pickle.
 
-A model file is a zip container (entries stored, never compressed) with
+A model file is a zip container of stored (uncompressed) entries:
 
-* ``anomalib_lite.json``, the header: format name and version, the versions of
-  the library, Python, numpy, scikit-learn and torch that wrote it, the class
-  saved and the SHA-256 checksum of every other entry;
-* ``payload.json``: the estimator as a tree of JSON values: its class name,
-  its parameters (``get_params(deep=False)``) and its fitted state (a
-  detector's ``_get_state()``, the attributes of a scikit-learn estimator);
-  nested estimators (``pca_``, a Pipeline's steps, a meta-estimator's
-  detector) in the same form;
-* ``arrays/<i>.npy``: every numpy array and torch tensor of the tree in
-  numpy's ``.npy`` format, read back with ``allow_pickle=False``. The weights
-  of a torch detector's network are stored there as arrays.
+* ``anomalib_lite.json``: format name and version, the library, Python,
+  numpy, scikit-learn and torch versions that wrote it, the class saved and
+  the SHA-256 of every other entry;
+* ``payload.json``: the estimator as a JSON tree of its class name,
+  ``get_params(deep=False)`` (``checkpoint_path`` and ``callbacks`` as None)
+  and fitted state; nested estimators in the same form;
+* ``arrays/<i>.npy``: every array and tensor of the tree (network weights
+  included), read with ``allow_pickle=False``.
 
-``checkpoint_path`` and ``callbacks`` are stored as None: a model file names
-no file for a later fit to write and holds no code.
-
-Loading never unpickles and never imports a name read from the file: classes
-are looked up in a fixed allowlist (:data:`ALLOWED_CLASSES`), values are
-rebuilt from JSON and ``.npy`` only, and a detector takes its state back with
-``_set_state()``, where a torch detector rebuilds its network and loads the
-weights into it.
+Loading never unpickles or imports a name from the file: classes come from
+:data:`ALLOWED_CLASSES` and a detector rebuilds itself with ``_set_state()``.
 """
 
 import errno
@@ -77,8 +68,8 @@ _SKLEARN_CLASSES = {
     "sklearn.preprocessing.MaxAbsScaler": MaxAbsScaler,
     "sklearn.preprocessing.RobustScaler": RobustScaler,
 }
-#: Every class name a model file may hold: the library's detectors and a few
-#: scikit-learn transformers whose fitted state is plain numbers and arrays.
+#: Class names a model file may hold: the library's detectors and scikit-learn
+#: transformers whose fitted state is plain numbers and arrays.
 ALLOWED_CLASSES = tuple(f"anomalib_lite.{n}" for n in _LIBRARY_CLASSES) + tuple(_SKLEARN_CLASSES)
 
 # torch dtypes a tensor may have, by name; bfloat16 is stored as float32.
@@ -111,11 +102,9 @@ def _torch_detectors():
 
 
 def _allowed_classes(*, import_all=True):
-    """``{name in the file: class}`` for every class of the allowlist available here.
+    """``{name in the file: class}``; torch detectors only if imported or ``import_all``.
 
-    With ``import_all=False`` the torch detectors are listed only when their
-    modules are already imported, so that saving or loading a PCA model does
-    not import torch.
+    Thus saving or loading a PCA model does not import torch.
     """
     classes = {
         **_SKLEARN_CLASSES,
@@ -258,8 +247,7 @@ class _Encoder:
         }
 
 
-#: Parameters a model file stores as None: ``checkpoint_path`` names a file
-#: that a fit would write, ``callbacks`` holds code.
+#: Parameters stored as None: a file to write and code.
 _NEVER_STORED = ("checkpoint_path", "callbacks")
 
 _HOLDS = (
@@ -270,11 +258,10 @@ _HOLDS = (
 
 # ---------------------------------------------------------------- decoding
 class ModelFileError(ValueError):
-    """A file given to :func:`load` is not a valid model file.
+    """A :class:`ValueError`: the file given to :func:`load` is not a valid model file.
 
-    Raised for a file that is not a model file, is truncated, fails its
-    checksum, was written in a newer format or cannot be rebuilt. A subclass
-    of :class:`ValueError`.
+    Not a model file, truncated, failing its checksum, in a newer format, or
+    not rebuildable.
     """
 
 
@@ -501,26 +488,20 @@ def _exists_error(path):
 def save(estimator, path, *, overwrite=False):
     """Save a fitted (or unfitted) estimator to a model file that holds no code.
 
-    The file holds the estimator's parameters and fitted attributes as JSON
-    and ``.npy`` arrays in a zip container, with a checksum of each entry and
-    the versions that wrote it; see :mod:`anomalib_lite.io`. Writing is
-    atomic: the file is written to a temporary file in the same directory,
-    flushed to disk, then renamed into place, so an interrupted save never
-    leaves a half-written file at ``path``.
+    The format is described in :mod:`anomalib_lite.io`. Writing is atomic
+    (temporary file, fsync, rename), so an interrupted save leaves no
+    half-written file at ``path``.
 
     Parameters
     ----------
     estimator : estimator
-        A detector of the library, or a :class:`~sklearn.pipeline.Pipeline` of
-        library detectors and the scikit-learn transformers listed in
+        A detector, or a :class:`~sklearn.pipeline.Pipeline` of the classes in
         :data:`ALLOWED_CLASSES`.
     path : str or os.PathLike
         Where to write. Its directory must exist.
     overwrite : bool, default=False
-        Replace an existing file at ``path``. By default an existing file is
-        never replaced (a retrained model must not silently take the place of
-        a good one); with ``overwrite=True`` the old file stays intact until
-        the new one is complete.
+        Replace an existing file at ``path``; the old file stays intact until
+        the new one is complete. By default a good model is never replaced.
 
     Returns
     -------
@@ -530,9 +511,8 @@ def save(estimator, path, *, overwrite=False):
     Raises
     ------
     TypeError
-        If the estimator, or a value it holds, cannot be stored without code
-        (e.g. a ``FunctionTransformer``, a callable parameter, a class not in
-        :data:`ALLOWED_CLASSES`).
+        If the estimator or a value it holds cannot be stored without code
+        (a callable, a class not in :data:`ALLOWED_CLASSES`).
     FileExistsError
         If ``path`` exists and ``overwrite=False``.
     FileNotFoundError
@@ -674,11 +654,9 @@ def _read_array(data):
 def load(path):
     """Load an estimator saved by :func:`save`, without running code from the file.
 
-    Classes are taken only from :data:`ALLOWED_CLASSES`; values are rebuilt
-    from JSON and ``.npy`` arrays (``allow_pickle=False``); a torch detector
-    rebuilds its network and loads the stored weights. A model trained on a
-    GPU loads on a machine without one: its network is then placed on the
-    CPU (``device_='cpu'``) with a warning.
+    A torch detector rebuilds its network and loads the stored weights; one
+    saved on a GPU loads on the CPU (``device_='cpu'``) with a warning where
+    no GPU is available.
 
     Parameters
     ----------
@@ -688,17 +666,15 @@ def load(path):
     Returns
     -------
     estimator : estimator
-        The estimator, with the parameters and fitted attributes it was saved
-        with; it scores exactly as it did when saved.
+        The estimator as saved; it scores exactly as it did.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        A :class:`ValueError`: the file is not a model file, is truncated,
-        fails its checksum (modified or corrupt), was written in a newer
-        format, or holds a class that may not be loaded.
+        If the file is not a valid model file (see :class:`ModelFileError`)
+        or holds a class that may not be loaded.
 
     See Also
     --------
@@ -706,15 +682,13 @@ def load(path):
 
     Notes
     -----
-    The checksum detects damage, not a deliberate forgery: anyone can write
-    a valid file. What makes loading a file from an untrusted source safe is
-    that no code is ever taken from it. A forged file can still describe a
-    huge network or bad thresholds, so use models from sources you trust.
+    The checksum detects damage, not forgery. Loading an untrusted file runs
+    no code from it, but a forged file can still describe a huge network or
+    bad thresholds: use models from sources you trust.
 
     Examples
     --------
     >>> import io
-    >>> import numpy as np
     >>> from anomalib_lite.io import load
     >>> try:
     ...     load(io.BytesIO(b"not a model"))
@@ -742,8 +716,7 @@ def load(path):
     except _Corrupt as exc:
         raise _not_ours(name, str(exc)) from None
     except Exception as exc:
-        # A file that passed its checksum but whose content does not fit
-        # together: written by another version, or forged.
+        # Checksums pass but the content does not fit: another version, or forged.
         raise ModelFileError(
             f"{name} could not be rebuilt ({type(exc).__name__}: {exc}). It was written by "
             f"anomalib_lite {header.get('library_version')!r}; this is {__version__}."
