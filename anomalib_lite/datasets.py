@@ -736,7 +736,7 @@ def make_textures(
         Fraction of images with a defect, in [0, 1]; exactly
         ``round(anomaly_ratio * n_samples)`` images get one.
     defect_types : str or sequence of str, default=DEFECT_TYPES
-        Defects to draw from uniformly, names from :data:`DEFECT_TYPES`.
+        Defects to draw from uniformly, names from ``DEFECT_TYPES``.
     noise : float, default=0.03
         Standard deviation of the pixel noise, >= 0.
     random_state : int, RandomState instance or None, default=None

@@ -488,8 +488,8 @@ def _exists_error(path):
 def save(estimator, path, *, overwrite=False):
     """Save a fitted (or unfitted) estimator to a model file that holds no code.
 
-    The format is described in :mod:`anomalib_lite.io`. Writing is atomic
-    (temporary file, fsync, rename), so an interrupted save leaves no
+    The format is described in :mod:`anomalib_lite.io`. Writing is atomic (a
+    synced temporary file moved into place), so an interrupted save leaves no
     half-written file at ``path``.
 
     Parameters
