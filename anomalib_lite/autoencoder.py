@@ -285,9 +285,7 @@ class ConvAutoencoderDetector(TorchDetector):
     def sample_shape_(self):
         """Shape of one sample of ``X`` as ``fit`` takes it: flat rows with ``image_shape``."""
         check_is_fitted(self)
-        if self.image_shape is not None:
-            return (self.n_features_in_,)
-        return self.input_shape_
+        return self.input_shape_ if self.image_shape is None else (self.n_features_in_,)
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
