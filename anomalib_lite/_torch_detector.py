@@ -1,23 +1,10 @@
-"""Training loop, batching, devices and checkpoints of the torch detectors.
+"""Training loop, batching, devices and checkpoints shared by the torch detectors.
 
-:class:`TorchDetector` holds everything the autoencoder detectors share; a
-subclass supplies the network and the input geometry through these hooks:
-
-* ``_set_geometry(X)`` stores the fitted input geometry (``input_shape_``,
-  scaling statistics, ...) from validated training data;
-* ``_check_geometry(X)`` checks that new training data matches it;
-* ``_to_tensor(X)`` turns a validated batch into a float32 CPU tensor in the
-  network's space (scaled, padded);
-* ``_make_module()`` builds the untrained ``nn.Module`` from the parameters
-  and the geometry attributes;
-* ``_train_loss(out, x)`` is the scalar training loss of a batch;
-* ``_errors(x, out)`` is the per-sample squared error in input units, shaped
-  like one sample; ``_score_errors(errors, x, out)`` reduces it to one anomaly
-  score per sample; ``_from_tensor(out)`` maps reconstructions back to input
-  units and layout.
-
-Every public output (scores, reconstructions, errors, anomaly maps) goes
-through one forward pass, :meth:`TorchDetector._forward`.
+A subclass of :class:`TorchDetector` supplies the hooks ``_set_geometry(X)`` /
+``_check_geometry(X)`` (fitted input geometry), ``_to_tensor(X)`` and
+``_from_tensor(out, like)`` (network space to input units), ``_make_module()``,
+``_train_loss(out, x)``, ``_errors(x, out)`` (squared error per value, input units) and
+``_score_errors(errors, x, out)``. Every output comes from one forward pass, ``_forward``.
 """
 
 import contextlib
@@ -64,20 +51,14 @@ logger = logging.getLogger("anomalib_lite")
 _SCHEDULES = ("constant", "cosine")
 #: Fraction of a cosine run spent warming the learning rate up linearly.
 WARMUP_FRACTION = 0.05
-#: Devices on which Adam runs as one fused kernel per step instead of a loop
-#: over the weight tensors, which makes a step faster.
+#: Devices with a fused Adam kernel (one kernel per step, not one per tensor).
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
-
-
-#: ``batch_size='auto'``: one in :data:`AUTO_BATCH_DIVISOR` training samples
-#: (a detector may set its own divisor), clipped to :data:`AUTO_BATCH`, so that
-#: small training sets still get about that many optimizer steps per epoch.
+#: ``batch_size='auto'``: one in ``AUTO_BATCH_DIVISOR`` samples, clipped to ``AUTO_BATCH``,
+#: so that small training sets still get that many optimizer steps per epoch.
 AUTO_BATCH = (8, 32)
 AUTO_BATCH_DIVISOR = 20
-#: Bytes of activations (every layer's output counted, float32) that one
-#: scoring batch may hold; see :meth:`TorchDetector._batch_rows`.
+#: Float32 activation bytes one scoring batch may hold, and its most rows.
 SCORING_MEMORY = 64 * 2**20
-#: Most rows in one scoring batch.
 MAX_SCORING_ROWS = 8192
 
 
@@ -125,68 +106,49 @@ def _check_callbacks(callbacks):
             )
 
 
+def _map_tree(tree, leaf, func, other=lambda v: v):
+    """A (nested) state dict with ``func`` applied to each ``leaf`` and ``other`` to the rest."""
+    if isinstance(tree, leaf):
+        return func(tree)
+    if isinstance(tree, dict):
+        return {k: _map_tree(v, leaf, func, other) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_map_tree(v, leaf, func, other) for v in tree)
+    return other(tree)
+
+
 def _cpu_copy(tree):
     """A detached CPU copy of a (nested) state dict."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().to("cpu", copy=True)
-    if isinstance(tree, dict):
-        return {k: _cpu_copy(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_cpu_copy(v) for v in tree)
-    return copy.deepcopy(tree)
+    return _map_tree(tree, torch.Tensor, lambda t: t.detach().to("cpu", copy=True), copy.deepcopy)
 
 
 def _arrays(tree):
     """A copy of a (nested) state dict with every tensor as a numpy array."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().to("cpu", copy=True).numpy()
-    if isinstance(tree, dict):
-        return {k: _arrays(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_arrays(v) for v in tree)
-    return tree
+    return _map_tree(tree, torch.Tensor, lambda t: t.detach().to("cpu", copy=True).numpy())
 
 
 def _tensors(tree):
     """The inverse of :func:`_arrays`: numpy arrays back to CPU tensors."""
-    if isinstance(tree, np.ndarray):
-        return torch.from_numpy(np.array(tree, order="C"))
-    if isinstance(tree, dict):
-        return {k: _tensors(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_tensors(v) for v in tree)
-    return tree
+    return _map_tree(tree, np.ndarray, lambda a: torch.from_numpy(np.array(a, order="C")))
 
 
 @dataclasses.dataclass
 class _RunState:
-    """Where training stands beyond the fitted attributes.
+    """Training state beyond the fitted attributes: with them, all a resumed fit needs
+    to go on exactly as if it had never stopped."""
 
-    With the network and ``n_iter_``, ``history_``, ``best_loss_``, it is all
-    a resumed fit needs to go on exactly as if it had never stopped.
-    """
-
-    #: The shaping parameters the network was built with, as JSON values.
-    built_with: dict
-    #: Seed of the run's generator (validation split, shuffling, dropout).
-    seed: int
-    #: ``n_iter_`` when the current run started, and where it ends.
-    start: int = 0
-    stop_at: int = 0
-    #: The run has ended (every epoch, early stopping or a callback's request).
-    done: bool = True
-    #: Epochs in a row without improvement of the monitored loss.
-    no_improve: int = 0
-    #: The generator's state after the last epoch; None before a run's first.
-    rng: object = None
-    #: Adam's state dict, on the CPU; None starts a new optimizer.
-    optimizer: object = None
-    #: Weights of the run's best epoch so far (early stopping).
-    best: object = None
-    #: Activation bytes of one scoring row, measured when the network is built.
-    row_bytes: int = 0
-    #: The checkpoint file this object wrote or resumed from; never saved,
-    #: so that no file, pickle or copy names a file for a later fit to write.
+    built_with: dict  # the shaping parameters the network was built with, as JSON values
+    seed: int  # of the run's generator (validation split, shuffling, dropout)
+    start: int = 0  # n_iter_ when the current run started ...
+    stop_at: int = 0  # ... and where it ends
+    done: bool = True  # all epochs run, early stopping or a callback's request
+    no_improve: int = 0  # epochs in a row without improvement
+    rng: object = None  # the generator's state after the last epoch
+    optimizer: object = None  # Adam's state dict on the CPU; None starts a new one
+    best: object = None  # weights of the run's best epoch so far (early stopping)
+    row_bytes: int = 0  # activation bytes of one scoring row
+    # The checkpoint file this object wrote or resumed from; never saved, so that no
+    # file, pickle or copy names a file for a later fit to write.
     checkpoint: object = None
 
     def to_tree(self):
@@ -208,12 +170,8 @@ def _as_tuples(value):
 
 @contextlib.contextmanager
 def _progress_logging(verbose):
-    """Let ``verbose`` progress messages reach the user.
-
-    Where logging is not configured, a stderr handler is attached for the
-    duration of the call; the ``anomalib_lite`` logger is set to INFO while
-    it runs when its effective level would drop the messages.
-    """
+    """Let ``verbose`` progress messages reach the user for the duration of the call:
+    a stderr handler where logging is not configured, and level INFO if needed."""
     if not verbose:
         yield
         return
@@ -234,13 +192,10 @@ def _progress_logging(verbose):
 
 
 class TorchDetector(BaseDetector):
-    """Base class of the detectors built on a torch autoencoder.
-
-    Not meant to be used directly. It implements the scikit-learn MLP
-    training parameters, the epoch loop, early stopping, the learning-rate
-    schedule, ``partial_fit``, interruption, divergence checks,
-    checkpoints, pickling and batched inference.
-    """
+    """Base class of the torch autoencoder detectors (not used directly): the MLP
+    training parameters, epoch loop, early stopping, learning-rate schedule,
+    ``partial_fit``, interruption, divergence checks, checkpoints, pickling and
+    batched inference."""
 
     #: Parameters that shape the network; a checkpoint must agree on them.
     _module_params = ()
@@ -278,25 +233,15 @@ class TorchDetector(BaseDetector):
 
     # ------------------------------------------------------------ the module
     def _build_module(self):
-        """Build ``module_`` from the parameters and the geometry, untrained.
-
-        The network lives on the CPU; the global torch RNG is left untouched.
-        Used by ``fit``, by unpickling and by the model-file loader of
-        :mod:`anomalib_lite.io`, which then loads the weights.
-
-        Returns
-        -------
-        module : torch.nn.Module
-            The new ``module_``.
-        """
+        """Build ``module_``, untrained, on the CPU, leaving the global torch RNG alone
+        (``fit`` and ``_set_state`` then set its weights)."""
         self.module_ = build_quietly(self._make_module)
         self.module_.eval()
         one = self._to_tensor(np.zeros((1, self.n_features_in_), dtype=np.float32))
         self._run.row_bytes = activation_bytes(self.module_, one) + 4 * one.numel()
         return self.module_
 
-    #: Memory format of the network's inputs and weights (channels-last
-    #: convolutions run faster on CPUs); None keeps the default.
+    #: Memory format of the network's inputs and weights (None: torch's default).
     _memory_format = None
 
     def _place_module(self):
@@ -313,9 +258,7 @@ class TorchDetector(BaseDetector):
         return x.to(self._module_device(), memory_format=self._memory_format)
 
     def _module_device(self):
-        for tensor in self.module_.parameters():
-            return tensor.device
-        return torch.device("cpu")
+        return next((t.device for t in self.module_.parameters()), torch.device("cpu"))
 
     # ----------------------------------------------------------------- state
     def _is_trained(self):
@@ -331,7 +274,7 @@ class TorchDetector(BaseDetector):
         self._set_geometry(X)
         init_seed = draw_seed(self.random_state)
         self._run = _RunState(
-            built_with=self._module_param_values(),
+            built_with={k: _jsonable(getattr(self, k)) for k in self._module_params},
             seed=generator_seed(make_generator(init_seed)),
             checkpoint=getattr(self, "_run", None) and self._run.checkpoint,
         )
@@ -342,20 +285,16 @@ class TorchDetector(BaseDetector):
         self.history_ = []
         self.best_loss_ = math.inf
 
-    def _module_param_values(self):
-        """The parameters that shape the network, as JSON values."""
-        return {k: _jsonable(getattr(self, k)) for k in self._module_params}
-
     def _changed_module_param(self, recorded):
-        """``(name, recorded value)`` of the first recorded shaping parameter
-        whose value differs now, or None."""
+        """``(name, recorded value)`` of the first shaping parameter changed since, or None."""
         for name, value in recorded.items():
             if _jsonable(getattr(self, name)) != value:
                 return name, _as_tuples(value)
         return None
 
-    def _check_module_params(self):
-        """Refuse to continue a network built with other shaping parameters."""
+    def _prepare_warm(self, X):
+        """Continue from the fitted state, on the requested device; refuse to continue
+        a network built with other shaping parameters."""
         changed = self._changed_module_param(self._run.built_with)
         if changed is not None:
             name, value = changed
@@ -365,16 +304,10 @@ class TorchDetector(BaseDetector):
                 f"{getattr(self, name)!r}; set it back to continue, or set "
                 "warm_start=False to fit anew."
             )
-
-    def _prepare_warm(self, X):
-        """Continue from the fitted state, moving it to the requested device."""
-        self._check_module_params()
         self._check_geometry(X)
         if self.batch_size != "auto":
             self.batch_size_ = int(self.batch_size)
-        device = resolve_device(self.device)
-        if device != self.device_:
-            self.device_ = device
+        self.device_ = resolve_device(self.device)
         self._place_module()
 
     def _new_run(self, n_epochs):
@@ -408,20 +341,16 @@ class TorchDetector(BaseDetector):
     def partial_fit(self, X, y=None):
         """Train for one more epoch over ``X``.
 
-        For data that does not fit in memory, or to continue a fit. The first
-        call sets the input geometry and scaling from its batch. Each call
-        runs one epoch at a constant ``learning_rate_init`` with the
-        optimizer state carried over, adds one to ``n_iter_`` and one entry to
-        ``history_``; ``early_stopping`` does not apply. ``offset_`` is set
-        from the scores of ``X``.
+        For data that does not fit in memory, or to continue a fit. The first call
+        sets the geometry and scaling; each runs one epoch at ``learning_rate_init``
+        (optimizer state kept, no early stopping) and sets ``offset_`` from ``X``.
 
         Parameters
         ----------
         X : array-like
             A batch of training samples, in the layouts ``fit`` accepts.
         y : array-like of shape (n_samples,), default=None
-            Optional labels, ``0`` = normal, ``1`` = anomaly; only normal rows
-            are learned from.
+            Optional 0/1 labels; rows labelled 1 (anomalies) are skipped.
 
         Returns
         -------
@@ -479,16 +408,14 @@ class TorchDetector(BaseDetector):
             self.module_.parameters(), lr=self.learning_rate_init, fused=fused
         )
         if self._run.optimizer is not None:
-            # The kernel choice follows the device of this run, not the one
-            # the state was saved on (a GPU checkpoint may resume elsewhere).
+            # The kernel follows this run's device, not the saved one.
             state = dict(self._run.optimizer)
             state["param_groups"] = [
                 {**group, "fused": fused, "foreach": None} for group in state["param_groups"]
             ]
             optimizer.load_state_dict(state)
-            # Saved moments are C-ordered arrays; give them their weight's
-            # layout (channels-last) as a fresh optimizer would, for the same
-            # arithmetic in the fused kernel.
+            # Saved moments are C-ordered; give them their weight's layout, as a
+            # fresh optimizer would, for the same arithmetic in the fused kernel.
             for param, moments in optimizer.state.items():
                 for key, value in moments.items():
                     if value.shape == param.shape and value.stride() != param.stride():
@@ -537,9 +464,7 @@ class TorchDetector(BaseDetector):
                 }
                 self.history_.append(entry)
                 snapshot = self._snapshot(optimizer)
-                if self.n_iter_ >= run.stop_at:
-                    run.done = True
-                if self._call_back(entry):
+                if self._call_back(entry) or self.n_iter_ >= run.stop_at:
                     run.done = True
                 self._log_epoch(entry, started)
                 self._write_checkpoint(snapshot[1])
@@ -559,7 +484,7 @@ class TorchDetector(BaseDetector):
             return
         if early_stopping and run.best is not None:
             self.module_.load_state_dict(run.best)
-            run.best = None
+            run.best = None  # not saved in the checkpoint
             self._write_checkpoint(self._snapshot(optimizer)[1])
         run.best = None
         run.optimizer = _cpu_copy(optimizer.state_dict())
@@ -646,19 +571,12 @@ class TorchDetector(BaseDetector):
         run = self._run
         done = entry["epoch"] - run.start
         left = 0.0 if run.done else elapsed / done * (run.stop_at - entry["epoch"])
-        valid = (
-            "" if entry["valid_loss"] is None else f", validation loss {entry['valid_loss']:.6g}"
-        )
+        val = entry["valid_loss"]
+        valid = "" if val is None else f", validation loss {val:.6g}"
         logger.info(
             "%s epoch %d/%d: train loss %.6g%s, %.2f s, elapsed %.1f s, ~%.1f s left",
-            type(self).__name__,
-            entry["epoch"],
-            run.stop_at,
-            entry["train_loss"],
-            valid,
-            entry["seconds"],
-            elapsed,
-            left,
+            type(self).__name__, entry["epoch"], run.stop_at, entry["train_loss"],
+            valid, entry["seconds"], elapsed, left,
         )
 
     # ----------------------------------------------------------- checkpoints
@@ -729,8 +647,7 @@ class TorchDetector(BaseDetector):
         return state
 
     def _set_state(self, state):
-        """Take back a state; the network is rebuilt on ``device_``, or on the
-        CPU with a warning when that device is not available here."""
+        """Take back a state; the network is rebuilt on ``device_``, or on the CPU (warning)."""
         state = dict(state)
         weights = state.pop("_weights", None)
         if "_run" in state:
@@ -752,16 +669,9 @@ class TorchDetector(BaseDetector):
 
     # -------------------------------------------------------------- scoring
     def _batch_rows(self, X):
-        """Rows per scoring batch: as many as :data:`SCORING_MEMORY` of
-        activations allows, at least ``batch_size_``, at most
-        :data:`MAX_SCORING_ROWS`.
-
-        Scores do not depend on the batching beyond float32 rounding
-        (evaluation mode: each sample's score is its own), so the batch is
-        sized for throughput: on a GPU a batch of ``batch_size_`` small
-        images is launch-bound, and on a CPU a dense network runs faster on
-        thousands of rows at once.
-        """
+        """Rows per scoring batch: as many as ``SCORING_MEMORY`` of activations hold, in
+        [``batch_size_``, ``MAX_SCORING_ROWS``]. Scores in eval mode do not depend on
+        the batching (beyond float32 rounding), so it is sized for throughput."""
         rows = min(MAX_SCORING_ROWS, SCORING_MEMORY // max(1, self._run.row_bytes))
         return max(self.batch_size_, rows)
 
@@ -792,7 +702,7 @@ class TorchDetector(BaseDetector):
         return self._batched(run, X)
 
     def reconstruct(self, X):
-        """Reconstruction of each sample by the autoencoder.
+        """Reconstruction of each sample by the autoencoder, in input units.
 
         Parameters
         ----------
@@ -802,26 +712,22 @@ class TorchDetector(BaseDetector):
         Returns
         -------
         X_rec : ndarray of float64, same shape as ``X``
-            Reconstructions in input units.
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, batch: self._from_tensor(out, batch))
 
     def reconstruction_error(self, X):
-        """Mean squared reconstruction error of each sample.
+        """Mean squared reconstruction error of each sample (higher: more anomalous).
 
         Parameters
         ----------
         X : array-like
-            Samples, in the layout ``fit`` accepted.
+            Samples to score, as for ``fit``.
 
         Returns
         -------
         errors : ndarray of shape (n_samples,), dtype float64
-            Mean over the sample's values of the squared difference between
-            the sample and its reconstruction, in the detector's error units
-            (input units for images, standardized units for tabular data with
-            ``standardize=True``); higher means more anomalous.
+            In input units (standardized units for tabular ``standardize=True``).
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))

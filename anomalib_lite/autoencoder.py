@@ -29,23 +29,18 @@ _LOSSES = ("mse", "ssim", "mse+ssim")
 _IMAGE_SCORES = ("mean", "smooth", "max", "topk")
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
-#: Channels chosen by ``channels=None``: ``DEEP_CHANNELS`` on the deepest
-#: level, half as many on each level above it, but at least ``MIN_CHANNELS``.
+#: ``channels=None``: ``DEEP_CHANNELS`` deepest, halved per level above, >= ``MIN_CHANNELS``.
 DEEP_CHANNELS = 64
 MIN_CHANNELS = 32
 #: Image side for which ``smoothing='auto'`` is 1 pixel; it scales with the side.
 SMOOTHING_SIDE = 28
-#: ``latent_dim=None``: one code number per ``PIXELS_PER_CODE`` pixels of an
-#: image, at least ``MIN_LATENT``.
+#: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, at least ``MIN_LATENT``.
 MIN_LATENT = 16
 PIXELS_PER_CODE = 64
-#: ``image_score='topk'`` averages the top ``TOP_FRACTION`` of the pixels, at
-#: least ``MIN_TOP_PIXELS`` of them (a 4x4 patch).
+#: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
 TOP_FRACTION = 0.05
 MIN_TOP_PIXELS = 16
-#: Slope of the network's leaky ReLUs for negative inputs. A plain ReLU
-#: (slope 0) leaves 64x64 textures longer on a blurry plateau early in
-#: training (see the class Notes).
+#: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
 
 
@@ -57,131 +52,96 @@ def _auto_levels(height, width):
 class ConvAutoencoderDetector(TorchDetector):
     """Anomaly detection by the reconstruction error of a convolutional autoencoder.
 
-    A convolutional autoencoder is trained with the mean squared error (or
-    SSIM) to reconstruct normal images only. An image it reconstructs badly is
-    anomalous: its anomaly score aggregates the per-pixel squared difference
-    between the image and its reconstruction, and that difference,
-    :meth:`anomaly_map`, shows where the anomaly is.
+    The autoencoder learns to reconstruct normal images only; an image it
+    reconstructs badly is anomalous, and :meth:`anomaly_map` shows where.
 
-    Images may come as ``(n, H, W)`` (grayscale), ``(n, C, H, W)``
-    (channels first: the one multi-channel convention; convert channels-last
-    arrays with ``np.moveaxis(X, -1, 1)``), or as 2-D rows ``(n, C*H*W)``
-    with ``image_shape`` set, so that the detector can follow scikit-learn
-    transformers in a :class:`~sklearn.pipeline.Pipeline`. Pixel values are
-    used as they are, uint8 included (as by :class:`~anomalib_lite.PCADetector`),
-    so score images in the units they were fitted in. Inside, each
-    channel is standardized with one mean and one standard deviation over all
-    training pixels, images are padded (edge values repeated) to a multiple of
-    ``2 ** len(channels_)`` and the padding is cropped from every output.
-    Errors, maps and reconstructions are reported in input units.
+    Images come as ``(n, H, W)``, channels-first ``(n, C, H, W)`` (convert
+    channels-last arrays with ``np.moveaxis(X, -1, 1)``), or as rows
+    ``(n, C*H*W)`` with ``image_shape`` set, for use in a
+    :class:`~sklearn.pipeline.Pipeline`. Pixel values are used as they are
+    (uint8 included). Inside, each channel is standardized over the training
+    pixels and images are edge-padded to a multiple of ``2 ** len(channels_)``;
+    every output is cropped back and reported in input units.
 
     Parameters
     ----------
     image_shape : tuple of int or None, default=None
-        ``(H, W)`` or ``(C, H, W)`` of the images held in the rows of a 2-D
-        ``X``. One entry may be -1, inferred from the number of features as
-        in ``numpy.reshape``: ``(1, -1)`` reads each row as a one-pixel-high
-        image (a 1-D signal). None reads images from 3-D or 4-D ``X``.
+        ``(H, W)`` or ``(C, H, W)`` of the images in the rows of a 2-D ``X``;
+        one entry may be -1 (as in ``numpy.reshape``): ``(1, -1)`` reads rows
+        as 1-D signals. None reads images from 3-D or 4-D ``X``.
     channels : tuple of int or None, default=None
         Feature channels of each down-sampling level of the encoder. None
-        picks the levels from the image size (halving the smaller side until
-        it is 4 to 7 pixels, at most 5 levels), 64 channels on the deepest
-        level and half as many on each level above it, at least 32:
-        ``(64,)`` for 8x8 images, ``(32, 64)`` for 28x28,
-        ``(32, 32, 32, 32, 64)`` for 128x128.
+        halves the smaller side until it is 4 to 7 pixels (at most 5 levels),
+        with 64 channels on the deepest level and half as many on each level
+        above, at least 32: ``(32, 64)`` for 28x28 images.
     latent_dim : int or None, default=None
-        Size of the code. None uses one number per 64 pixels, at least 16:
-        16 for images up to 32x32, 64 for 64x64, 256 for 128x128. Larger
-        images of texture need a wider code than a digit does.
+        Size of the code. None uses one number per 64 pixels, at least 16, as
+        large texture images need a wider code than a digit.
     negative_slope : float, default=0.2
-        Slope for negative inputs of the network's leaky ReLUs; 0 gives
-        plain ReLUs.
+        Slope of the leaky ReLUs for negative inputs; 0 gives plain ReLUs.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
-        Training loss: mean squared error, ``1 - SSIM`` (structural
-        similarity, Gaussian window of sigma 1.5), or their sum.
+        Training loss: mean squared error, ``1 - SSIM`` (Gaussian window of
+        sigma 1.5), or their sum.
     image_score : {'topk', 'smooth', 'mean', 'max'}, default='topk'
-        Image-level anomaly score. ``'mean'``: the mean squared error.
-        The others aggregate :meth:`anomaly_map`, the squared residual after
-        Gaussian smoothing (which ignores the pixel-level misalignment at
-        edges that every reconstruction has): ``'topk'`` the mean of its worst
-        5% pixels (at least 16, a 4x4 patch), ``'smooth'`` its mean, ``'max'``
-        its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect in
-        a large image; ``'topk'`` still sees the spread-out error of a wrong
-        object (measured in ``docs/benchmarks.md``).
+        Image score: ``'mean'`` is the mean squared error; the others reduce
+        :meth:`anomaly_map` (smoothed, so that edge misalignment counts
+        little): the mean of its worst 5% pixels (at least 16), its mean, or
+        its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect.
     smoothing : 'auto' or float, default='auto'
-        Standard deviation, in pixels, of the Gaussian that smooths the
-        residual ``x - reconstruct(x)`` in :meth:`anomaly_map`; 0 disables
-        it. ``'auto'`` scales it with the image: the smaller side / 28 (1
-        pixel for 28x28 images, 0.29 for 8x8, 4.6 for 128x128). It is read
-        when scoring, so it can be changed after ``fit``.
+        Sigma in pixels of the Gaussian that smooths the residual in
+        :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
+        28. Read when scoring, so it can be changed after ``fit``.
     batch_size : int or 'auto', default='auto'
-        Images per optimizer step. ``'auto'`` uses a tenth of the
-        training images, clipped to [8, 32], so that small training sets
-        still get about 10 steps per epoch. Resolved in ``fit`` into
-        ``batch_size_``. Scoring runs in larger batches: as many images as
-        64 MiB of the network's activations hold, at least ``batch_size_``
-        and at most 8,192, so that memory stays flat in the number of images.
+        Images per optimizer step; ``'auto'`` is a tenth of the training
+        images clipped to [8, 32]. Resolved into ``batch_size_``. Scoring
+        batches are larger: as many images as 64 MiB of activations hold.
     learning_rate_init : float, default=2e-3
         (Peak) learning rate of Adam.
     learning_rate : {'constant', 'cosine'}, default='constant'
-        Schedule over each ``fit``: ``'constant'`` keeps
-        ``learning_rate_init``; ``'cosine'`` warms up linearly over the first
-        5% of the ``max_iter`` epochs and then decays to zero along a cosine.
+        Schedule over each ``fit``: constant, or a linear warm-up over 5% of
+        the epochs followed by a cosine decay to zero.
     max_iter : int, default=30
         Epochs per ``fit``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training images, stop when
-        their loss has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and keep the weights of the best validation epoch. Without
-        it, training stops when the training loss has not improved by
-        ``tol`` for ``n_iter_no_change`` epochs (as in scikit-learn's MLP).
+        Hold out ``validation_fraction`` of the images, stop when their loss
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
+        the best epoch's weights. Without it the training loss is monitored
+        (as in scikit-learn's MLP).
     validation_fraction : float, default=0.1
         Fraction of training images held out when ``early_stopping``.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
-        Improvement of the monitored loss (validation loss with
-        ``early_stopping``, training loss otherwise) that resets the count.
+        Improvement of the monitored loss that resets the count.
     warm_start : bool, default=False
-        Continue from the fitted state (or from ``checkpoint_path``) instead
-        of starting anew: an interrupted run is finished; otherwise another
-        ``max_iter`` epochs are trained.
+        Continue from the fitted state (or ``checkpoint_path``): finish an
+        interrupted run, or train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
         :class:`~anomalib_lite.base.BaseDetector`.
     device : str, default='auto'
-        Torch device of the fit: ``'auto'`` picks CUDA when available, else
-        the CPU. Resolved in ``fit`` into ``device_``.
+        Torch device; ``'auto'`` picks CUDA when available. Resolved into
+        ``device_``.
     n_threads : int or None, default=None
-        torch CPU threads during ``fit`` and scoring, restored afterwards
-        (torch's thread count is process-wide). None uses 1 thread: on a
-        shared machine a 2-thread fit slows down many times over when another
-        process holds a core, and 1 thread lets N worker processes run side by
-        side (see ``docs/benchmarks_threads.md``).
+        torch CPU threads during ``fit`` and scoring, restored afterwards.
+        None uses 1, so that processes sharing a machine do not slow each
+        other down (see ``docs/benchmarks_threads.md``).
     checkpoint_path : str, os.PathLike or None, default=None
-        File to save the detector to after every epoch, atomically, as a
-        model file of :mod:`anomalib_lite.io` (never a pickle), with the
-        optimizer and random-generator state a resumed fit needs. A new fit
-        with ``warm_start=True`` resumes from it, bit for bit, after checking
-        that the parameters that shape the network agree. An existing file
-        that this detector did not write is never overwritten.
+        File the detector is saved to after every epoch, atomically, as an
+        :mod:`anomalib_lite.io` model file (never a pickle) with the state a
+        resumed fit needs; ``warm_start=True`` resumes from it bit for bit if
+        the shaping parameters agree. A file this detector did not write is
+        never overwritten.
     callbacks : list of callable or None, default=None
-        Called in order after every epoch (``partial_fit`` included) as
-        ``callback(detector, record)``, where ``record`` is a copy of the
-        epoch's ``history_`` entry: to log, plot or score during training.
-        A callback that returns a true value asks the fit to stop after this
-        epoch; it then ends as early stopping does (with
-        ``early_stopping=True`` the best epoch's weights are kept). Model
-        files store ``callbacks=None``: code is never saved.
+        Each called after every epoch as ``callback(detector, record)``, with
+        a copy of the epoch's ``history_`` entry; a true return value stops
+        the fit as early stopping does. Model files store ``callbacks=None``.
     random_state : int, RandomState instance or None, default=None
-        Seeds a local ``torch.Generator`` for the initial weights, the
-        validation split and the shuffling; with an int, a fit on the same
-        device and software is reproducible bit for bit, on a CPU and on CUDA
-        (fits and scoring use cuDNN's deterministic kernels). The global RNGs
-        are not used.
+        Seeds a local ``torch.Generator`` (weights, split, shuffling); with an
+        int, a fit on the same device and software is reproducible bit for
+        bit (cuDNN runs deterministically). Global RNGs are not used.
     verbose : int, default=0
-        ``> 0`` logs the loss and the elapsed and remaining time of every
-        epoch through :mod:`logging` (logger ``'anomalib_lite'``).
+        ``> 0`` logs each epoch's loss and timing to logger ``'anomalib_lite'``.
 
     Attributes
     ----------
@@ -208,8 +168,8 @@ class ConvAutoencoderDetector(TorchDetector):
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
-        One entry per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None
-        without early stopping), ``learning_rate`` and ``seconds``.
+        Per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None without
+        early stopping), ``learning_rate`` and ``seconds``.
     best_loss_ : float
         Best monitored loss of the last run.
     offset_ : float
@@ -217,51 +177,29 @@ class ConvAutoencoderDetector(TorchDetector):
     n_features_in_ : int
         Values per image, ``C * H * W``.
     sample_shape_ : tuple of int
-        Shape of one sample of ``X`` as ``fit`` takes it: ``input_shape_``
-        for images, ``(n_features_in_,)`` for flat rows with ``image_shape``.
-        Image tools such as
-        :func:`~anomalib_lite.visualization.reconstruction_panels` pass
-        images to the detector reshaped to it.
+        Shape of one sample as ``fit`` takes it: ``input_shape_``, or
+        ``(n_features_in_,)`` for rows with ``image_shape``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during fit, when ``X`` is a DataFrame with
-        string column names (2-D rows only).
+        Column names of a DataFrame ``X`` (2-D rows only).
 
     See Also
     --------
-    anomalib_lite.PCADetector : Linear baseline; the same score for a linear
-        autoencoder.
-    anomalib_lite.AutoencoderDetector : Fully connected autoencoder for tabular
-        data.
+    anomalib_lite.PCADetector : Linear baseline.
+    anomalib_lite.AutoencoderDetector : Fully connected autoencoder for tabular data.
 
     Notes
     -----
-    Training indexes one pre-built tensor of the training images (no
-    ``DataLoader``); scoring runs in eval mode under ``torch.inference_mode``
-    in batches (see ``batch_size``), so scoring many images holds one
-    batch of intermediate tensors at a time. Reconstructions, errors,
-    anomaly maps and scores come from the same forward pass.
+    Training indexes one pre-built tensor (no ``DataLoader``); scoring runs in
+    eval mode under ``torch.inference_mode``, in batches. The defaults were
+    chosen on one-class MNIST and on :func:`~anomalib_lite.datasets.make_textures`;
+    ``benchmarks/bench_conv_variants.py`` measures each choice
+    (``docs/benchmarks_conv_variants.md``) and ``docs/benchmarks.md`` compares
+    the detector with its peers.
 
-    The defaults were chosen on one-class MNIST (validated on the training
-    split only) and on the textures of
-    :func:`~anomalib_lite.datasets.make_textures`. Digits are served well by
-    a small network and a constant learning rate; textures set the rest:
-    the code grows with the image, because a small code leaves large
-    textures on a blurry plateau; leaky ReLUs leave that plateau sooner than
-    plain ones; and ``'topk'`` scores a defect of a few dozen pixels that a
-    mean would dilute. An optimizer step has a fixed cost besides its
-    arithmetic, so ``batch_size='auto'`` takes few, large steps per epoch.
-    Shorter schedules suit digit-like data but not images in general; on
-    textures the fit is still improving after 30 epochs. Each choice is
-    measured against the defaults, over several training seeds, by
-    ``benchmarks/bench_conv_variants.py`` in
-    ``docs/benchmarks_conv_variants.md``; ``docs/benchmarks.md`` compares the
-    detector with PCA and its peers.
-
-    Pressing Ctrl-C during ``fit`` keeps the model of the last finished epoch
-    (with a warning); ``fit`` with ``warm_start=True`` then finishes the run.
-    A non-finite training loss stops the fit with a ``FloatingPointError``.
-    Pickles hold the weights on the CPU, so that a model trained on a GPU
-    unpickles and scores on a machine without one.
+    Ctrl-C during ``fit`` keeps the last finished epoch (with a warning);
+    ``warm_start=True`` finishes the run. A non-finite loss raises
+    ``FloatingPointError``. Pickles hold CPU weights, so a GPU-trained model
+    scores on a machine without one.
 
     Examples
     --------
@@ -347,9 +285,7 @@ class ConvAutoencoderDetector(TorchDetector):
     def sample_shape_(self):
         """Shape of one sample of ``X`` as ``fit`` takes it: flat rows with ``image_shape``."""
         check_is_fitted(self)
-        if self.image_shape is not None:
-            return (self.n_features_in_,)
-        return self.input_shape_
+        return self.input_shape_ if self.image_shape is None else (self.n_features_in_,)
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
@@ -392,12 +328,8 @@ class ConvAutoencoderDetector(TorchDetector):
                     f"shape {np.shape(X)}."
                 )
             X = check_array(
-                X,
-                dtype="numeric",
-                allow_nd=True,
-                ensure_2d=False,
-                ensure_min_samples=min_samples,
-                input_name="X",
+                X, dtype="numeric", allow_nd=True, ensure_2d=False,
+                ensure_min_samples=min_samples, input_name="X",
             )
             if ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
                 raise ValueError(
@@ -433,8 +365,7 @@ class ConvAutoencoderDetector(TorchDetector):
         X = np.asarray(X)
         images = np.ascontiguousarray(X, dtype=np.float32)
         if not images.flags.writeable:
-            # torch warns on a read-only array (a file opened with
-            # np.load(mmap_mode='r'), say); one batch's copy costs little.
+            # torch warns on a read-only array (np.load(mmap_mode='r'), say).
             images = images.copy()
         return images.reshape(X.shape[0], *self.input_shape_)
 
@@ -450,16 +381,12 @@ class ConvAutoencoderDetector(TorchDetector):
                 "padding). Pass fewer channels entries, or channels=None to choose the "
                 "levels from the image size."
             )
-        if self.channels is None:
-            self.channels_ = tuple(
-                max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) for i in range(levels)
-            )
-        else:
-            self.channels_ = tuple(int(c) for c in self.channels)
-        if self.latent_dim is None:
-            self.latent_dim_ = max(MIN_LATENT, H * W // PIXELS_PER_CODE)
-        else:
-            self.latent_dim_ = int(self.latent_dim)
+        self.channels_ = tuple(
+            max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) if self.channels is None
+            else int(self.channels[i])
+            for i in range(levels)
+        )
+        self.latent_dim_ = int(self.latent_dim or max(MIN_LATENT, H * W // PIXELS_PER_CODE))
         factor = 2**levels
         pad_h, pad_w = (-H) % factor, (-W) % factor
         self.padding_ = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
@@ -472,16 +399,11 @@ class ConvAutoencoderDetector(TorchDetector):
         self.data_range_ = span if span > 0 else 1.0
 
     def _make_module(self):
-        _, H, W = self.input_shape_
+        C, H, W = self.input_shape_
         top, bottom, left, right = self.padding_
         act = functools.partial(nn.LeakyReLU, self.negative_slope)
-        return ConvAutoencoder(
-            self.input_shape_[0],
-            (H + top + bottom, W + left + right),
-            self.channels_,
-            self.latent_dim_,
-            act_layer=act,
-        )
+        size = (H + top + bottom, W + left + right)
+        return ConvAutoencoder(C, size, self.channels_, self.latent_dim_, act_layer=act)
 
     # ---------------------------------------------------------------- tensors
     def _stats(self, like):
@@ -549,7 +471,9 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # ------------------------------------------------------------ public API
     def anomaly_map(self, X):
-        """Per-pixel anomaly score: squared error between image and reconstruction.
+        """Per-pixel anomaly score: the squared residual ``x - reconstruct(x)``,
+        smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over channels
+        (with ``smoothing=0`` its mean is ``reconstruction_error``).
 
         Parameters
         ----------
@@ -559,11 +483,6 @@ class ConvAutoencoderDetector(TorchDetector):
         Returns
         -------
         maps : ndarray of shape (n_samples, H, W), dtype float64
-            At each pixel, the square of the residual ``x - reconstruct(x)``
-            smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over
-            channels, in input units, at input resolution. With
-            ``smoothing=0`` its mean over the pixels is
-            ``reconstruction_error``.
         """
         X = self._check_fitted_input(X)
         return self._outputs(X, lambda x, out, _: self._pixel_map(x, out))
