@@ -76,15 +76,27 @@ def _face(rng, landmarks, glasses):
 
 
 def make_celeba_layout(
-    root, n_images=200, *, glasses_ratio=0.25, nested=False, random_state=0, quality=90
+    root,
+    n_images=200,
+    *,
+    glasses_ratio=0.25,
+    nested=False,
+    partition_sizes=None,
+    images_of=None,
+    random_state=0,
+    quality=90,
 ):
     """Write a CelebA-layout folder of ``n_images`` drawn faces; return its path.
 
     ``nested=True`` writes it under ``root/celeba/``, as torchvision's
     ``CelebA(root)`` keeps it. The partitions are contiguous, as in the
-    release: the first 80% of the images ``train``, the next 10% ``valid``,
-    the rest ``test``. Exactly ``round(glasses_ratio * n_images)`` faces wear
-    glasses; the other 39 attributes are random.
+    release: ``partition_sizes`` (train, valid, test) images, by default the
+    first 80% of the images ``train``, the next 10% ``valid``, the rest
+    ``test``. ``images_of='test'`` (or another partition) writes the JPEGs of
+    that partition only, while the annotation files list every image, as a
+    quick stand-in for the full release. Exactly
+    ``round(glasses_ratio * n_images)`` faces wear glasses; the other 39
+    attributes are random.
     """
     rng = np.random.default_rng(random_state)
     folder = Path(root) / "celeba" if nested else Path(root)
@@ -96,8 +108,18 @@ def make_celeba_layout(
     attributes = np.where(rng.random((n_images, len(ATTRIBUTES))) < 0.3, 1, -1)
     attributes[:, ATTRIBUTES.index("Eyeglasses")] = np.where(glasses, 1, -1)
     landmarks = np.rint(MEAN_LANDMARKS + rng.normal(0, 2.0, (n_images, 5, 2))).astype(int)
-    for name, marks, wears in zip(names, landmarks, glasses, strict=True):
-        _face(rng, marks, wears).save(images / name, quality=quality)
+    if partition_sizes is None:
+        cuts = [round(0.8 * n_images), round(0.9 * n_images)]
+    else:
+        if sum(partition_sizes) != n_images:
+            raise ValueError(f"partition_sizes={partition_sizes} must add up to {n_images}.")
+        cuts = np.cumsum(partition_sizes)[:2]
+    split = np.searchsorted(cuts, np.arange(n_images), side="right")
+    write = np.ones(n_images, dtype=bool)
+    if images_of is not None:
+        write = split == ("train", "valid", "test").index(images_of)
+    for i in np.flatnonzero(write):
+        _face(rng, landmarks[i], glasses[i]).save(images / names[i], quality=quality)
 
     def table(header, rows):
         return "\n".join([str(n_images), header, *rows]) + "\n"
@@ -120,8 +142,6 @@ def make_celeba_layout(
             ),
         )
     )
-    cuts = [round(0.8 * n_images), round(0.9 * n_images)]
-    split = np.searchsorted(cuts, np.arange(n_images), side="right")
     (folder / "list_eval_partition.txt").write_text(
         "".join(f"{n} {s}\n" for n, s in zip(names, split, strict=True))
     )
