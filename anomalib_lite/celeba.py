@@ -143,7 +143,7 @@ def _read_values(path, names, *, header, n_values, allowed=None):
     i = -1
     for i, (number, fields) in enumerate(rows):
         if i >= len(names):
-            break
+            continue  # counted for the message below
         if fields[0] != names[i]:
             raise ValueError(
                 f"'{path}', line {number} names '{fields[0]}' where the attribute file "

@@ -193,6 +193,9 @@ def test_load_celeba_malformed_landmarks_and_partitions_name_the_line(copy):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"line 4: landmarks .* do not describe a face"):
         load_celeba(copy, partition="all")
+    path.write_text("\n".join(["59", *lines[1:-1]]) + "\n")
+    with pytest.raises(ValueError, match=r"lists 59 images and the attribute file 60"):
+        load_celeba(copy, partition="all")
     partitions = copy / "list_eval_partition.txt"
     rows = partitions.read_text().splitlines()
     rows[9] = "000010.jpg 3"
