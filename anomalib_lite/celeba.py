@@ -9,6 +9,7 @@ Nothing is downloaded.
 
 import math
 import os
+from array import array
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,36 +73,38 @@ def _need(folder, name):
 
 
 # ------------------------------------------------------- annotation files
-def _rows(path, *, header):
+# The files are streamed line by line, and only what is used is kept: a
+# release's 202,599 rows as Python lists of fields would take hundreds of MB.
+def _rows(path, *, header, maxsplit=-1):
     """Yield ``(line number, fields)`` of each row of a CelebA annotation file.
 
     With ``header=True`` the file starts with a count line and a line of
     column names; the first yielded item is then ``(2, names)``, and the count
-    is checked against the rows. Blank lines are skipped.
+    is checked against the rows. Blank lines are skipped. ``maxsplit`` is
+    passed to ``str.split``.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"'{path}' is not a text file ({exc}).") from exc
-    lines = text.splitlines()
-    start = 0
-    if header:
-        if len(lines) < 2 or not lines[0].strip().isdigit():
-            raise ValueError(
-                f"'{path}', line 1: expected the number of images, got "
-                f"{lines[0][:60] if lines else ''!r}."
-            )
-        yield 2, lines[1].split()
-        start = 2
-    n_rows = 0
-    for number, line in enumerate(lines[start:], start + 1):
-        fields = line.split()
-        if fields:
-            n_rows += 1
-            yield number, fields
-    if header and int(lines[0]) != n_rows:
+    with path.open(encoding="utf-8") as f:
+        try:
+            number, count = 0, None
+            if header:
+                first = f.readline()
+                if not first.strip().isdigit():
+                    raise ValueError(
+                        f"'{path}', line 1: expected the number of images, got {first[:60]!r}."
+                    )
+                count, number = int(first), 2
+                yield 2, f.readline().split()
+            n_rows, first_row = 0, number + 1
+            for number, line in enumerate(f, first_row):
+                fields = line.split(maxsplit=maxsplit)
+                if fields:
+                    n_rows += 1
+                    yield number, fields
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"'{path}' is not a text file ({exc}).") from exc
+    if count is not None and count != n_rows:
         raise ValueError(
-            f"'{path}', line 1 counts {int(lines[0])} images but the file lists {n_rows}; "
+            f"'{path}', line 1 counts {count} images but the file lists {n_rows}; "
             "the file is incomplete or damaged."
         )
 
@@ -122,49 +125,59 @@ def _read_attribute(path, attribute):
             f"{', '.join(columns)}."
         )
     column, width = columns.index(attribute) + 1, len(columns) + 1
-    names, numbers, flags = [], [], []
+    signs = {"1", "-1"}
+    names, numbers, flags = [], array("q"), bytearray()
     for number, fields in rows:
-        if len(fields) != width or not set(fields[1:]) <= {"1", "-1"}:
+        if len(fields) != width or not signs.issuperset(fields[1:]):
             raise _bad_row(path, number, fields, f"an image name and {width - 1} values 1 or -1")
         names.append(fields[0])
         numbers.append(number)
         flags.append(fields[column] == "1")
-    return names, np.asarray(numbers), np.asarray(flags, dtype=bool)
+    return names, np.frombuffer(numbers, dtype=np.int64), np.frombuffer(flags, dtype=bool)
 
 
-def _read_values(path, names, *, header, n_values, allowed=None):
-    """Integers ``(len(names), n_values)`` of a file listing ``names``, and their lines."""
-    rows = _rows(path, header=header)
+def _read_values(path, names, rows, *, header, n_values, allowed=None):
+    """Integers ``(len(rows), n_values)`` of the images ``rows`` of a file, and their lines.
+
+    Every line must name the image of the attribute file's line at the same
+    place; only the lines of ``rows`` (sorted indices) are parsed further.
+    """
+    values, numbers = array("q"), array("q")
+    rows = rows.tolist()  # Python ints compare faster than NumPy scalars
+    lines = _rows(path, header=header, maxsplit=1)
     if header:
-        next(rows)
-    values = np.empty((len(names), n_values), dtype=np.int64)
-    numbers = np.empty(len(names), dtype=np.int64)
+        next(lines)
     expected = f"an image name and {n_values} integer(s)"
-    i = -1
-    for i, (number, fields) in enumerate(rows):
+    i, k = -1, 0
+    for i, (number, (name, *rest)) in enumerate(lines):
         if i >= len(names):
             continue  # counted for the message below
-        if fields[0] != names[i]:
+        if name != names[i]:
             raise ValueError(
-                f"'{path}', line {number} names '{fields[0]}' where the attribute file "
+                f"'{path}', line {number} names '{name}' where the attribute file "
                 f"lists '{names[i]}' (its image {i + 1}); the annotation files must list "
                 "the same images in the same order."
             )
+        if k == len(rows) or rows[k] != i:
+            continue
+        fields = rest[0].split() if rest else []
         try:
-            if len(fields) != n_values + 1:
+            if len(fields) != n_values:
                 raise ValueError
-            values[i] = [int(v) for v in fields[1:]]
-            numbers[i] = number
+            values.extend(map(int, fields))
         except ValueError:
-            raise _bad_row(path, number, fields, expected) from None
-        if allowed is not None and values[i, 0] not in allowed:
-            raise _bad_row(path, number, fields, f"an image name and one of {allowed}")
+            raise _bad_row(path, number, [name, *fields], expected) from None
+        if allowed is not None and values[-1] not in allowed:
+            raise _bad_row(path, number, [name, *fields], f"an image name and one of {allowed}")
+        numbers.append(number)
+        k += 1
     if i + 1 != len(names):
         raise ValueError(
             f"'{path}' lists {i + 1} images and the attribute file {len(names)}; the "
             "annotation files must list the same images."
         )
-    return values, numbers
+    values = np.frombuffer(values, dtype=np.int64).reshape(-1, n_values)
+    return values, np.frombuffer(numbers, dtype=np.int64)
 
 
 # ----------------------------------------------------------------- choosing
@@ -387,7 +400,10 @@ def load_celeba(
     names, lines, flags = _read_attribute(attribute_path, attribute)
     keep = np.ones(len(names), dtype=bool)
     if partition_path is not None:
-        codes, _ = _read_values(partition_path, names, header=False, n_values=1, allowed=(0, 1, 2))
+        everything = np.arange(len(names))
+        codes, _ = _read_values(
+            partition_path, names, everything, header=False, n_values=1, allowed=(0, 1, 2)
+        )
         keep = codes[:, 0] == _PARTITIONS[partition]
     where = f"of partition {partition!r}" if partition != "all" else "in the folder"
     without, with_ = np.flatnonzero(keep & ~flags), np.flatnonzero(keep & flags)
@@ -402,9 +418,9 @@ def load_celeba(
             "ask for at least one."
         )
 
-    landmarks, landmark_lines = _read_values(landmark_path, names, header=True, n_values=10)
-    landmarks = landmarks[index].reshape(-1, 5, 2).astype(np.float64)
-    _check_landmarks(landmarks, landmark_lines[index], landmark_path)
+    landmarks, landmark_lines = _read_values(landmark_path, names, index, header=True, n_values=10)
+    landmarks = landmarks.reshape(-1, 5, 2).astype(np.float64)
+    _check_landmarks(landmarks, landmark_lines, landmark_path)
     boxes = _crop_boxes(landmarks)
     scale = image_size / (boxes[:, 2] - boxes[:, 0])
     eyes = (landmarks[:, :2] - boxes[:, None, :2]) * scale[:, None, None]
