@@ -8,16 +8,14 @@ Nothing is downloaded.
 """
 
 import math
-import os
 from array import array
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch, check_random_state
 
-from .utils._validation import check_int, check_option
+from .utils._validation import check_int, check_option, check_path
 
 __all__ = ["load_celeba"]
 
@@ -47,9 +45,7 @@ _SOURCE = (
 # --------------------------------------------------------------- the folder
 def _find_root(root):
     """The folder that holds the release: ``root`` or ``root/celeba``."""
-    if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}.")
-    root = Path(root)
+    root = check_path(root, "root")
     if not root.is_dir():
         raise FileNotFoundError(f"root: no such folder: '{root}'. {_SOURCE}")
     for folder in (root, root / "celeba"):

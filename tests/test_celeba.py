@@ -129,7 +129,7 @@ def test_load_celeba_missing_folder_says_where_celeba_comes_from(tmp_path):
         load_celeba(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=r"neither 'img_align_celeba/'.*mmlab"):
         load_celeba(tmp_path)
-    with pytest.raises(TypeError, match="root must be a path"):
+    with pytest.raises(TypeError, match="root must be a file path"):
         load_celeba(3)
 
 
