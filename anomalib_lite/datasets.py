@@ -17,11 +17,13 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
+from .celeba import load_celeba
 from .utils._validation import check_float, check_int, check_option, check_path
 
 __all__ = [
     "DEFECT_TYPES",
     "IMAGE_EXTENSIONS",
+    "load_celeba",
     "load_digits_one_class",
     "load_folder_dataset",
     "load_images",
