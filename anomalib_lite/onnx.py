@@ -72,7 +72,7 @@ def _import_exporter():
     except ImportError as exc:
         raise ImportError(
             f"anomalib_lite.onnx.export needs the optional packages onnx and onnxscript "
-            f"({exc}); install them with: pip install \"anomalib_lite[onnx]\""
+            f'({exc}); install them with: pip install "anomalib_lite[onnx]"'
         ) from None
 
 
@@ -157,8 +157,7 @@ def _check_input(detector, input_shape, input_dtype):
     if input_shape is None:
         input_shape = default_input_shape(detector)
     ok = isinstance(input_shape, tuple | list) and all(
-        isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1
-        for s in input_shape
+        isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1 for s in input_shape
     )
     if not ok or not input_shape:
         raise TypeError(

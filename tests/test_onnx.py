@@ -53,9 +53,7 @@ def _assert_same(det, path, X):
     if hasattr(inner, "anomaly_map"):
         maps = inner.anomaly_map(X)
         assert got["anomaly_map"].shape == maps.shape
-        np.testing.assert_allclose(
-            got["anomaly_map"], maps, rtol=0, atol=RTOL * np.abs(maps).max()
-        )
+        np.testing.assert_allclose(got["anomaly_map"], maps, rtol=0, atol=RTOL * np.abs(maps).max())
     else:
         assert "anomaly_map" not in got
     return got
@@ -187,7 +185,7 @@ def pca():
 
 
 def test_unfitted_detector_is_refused(tmp_path):
-    with pytest.raises(NotFittedError, match="PCADetector is not fitted.*call fit"):
+    with pytest.raises(NotFittedError, match=r"PCADetector is not fitted.*call fit"):
         export(PCADetector(), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
