@@ -477,6 +477,24 @@ def _parser():
             help="resize every image to N x N or H x W pixels (as at fit time)",
         )
 
+    def model_and_files(p, out_metavar, out_help):
+        p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
+        p.add_argument(
+            "--data",
+            required=True,
+            nargs="+",
+            metavar="DIR|FILE",
+            help="a folder of images (read recursively) or image files",
+        )
+        p.add_argument("--out", required=True, metavar=out_metavar, help=out_help)
+        size_option(p)
+        p.add_argument(
+            "--skip-unreadable",
+            action="store_true",
+            help="skip unreadable files with a warning instead of failing",
+        )
+        p.add_argument("--overwrite", action="store_true", help="replace existing output")
+
     p = command(
         "fit",
         "Fit a detector on a folder of normal images and save it as a model file.",
@@ -518,22 +536,7 @@ def _parser():
         "Score images with a model; write path, score, decision and label to a CSV file.",
         "anomalib-lite score --model m.model --data new/ --out scores.csv",
     )
-    p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
-    p.add_argument(
-        "--data",
-        required=True,
-        nargs="+",
-        metavar="DIR|FILE",
-        help="a folder of images (read recursively) or image files",
-    )
-    p.add_argument("--out", required=True, metavar="CSV", help="CSV file to write")
-    size_option(p)
-    p.add_argument(
-        "--skip-unreadable",
-        action="store_true",
-        help="skip unreadable files with a warning instead of failing",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    model_and_files(p, "CSV", "CSV file to write")
     p.set_defaults(func=_cmd_score)
 
     p = command(
@@ -541,22 +544,7 @@ def _parser():
         "Draw input | reconstruction | difference figures, one PNG per image.",
         "anomalib-lite maps --model m.model --data bottle/test/broken_large --out maps/",
     )
-    p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
-    p.add_argument(
-        "--data",
-        required=True,
-        nargs="+",
-        metavar="DIR|FILE",
-        help="a folder of images (read recursively) or image files",
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
-    size_option(p)
-    p.add_argument(
-        "--skip-unreadable",
-        action="store_true",
-        help="skip unreadable files with a warning instead of failing",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace existing figures")
+    model_and_files(p, "DIR", "folder for the figures")
     p.set_defaults(func=_cmd_maps)
 
     p = command(
