@@ -87,3 +87,14 @@ def test_bench_devices_fast_writes_a_table(tmp_path):
 def test_bench_devices_says_when_cuda_is_missing():
     result = _run("bench_devices.py")
     assert result.returncode == 2 and "CUDA is not available" in result.stderr
+
+
+def test_bench_onnx_fast_writes_a_table(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "onnx.md"
+    result = _run("bench_onnx.py", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "| `ConvAutoencoderDetector()` | 64x64 |" in text
+    assert "| `PCADetector()` | 28x28 |" in text
