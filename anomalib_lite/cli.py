@@ -173,14 +173,13 @@ class _ImageLayout:
     """How to read image files for a model: colour, size and array layout."""
 
     def __init__(self, model, size):
-        from . import AutoencoderDetector, PCADetector
+        from . import PCADetector
 
         self.model = model
         self.size = size
         inner = _scorer(model)
-        if isinstance(inner, AutoencoderDetector) or not isinstance(
-            inner, PCADetector | _conv_class()
-        ):
+        # PCADetector first: a PCA model is scored without importing torch.
+        if not isinstance(inner, PCADetector) and not isinstance(inner, _conv_class()):
             raise CommandError(
                 f"--model holds a {type(inner).__name__}; the command line scores images "
                 "with PCADetector and ConvAutoencoderDetector models"
@@ -289,9 +288,12 @@ def _cmd_fit(args):
             f"parameters are {', '.join(sorted(valid))}"
         )
     progress = _Progress(_progress_enabled(args), f"fit {cls.__name__}")
-    if "verbose" in valid and "verbose" not in params and progress.enabled:
-        params["verbose"] = 1
     detector.set_params(**params)
+    # Epochs are logged for the progress line during this fit only; the saved
+    # model keeps the verbosity it was given.
+    verbose = detector.get_params().get("verbose")
+    if progress.enabled and verbose == 0:
+        detector.set_params(verbose=1)
     out = _new_file(args.out, "--out", args.overwrite)
     images = _training_images(args)
     X = images.reshape(len(images), -1) if args.detector == "pca" else images
@@ -312,6 +314,8 @@ def _cmd_fit(args):
         logger.setLevel(before[0])
         logger.propagate = before[1]
         progress.close()
+        if verbose is not None:
+            detector.set_params(verbose=verbose)
     io.save(detector, out, overwrite=args.overwrite)
     print(f"fitted {cls.__name__} on {len(images)} images from '{args.data}'; saved '{out}'")
 

@@ -164,6 +164,7 @@ def test_progress_shows_epochs_on_a_terminal(root, tmp_path, monkeypatch, capsys
     assert main(["fit", "--data", str(root), *FAST, "--out", str(tmp_path / "m.model")]) == 0
     err = capsys.readouterr().err
     assert "epoch 1/2" in err and "epoch 2/2" in err and "left" in err
+    assert io.load(tmp_path / "m.model").verbose == 0  # logging was on for the fit only
     assert main(["fit", "--quiet", "--data", str(root), *FAST, "--out", str(tmp_path / "q")]) == 0
     assert capsys.readouterr().err == ""
 
@@ -277,3 +278,20 @@ def test_model_of_another_image_size(model, tmp_path):
 
 def test_evaluate_needs_an_mvtec_root(model, root):
     _fails("evaluate", "--model", model, "--data", root / "train", match="--data")
+
+
+def test_tabular_model_is_refused(root, tmp_path):
+    from anomalib_lite import PCADetector
+
+    path = tmp_path / "tabular.model"
+    io.save(PCADetector(n_components=2).fit(np.random.default_rng(0).normal(size=(30, 5))), path)
+    _fails(
+        "score",
+        "--model",
+        path,
+        "--data",
+        root / "test",
+        "--out",
+        tmp_path / "s.csv",
+        match="fitted on images of 5",
+    )
