@@ -172,7 +172,9 @@ def _check_input(detector, input_shape, input_dtype):
             detector.score_samples(probe)
     except ValueError as exc:
         raise ValueError(
-            f"input_shape={input_shape!r} does not fit this {type(detector).__name__}: {exc}"
+            f"The {type(detector).__name__} refuses input of shape (n, "
+            f"{', '.join(map(str, input_shape))}) and dtype {name} (input_shape="
+            f"{input_shape!r}, input_dtype={name!r}), so no graph can take it: {exc}"
         ) from None
     return input_shape, name
 

@@ -5,6 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
@@ -182,6 +185,24 @@ def test_graph_has_opset_dynamic_batch_and_metadata(tmp_path):
 
 
 @pytest.fixture(scope="module")
+def exported_conv(tmp_path_factory):
+    rng = np.random.default_rng(6)
+    det = ConvAutoencoderDetector(**CONV).fit(
+        rng.integers(0, 256, size=(30, 9, 7)).astype(np.uint8)
+    )
+    return det, export(det, tmp_path_factory.mktemp("onnx") / "conv.onnx", input_dtype="uint8")
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_any_uint8_batch_scores_as_the_library(exported_conv, data):
+    det, path = exported_conv
+    n = data.draw(st.integers(1, 12), label="n")
+    X = data.draw(arrays(np.uint8, (n, 9, 7)), label="X")
+    _assert_same(det, path, X)
+
+
+@pytest.fixture(scope="module")
 def pca():
     return PCADetector(n_components=2).fit(np.random.default_rng(5).normal(size=(40, 5)))
 
@@ -234,7 +255,7 @@ def test_failed_write_leaves_no_file(pca, tmp_path, monkeypatch):
     [
         ({"input_dtype": "int16"}, ValueError, r"input_dtype='int16'.*uint8"),
         ({"input_dtype": 3}, TypeError, "input_dtype must be"),
-        ({"input_shape": (4,)}, ValueError, r"input_shape=\(4,\) does not fit.*5 features"),
+        ({"input_shape": (4,)}, ValueError, r"refuses input of shape \(n, 4\).*5 features"),
         ({"input_shape": "5"}, TypeError, "input_shape must be"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
     ],
