@@ -17,7 +17,6 @@ import argparse
 import ast
 import csv
 import json
-import logging
 import math
 import os
 import sys
@@ -88,15 +87,20 @@ class _Progress:
             self._shown = False
 
 
-class _EpochHandler(logging.Handler):
-    """Show each epoch a detector logs (at ``verbose >= 1``) on the progress line."""
+def _epoch_callback(progress):
+    """A detector callback that shows each epoch's loss and the time left."""
 
-    def __init__(self, progress):
-        super().__init__(logging.INFO)
-        self.progress = progress
+    def show(detector, record):
+        epoch, total = record["epoch"], detector.max_iter
+        elapsed = time.perf_counter() - progress.started
+        left = elapsed / epoch * max(total - epoch, 0)
+        valid = record.get("valid_loss")
+        loss = f"loss {record['train_loss']:.6g}"
+        if valid is not None:
+            loss += f", validation loss {valid:.6g}"
+        progress.show(f"epoch {epoch}/{total}, {loss}, ~{left:.0f} s left", force=True)
 
-    def emit(self, record):
-        self.progress.show(record.getMessage(), force=True)
+    return show
 
 
 def _progress_enabled(args):
@@ -287,35 +291,24 @@ def _cmd_fit(args):
             f"--param {unknown[0]}: {cls.__name__} has no parameter {unknown[0]!r}; its "
             f"parameters are {', '.join(sorted(valid))}"
         )
+    if "callbacks" in params:
+        raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
     progress = _Progress(_progress_enabled(args), f"fit {cls.__name__}")
     detector.set_params(**params)
-    # Epochs are logged for the progress line during this fit only; the saved
-    # model keeps the verbosity it was given.
-    verbose = detector.get_params().get("verbose")
-    if progress.enabled and verbose == 0:
-        detector.set_params(verbose=1)
     out = _new_file(args.out, "--out", args.overwrite)
     images = _training_images(args)
     X = images.reshape(len(images), -1) if args.detector == "pca" else images
     progress.show(f"{len(images)} images of {'x'.join(map(str, images.shape[1:]))}", force=True)
-    logger = logging.getLogger("anomalib_lite")
-    handler = _EpochHandler(progress)
-    before = (logger.level, logger.propagate)
-    if progress.enabled:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    if progress.enabled and "callbacks" in valid:
+        detector.set_params(callbacks=[_epoch_callback(progress)])
     try:
         detector.fit(X)
     except (ValueError, TypeError) as exc:
         raise CommandError(f"fit: {exc}") from None
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(before[0])
-        logger.propagate = before[1]
         progress.close()
-        if verbose is not None:
-            detector.set_params(verbose=verbose)
+        if "callbacks" in valid:
+            detector.set_params(callbacks=None)
     io.save(detector, out, overwrite=args.overwrite)
     print(f"fitted {cls.__name__} on {len(images)} images from '{args.data}'; saved '{out}'")
 
@@ -443,8 +436,17 @@ def _cmd_export(args):
 
     model = _load_model(args.model)
     out = _new_file(args.out, "--out", args.overwrite)
+    # Grayscale images go in as the command line reads them, (n, H, W).
+    shape = getattr(_scorer(model), "sample_shape_", None)
+    input_shape = shape[1:] if shape is not None and len(shape) == 3 and shape[0] == 1 else None
     try:
-        export(model, out, input_dtype=args.input_dtype, overwrite=args.overwrite)
+        export(
+            model,
+            out,
+            input_shape=input_shape,
+            input_dtype=args.input_dtype,
+            overwrite=args.overwrite,
+        )
     except (TypeError, ValueError) as exc:
         raise CommandError(f"export: {exc}") from None
     print(f"exported {type(model).__name__} to '{out}' (input dtype {args.input_dtype})")

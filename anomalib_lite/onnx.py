@@ -46,11 +46,13 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from .io import _check_path, _publish, _temporary_file
+from ._version import __version__
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
+from .utils._files import write_atomically
+from .utils._validation import check_bool, check_path
 
-__all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "default_input_shape", "export"]
+__all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "export"]
 
 #: ONNX operator set of the exported graphs (supported by onnxruntime >= 1.14).
 OPSET = 18
@@ -105,36 +107,9 @@ def _check_exportable(detector):
     return detector
 
 
-def default_input_shape(detector):
-    """Shape of one sample in the layout the detector was fitted on.
-
-    Rows ``(n_features,)`` for tabular detectors and for image detectors
-    given ``image_shape``; ``(H, W)`` for grayscale images and ``(C, H, W)``
-    otherwise.
-
-    Parameters
-    ----------
-    detector : estimator
-        A fitted anomalib_lite detector.
-
-    Returns
-    -------
-    shape : tuple of int
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from anomalib_lite import PCADetector
-    >>> from anomalib_lite.onnx import default_input_shape
-    >>> det = PCADetector().fit(np.random.default_rng(0).normal(size=(20, 5)))
-    >>> default_input_shape(det)
-    (5,)
-    """
-    inner = detector.detector_ if isinstance(detector, CalibratedDetector) else detector
-    shape = getattr(inner, "input_shape_", None)
-    if shape is None or getattr(inner, "image_shape", None) is not None:
-        return (int(detector.n_features_in_),)
-    return tuple(int(s) for s in (shape[1:] if shape[0] == 1 else shape))
+def _inner(detector):
+    """The detector that scores: a calibrated detector's wrapped one."""
+    return detector.detector_ if isinstance(detector, CalibratedDetector) else detector
 
 
 def _check_input(detector, input_shape, input_dtype):
@@ -155,7 +130,7 @@ def _check_input(detector, input_shape, input_dtype):
             "dtype of the arrays the graph will be given (uint8 for 8-bit images)."
         )
     if input_shape is None:
-        input_shape = default_input_shape(detector)
+        input_shape = _inner(detector).sample_shape_
     ok = isinstance(input_shape, tuple | list) and all(
         isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1 for s in input_shape
     )
@@ -181,8 +156,7 @@ def _check_input(detector, input_shape, input_dtype):
 
 def _scorer(detector):
     """An ``nn.Module``: raw input tensor -> (anomaly score, anomaly map or None)."""
-    if isinstance(detector, CalibratedDetector):
-        return _scorer(detector.detector_)
+    detector = _inner(detector)
     if isinstance(detector, PCADetector):
         return _PCAScorer(detector)
     return _TorchScorer(detector)
@@ -272,8 +246,6 @@ def _params_json(estimator):
 
 
 def _metadata(detector, input_shape, input_dtype, outputs):
-    from . import __version__
-
     return {
         "version": __version__,
         "detector": type(detector).__name__,
@@ -302,18 +274,13 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def _write_atomically(path, data, overwrite):
-    tmp, fd = _temporary_file(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _publish(tmp, path, overwrite)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _exists_error(path):
+    return FileExistsError(
+        errno.EEXIST,
+        "A file already exists there and export() does not overwrite files by default; "
+        "pass overwrite=True to replace it (atomically) or choose another path",
+        str(path),
+    )
 
 
 def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite=False):
@@ -339,11 +306,11 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
         place.
     input_shape : tuple of int or None, default=None
         Shape of one sample, without the batch axis: the layout the graph's
-        input takes. None uses the layout of the fit (rows ``(n_features,)``
-        for tabular detectors and ``image_shape`` detectors, ``(H, W)`` for
-        grayscale images, ``(C, H, W)`` otherwise). Any layout the detector
-        accepts is allowed, e.g. ``(1, 28, 28)`` for a detector fitted on
-        ``(n, 28, 28)`` images.
+        input takes. None uses the detector's ``sample_shape_`` (rows
+        ``(n_features,)`` for tabular detectors and ``image_shape``
+        detectors, ``(C, H, W)`` for images). Any layout the detector
+        accepts is allowed, e.g. ``(28, 28)`` for grayscale images passed as
+        ``(n, 28, 28)``.
     input_dtype : {'float32', 'uint8', 'float64'}, default='float32'
         dtype of the graph's input. The graph converts it as the detector
         converts arrays of that dtype.
@@ -385,16 +352,10 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
     """
     _import_exporter()
     _check_exportable(detector)
-    path = _check_path(path)
-    if not isinstance(overwrite, bool | np.bool_):
-        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__} {overwrite!r}.")
+    path = check_path(path)
+    check_bool(overwrite, "overwrite")
     if not overwrite and os.path.lexists(path):
-        raise FileExistsError(
-            errno.EEXIST,
-            "A file already exists there and export() does not overwrite files by default; "
-            "pass overwrite=True to replace it (atomically) or choose another path",
-            str(path),
-        )
+        raise _exists_error(path)
     directory = path.absolute().parent
     if not directory.is_dir():
         raise FileNotFoundError(
@@ -428,5 +389,8 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
     for key, value in _metadata(detector, input_shape, input_dtype, outputs).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, value
-    _write_atomically(path, model.SerializeToString(), overwrite)
+    data = model.SerializeToString()
+    write_atomically(
+        path, lambda fh: fh.write(data), overwrite=overwrite, exists_error=_exists_error
+    )
     return path

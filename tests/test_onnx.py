@@ -25,7 +25,7 @@ from anomalib_lite import (  # noqa: E402
     __version__,
 )
 from anomalib_lite.datasets import make_textures  # noqa: E402
-from anomalib_lite.onnx import OPSET, default_input_shape, export  # noqa: E402
+from anomalib_lite.onnx import OPSET, export  # noqa: E402
 
 CONV = {"max_iter": 2, "random_state": 0, "channels": (8, 16), "latent_dim": 8}
 #: Largest difference allowed, relative to the largest absolute library value.
@@ -102,10 +102,9 @@ def test_dense_autoencoder_on_digits_matches(tmp_path):
 def test_conv_odd_size_uint8_images_match(image_score, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, size=(30, 13, 11)).astype(np.uint8)
-    det = ConvAutoencoderDetector(**CONV, statistic=image_score).fit(X)
+    det = ConvAutoencoderDetector(**CONV, image_score=image_score).fit(X)
     fresh = rng.integers(0, 256, size=(9, 13, 11)).astype(np.uint8)
-    path = _export(det, tmp_path, input_dtype="uint8")
-    assert default_input_shape(det) == (13, 11)
+    path = _export(det, tmp_path, input_dtype="uint8", input_shape=(13, 11))
     _both_batches(det, path, fresh)
 
 
@@ -122,10 +121,10 @@ def test_conv_flat_rows_and_explicit_layouts_match(tmp_path):
     X = rng.uniform(size=(30, 1, 9, 8)).astype(np.float32)
     det = ConvAutoencoderDetector(**CONV).fit(X)
     fresh = rng.uniform(size=(5, 1, 9, 8)).astype(np.float32)
-    assert default_input_shape(det) == (9, 8)
-    _both_batches(det, _export(det, tmp_path, "chw.onnx", input_shape=(1, 9, 8)), fresh)
+    _both_batches(det, _export(det, tmp_path, "chw.onnx"), fresh)  # sample_shape_ (1, 9, 8)
+    _both_batches(det, _export(det, tmp_path, "hw.onnx", input_shape=(9, 8)), fresh[:, 0])
     rows = ConvAutoencoderDetector(**CONV, image_shape=(9, 8)).fit(X.reshape(30, -1))
-    assert default_input_shape(rows) == (72,)
+    assert rows.sample_shape_ == (72,)
     _both_batches(rows, _export(rows, tmp_path, "rows.onnx"), fresh.reshape(5, -1))
 
 
@@ -133,7 +132,7 @@ def test_conv_on_textures_matches(tmp_path):
     X, y = make_textures(60, image_size=32, anomaly_ratio=0.3, random_state=0, return_X_y=True)
     det = ConvAutoencoderDetector(**CONV).fit(X[y == 0][:30])
     fresh = np.vstack([X[y == 0][30:], X[y == 1]]).astype(np.float32)
-    _both_batches(det, _export(det, tmp_path), fresh)
+    _both_batches(det, _export(det, tmp_path, input_shape=(32, 32)), fresh)
 
 
 def test_calibrated_detectors_export_their_threshold(tmp_path):
@@ -147,7 +146,8 @@ def test_calibrated_detectors_export_their_threshold(tmp_path):
     conv = CalibratedDetector(ConvAutoencoderDetector(**CONV), alpha=0.2, random_state=0)
     conv.fit(images[:120])
     fresh_images = fresh.reshape(-1, 8, 8).astype(np.float32)
-    got = _both_batches(conv, _export(conv, tmp_path, "conv.onnx"), fresh_images)
+    conv_path = _export(conv, tmp_path, "conv.onnx", input_shape=(8, 8))
+    got = _both_batches(conv, conv_path, fresh_images)
     assert "anomaly_map" in got
     threshold = _metadata(path)["anomalib_lite.threshold"]
     assert float(threshold) == pca.threshold_
@@ -166,14 +166,14 @@ def test_graph_has_opset_dynamic_batch_and_metadata(tmp_path):
     assert {o.domain: o.version for o in model.opset_import}[""] == OPSET
     (graph_input,) = model.graph.input
     dims = graph_input.type.tensor_type.shape.dim
-    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [8, 8]
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [1, 8, 8]
     # the transposed convolutions export as such, not as the CPU's matmul-and-fold
     assert "Col2Im" not in {node.op_type for node in model.graph.node}
     meta = _metadata(path)
     assert meta["anomalib_lite.version"] == __version__
     assert meta["anomalib_lite.detector"] == "ConvAutoencoderDetector"
     assert json.loads(meta["anomalib_lite.params"])["channels"] == [8, 16]
-    assert json.loads(meta["anomalib_lite.input_shape"]) == ["n", 8, 8]
+    assert json.loads(meta["anomalib_lite.input_shape"]) == ["n", 1, 8, 8]
     assert meta["anomalib_lite.input_dtype"] == "float32"
     assert float(meta["anomalib_lite.offset"]) == det.offset_
     assert [o.name for o in model.graph.output] == [
@@ -190,7 +190,8 @@ def exported_conv(tmp_path_factory):
     det = ConvAutoencoderDetector(**CONV).fit(
         rng.integers(0, 256, size=(30, 9, 7)).astype(np.uint8)
     )
-    return det, export(det, tmp_path_factory.mktemp("onnx") / "conv.onnx", input_dtype="uint8")
+    path = tmp_path_factory.mktemp("onnx") / "conv.onnx"
+    return det, export(det, path, input_dtype="uint8", input_shape=(9, 7))
 
 
 @settings(max_examples=25, deadline=None)
