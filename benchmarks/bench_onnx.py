@@ -47,7 +47,7 @@ def measure(name, det, X_fit, X, repeats, folder):
     import onnxruntime as ort
 
     det.fit(X_fit)
-    path = export(det, folder / f"{name}.onnx")
+    path = export(det, folder / f"{name}.onnx", input_shape=X.shape[1:])
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
