@@ -18,13 +18,14 @@ import ast
 import csv
 import json
 import math
-import os
 import sys
-import tempfile
 import time
+from io import TextIOWrapper
 from pathlib import Path
 
 import numpy as np
+
+from .utils._files import write_atomically
 
 __all__ = ["main"]
 
@@ -141,6 +142,12 @@ def _existing(path, option):
     if not path.exists():
         raise CommandError(f"{option}: no such file or folder: '{path}'")
     return path
+
+
+def _exists_error(path):
+    return CommandError(
+        f"--out: '{path}' already exists; pass --overwrite to replace it, or choose another path"
+    )
 
 
 def _new_file(path, option, overwrite):
@@ -320,28 +327,31 @@ def _cmd_score(args):
     out = _new_file(args.out, "--out", args.overwrite)
     color = layout.color(paths[0])
     progress = _Progress(_progress_enabled(args), "score")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.absolute().parent)
-    n_anomalies = n_scored = 0
+    counts = {"scored": 0, "anomalies": 0}
+
+    def write(fh):
+        # Rows stream into the temporary file one batch of files at a time.
+        text = TextIOWrapper(fh, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(["path", "score", "decision", "label"])
+        for batch in _batches(paths):
+            images, kept = layout.read(batch, color, args.skip_unreadable)
+            score = model.score_samples(layout.as_input(images))
+            decision = score - model.offset_
+            for path, s, d in zip(kept, score, decision, strict=True):
+                label = "normal" if d >= 0 else "anomaly"
+                writer.writerow([path, repr(float(s)), repr(float(d)), label])
+            counts["anomalies"] += int(np.sum(decision < 0))
+            counts["scored"] += len(kept)
+            progress.count(counts["scored"], len(paths))
+        text.flush()
+        text.detach()
+
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", "score", "decision", "label"])
-            for batch in _batches(paths):
-                images, kept = layout.read(batch, color, args.skip_unreadable)
-                score = model.score_samples(layout.as_input(images))
-                decision = score - model.offset_
-                for path, s, d in zip(kept, score, decision, strict=True):
-                    label = "normal" if d >= 0 else "anomaly"
-                    writer.writerow([path, repr(float(s)), repr(float(d)), label])
-                n_anomalies += int(np.sum(decision < 0))
-                n_scored += len(kept)
-                progress.count(n_scored, len(paths))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomically(out, write, overwrite=args.overwrite, exists_error=_exists_error)
     finally:
         progress.close()
+    n_scored, n_anomalies = counts["scored"], counts["anomalies"]
     print(f"scored {n_scored} images, {n_anomalies} flagged as anomalies; wrote '{out}'")
 
 
