@@ -295,3 +295,12 @@ def test_tabular_model_is_refused(root, tmp_path):
         tmp_path / "s.csv",
         match="fitted on images of 5",
     )
+
+
+def test_console_script_points_at_main():
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        scripts = tomllib.load(fh)["project"]["scripts"]
+    module, _, name = scripts["anomalib-lite"].partition(":")
+    assert (module, name) == ("anomalib_lite.cli", "main")
+    assert main(["--help"]) == 0
