@@ -131,13 +131,18 @@ def _check_input(detector, input_shape, input_dtype):
         )
     if input_shape is None:
         input_shape = _inner(detector).sample_shape_
-    ok = isinstance(input_shape, tuple | list) and all(
-        isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 1 for s in input_shape
+    ints = isinstance(input_shape, tuple | list) and all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in input_shape
     )
-    if not ok or not input_shape:
+    if not ints:
         raise TypeError(
-            f"input_shape must be None or a tuple of positive ints (the shape of one "
-            f"sample, without the batch axis), got {input_shape!r}."
+            f"input_shape must be None or a tuple of ints (the shape of one sample, without "
+            f"the batch axis), got {type(input_shape).__name__} {input_shape!r}."
+        )
+    if not input_shape or min(input_shape) < 1:
+        raise ValueError(
+            f"input_shape={tuple(input_shape)!r} must hold at least one size, each >= 1, "
+            "e.g. (28, 28) or (3, 64, 64)."
         )
     input_shape = tuple(int(s) for s in input_shape)
     probe = np.zeros((1, *input_shape), dtype=name)

@@ -258,6 +258,7 @@ def test_failed_write_leaves_no_file(pca, tmp_path, monkeypatch):
         ({"input_dtype": 3}, TypeError, "input_dtype must be"),
         ({"input_shape": (4,)}, ValueError, r"refuses input of shape \(n, 4\).*5 features"),
         ({"input_shape": "5"}, TypeError, "input_shape must be"),
+        ({"input_shape": (0, 5)}, ValueError, r"input_shape=\(0, 5\) must hold"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
     ],
 )
