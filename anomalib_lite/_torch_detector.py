@@ -581,8 +581,14 @@ class TorchDetector(BaseDetector):
         valid = "" if val is None else f", validation loss {val:.6g}"
         logger.info(
             "%s epoch %d/%d: train loss %.6g%s, %.2f s, elapsed %.1f s, ~%.1f s left",
-            type(self).__name__, entry["epoch"], run.stop_at, entry["train_loss"],
-            valid, entry["seconds"], elapsed, left,
+            type(self).__name__,
+            entry["epoch"],
+            run.stop_at,
+            entry["train_loss"],
+            valid,
+            entry["seconds"],
+            elapsed,
+            left,
         )
 
     # ----------------------------------------------------------- checkpoints

@@ -328,8 +328,12 @@ class ConvAutoencoderDetector(TorchDetector):
                     f"shape {np.shape(X)}."
                 )
             X = check_array(
-                X, dtype="numeric", allow_nd=True, ensure_2d=False,
-                ensure_min_samples=min_samples, input_name="X",
+                X,
+                dtype="numeric",
+                allow_nd=True,
+                ensure_2d=False,
+                ensure_min_samples=min_samples,
+                input_name="X",
             )
             if ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
                 raise ValueError(
@@ -378,7 +382,8 @@ class ConvAutoencoderDetector(TorchDetector):
                 "levels from the image size."
             )
         self.channels_ = tuple(
-            max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) if self.channels is None
+            max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i))
+            if self.channels is None
             else int(self.channels[i])
             for i in range(levels)
         )
