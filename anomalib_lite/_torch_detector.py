@@ -1,10 +1,13 @@
 """Training loop, batching, devices and checkpoints shared by the torch detectors.
 
 A subclass of :class:`TorchDetector` supplies the hooks ``_set_geometry(X)`` /
-``_check_geometry(X)`` (fitted input geometry), ``_to_tensor(X)`` and
+``_check_geometry(X)`` (fitted input geometry), ``_preprocess(x)`` (a batch tensor in
+input units and layout, any real dtype, to the float32 network input: the one
+preprocessing path, which scoring, training and :mod:`anomalib_lite.onnx` all run),
 ``_from_tensor(out, like)`` (network space to input units), ``_make_module()``,
 ``_train_loss(out, x)``, ``_errors(x, out)`` (squared error per value, input units) and
-``_score_errors(errors, x, out)``. Every output comes from one forward pass, ``_forward``.
+``_score_errors(errors, x, out)`` (chained by ``_score_tensor``). Every output comes
+from one forward pass, ``_forward``.
 """
 
 import contextlib
@@ -199,6 +202,9 @@ class TorchDetector(BaseDetector):
 
     #: Parameters that shape the network; a checkpoint must agree on them.
     _module_params = ()
+    #: dtype a numpy batch is converted to before ``_preprocess``; the
+    #: preprocessing converts any other tensor dtype to it the same way.
+    _input_dtype = np.float32
     #: ``batch_size='auto'`` uses one in this many training samples.
     _auto_batch_divisor = AUTO_BATCH_DIVISOR
 
@@ -685,6 +691,19 @@ class TorchDetector(BaseDetector):
         with torch_threads(self.n_threads), deterministic_cudnn():
             return super()._batched(func, X)
 
+    def _to_tensor(self, X):
+        """A validated numpy batch as network input, through :meth:`_preprocess`."""
+        X = np.ascontiguousarray(X, dtype=self._input_dtype)
+        if not X.flags.writeable:
+            # torch warns on a read-only array (a file opened with
+            # np.load(mmap_mode='r'), say); one batch's copy costs little.
+            X = X.copy()
+        return self._preprocess(torch.from_numpy(X))
+
+    def _score_tensor(self, x, out):
+        """Anomaly score of each sample from the network input ``x`` and output ``out``."""
+        return self._score_errors(self._errors(x, out), x, out)
+
     def _forward(self, X):
         """The one inference path: ``(x, out)`` tensors of a validated batch."""
         module = self.module_
@@ -695,7 +714,7 @@ class TorchDetector(BaseDetector):
         return x, out
 
     def _anomaly_score(self, X):
-        return self._outputs(X, lambda x, out, _: self._score_errors(self._errors(x, out), x, out))
+        return self._outputs(X, lambda x, out, _: self._score_tensor(x, out))
 
     def _outputs(self, X, func):
         """``func(x, out, batch)`` over the batches of validated ``X``, as float64."""

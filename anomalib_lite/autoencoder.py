@@ -365,13 +365,9 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # -------------------------------------------------------------- geometry
     def _as_images(self, X):
-        """Float32 ``(n, C, H, W)`` images in input units."""
+        """Float32 ``(n, C, H, W)`` images in input units, for the fitted statistics."""
         X = np.asarray(X)
-        images = np.ascontiguousarray(X, dtype=np.float32)
-        if not images.flags.writeable:
-            # torch warns on a read-only array (np.load(mmap_mode='r'), say).
-            images = images.copy()
-        return images.reshape(X.shape[0], *self.input_shape_)
+        return np.asarray(X, dtype=np.float32).reshape(X.shape[0], *self.input_shape_)
 
     def _set_geometry(self, X):
         _, H, W = self.input_shape_ = self._batch_shape(X)
@@ -416,8 +412,8 @@ class ConvAutoencoderDetector(TorchDetector):
         scale = torch.as_tensor(self.channel_scale_, dtype=like.dtype, device=like.device)
         return mean.view(1, -1, 1, 1), scale.view(1, -1, 1, 1)
 
-    def _to_tensor(self, X):
-        x = torch.from_numpy(self._as_images(X))
+    def _preprocess(self, x):
+        x = x.to(torch.float32).reshape(-1, *self.input_shape_)
         mean, scale = self._stats(x)
         x = (x - mean) / scale
         top, bottom, left, right = self.padding_

@@ -23,6 +23,7 @@ from .utils._validation import check_float, check_int, check_option, check_path
 __all__ = [
     "DEFECT_TYPES",
     "IMAGE_EXTENSIONS",
+    "list_images",
     "load_celeba",
     "load_digits_one_class",
     "load_folder_dataset",
@@ -139,6 +140,45 @@ def _resolve_paths(path_or_paths):
         "path_or_paths must be a folder, a file or a list of files, got "
         f"{type(path_or_paths).__name__}."
     )
+
+
+def list_images(path_or_paths):
+    """The image files :func:`load_images` reads, in its order, without reading them.
+
+    To read many files a batch at a time, so that memory stays flat: list
+    them once and pass slices of the list to :func:`load_images`.
+
+    Parameters
+    ----------
+    path_or_paths : str, os.PathLike or list of them
+        A folder (searched recursively, hidden files skipped, sorted by
+        relative path), a single file, or a list of files (kept in order).
+
+    Returns
+    -------
+    paths : list of str
+
+    Raises
+    ------
+    FileNotFoundError
+        When a path does not exist.
+    ValueError
+        When a folder holds no image files or a list holds a folder.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from PIL import Image
+    >>> from anomalib_lite.datasets import list_images
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ["b.png", "a.png"]:
+    ...     Image.fromarray(np.zeros((2, 2), np.uint8)).save(folder / name)
+    >>> (folder / "notes.txt").write_text("not an image")
+    12
+    >>> [pathlib.Path(p).name for p in list_images(folder)]
+    ['a.png', 'b.png']
+    """
+    return _resolve_paths(path_or_paths)
 
 
 # ------------------------------------------------------------------- reading

@@ -239,9 +239,13 @@ class AutoencoderDetector(TorchDetector):
             self.n_features_in_, self.hidden_sizes_, self.latent_dim_, dropout=self.dropout_
         )
 
-    def _to_tensor(self, X):
-        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
-        return torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+    #: Standardized in float64, then handed to the network in float32.
+    _input_dtype = np.float64
+
+    def _preprocess(self, x):
+        mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=x.device)
+        scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=x.device)
+        return ((x.to(torch.float64) - mean) / scale).to(torch.float32)
 
     def _train_loss(self, out, x):
         if not (self.loss_trim_fraction and self.module_.training):

@@ -3,11 +3,15 @@
 import itertools
 import math
 
+import torch
 from torch import nn
 
 from .functional import conv_transpose2d_unfolded
 
 __all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
+
+#: Whether ``torch.export`` is tracing (torch >= 2.6 tells; older ones never trace here).
+_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
 
 
 class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
@@ -15,7 +19,9 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
 
     The same layer as its base class, to rounding. Batched CPU input with
     ``groups=1`` runs :func:`~anomalib_lite.nn.functional.conv_transpose2d_unfolded`,
-    faster than oneDNN's kernel for few output channels; the rest runs the base.
+    faster than oneDNN's kernel for few output channels; the rest runs the base, and
+    so does a ``torch.export`` trace, so that an exported graph holds one plain
+    ``ConvTranspose`` (more runtimes support it, and onnxruntime runs it faster).
 
     Examples
     --------
@@ -31,7 +37,7 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, input, output_size=None):
         """Transposed convolution of ``input``; ``output_size`` as in the base class."""
         unfolded = output_size is None and self.groups == 1 and input.dim() == 4
-        if not unfolded or input.device.type != "cpu":
+        if not unfolded or input.device.type != "cpu" or _is_exporting():
             return super().forward(input, output_size)
         return conv_transpose2d_unfolded(
             input,

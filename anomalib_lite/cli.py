@@ -1,0 +1,634 @@
+"""The ``anomalib-lite`` command line: fit, score, map, evaluate and export on image folders.
+
+Run ``anomalib-lite --help`` (or ``python -m anomalib_lite --help``) for the
+subcommands and examples. Models are written and read with
+:mod:`anomalib_lite.io` only (no pickle). Images are read with
+:func:`anomalib_lite.datasets.load_images` as 8-bit values, grayscale or RGB,
+at their stored size unless ``--size`` resizes them; scoring reads the files
+a batch at a time, so memory stays flat in the number of files.
+
+Exit status: 0 on success, 2 for a usage error (an unknown option or
+parameter), 1 for any other failure (a missing folder, an unreadable image, a
+model of another image size); the message names the file or option, without
+a traceback.
+"""
+
+import argparse
+import ast
+import csv
+import json
+import math
+import sys
+import time
+from io import TextIOWrapper
+from pathlib import Path
+
+import numpy as np
+
+from .utils._files import write_atomically
+
+__all__ = ["main"]
+
+#: Detectors ``fit --detector`` builds, by command-line name.
+DETECTORS = {"pca": "PCADetector", "conv-ae": "ConvAutoencoderDetector"}
+#: Files read and scored at a time by ``score`` and ``maps``.
+FILES_PER_BATCH = 64
+#: Seconds between two updates of a progress line.
+PROGRESS_INTERVAL = 0.2
+
+_EXAMPLES = """\
+examples:
+  anomalib-lite fit --data bottle/ --detector conv-ae --param max_iter=60 --out bottle.model
+  anomalib-lite score --model bottle.model --data new_images/ --out scores.csv
+  anomalib-lite maps --model bottle.model --data bottle/test/broken_large --out maps/
+  anomalib-lite evaluate --model bottle.model --data bottle/
+  anomalib-lite export --model bottle.model --out bottle.onnx
+"""
+
+
+class CommandError(Exception):
+    """A failure to report as one line, naming the file or option; exit status 1."""
+
+
+class UsageError(CommandError):
+    """A command-line mistake (unknown parameter, malformed value); exit status 2."""
+
+
+# ------------------------------------------------------------------ progress
+class _Progress:
+    """One self-overwriting status line on stderr, or nothing."""
+
+    def __init__(self, enabled, label):
+        self.enabled = enabled
+        self.label = label
+        self.started = time.perf_counter()
+        self._last = -math.inf
+        self._shown = False
+
+    def show(self, text, force=False):
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self._last < PROGRESS_INTERVAL):
+            return
+        self._last = now
+        sys.stderr.write(f"\r\x1b[K{self.label}: {text}")
+        sys.stderr.flush()
+        self._shown = True
+
+    def count(self, done, total, unit="files"):
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (total - done) if done else float("nan")
+        share = 100 * done / total
+        text = f"{done}/{total} {unit} ({share:.0f}%), {elapsed:.1f} s, ~{left:.0f} s left"
+        self.show(text, force=done == total)
+
+    def close(self):
+        if self._shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._shown = False
+
+
+def _epoch_callback(progress):
+    """A detector callback that shows each epoch's loss and the time left."""
+
+    def show(detector, record):
+        epoch, total = record["epoch"], detector.max_iter
+        elapsed = time.perf_counter() - progress.started
+        left = elapsed / epoch * max(total - epoch, 0)
+        valid = record.get("valid_loss")
+        loss = f"loss {record['train_loss']:.6g}"
+        if valid is not None:
+            loss += f", validation loss {valid:.6g}"
+        progress.show(f"epoch {epoch}/{total}, {loss}, ~{left:.0f} s left", force=True)
+
+    return show
+
+
+def _progress_enabled(args):
+    return not args.quiet and sys.stderr.isatty()
+
+
+# ------------------------------------------------------------------ arguments
+def _size(text):
+    """``--size``: ``N`` or ``HxW``."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 2) or min(values, default=0) < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: expected N or HxW in pixels, e.g. 64 or 48x64"
+        )
+    return values[0] if len(values) == 1 else values
+
+
+def _param(text):
+    """``--param``: ``name=value``, the value a Python literal or else a string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"invalid parameter {text!r}: expected name=value, e.g. max_iter=60"
+        )
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return name.strip(), value
+
+
+def _existing(path, option):
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{option}: no such file or folder: '{path}'")
+    return path
+
+
+def _exists_error(path):
+    return CommandError(
+        f"--out: '{path}' already exists; pass --overwrite to replace it, or choose another path"
+    )
+
+
+def _new_file(path, option, overwrite):
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CommandError(
+            f"{option}: '{path}' already exists; pass --overwrite to replace it, or choose "
+            "another path"
+        )
+    if not path.absolute().parent.is_dir():
+        raise CommandError(f"{option}: the folder of '{path}' does not exist; create it first")
+    return path
+
+
+# ---------------------------------------------------------------------- models
+def _load_model(path):
+    from . import io
+
+    path = _existing(path, "--model")
+    try:
+        return io.load(path)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"--model '{path}': {exc}") from None
+
+
+def _scorer(model):
+    """The detector that maps and reconstructs: a calibrated model's inner one."""
+    from .thresholds import CalibratedDetector
+
+    return model.detector_ if isinstance(model, CalibratedDetector) else model
+
+
+class _ImageLayout:
+    """How to read image files for a model: colour, size and array layout."""
+
+    def __init__(self, model, size):
+        from . import PCADetector
+
+        self.model = model
+        self.size = size
+        inner = _scorer(model)
+        # PCADetector first: a PCA model is scored without importing torch.
+        if not isinstance(inner, PCADetector) and not isinstance(inner, _conv_class()):
+            raise CommandError(
+                f"--model holds a {type(inner).__name__}; the command line scores images "
+                "with PCADetector and ConvAutoencoderDetector models"
+            )
+        self.shape = getattr(inner, "input_shape_", None)  # (C, H, W) or None for PCA
+        self.flat = self.shape is None or inner.image_shape is not None
+        self.n_features = int(model.n_features_in_)
+
+    def color(self, probe):
+        """'gray' or 'rgb', from the model (or, for PCA, the first file's size)."""
+        from .datasets import load_images
+
+        if self.shape is not None:
+            return "rgb" if self.shape[0] == 3 else "gray"
+        h, w = load_images([probe], size=self.size).shape[1:]
+        if h * w == self.n_features:
+            return "gray"
+        if 3 * h * w == self.n_features:
+            return "rgb"
+        raise CommandError(
+            f"'{probe}' is {h}x{w} pixels but the model was fitted on images of "
+            f"{self.n_features} values; pass files of the fitted size, or --size"
+        )
+
+    def read(self, paths, color, skip_unreadable=False):
+        """Images of ``paths``, ``(n, H, W)`` or ``(n, 3, H, W)``, and the files read."""
+        from .datasets import load_images
+
+        images, kept = load_images(
+            paths,
+            size=self.size,
+            color_mode=color,
+            on_error="warn" if skip_unreadable else "raise",
+            return_paths=True,
+        )
+        self.check(images, kept[0])
+        return images, kept
+
+    def as_input(self, images):
+        """Images in the layout the model was fitted on."""
+        return images.reshape(len(images), -1) if self.flat else images
+
+    def check(self, images, first):
+        got = images.shape[1:] if images.ndim == 4 else (1, *images.shape[1:])
+        if self.shape is not None and tuple(got) != tuple(self.shape):
+            raise CommandError(
+                f"'{first}' is {got[1]}x{got[2]} pixels with {got[0]} channel(s) but the "
+                f"model was fitted on {self.shape[1]}x{self.shape[2]} pixels with "
+                f"{self.shape[0]} channel(s); pass files of the fitted size, or --size "
+                f"{self.shape[1]}x{self.shape[2]}"
+            )
+        if self.shape is None and math.prod(got) != self.n_features:
+            raise CommandError(
+                f"'{first}' has {math.prod(got)} values but the model was fitted on images "
+                f"of {self.n_features}; pass files of the fitted size, or --size"
+            )
+
+
+def _conv_class():
+    from . import ConvAutoencoderDetector
+
+    return ConvAutoencoderDetector
+
+
+def _image_files(data):
+    from .datasets import list_images
+
+    sources = [_existing(d, "--data") for d in data]
+    try:
+        if len(sources) == 1 and sources[0].is_dir():
+            return list_images(sources[0]), sources[0]
+        return list_images([str(s) for s in sources]), None
+    except ValueError as exc:
+        raise CommandError(f"--data: {exc}") from None
+
+
+def _batches(paths):
+    for start in range(0, len(paths), FILES_PER_BATCH):
+        yield paths[start : start + FILES_PER_BATCH]
+
+
+# ----------------------------------------------------------------- subcommands
+def _training_images(args):
+    from .datasets import load_folder_dataset, load_images
+
+    root = _existing(args.data, "--data")
+    if not root.is_dir():
+        raise CommandError(f"--data: '{root}' is not a folder")
+    options = {"size": args.size, "color_mode": args.color}
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return load_folder_dataset(root, mask_dir=None, **options).train_images
+    return load_images(root, **options)
+
+
+def _cmd_fit(args):
+    from . import PCADetector, io
+
+    cls = PCADetector if args.detector == "pca" else _conv_class()
+    detector = cls()
+    params = dict(args.param or [])
+    valid = detector.get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise UsageError(
+            f"--param {unknown[0]}: {cls.__name__} has no parameter {unknown[0]!r}; its "
+            f"parameters are {', '.join(sorted(valid))}"
+        )
+    if "callbacks" in params:
+        raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
+    progress = _Progress(_progress_enabled(args), f"fit {cls.__name__}")
+    detector.set_params(**params)
+    out = _new_file(args.out, "--out", args.overwrite)
+    images = _training_images(args)
+    X = images.reshape(len(images), -1) if args.detector == "pca" else images
+    progress.show(f"{len(images)} images of {'x'.join(map(str, images.shape[1:]))}", force=True)
+    if progress.enabled and "callbacks" in valid:
+        detector.set_params(callbacks=[_epoch_callback(progress)])
+    try:
+        detector.fit(X)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"fit: {exc}") from None
+    finally:
+        progress.close()
+        if "callbacks" in valid:
+            detector.set_params(callbacks=None)
+    io.save(detector, out, overwrite=args.overwrite)
+    print(f"fitted {cls.__name__} on {len(images)} images from '{args.data}'; saved '{out}'")
+
+
+def _cmd_score(args):
+    model = _load_model(args.model)
+    layout = _ImageLayout(model, args.size)
+    paths, _ = _image_files(args.data)
+    out = _new_file(args.out, "--out", args.overwrite)
+    color = layout.color(paths[0])
+    progress = _Progress(_progress_enabled(args), "score")
+    counts = {"scored": 0, "anomalies": 0}
+
+    def write(fh):
+        # Rows stream into the temporary file one batch of files at a time.
+        text = TextIOWrapper(fh, encoding="utf-8", newline="")
+        writer = csv.writer(text)
+        writer.writerow(["path", "score", "decision", "label"])
+        for batch in _batches(paths):
+            images, kept = layout.read(batch, color, args.skip_unreadable)
+            score = model.score_samples(layout.as_input(images))
+            decision = score - model.offset_
+            for path, s, d in zip(kept, score, decision, strict=True):
+                label = "normal" if d >= 0 else "anomaly"
+                writer.writerow([path, repr(float(s)), repr(float(d)), label])
+            counts["anomalies"] += int(np.sum(decision < 0))
+            counts["scored"] += len(kept)
+            progress.count(counts["scored"], len(paths))
+        text.flush()
+        text.detach()
+
+    try:
+        write_atomically(out, write, overwrite=args.overwrite, exists_error=_exists_error)
+    finally:
+        progress.close()
+    n_scored, n_anomalies = counts["scored"], counts["anomalies"]
+    print(f"scored {n_scored} images, {n_anomalies} flagged as anomalies; wrote '{out}'")
+
+
+def _cmd_maps(args):
+    from .visualization import reconstruction_figure
+
+    model = _load_model(args.model)
+    layout = _ImageLayout(model, args.size)
+    paths, root = _image_files(args.data)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out: '{out}' is a file; pass a folder")
+    color = layout.color(paths[0])
+    inner = _scorer(model)
+    progress = _Progress(_progress_enabled(args), "maps")
+    written = 0
+    try:
+        for batch in _batches(paths):
+            images, kept = layout.read(batch, color, args.skip_unreadable)
+            for i, path in enumerate(kept):
+                name = Path(path).relative_to(root) if root is not None else Path(path).name
+                target = (out / name).with_suffix(".png")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    reconstruction_figure(
+                        {type(inner).__name__: inner},
+                        images[i : i + 1],
+                        row_titles=[Path(path).name],
+                        path=target,
+                        overwrite=args.overwrite,
+                    )
+                except FileExistsError:
+                    raise CommandError(
+                        f"--out: '{target}' already exists; pass --overwrite to replace it"
+                    ) from None
+                written += 1
+                progress.count(written, len(paths))
+    finally:
+        progress.close()
+    print(f"wrote {written} figures to '{out}'")
+
+
+def _cmd_evaluate(args):
+    from sklearn.metrics import roc_auc_score
+
+    from .datasets import load_folder_dataset
+    from .metrics import aupro_score, pixel_roc_auc_score
+
+    model = _load_model(args.model)
+    layout = _ImageLayout(model, args.size)
+    root = _existing(args.data, "--data")
+    color = "rgb" if layout.shape is not None and layout.shape[0] == 3 else "gray"
+    try:
+        data = load_folder_dataset(root, size=args.size, color_mode=color)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(f"--data: {exc}") from None
+    images, labels = data.test_images, data.test_labels
+    layout.check(images, data.test_paths[0])
+    X = layout.as_input(images)
+    decision = model.decision_function(X)
+    predicted = decision < 0
+    results = {
+        "n_images": len(labels),
+        "n_anomalous": int(labels.sum()),
+        "threshold": -float(model.offset_),
+        "true_positives": int(np.sum(predicted & (labels == 1))),
+        "false_positives": int(np.sum(predicted & (labels == 0))),
+        "true_negatives": int(np.sum(~predicted & (labels == 0))),
+        "false_negatives": int(np.sum(~predicted & (labels == 1))),
+        "image_roc_auc": None,
+        "pixel_roc_auc": None,
+        "aupro": None,
+    }
+    if 0 < labels.sum() < len(labels):
+        results["image_roc_auc"] = float(roc_auc_score(labels, -decision))
+    inner = _scorer(model)
+    masks = data.test_masks
+    if masks is not None and masks.any() and hasattr(inner, "anomaly_map"):
+        maps = inner.anomaly_map(X)
+        results["pixel_roc_auc"] = pixel_roc_auc_score(masks, maps)
+        results["aupro"] = aupro_score(masks, maps)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return
+    for key, value in results.items():
+        shown = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else value)
+        print(f"{key:>16}: {shown}")
+
+
+def _cmd_export(args):
+    from .onnx import export
+
+    model = _load_model(args.model)
+    out = _new_file(args.out, "--out", args.overwrite)
+    # Grayscale images go in as the command line reads them, (n, H, W).
+    shape = getattr(_scorer(model), "sample_shape_", None)
+    input_shape = shape[1:] if shape is not None and len(shape) == 3 and shape[0] == 1 else None
+    try:
+        export(
+            model,
+            out,
+            input_shape=input_shape,
+            input_dtype=args.input_dtype,
+            overwrite=args.overwrite,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"export: {exc}") from None
+    print(f"exported {type(model).__name__} to '{out}' (input dtype {args.input_dtype})")
+
+
+# ---------------------------------------------------------------------- parser
+def _parser():
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="anomalib-lite",
+        description="Fit anomaly detectors on folders of normal images, score new images, "
+        "draw their anomaly maps, evaluate on an MVTec-style folder and export to ONNX.",
+        epilog=_EXAMPLES,
+        formatter_class=formatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, help, example):
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=formatter,
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress display on stderr")
+        return p
+
+    def size_option(p):
+        p.add_argument(
+            "--size",
+            type=_size,
+            metavar="N|HxW",
+            help="resize every image to N x N or H x W pixels (as at fit time)",
+        )
+
+    def model_and_files(p, out_metavar, out_help):
+        p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
+        p.add_argument(
+            "--data",
+            required=True,
+            nargs="+",
+            metavar="DIR|FILE",
+            help="a folder of images (read recursively) or image files",
+        )
+        p.add_argument("--out", required=True, metavar=out_metavar, help=out_help)
+        size_option(p)
+        p.add_argument(
+            "--skip-unreadable",
+            action="store_true",
+            help="skip unreadable files with a warning instead of failing",
+        )
+        p.add_argument("--overwrite", action="store_true", help="replace existing output")
+
+    p = command(
+        "fit",
+        "Fit a detector on a folder of normal images and save it as a model file.",
+        "anomalib-lite fit --data bottle/ --detector conv-ae --param max_iter=60 --out m.model",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="folder of normal images (read recursively), or an MVTec-style root "
+        "(train/good/ is learned from)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=sorted(DETECTORS),
+        default="conv-ae",
+        help="pca or conv-ae (convolutional autoencoder; default)",
+    )
+    p.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a detector parameter, e.g. max_iter=60 (repeatable)",
+    )
+    p.add_argument(
+        "--color",
+        choices=("gray", "rgb"),
+        default="gray",
+        help="read images as grayscale (default) or RGB",
+    )
+    size_option(p)
+    p.add_argument("--out", required=True, metavar="MODEL", help="model file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_fit)
+
+    p = command(
+        "score",
+        "Score images with a model; write path, score, decision and label to a CSV file.",
+        "anomalib-lite score --model m.model --data new/ --out scores.csv",
+    )
+    model_and_files(p, "CSV", "CSV file to write")
+    p.set_defaults(func=_cmd_score)
+
+    p = command(
+        "maps",
+        "Draw input | reconstruction | difference figures, one PNG per image.",
+        "anomalib-lite maps --model m.model --data bottle/test/broken_large --out maps/",
+    )
+    model_and_files(p, "DIR", "folder for the figures")
+    p.set_defaults(func=_cmd_maps)
+
+    p = command(
+        "evaluate",
+        "Image and pixel ROC-AUC, AUPRO and the confusion counts at the model's threshold "
+        "on an MVTec-style root (test/good/, test/<defect>/, ground_truth/<defect>/).",
+        "anomalib-lite evaluate --model m.model --data bottle/",
+    )
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
+    p.add_argument("--data", required=True, metavar="ROOT", help="MVTec-style root folder")
+    size_option(p)
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = command(
+        "export",
+        "Export a model to ONNX: raw images in, score, decision, is_anomaly and anomaly_map out.",
+        "anomalib-lite export --model m.model --out m.onnx",
+    )
+    p.add_argument("--model", required=True, metavar="MODEL", help="model file from fit")
+    p.add_argument("--out", required=True, metavar="ONNX", help="ONNX file to write")
+    p.add_argument(
+        "--input-dtype",
+        choices=("uint8", "float32", "float64"),
+        default="uint8",
+        help="dtype of the graph's input (default uint8: 8-bit images, as fit reads them)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; return the exit status.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Arguments without the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on failure, 2 on a usage error.
+
+    Examples
+    --------
+    >>> from anomalib_lite.cli import main
+    >>> main(["export", "--model"])  # a usage error, explained on stderr
+    2
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        args.func(args)
+    except UsageError as exc:
+        print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"anomalib-lite {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

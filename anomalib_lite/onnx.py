@@ -1,0 +1,401 @@
+"""Export a fitted detector to ONNX, to score where neither PyTorch nor Python runs.
+
+:func:`export` writes one ONNX graph that takes the raw input, in the units
+and layout the detector was fitted on, and does the whole scoring inside:
+the conversion to float, the per-channel standardization, the padding to the
+network's size and the cropping back, the network, the image score and the
+threshold. There is no second preprocessing path to keep in step: the graph
+is traced from the detector's own torch code, the code that
+``score_samples`` runs.
+
+The graph has one input, ``input``, of shape ``(n, *input_shape)`` with a
+dynamic batch size ``n``, and these outputs:
+
+* ``score`` (float64, ``(n,)``): :meth:`score_samples`, higher = more normal;
+* ``decision`` (float64, ``(n,)``): :meth:`decision_function`, ``score``
+  minus the fitted (or calibrated) ``offset_``;
+* ``is_anomaly`` (bool, ``(n,)``): ``decision < 0``, that is
+  ``predict(X) == -1``;
+* ``anomaly_map`` (float64, ``(n, H, W)``), for
+  :class:`~anomalib_lite.ConvAutoencoderDetector` only: :meth:`anomaly_map`,
+  smoothing included.
+
+The graph uses ONNX opset :data:`OPSET`. Its metadata (``metadata_props``)
+records the library version, the detector class, its parameters as JSON,
+the input shape and dtype, ``offset_`` and the threshold on the anomaly
+score (``-offset_``).
+
+Exporting needs the optional packages ``onnx`` and ``onnxscript`` (PyTorch's
+``torch.export``-based ONNX exporter runs on them), and scoring the file with
+Python needs ``onnxruntime``: ``pip install "anomalib_lite[onnx]"``.
+"""
+
+import contextlib
+import copy
+import errno
+import json
+import logging
+import math
+import os
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from ._version import __version__
+from .pca import PCADetector
+from .thresholds import CalibratedDetector
+from .utils._files import write_atomically
+from .utils._validation import check_bool, check_path
+
+__all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "export"]
+
+#: ONNX operator set of the exported graphs (supported by onnxruntime >= 1.14).
+OPSET = 18
+#: Name of the graph's input.
+INPUT_NAME = "input"
+#: Names of the graph's outputs; ``anomaly_map`` only for image detectors.
+OUTPUT_NAMES = ("score", "decision", "is_anomaly", "anomaly_map")
+#: Input dtypes a graph can take.
+INPUT_DTYPES = ("uint8", "float32", "float64")
+#: Key prefix of the entries written to the ONNX metadata.
+METADATA_PREFIX = "anomalib_lite."
+
+
+def _import_exporter():
+    """Check for the exporter's optional packages, with a hint where they are missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"anomalib_lite.onnx.export needs the optional packages onnx and onnxscript "
+            f'({exc}); install them with: pip install "anomalib_lite[onnx]"'
+        ) from None
+
+
+def _check_exportable(detector):
+    """The detector, fitted and of a kind the export can represent."""
+    from ._torch_detector import TorchDetector
+
+    if isinstance(detector, Pipeline):
+        raise TypeError(
+            "detector is a Pipeline; only anomalib_lite detectors export to ONNX, not the "
+            "scikit-learn transformers before them. Fit the detector on the transformed "
+            "data and export it, or move the preprocessing into the detector (the image "
+            "detectors standardize their input themselves)."
+        )
+    if not isinstance(detector, (PCADetector, TorchDetector, CalibratedDetector)):
+        raise TypeError(
+            f"detector must be a fitted PCADetector, ConvAutoencoderDetector, "
+            f"AutoencoderDetector or a CalibratedDetector wrapping one, got "
+            f"{type(detector).__name__}."
+        )
+    try:
+        check_is_fitted(detector)
+    except NotFittedError:
+        raise NotFittedError(
+            f"This {type(detector).__name__} is not fitted, so there is no model to "
+            "export; call fit first."
+        ) from None
+    if isinstance(detector, CalibratedDetector):
+        _check_exportable(detector.detector_)
+    return detector
+
+
+def _inner(detector):
+    """The detector that scores: a calibrated detector's wrapped one."""
+    return detector.detector_ if isinstance(detector, CalibratedDetector) else detector
+
+
+def _check_input(detector, input_shape, input_dtype):
+    """Validate ``input_shape`` and ``input_dtype`` against the detector's own checks."""
+    if isinstance(input_dtype, str | type | np.dtype):
+        try:
+            name = np.dtype(input_dtype).name
+        except TypeError:
+            name = None
+    else:
+        raise TypeError(
+            f"input_dtype must be one of {INPUT_DTYPES} (a string or numpy dtype), got "
+            f"{type(input_dtype).__name__} {input_dtype!r}."
+        )
+    if name not in INPUT_DTYPES:
+        raise ValueError(
+            f"input_dtype={input_dtype!r} is not supported; pass one of {INPUT_DTYPES}: the "
+            "dtype of the arrays the graph will be given (uint8 for 8-bit images)."
+        )
+    if input_shape is None:
+        input_shape = _inner(detector).sample_shape_
+    ints = isinstance(input_shape, tuple | list) and all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in input_shape
+    )
+    if not ints:
+        raise TypeError(
+            f"input_shape must be None or a tuple of ints (the shape of one sample, without "
+            f"the batch axis), got {type(input_shape).__name__} {input_shape!r}."
+        )
+    if not input_shape or min(input_shape) < 1:
+        raise ValueError(
+            f"input_shape={tuple(input_shape)!r} must hold at least one size, each >= 1, "
+            "e.g. (28, 28) or (3, 64, 64)."
+        )
+    input_shape = tuple(int(s) for s in input_shape)
+    probe = np.zeros((1, *input_shape), dtype=name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            detector.score_samples(probe)
+    except ValueError as exc:
+        raise ValueError(
+            f"The {type(detector).__name__} refuses input of shape (n, "
+            f"{', '.join(map(str, input_shape))}) and dtype {name} (input_shape="
+            f"{input_shape!r}, input_dtype={name!r}), so no graph can take it: {exc}"
+        ) from None
+    return input_shape, name
+
+
+def _scorer(detector):
+    """An ``nn.Module``: raw input tensor -> (anomaly score, anomaly map or None)."""
+    detector = _inner(detector)
+    if isinstance(detector, PCADetector):
+        return _PCAScorer(detector)
+    return _TorchScorer(detector)
+
+
+class _TorchScorer(nn.Module):
+    """A torch detector's own preprocessing, network, image score and map."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+        self.network = copy.deepcopy(detector.module_).cpu().eval()
+
+    def forward(self, x):
+        det = self.detector
+        z = det._preprocess(x)
+        out = self.network(z)
+        maps = det._pixel_map(z, out) if hasattr(det, "anomaly_map") else None
+        return det._score_tensor(z, out), maps
+
+
+class _PCAScorer(nn.Module):
+    """PCADetector's statistic from its fitted arrays, in float64 as it computes it."""
+
+    def __init__(self, detector):
+        super().__init__()
+        f64 = torch.float64
+        self.statistic = detector.statistic
+        self.theta1 = float(detector.theta_[0]) if detector.theta_[0] > 0 else 1.0
+        self.n_components = int(detector.n_components_)
+        self.register_buffer("mean", torch.as_tensor(detector.mean_, dtype=f64))
+        self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
+        self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))
+
+    def forward(self, x):
+        xc = x.to(torch.float64) - self.mean
+        t = xc @ self.components.T
+        t2 = (t * t) @ self.inv_lambda
+        if self.statistic == "t2":
+            return t2, None
+        r = xc - t @ self.components
+        spe = (r * r).sum(1)
+        if self.statistic == "spe":
+            return spe, None
+        return spe / self.theta1 + t2 / self.n_components, None
+
+
+class _Graph(nn.Module):
+    """The exported module: raw input -> the named outputs of the public methods."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.scorer = _scorer(detector)
+        self.offset = float(detector.offset_)
+
+    def forward(self, x):
+        anomaly, maps = self.scorer(x)
+        anomaly = anomaly.to(torch.float64)
+        # As score_samples: a score that overflowed is maximally anomalous.
+        anomaly = torch.where(torch.isfinite(anomaly), anomaly, math.inf)
+        score = -anomaly
+        decision = score - self.offset
+        outputs = (score, decision, decision < 0)
+        if maps is not None:
+            outputs = (*outputs, maps.to(torch.float64))
+        return outputs
+
+
+def _params_json(estimator):
+    """The parameters as JSON; nested estimators as ``{"class", "params"}``."""
+
+    def encode(value):
+        if hasattr(value, "get_params"):
+            return {"class": type(value).__name__, "params": _params(value)}
+        if isinstance(value, tuple | list):
+            return [encode(v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return repr(value)
+
+    def _params(est):
+        return {k: encode(v) for k, v in est.get_params(deep=False).items()}
+
+    return json.dumps(_params(estimator), sort_keys=True)
+
+
+def _metadata(detector, input_shape, input_dtype, outputs):
+    return {
+        "version": __version__,
+        "detector": type(detector).__name__,
+        "params": _params_json(detector),
+        "input_shape": json.dumps(["n", *input_shape]),
+        "input_dtype": input_dtype,
+        "outputs": json.dumps(list(outputs)),
+        "offset": repr(float(detector.offset_)),
+        "threshold": repr(-float(detector.offset_)),
+    }
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's notices about packages and APIs the graph does not use."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*training mode.*")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _exists_error(path):
+    return FileExistsError(
+        errno.EEXIST,
+        "A file already exists there and export() does not overwrite files by default; "
+        "pass overwrite=True to replace it (atomically) or choose another path",
+        str(path),
+    )
+
+
+def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite=False):
+    """Write a fitted detector to an ONNX file that scores as the detector does.
+
+    The graph takes raw samples (no preprocessing is left to the caller)
+    and returns ``score``, ``decision``, ``is_anomaly`` and, for images,
+    ``anomaly_map``: see the module docstring. It is traced from the
+    detector's own scoring code, so that onnxruntime's outputs equal the
+    library's to float rounding.
+
+    Parameters
+    ----------
+    detector : estimator
+        A fitted :class:`~anomalib_lite.PCADetector`,
+        :class:`~anomalib_lite.ConvAutoencoderDetector`,
+        :class:`~anomalib_lite.AutoencoderDetector`, or a fitted
+        :class:`~anomalib_lite.CalibratedDetector` wrapping one of them
+        (its calibrated threshold is exported).
+    path : str or os.PathLike
+        File to write. The file appears complete or not at all: it is
+        written to a temporary file in the same directory and then moved into
+        place.
+    input_shape : tuple of int or None, default=None
+        Shape of one sample, without the batch axis: the layout the graph's
+        input takes. None uses the detector's ``sample_shape_`` (rows
+        ``(n_features,)`` for tabular detectors and ``image_shape``
+        detectors, ``(C, H, W)`` for images). Any layout the detector
+        accepts is allowed, e.g. ``(28, 28)`` for grayscale images passed as
+        ``(n, 28, 28)``.
+    input_dtype : {'float32', 'uint8', 'float64'}, default='float32'
+        dtype of the graph's input. The graph converts it as the detector
+        converts arrays of that dtype.
+    overwrite : bool, default=False
+        Replace an existing file at ``path`` (atomically). Otherwise an
+        existing file is never touched.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ImportError
+        If ``onnx`` or ``onnxscript`` is missing.
+    sklearn.exceptions.NotFittedError
+        If the detector is not fitted.
+    TypeError
+        If the detector is not one the export can represent (a Pipeline, a
+        detector of another library).
+    FileExistsError
+        If ``path`` exists and ``overwrite=False``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import onnxruntime as ort
+    >>> from anomalib_lite import PCADetector
+    >>> from anomalib_lite.onnx import export
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> det = PCADetector(n_components=2).fit(X)
+    >>> path = export(det, os.path.join(tempfile.mkdtemp(), "pca.onnx"))
+    >>> session = ort.InferenceSession(path)
+    >>> score, decision, is_anomaly = session.run(None, {"input": X[:3].astype(np.float32)})
+    >>> bool(np.allclose(score, det.score_samples(X[:3].astype(np.float32))))
+    True
+    """
+    _import_exporter()
+    _check_exportable(detector)
+    path = check_path(path)
+    check_bool(overwrite, "overwrite")
+    if not overwrite and os.path.lexists(path):
+        raise _exists_error(path)
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, "The directory to write the ONNX file in does not exist", str(directory)
+        )
+    input_shape, input_dtype = _check_input(detector, input_shape, input_dtype)
+    graph = _Graph(detector).eval()
+    example = torch.from_numpy(np.zeros((2, *input_shape), dtype=input_dtype))
+    with torch.no_grad():
+        n_outputs = len(graph(example))
+    outputs = OUTPUT_NAMES[:n_outputs]
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=list(outputs),
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+    model = program.model_proto
+    model.producer_name = "anomalib_lite"
+    model.doc_string = (
+        f"{type(detector).__name__} exported by anomalib_lite: input {INPUT_NAME!r} of shape "
+        f"(n, {', '.join(map(str, input_shape))}) and dtype {input_dtype}; outputs "
+        f"{', '.join(outputs)}."
+    )
+    for key, value in _metadata(detector, input_shape, input_dtype, outputs).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, value
+    data = model.SerializeToString()
+    write_atomically(
+        path, lambda fh: fh.write(data), overwrite=overwrite, exists_error=_exists_error
+    )
+    return path

@@ -1,0 +1,306 @@
+"""The anomalib-lite command line, end to end in subprocesses."""
+
+import contextlib
+import csv
+import io as io_module
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anomalib_lite import io
+from anomalib_lite.cli import main
+from anomalib_lite.datasets import make_textures
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 16
+FAST = ["--param", "max_iter=2", "--param", "random_state=0", "--param", "channels=(8, 16)"]
+
+
+def _cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "anomalib_lite", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def _ok(*args):
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def _fails(*args, status=1, match=""):
+    """Run in this process (a subprocess costs seconds); the exit status and message."""
+    stderr = io_module.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io_module.StringIO()):
+        got = main([str(a) for a in args])
+    message = stderr.getvalue()
+    assert got == status, message
+    assert "Traceback" not in message
+    assert match in message, message
+    return message
+
+
+def _save(array, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """An MVTec-style folder of 8-bit textures: train/good, test/good, test/defect, masks."""
+    root = tmp_path_factory.mktemp("mvtec")
+    data = make_textures(48, image_size=SIZE, anomaly_ratio=0.25, random_state=0)
+    images = np.round(np.clip(data.images, 0, 1) * 255).astype(np.uint8)
+    normal = np.flatnonzero(data.labels == 0)
+    for i in normal[:28]:
+        _save(images[i], root / "train" / "good" / f"{i:03d}.png")
+    for i in normal[28:]:
+        _save(images[i], root / "test" / "good" / f"{i:03d}.png")
+    for i in np.flatnonzero(data.labels == 1):
+        _save(images[i], root / "test" / "defect" / f"{i:03d}.png")
+        _save(
+            data.masks[i].astype(np.uint8) * 255, root / "ground_truth/defect" / f"{i:03d}_mask.png"
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(root, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "conv.model"
+    result = _ok("fit", "--data", root, "--detector", "conv-ae", *FAST, "--out", path)
+    assert "saved" in result.stdout
+    return path
+
+
+def test_fit_score_maps_evaluate_export_agree_with_onnxruntime(root, model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    scores = tmp_path / "scores.csv"
+    _ok("score", "--model", model, "--data", root / "test", "--out", scores)
+    with open(scores, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    paths = sorted(str(p) for p in (root / "test").rglob("*.png"))
+    assert [r["path"] for r in rows] == paths
+    assert {r["label"] for r in rows} <= {"normal", "anomaly"}
+
+    detector = io.load(model)
+    images = np.stack([np.asarray(Image.open(p)) for p in paths])
+    np.testing.assert_array_equal([float(r["score"]) for r in rows], detector.score_samples(images))
+
+    maps = tmp_path / "maps"
+    result = _ok("maps", "--model", model, "--data", root / "test" / "defect", "--out", maps)
+    figures = sorted(maps.glob("*.png"))
+    assert len(figures) == len(list((root / "test" / "defect").glob("*.png")))
+    assert "wrote" in result.stdout
+
+    result = _ok("evaluate", "--model", model, "--data", root, "--json")
+    metrics = json.loads(result.stdout)
+    assert metrics["n_images"] == len(rows)
+    counts = [metrics[k] for k in ("true_positives", "false_positives")]
+    assert sum(counts) == sum(r["label"] == "anomaly" for r in rows)
+    assert 0 <= metrics["image_roc_auc"] <= 1 and 0 <= metrics["aupro"] <= 1
+    assert 0 <= metrics["pixel_roc_auc"] <= 1
+
+    onnx_path = tmp_path / "model.onnx"
+    _ok("export", "--model", model, "--out", onnx_path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outputs = dict(
+        zip(
+            [o.name for o in session.get_outputs()],
+            session.run(None, {"input": images}),
+            strict=True,
+        )
+    )
+    expected = np.array([float(r["score"]) for r in rows])
+    np.testing.assert_allclose(
+        outputs["score"], expected, rtol=0, atol=1e-5 * np.abs(expected).max()
+    )
+    labels = np.where(outputs["is_anomaly"], "anomaly", "normal")
+    assert labels.tolist() == [r["label"] for r in rows]
+
+
+def test_pca_scores_files_given_one_by_one(root, tmp_path):
+    path = tmp_path / "pca.model"
+    _ok("fit", "--data", root / "train" / "good", "--detector", "pca", "--out", path)
+    files = sorted((root / "test" / "good").glob("*.png"))[:3]
+    scores = tmp_path / "scores.csv"
+    _ok("score", "--quiet", "--model", path, "--data", *files, "--out", scores)
+    with open(scores, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    images = np.stack([np.asarray(Image.open(p)) for p in files]).reshape(3, -1)
+    np.testing.assert_array_equal(
+        [float(r["score"]) for r in rows], io.load(path).score_samples(images)
+    )
+
+
+def test_help_shows_examples(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "anomalib-lite fit --data" in out
+    assert main(["score", "--help"]) == 0
+    assert "example:" in capsys.readouterr().out
+
+
+def test_progress_is_off_when_stderr_is_not_a_terminal(root, tmp_path):
+    result = _ok("fit", "--data", root, *FAST, "--out", tmp_path / "m.model")
+    assert result.stderr == ""
+
+
+def test_progress_shows_epochs_on_a_terminal(root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["fit", "--data", str(root), *FAST, "--out", str(tmp_path / "m.model")]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "left" in err
+    assert io.load(tmp_path / "m.model").callbacks is None  # the progress callback is not saved
+    assert main(["fit", "--quiet", "--data", str(root), *FAST, "--out", str(tmp_path / "q")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------ bad input
+def test_missing_data_folder(tmp_path):
+    _fails("fit", "--data", tmp_path / "nowhere", "--out", tmp_path / "m.model", match="--data")
+    assert not (tmp_path / "m.model").exists()
+
+
+def test_unknown_parameter_is_a_usage_error(root, tmp_path):
+    _fails(
+        "fit",
+        "--data",
+        root,
+        "--param",
+        "epochs=3",
+        "--out",
+        tmp_path / "m.model",
+        status=2,
+        match="has no parameter 'epochs'",
+    )
+
+
+def test_malformed_parameter_is_a_usage_error(root, tmp_path):
+    _fails(
+        "fit",
+        "--data",
+        root,
+        "--param",
+        "max_iter",
+        "--out",
+        tmp_path / "m",
+        status=2,
+        match="name=value",
+    )
+
+
+def test_bad_parameter_value_names_it(root, tmp_path):
+    _fails(
+        "fit", "--data", root, "--param", "max_iter=0", "--out", tmp_path / "m", match="max_iter"
+    )
+
+
+def test_unknown_subcommand_and_missing_option_are_usage_errors(tmp_path):
+    _fails("train", status=2, match="invalid choice")
+    _fails("score", "--data", tmp_path, "--out", tmp_path / "s.csv", status=2, match="--model")
+
+
+def test_existing_output_is_kept(root, model, tmp_path):
+    out = tmp_path / "scores.csv"
+    out.write_text("precious")
+    _fails("score", "--model", model, "--data", root / "test", "--out", out, match="--overwrite")
+    assert out.read_text() == "precious"
+
+
+def test_missing_and_foreign_model_files(root, tmp_path):
+    _fails(
+        "score",
+        "--model",
+        tmp_path / "none.model",
+        "--data",
+        root,
+        "--out",
+        tmp_path / "s.csv",
+        match="--model",
+    )
+    bogus = tmp_path / "bogus.model"
+    bogus.write_bytes(b"not a model")
+    _fails("export", "--model", bogus, "--out", tmp_path / "m.onnx", match=str(bogus))
+
+
+def test_unreadable_image_names_the_file(root, model, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for p in sorted((root / "test" / "good").glob("*.png"))[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    _fails(
+        "score", "--model", model, "--data", folder, "--out", tmp_path / "s.csv", match="broken.png"
+    )
+    assert not (tmp_path / "s.csv").exists()
+    assert os.listdir(tmp_path) == ["images"]
+    _ok(
+        "score",
+        "--skip-unreadable",
+        "--model",
+        model,
+        "--data",
+        folder,
+        "--out",
+        tmp_path / "s.csv",
+    )
+    with open(tmp_path / "s.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+
+
+def test_model_of_another_image_size(model, tmp_path):
+    _save(np.zeros((SIZE + 4, SIZE), np.uint8), tmp_path / "big.png")
+    _fails(
+        "score",
+        "--model",
+        model,
+        "--data",
+        tmp_path / "big.png",
+        "--out",
+        tmp_path / "s.csv",
+        match=f"{SIZE}x{SIZE}",
+    )
+
+
+def test_evaluate_needs_an_mvtec_root(model, root):
+    _fails("evaluate", "--model", model, "--data", root / "train", match="--data")
+
+
+def test_tabular_model_is_refused(root, tmp_path):
+    from anomalib_lite import PCADetector
+
+    path = tmp_path / "tabular.model"
+    io.save(PCADetector(n_components=2).fit(np.random.default_rng(0).normal(size=(30, 5))), path)
+    _fails(
+        "score",
+        "--model",
+        path,
+        "--data",
+        root / "test",
+        "--out",
+        tmp_path / "s.csv",
+        match="fitted on images of 5",
+    )
+
+
+def test_console_script_points_at_main():
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        scripts = tomllib.load(fh)["project"]["scripts"]
+    module, _, name = scripts["anomalib-lite"].partition(":")
+    assert (module, name) == ("anomalib_lite.cli", "main")
+    assert main(["--help"]) == 0

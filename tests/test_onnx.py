@@ -1,0 +1,281 @@
+"""ONNX export: onnxruntime scores, decides and maps as the library does."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+
+from anomalib_lite import (  # noqa: E402
+    AutoencoderDetector,
+    CalibratedDetector,
+    ConvAutoencoderDetector,
+    PCADetector,
+    __version__,
+)
+from anomalib_lite.datasets import make_textures  # noqa: E402
+from anomalib_lite.onnx import OPSET, export  # noqa: E402
+
+CONV = {"max_iter": 2, "random_state": 0, "channels": (8, 16), "latent_dim": 8}
+#: Largest difference allowed, relative to the largest absolute library value.
+RTOL = 1e-5
+
+
+def _digits():
+    X, y = load_digits(return_X_y=True)
+    return X[y == 0], X[y != 0][:40]
+
+
+def _run(path, X):
+    session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"input": X}), strict=True))
+
+
+def _assert_same(det, path, X):
+    """onnxruntime's outputs on ``X`` agree with the detector's public methods."""
+    got = _run(path, X)
+    score = det.score_samples(X)
+    scale = np.abs(score).max()
+    assert got["score"].dtype == np.float64 and got["score"].shape == (len(X),)
+    np.testing.assert_allclose(got["score"], score, rtol=0, atol=RTOL * scale)
+    np.testing.assert_allclose(got["decision"], det.decision_function(X), rtol=0, atol=RTOL * scale)
+    np.testing.assert_array_equal(np.where(got["is_anomaly"], -1, 1), det.predict(X))
+    inner = det.detector_ if isinstance(det, CalibratedDetector) else det
+    if hasattr(inner, "anomaly_map"):
+        maps = inner.anomaly_map(X)
+        assert got["anomaly_map"].shape == maps.shape
+        np.testing.assert_allclose(got["anomaly_map"], maps, rtol=0, atol=RTOL * np.abs(maps).max())
+    else:
+        assert "anomaly_map" not in got
+    return got
+
+
+def _export(det, tmp_path, name="model.onnx", **kwargs):
+    return export(det, tmp_path / name, **kwargs)
+
+
+def _both_batches(det, path, X):
+    """A batch of one and a batch of many."""
+    _assert_same(det, path, X[:1])
+    return _assert_same(det, path, X)
+
+
+@pytest.mark.parametrize("statistic", ["spe", "t2", "combined"])
+def test_pca_on_digits_matches(statistic, tmp_path):
+    normal, anomalous = _digits()
+    det = PCADetector(n_components=10, statistic=statistic).fit(normal[:120])
+    fresh = np.vstack([normal[120:], anomalous])
+    path = _export(det, tmp_path, input_dtype="float64")
+    got = _both_batches(det, path, fresh)
+    assert got["is_anomaly"].any() and not got["is_anomaly"].all()
+
+
+def test_pca_random_float32_and_uint8_input(tmp_path):
+    rng = np.random.default_rng(0)
+    det = PCADetector(n_components=3).fit(rng.integers(0, 256, size=(80, 12)).astype(np.uint8))
+    X8 = rng.integers(0, 256, size=(33, 12)).astype(np.uint8)
+    _both_batches(det, _export(det, tmp_path, "u8.onnx", input_dtype="uint8"), X8)
+    X32 = rng.normal(128, 60, size=(33, 12)).astype(np.float32)
+    _both_batches(det, _export(det, tmp_path, "f32.onnx"), X32)
+
+
+def test_dense_autoencoder_on_digits_matches(tmp_path):
+    normal, anomalous = _digits()
+    det = AutoencoderDetector(max_iter=3, random_state=0).fit(normal[:120])
+    fresh = np.vstack([normal[120:], anomalous])
+    _both_batches(det, _export(det, tmp_path, input_dtype="float64"), fresh)
+
+
+@pytest.mark.parametrize("image_score", ["topk", "mean", "smooth", "max"])
+def test_conv_odd_size_uint8_images_match(image_score, tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, size=(30, 13, 11)).astype(np.uint8)
+    det = ConvAutoencoderDetector(**CONV, image_score=image_score).fit(X)
+    fresh = rng.integers(0, 256, size=(9, 13, 11)).astype(np.uint8)
+    path = _export(det, tmp_path, input_dtype="uint8", input_shape=(13, 11))
+    _both_batches(det, path, fresh)
+
+
+def test_conv_colour_images_match(tmp_path):
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(30, 3, 12, 10)).astype(np.float32)
+    det = ConvAutoencoderDetector(**CONV, smoothing=0.7).fit(X)
+    path = _export(det, tmp_path)
+    _both_batches(det, path, rng.uniform(size=(7, 3, 12, 10)).astype(np.float32))
+
+
+def test_conv_flat_rows_and_explicit_layouts_match(tmp_path):
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(30, 1, 9, 8)).astype(np.float32)
+    det = ConvAutoencoderDetector(**CONV).fit(X)
+    fresh = rng.uniform(size=(5, 1, 9, 8)).astype(np.float32)
+    _both_batches(det, _export(det, tmp_path, "chw.onnx"), fresh)  # sample_shape_ (1, 9, 8)
+    _both_batches(det, _export(det, tmp_path, "hw.onnx", input_shape=(9, 8)), fresh[:, 0])
+    rows = ConvAutoencoderDetector(**CONV, image_shape=(9, 8)).fit(X.reshape(30, -1))
+    assert rows.sample_shape_ == (72,)
+    _both_batches(rows, _export(rows, tmp_path, "rows.onnx"), fresh.reshape(5, -1))
+
+
+def test_conv_on_textures_matches(tmp_path):
+    X, y = make_textures(60, image_size=32, anomaly_ratio=0.3, random_state=0, return_X_y=True)
+    det = ConvAutoencoderDetector(**CONV).fit(X[y == 0][:30])
+    fresh = np.vstack([X[y == 0][30:], X[y == 1]]).astype(np.float32)
+    _both_batches(det, _export(det, tmp_path, input_shape=(32, 32)), fresh)
+
+
+def test_calibrated_detectors_export_their_threshold(tmp_path):
+    normal, anomalous = _digits()
+    fresh = np.vstack([normal[120:], anomalous])
+    pca = CalibratedDetector(PCADetector(n_components=8), alpha=0.2, random_state=0)
+    pca.fit(normal[:120])
+    path = _export(pca, tmp_path, "pca.onnx", input_dtype="float64")
+    _both_batches(pca, path, fresh)
+    images = normal.reshape(-1, 8, 8)
+    conv = CalibratedDetector(ConvAutoencoderDetector(**CONV), alpha=0.2, random_state=0)
+    conv.fit(images[:120])
+    fresh_images = fresh.reshape(-1, 8, 8).astype(np.float32)
+    conv_path = _export(conv, tmp_path, "conv.onnx", input_shape=(8, 8))
+    got = _both_batches(conv, conv_path, fresh_images)
+    assert "anomaly_map" in got
+    threshold = _metadata(path)["anomalib_lite.threshold"]
+    assert float(threshold) == pca.threshold_
+
+
+def _metadata(path):
+    return {p.key: p.value for p in onnx.load(os.fspath(path)).metadata_props}
+
+
+def test_graph_has_opset_dynamic_batch_and_metadata(tmp_path):
+    X = np.random.default_rng(4).uniform(size=(20, 8, 8))
+    det = ConvAutoencoderDetector(**CONV).fit(X)
+    path = _export(det, tmp_path)
+    model = onnx.load(os.fspath(path))
+    onnx.checker.check_model(model)
+    assert {o.domain: o.version for o in model.opset_import}[""] == OPSET
+    (graph_input,) = model.graph.input
+    dims = graph_input.type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [1, 8, 8]
+    # the transposed convolutions export as such, not as the CPU's matmul-and-fold
+    assert "Col2Im" not in {node.op_type for node in model.graph.node}
+    meta = _metadata(path)
+    assert meta["anomalib_lite.version"] == __version__
+    assert meta["anomalib_lite.detector"] == "ConvAutoencoderDetector"
+    assert json.loads(meta["anomalib_lite.params"])["channels"] == [8, 16]
+    assert json.loads(meta["anomalib_lite.input_shape"]) == ["n", 1, 8, 8]
+    assert meta["anomalib_lite.input_dtype"] == "float32"
+    assert float(meta["anomalib_lite.offset"]) == det.offset_
+    assert [o.name for o in model.graph.output] == [
+        "score",
+        "decision",
+        "is_anomaly",
+        "anomaly_map",
+    ]
+
+
+@pytest.fixture(scope="module")
+def exported_conv(tmp_path_factory):
+    rng = np.random.default_rng(6)
+    det = ConvAutoencoderDetector(**CONV).fit(
+        rng.integers(0, 256, size=(30, 9, 7)).astype(np.uint8)
+    )
+    path = tmp_path_factory.mktemp("onnx") / "conv.onnx"
+    return det, export(det, path, input_dtype="uint8", input_shape=(9, 7))
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_any_uint8_batch_scores_as_the_library(exported_conv, data):
+    det, path = exported_conv
+    n = data.draw(st.integers(1, 12), label="n")
+    X = data.draw(arrays(np.uint8, (n, 9, 7)), label="X")
+    _assert_same(det, path, X)
+
+
+@pytest.fixture(scope="module")
+def pca():
+    return PCADetector(n_components=2).fit(np.random.default_rng(5).normal(size=(40, 5)))
+
+
+def test_unfitted_detector_is_refused(tmp_path):
+    with pytest.raises(NotFittedError, match=r"PCADetector is not fitted.*call fit"):
+        export(PCADetector(), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_pipeline_and_foreign_estimators_are_refused(pca, tmp_path):
+    X = np.random.default_rng(0).normal(size=(30, 5))
+    pipe = make_pipeline(StandardScaler(), PCADetector()).fit(X)
+    with pytest.raises(TypeError, match="Pipeline"):
+        export(pipe, tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="got StandardScaler"):
+        export(StandardScaler().fit(X), tmp_path / "m.onnx")
+    calibrated = CalibratedDetector(make_pipeline(StandardScaler(), PCADetector()), alpha=0.4)
+    calibrated.fit(X)
+    with pytest.raises(TypeError, match="Pipeline"):
+        export(calibrated, tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_file_is_kept_unless_overwrite(pca, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export(pca, path)
+    assert path.read_bytes() == b"precious"
+    export(pca, path, overwrite=True)
+    assert "score" in _run(path, np.zeros((1, 5), np.float32))
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+def test_failed_write_leaves_no_file(pca, tmp_path, monkeypatch):
+    import anomalib_lite.onnx as module
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(module.os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export(pca, tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"input_dtype": "int16"}, ValueError, r"input_dtype='int16'.*uint8"),
+        ({"input_dtype": 3}, TypeError, "input_dtype must be"),
+        ({"input_shape": (4,)}, ValueError, r"refuses input of shape \(n, 4\).*5 features"),
+        ({"input_shape": "5"}, TypeError, "input_shape must be"),
+        ({"input_shape": (0, 5)}, ValueError, r"input_shape=\(0, 5\) must hold"),
+        ({"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
+    ],
+)
+def test_bad_arguments_are_refused(pca, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        export(pca, tmp_path / "m.onnx", **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_directory_is_refused(pca, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export(pca, tmp_path / "no" / "m.onnx")
+
+
+def test_missing_exporter_packages_name_the_extra(pca, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(ImportError, match=r"anomalib_lite\[onnx\]"):
+        export(pca, tmp_path / "m.onnx")
