@@ -8,6 +8,7 @@ library's convention, ``0`` = normal and ``1`` = anomaly; masks are boolean
 
 import functools
 import os
+import stat
 import warnings
 from numbers import Integral
 from pathlib import Path
@@ -99,13 +100,79 @@ def _is_image_name(name):
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def _file_kind(path):
+    """``'file'`` for a regular file (after following links), ``'dangling'``
+    for a link whose target does not exist, ``'special'`` for anything else
+    (a named pipe, socket or device, which may block or never end)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "dangling" if os.path.islink(path) else "missing"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
+def _walk(folder):
+    """``(dirpath, filenames)`` under ``folder``, top-down, following links to folders.
+
+    Hidden folders are skipped. A link to a folder that already lies on the
+    way down (a link loop) is not followed, with a warning.
+    """
+    ancestors = {os.fspath(folder): {_folder_id(folder)}}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        above = ancestors.pop(dirpath)
+        kept = []
+        for name in dirnames:
+            if name.startswith("."):
+                continue
+            sub = os.path.join(dirpath, name)
+            try:
+                ident = _folder_id(sub)
+            except OSError:
+                continue
+            if ident in above:
+                warnings.warn(
+                    f"Folder '{sub}' is a link back to a folder it lies in (a link loop); "
+                    "it is not followed.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                continue
+            ancestors[sub] = above | {ident}
+            kept.append(name)
+        dirnames[:] = kept
+        yield dirpath, filenames
+
+
+def _folder_id(path):
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
 def _list_images(folder):
-    """Image files under ``folder``, recursively, sorted by relative path; hidden skipped."""
-    found, others = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    """Image files under ``folder``, recursively, sorted by relative path; hidden skipped.
+
+    Links to folders are followed (not into a loop). Regular files with an
+    image name are listed, and so are dangling links (an unfetched git-annex
+    or DVC file), so that reading them fails or warns by name; named pipes,
+    sockets and devices are skipped with a warning.
+    """
+    found, others, special = [], [], []
+    for dirpath, filenames in _walk(folder):
         for name in filenames:
-            (found if _is_image_name(name) else others).append(os.path.join(dirpath, name))
+            path = os.path.join(dirpath, name)
+            if not _is_image_name(name):
+                others.append(path)
+            elif _file_kind(path) in ("file", "dangling"):
+                found.append(path)
+            else:
+                special.append(path)
+    if special:
+        warnings.warn(
+            f"Skipped {len(special)} image name(s) that are not regular files (named "
+            f"pipes, sockets or devices), e.g. '{sorted(special)[0]}'.",
+            UserWarning,
+            stacklevel=3,
+        )
     found.sort(key=lambda p: Path(p).relative_to(folder).as_posix())
     if not found:
         hint = ""
@@ -121,14 +188,14 @@ def _list_images(folder):
 def _resolve_paths(path_or_paths):
     """The list of files named by a folder, a file or a list of files."""
     if isinstance(path_or_paths, (str, os.PathLike)):
-        path = check_path(path_or_paths, "path_or_paths", must_exist=True)
+        path = check_path(path_or_paths, "path_or_paths", must_exist="or-link")
         return _list_images(path) if path.is_dir() else [str(path)]
     if isinstance(path_or_paths, (list, tuple)):
         if not path_or_paths:
             raise ValueError("path_or_paths is an empty list; pass at least one image file.")
         paths = []
         for p in path_or_paths:
-            path = check_path(p, "path_or_paths", must_exist=True)
+            path = check_path(p, "path_or_paths", must_exist="or-link")
             if path.is_dir():
                 raise ValueError(
                     f"path_or_paths lists the folder '{path}'; a list must hold image "
@@ -187,7 +254,7 @@ def _decode(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path, formats=_allowed_formats()) as img:
+        with _open_regular(path) as fh, Image.open(fh, formats=_allowed_formats()) as img:
             if getattr(img, "n_frames", 1) > 1:
                 raise ValueError(
                     f"it holds {img.n_frames} frames (an animation or a multi-page "
@@ -197,6 +264,32 @@ def _decode(path):
             if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 img = ImageOps.exif_transpose(img)
     return img, caught
+
+
+def _open_regular(path):
+    """Open ``path`` for reading only if it is a regular file (links followed).
+
+    The file is opened without blocking and checked on the open descriptor,
+    so that a named pipe (which would block until a writer comes) or a
+    device is refused, and a file swapped for one after listing too.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise _Unreadable(
+                f"it is a link to '{os.readlink(path)}', which does not exist (a file "
+                "not fetched yet, e.g. by git-annex or DVC?)"
+            ) from None
+        raise _Unreadable("it no longer exists") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Unreadable("it is not a regular file (a named pipe, socket or device)")
+    return os.fdopen(fd, "rb")
+
+
+class _Unreadable(Exception):
+    """A path that names no regular file to read."""
 
 
 def _pixels(img, color_mode):
@@ -255,10 +348,10 @@ def _read_image(path, *, color_mode, size, resample, dtype):
     try:
         img, caught = _decode(path)
         arr, maxval = _pixels(img, color_mode)
-    except FileNotFoundError:
-        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ValueError(_bomb_message(path, exc)) from exc
+    except _Unreadable as exc:
+        raise ValueError(f"Cannot read image file '{path}': {exc}.") from None
     except Exception as exc:  # any failure to decode an untrusted file
         raise ValueError(f"Cannot read image file '{path}': {type(exc).__name__}: {exc}.") from exc
     for warning in caught:
@@ -330,7 +423,10 @@ def load_images(
     path_or_paths : str, os.PathLike or list of them
         A folder, read recursively in sorted relative-path order (hidden files
         skipped, only ``IMAGE_EXTENSIONS``), one image file, or a list of image
-        files read in the given order whatever their names.
+        files read in the given order whatever their names. Links to folders
+        are followed (never into a loop, skipped with a warning); only regular
+        files are read (a named pipe or device in a folder is skipped with a
+        warning, a listed one cannot be read).
     size : int or tuple of (int, int), default=None
         ``(H, W)`` to resize to (an int means a square); None keeps the stored
         size, which must then be the same for all images.
@@ -342,8 +438,10 @@ def load_images(
             default='bilinear'
         Pillow filter used when ``size`` resizes.
     on_error : {'raise', 'warn'}, default='raise'
-        For an unreadable file (corrupt, truncated, too large): raise a
-        ValueError naming it, or skip it with a warning.
+        For an unreadable file (corrupt, truncated, too large, not a regular
+        file, or a dangling link: a git-annex or DVC file not fetched yet):
+        raise a ValueError naming it, or skip it with a warning. A path that
+        does not exist at all is a FileNotFoundError either way.
     return_paths : bool, default=False
         Also return the files read, in the order of the images.
 
@@ -405,7 +503,7 @@ def _subfolders(folder):
     return sorted(
         entry.name
         for entry in os.scandir(folder)
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
+        if entry.is_dir() and not entry.name.startswith(".")
     )
 
 
@@ -430,7 +528,9 @@ def _find_mask(mask_root, defect_type, relative, mask_suffix):
     candidates = []
     if folder.is_dir():
         candidates = sorted(
-            p for p in folder.iterdir() if p.stem == stem and _is_image_name(p.name)
+            p
+            for p in folder.iterdir()
+            if p.stem == stem and _is_image_name(p.name) and _file_kind(p) != "special"
         )
     if len(candidates) > 1:
         raise ValueError(
@@ -571,7 +671,11 @@ def load_folder_dataset(
 
     train_paths = _list_images(_train_folder(root, train_dir, normal_dir))
     test_root = check_path(root / test_dir, "test_dir", must_exist=True)
-    loose = [e.name for e in os.scandir(test_root) if e.is_file() and _is_image_name(e.name)]
+    loose = [
+        e.name
+        for e in os.scandir(test_root)
+        if _is_image_name(e.name) and _file_kind(e.path) in ("file", "dangling")
+    ]
     if loose:
         raise ValueError(
             f"Test folder '{test_root}' holds images outside a defect-type folder, e.g. "

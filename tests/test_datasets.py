@@ -1,6 +1,7 @@
 """Tests of anomalib_lite.datasets: image files, folder data sets, generators."""
 
 import hashlib
+import os
 import sys
 import tempfile
 import warnings
@@ -228,6 +229,55 @@ def test_load_images_corrupt_file_is_named_or_skipped(tmp_path):
         load_images(tmp_path, on_error="warn")
 
 
+needs_symlinks = pytest.mark.skipif(
+    not hasattr(os, "symlink") or sys.platform == "win32",
+    reason="symbolic links need privileges on Windows",
+)
+needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes (os.mkfifo)")
+
+
+@needs_symlinks
+def test_load_images_follows_links_to_folders_but_not_loops(tmp_path):
+    real = tmp_path / "real"
+    _save(real / "b.png", _gray(1))
+    data = tmp_path / "data"
+    _save(data / "a.png", _gray(0))
+    (data / "linked").symlink_to(real, target_is_directory=True)
+    (data / "linked" / "loop").symlink_to(data, target_is_directory=True)
+    with pytest.warns(UserWarning, match=r"loop.*not followed"):
+        images, paths = load_images(data, return_paths=True)
+    assert [Path(p).relative_to(data).as_posix() for p in paths] == ["a.png", "linked/b.png"]
+    np.testing.assert_array_equal(images[1], _gray(1))
+
+
+@needs_symlinks
+def test_load_images_dangling_link_is_named_or_skipped(tmp_path):
+    _save(tmp_path / "good.png", _gray(0))
+    (tmp_path / "annexed.png").symlink_to(tmp_path / ".git" / "annex" / "objects" / "x")
+    with pytest.raises(ValueError, match=r"annexed\.png.*link to .*does not exist"):
+        load_images(tmp_path)
+    for source in (tmp_path, [tmp_path / "good.png", tmp_path / "annexed.png"]):
+        with pytest.warns(UserWarning, match=r"annexed\.png.*does not exist.*Skipped"):
+            images, paths = load_images(source, on_error="warn", return_paths=True)
+        assert images.shape == (1, 6, 5) and paths[0].endswith("good.png")
+    with pytest.raises(FileNotFoundError, match=r"typo\.png"):  # no link: a wrong name
+        load_images([tmp_path / "good.png", tmp_path / "typo.png"], on_error="warn")
+
+
+@needs_fifo
+def test_load_images_named_pipe_neither_hangs_nor_counts_as_an_image(tmp_path):
+    _save(tmp_path / "good.png", _gray(0))
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.warns(UserWarning, match=r"not regular files.*pipe\.png"):
+        images = load_images(tmp_path)
+    assert images.shape == (1, 6, 5)
+    with pytest.raises(ValueError, match=r"pipe\.png.*not a regular file"):
+        load_images(tmp_path / "pipe.png")
+    with pytest.warns(UserWarning, match=r"pipe\.png.*not a regular file.*Skipped"):
+        images = load_images([tmp_path / "pipe.png", tmp_path / "good.png"], on_error="warn")
+    assert images.shape == (1, 6, 5)
+
+
 def test_load_images_repeats_decoder_warnings_with_the_file_name(tmp_path, monkeypatch):
     import anomalib_lite.datasets as datasets
 
@@ -353,6 +403,33 @@ def test_load_folder_dataset_labels_match_masks(tmp_path):
     np.testing.assert_array_equal(data.test_masks.any(axis=(1, 2)), data.test_labels == 1)
     # nearest resizing of a mask doubles each pixel
     assert data.test_masks[4].sum() == 4 * 3
+
+
+@needs_symlinks
+def test_load_folder_dataset_follows_linked_defect_folders_and_their_masks(tmp_path):
+    _make_tree(tmp_path / "real")
+    root = tmp_path / "assembled"
+    for sub in ("train", "test/good", "test/hole", "ground_truth"):
+        (root / sub).parent.mkdir(parents=True, exist_ok=True)
+        (root / sub).symlink_to(tmp_path / "real" / sub, target_is_directory=True)
+    (root / "test" / "scratch").mkdir()
+    for name in ("000.png", "001.png"):
+        (root / "test" / "scratch" / name).symlink_to(tmp_path / "real/test/scratch" / name)
+    data = load_folder_dataset(root)
+    direct = load_folder_dataset(tmp_path / "real")
+    assert data.test_defect_types.tolist() == direct.test_defect_types.tolist()
+    np.testing.assert_array_equal(data.test_images, direct.test_images)
+    np.testing.assert_array_equal(data.test_masks, direct.test_masks)
+    assert data.test_masks[2:].any(axis=(1, 2)).all()
+
+
+@needs_fifo
+def test_load_folder_dataset_skips_a_named_pipe(tmp_path):
+    _make_tree(tmp_path)
+    os.mkfifo(tmp_path / "test" / "hole" / "pipe.png")
+    with pytest.warns(UserWarning, match="not regular files"):
+        data = load_folder_dataset(tmp_path)
+    assert data.test_images.shape[0] == 5
 
 
 def test_load_folder_dataset_without_masks(tmp_path):

@@ -79,14 +79,14 @@ def check_bool(value, name):
 
 
 def check_path(path, name="path", *, must_exist=False):
-    """Validate a ``str`` or ``os.PathLike`` path (that exists, with ``must_exist``)
-    and return it as a ``Path``."""
+    """Validate a ``str`` or ``os.PathLike`` path (that exists, with ``must_exist``;
+    ``must_exist='or-link'`` lets a dangling link through) and return it as a ``Path``."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"{name} must be a file path (str or os.PathLike), got {type(path).__name__} {path!r}."
         )
     path = Path(path)
-    if must_exist and not path.exists():
+    if must_exist and not path.exists() and not (must_exist == "or-link" and path.is_symlink()):
         raise FileNotFoundError(f"{name}: no such file or folder: '{path}'.")
     return path
 
