@@ -7,6 +7,7 @@ the rest of the library never imports Dask.
 """
 
 import logging
+import warnings
 from os import PathLike
 
 import numpy as np
@@ -93,9 +94,34 @@ def _check_dask_array(X, rechunk):
     return X
 
 
-def _apply(block, detector, method):
-    """Run ``detector.method`` on one chunk (a task on a worker)."""
+def _apply(block, detector, method, out_tail, out_dtype):
+    """Run ``detector.method`` on one chunk (a task on a worker).
+
+    An empty chunk (as boolean selection leaves) gives an empty result:
+    detectors refuse zero samples, but zero rows have zero results.
+    """
+    if block.shape[0] == 0:
+        return np.empty((0, *out_tail), dtype=out_dtype)
     return getattr(detector, method)(block)
+
+
+def _probe(detector, method, sample):
+    """Shape of one result past the sample axis, and its dtype, from ``sample``
+    (one sample, with its sample axis)."""
+    probe = np.asarray(getattr(detector, method)(sample))
+    if probe.ndim < 1 or probe.shape[0] != 1:
+        raise ValueError(
+            f"{type(detector).__name__}.{method} returned shape {probe.shape} for one "
+            "sample; expected one result per sample along axis 0."
+        )
+    return probe.shape[1:], probe.dtype
+
+
+def _checked_detector(detector, method):
+    detector = _unwrap(detector)
+    _check_method(detector, method)
+    check_is_fitted(detector)
+    return detector
 
 
 def score_array(detector, X, *, method="score_samples", rechunk=False):
@@ -150,20 +176,11 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     >>> np.allclose(scores.compute(scheduler="synchronous"), det.score_samples(X))
     True
     """
-    detector = _unwrap(detector)
     check_bool(rechunk, "rechunk")
-    _check_method(detector, method)
-    check_is_fitted(detector)
+    detector = _checked_detector(detector, method)
     X = _check_dask_array(X, rechunk)
 
-    probe = getattr(detector, method)(np.zeros((1, *X.shape[1:]), dtype=X.dtype))
-    probe = np.asarray(probe)
-    if probe.ndim < 1 or probe.shape[0] != 1:
-        raise ValueError(
-            f"{type(detector).__name__}.{method} returned shape {probe.shape} for one "
-            "sample; expected one result per sample along axis 0."
-        )
-    out_tail = probe.shape[1:]
+    out_tail, out_dtype = _probe(detector, method, np.zeros((1, *X.shape[1:]), dtype=X.dtype))
     chunks = (X.chunks[0], *((size,) for size in out_tail))
     # The detector becomes one key of the graph, shipped to each worker once.
     shipped = dask.delayed(detector, pure=True)
@@ -172,12 +189,14 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
         X,
         shipped,
         method=method,
+        out_tail=out_tail,
+        out_dtype=out_dtype,
         token=method,
         chunks=chunks,
         drop_axis=list(range(1, X.ndim)),
         new_axis=list(range(1, 1 + len(out_tail))) or None,
-        dtype=probe.dtype,
-        meta=np.empty((0,) * probe.ndim, dtype=probe.dtype),
+        dtype=out_dtype,
+        meta=np.empty((0,) * (1 + len(out_tail)), dtype=out_dtype),
     )
 
 
@@ -188,16 +207,111 @@ def _default_loader():
 
 
 def _load_chunk(paths, loader, sample_shape, dtype, load_kwargs):
-    """Load one chunk of files (a task on a worker) and check its layout."""
-    images = np.asarray(loader(list(paths), **load_kwargs))
-    if images.shape != (len(paths), *sample_shape):
+    """Load one chunk of files (one image per path)."""
+    return _checked_chunk(loader(list(paths), **load_kwargs), paths, sample_shape, dtype)
+
+
+def _checked_chunk(images, paths, sample_shape, dtype):
+    """``images`` of ``paths`` in the layout of the first file, or a ValueError."""
+    images = np.asarray(images)
+    span = f"the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r}"
+    if images.shape[:1] != (len(paths),):
         raise ValueError(
-            f"Loading the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r} "
-            f"gave shape {images.shape}; expected {(len(paths), *sample_shape)} like the first "
-            "file. Images of differing sizes need a common size, e.g. size=(H, W) "
-            "for load_images."
+            f"Loading {span} gave {images.shape[0] if images.ndim else 0} images; the "
+            "loader must return one image per path, in order (a loader that skips "
+            "unreadable files cannot keep the results in place)."
+        )
+    if images.shape[1:] != tuple(sample_shape):
+        raise ValueError(
+            f"Loading {span} gave shape {images.shape}; expected "
+            f"{(len(paths), *sample_shape)} like the first file. Images of differing "
+            "sizes need a common size, e.g. size=(H, W) for load_images."
         )
     return images.astype(dtype, copy=False)
+
+
+def _load_each(paths, loader, sample_shape, dtype, load_kwargs):
+    """Load files one by one; the images read and a mask of the files read.
+
+    With ``on_error='warn'`` a file that cannot be read is skipped with the
+    loader's warning; reading each file on its own keeps the others in place.
+    """
+    kwargs = {**load_kwargs, "on_error": "raise"}
+    images, read = [], np.zeros(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        try:
+            images.append(np.asarray(loader([path], **kwargs)))
+        except ValueError as exc:
+            warnings.warn(f"{exc} Skipped.", UserWarning, stacklevel=2)
+            continue
+        read[i] = True
+    if not images:
+        return np.empty((0, *sample_shape), dtype=dtype), read
+    kept = [p for p, ok in zip(paths, read, strict=True) if ok]
+    return _checked_chunk(np.concatenate(images), kept, sample_shape, dtype), read
+
+
+def _score_chunk(paths, detector, method, load, out_tail, out_dtype):
+    """Load and score one chunk of files (a task on a worker).
+
+    Files that could not be read get NaN (0 from ``predict``), with a warning
+    that counts and names them.
+    """
+    images, read = load(paths)
+    if read.all():
+        return _apply(images, detector, method, out_tail, out_dtype)
+    out = np.full((len(paths), *out_tail), _MISSING.get(np.dtype(out_dtype).kind, 0), out_dtype)
+    out[read] = _apply(images, detector, method, out_tail, out_dtype)
+    skipped = [str(p) for p, ok in zip(paths, read, strict=True) if not ok]
+    warnings.warn(
+        f"{len(skipped)} of the {len(paths)} files of a chunk could not be read and were "
+        f"skipped; their results are {'NaN' if out.dtype.kind in 'fc' else 0}: "
+        f"{', '.join(repr(p) for p in skipped[:5])}{' ...' if len(skipped) > 5 else ''}.",
+        UserWarning,
+        stacklevel=2,
+    )
+    return out
+
+
+#: What a skipped file's result holds, by the kind of the output's dtype:
+#: NaN in float results, 0 (neither normal +1 nor anomaly -1) from ``predict``.
+_MISSING = {"f": np.nan, "c": np.nan}
+
+
+class _Loader:
+    """``load(paths) -> (images, read mask)`` for one chunk; a picklable task argument."""
+
+    def __init__(self, loader, sample_shape, dtype, load_kwargs, each):
+        self.args = (loader, sample_shape, dtype, load_kwargs)
+        self.each = each
+
+    def __call__(self, paths):
+        if self.each:
+            return _load_each(paths, *self.args)
+        return _load_chunk(paths, *self.args), np.ones(len(paths), dtype=bool)
+
+
+def _first_image(paths, loader, load_kwargs, each):
+    """The first image that loads, to learn the layout; with ``each``, unreadable
+    files before it are passed over (their chunk warns about them)."""
+    kwargs = {**load_kwargs, "on_error": "raise"} if each else load_kwargs
+    for path in paths if each else paths[:1]:
+        try:
+            first = np.asarray(loader([path], **kwargs))
+        except ValueError:
+            if not each:
+                raise
+            continue
+        if first.ndim < 2 or first.shape[0] != 1:
+            raise ValueError(
+                f"loader returned shape {first.shape} for one file; expected one "
+                "image per path along axis 0."
+            )
+        return first
+    raise ValueError(
+        f"None of the {len(paths)} files could be read (on_error='warn'), e.g. "
+        f"{str(paths[0])!r}; load_images(paths[:1]) says why."
+    )
 
 
 def score_files(
@@ -206,7 +320,7 @@ def score_files(
     """Score a collection of image files lazily, without loading it whole.
 
     Each chunk of ``files_per_chunk`` files is read by ``loader`` and scored
-    inside one Dask task (see :func:`score_array`).
+    inside one Dask task; the detector reaches each worker once.
 
     Parameters
     ----------
@@ -224,11 +338,18 @@ def score_files(
         along axis 0; None uses :func:`anomalib_lite.datasets.load_images`.
     **load_kwargs : dict
         Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``.
+        With the default loader, ``on_error='warn'`` skips files that cannot
+        be read (see :func:`~anomalib_lite.datasets.load_images`) and keeps
+        their place in the result; see Returns.
 
     Returns
     -------
     result : dask.array.Array
         Lazy array, entry ``i`` for ``paths[i]``; see :func:`score_array`.
+        The entry of a file skipped with ``on_error='warn'`` is NaN (its
+        whole map for ``anomaly_map``) and 0 for ``predict`` (neither +1 nor
+        -1); its chunk warns, counting and naming the skipped files. Find
+        them afterwards with ``np.isnan(result)`` (or ``result == 0``).
 
     Examples
     --------
@@ -260,27 +381,29 @@ def score_files(
     if not paths:
         raise ValueError("paths is empty; pass at least one image file.")
     files_per_chunk = check_int(files_per_chunk, "files_per_chunk", min_value=1)
-    if loader is None:
+    default = loader is None
+    if default:
         loader = _default_loader()
     elif not callable(loader):
         raise TypeError(f"loader must be callable or None, got {type(loader).__name__}.")
-    first = np.asarray(loader(paths[:1], **load_kwargs))
-    if first.ndim < 2 or first.shape[0] != 1:
-        raise ValueError(
-            f"loader returned shape {first.shape} for one file; expected one "
-            "image per path along axis 0."
-        )
+    detector = _checked_detector(detector, method)
+    # load_images skips unreadable files with on_error='warn': then each file
+    # is read on its own, so that a skipped file keeps its place as a NaN.
+    each = default and load_kwargs.get("on_error") == "warn"
+    first = _first_image(paths, loader, load_kwargs, each)
     sample_shape, dtype = first.shape[1:], first.dtype
-    load = dask.delayed(_load_chunk, pure=True)
+    out_tail, out_dtype = _probe(detector, method, first)
+    load = _Loader(loader, sample_shape, dtype, load_kwargs, each)
+    task = dask.delayed(_score_chunk, pure=True)
+    shipped = dask.delayed(detector, pure=True)
     chunks = []
     for start in range(0, len(paths), files_per_chunk):
         group = paths[start : start + files_per_chunk]
         chunks.append(
             da.from_delayed(
-                load(group, loader, sample_shape, dtype, load_kwargs),
-                shape=(len(group), *sample_shape),
-                dtype=dtype,
+                task(group, shipped, method, load, out_tail, out_dtype),
+                shape=(len(group), *out_tail),
+                dtype=out_dtype,
             )
         )
-    images = da.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
-    return score_array(detector, images, method=method)
+    return da.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]

@@ -273,8 +273,9 @@ def _open_regular(path):
     so that a named pipe (which would block until a writer comes) or a
     device is refused, and a file swapped for one after listing too.
     """
+    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fh = open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags))  # noqa: SIM115
     except FileNotFoundError:
         if os.path.islink(path):
             raise _Unreadable(
@@ -282,10 +283,10 @@ def _open_regular(path):
                 "not fetched yet, e.g. by git-annex or DVC?)"
             ) from None
         raise _Unreadable("it no longer exists") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
         raise _Unreadable("it is not a regular file (a named pipe, socket or device)")
-    return os.fdopen(fd, "rb")
+    return fh
 
 
 class _Unreadable(Exception):

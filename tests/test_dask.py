@@ -23,6 +23,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 import anomalib_lite
 from anomalib_lite import CalibratedDetector, PCADetector
 from anomalib_lite.autoencoder import ConvAutoencoderDetector
+from anomalib_lite.datasets import load_images
 from anomalib_lite.dense import AutoencoderDetector
 
 dask = pytest.importorskip("dask")
@@ -134,6 +135,44 @@ def test_score_array_invariant_to_chunking(fitted, digits, data):
     assert scores.shape == (n,) and scores.dtype == np.float64
     assert np.all(np.isfinite(scores))
     np.testing.assert_allclose(scores, fitted.score_samples(Xn), rtol=1e-9, atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def small_zoo(digits):
+    """Every detector, fitted fast on digit rows; the conv detector on images too."""
+    X, _ = digits
+    rows = X[:120]
+    return [
+        (PCADetector(n_components=5).fit(rows), rows),
+        (AutoencoderDetector(hidden_sizes=(8,), max_iter=2, random_state=0).fit(rows), rows),
+        (
+            CalibratedDetector(PCADetector(n_components=5), method="quantile").fit(rows),
+            rows,
+        ),
+        (
+            ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(
+                rows.reshape(-1, 8, 8)
+            ),
+            rows.reshape(-1, 8, 8),
+        ),
+    ]
+
+
+def test_score_array_gives_empty_results_for_empty_chunks(small_zoo):
+    for det, X in small_zoo:
+        darr = da.from_array(X, chunks=(30, *X.shape[1:]))
+        keep = da.from_array(np.arange(len(X)) >= 30, chunks=30)  # empties chunk 0
+        selected = darr[keep]
+        selected.compute_chunk_sizes()
+        assert selected.chunks[0] == (0, 30, 30, 30)
+        for method in METHODS:
+            if not callable(getattr(det, method, None)):
+                continue
+            result = score_array(det, selected, method=method)
+            expected = getattr(det, method)(X[30:])
+            computed = result.compute(scheduler="synchronous")
+            assert computed.shape == expected.shape and computed.dtype == expected.dtype
+            np.testing.assert_allclose(computed, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_score_array_is_lazy(fitted):
@@ -293,6 +332,48 @@ def test_score_files_reports_a_file_of_another_size(fitted, png_files, tmp_path)
     odd = _write_pngs(tmp_path, [np.zeros((9, 9), np.uint8)])[0]
     result = score_files(fitted, [*paths[:3], odd], files_per_chunk=3, loader=_load_rows)
     with pytest.raises(ValueError, match=r"img_000.png.*shape \(1, 81\); expected \(1, 64\)"):
+        result.compute(scheduler="synchronous")
+
+
+def _pngs_with_a_corrupt_file(folder, images):
+    paths = _write_pngs(folder, images)
+    paths[3].write_bytes(b"not a png")
+    return paths
+
+
+def test_score_files_skipped_file_gives_nan_and_keeps_the_others_in_place(tmp_path, digits):
+    X, _ = digits
+    images = np.rint(X[:12].reshape(-1, 8, 8) * 255).astype(np.uint8)
+    paths = _pngs_with_a_corrupt_file(tmp_path, images)
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    good = np.r_[0:3, 4:12]
+    for method, missing in [("score_samples", np.nan), ("predict", 0), ("anomaly_map", np.nan)]:
+        result = score_files(conv, paths, method=method, files_per_chunk=5, on_error="warn")
+        with pytest.warns(UserWarning, match=r"1 of the 5 files.*skipped.*img_003\.png"):
+            computed = result.compute(scheduler="synchronous")
+        expected = getattr(conv, method)(images[good])
+        assert computed.shape == (12, *expected.shape[1:])
+        np.testing.assert_array_equal(computed[3], missing)
+        np.testing.assert_allclose(computed[good], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"Cannot read image file.*img_003\.png"):
+        score_files(conv, paths, files_per_chunk=5).compute(scheduler="synchronous")
+
+
+def test_score_files_with_an_unreadable_first_file_and_a_skipping_loader(tmp_path, digits):
+    X, _ = digits
+    images = np.rint(X[:6].reshape(-1, 8, 8) * 255).astype(np.uint8)
+    paths = _write_pngs(tmp_path, images)
+    paths[0].write_bytes(b"not a png")
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    with pytest.warns(UserWarning, match="img_000"):
+        scores = score_files(conv, paths, on_error="warn").compute(scheduler="synchronous")
+    assert np.isnan(scores[0]) and np.all(np.isfinite(scores[1:]))
+
+    def skipping(files):  # drops unreadable files: the results cannot stay in place
+        return load_images(files, on_error="warn")
+
+    result = score_files(conv, paths[1:] + paths[:1], files_per_chunk=6, loader=skipping)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="one image per path"):
         result.compute(scheduler="synchronous")
 
 
