@@ -693,7 +693,8 @@ class TorchDetector(BaseDetector):
 
     def _to_tensor(self, X):
         """A validated numpy batch as network input, through :meth:`_preprocess`."""
-        X = np.ascontiguousarray(X, dtype=self._input_dtype)
+        with np.errstate(over="ignore"):  # beyond float32: inf, then an inf score
+            X = np.ascontiguousarray(X, dtype=self._input_dtype)
         if not X.flags.writeable:
             # torch warns on a read-only array (a file opened with
             # np.load(mmap_mode='r'), say); one batch's copy costs little.
@@ -737,9 +738,12 @@ class TorchDetector(BaseDetector):
         Returns
         -------
         X_rec : ndarray of float64, same shape as ``X``
+            In input units; ``inf`` (or ``-inf``) where a sample far outside the
+            training range overflowed, with a warning; never NaN.
         """
         X = self._check_fitted_input(X)
-        return self._outputs(X, lambda x, out, batch: self._from_tensor(out, batch))
+        rec = self._outputs(X, lambda x, out, batch: self._from_tensor(out, batch))
+        return self._overflow_to_inf(rec, X, "reconstruct", stacklevel=3)
 
     def reconstruction_error(self, X):
         """Mean squared reconstruction error of each sample (higher: more anomalous).
@@ -752,10 +756,12 @@ class TorchDetector(BaseDetector):
         Returns
         -------
         errors : ndarray of shape (n_samples,), dtype float64
-            In input units (standardized units for tabular ``standardize=True``).
+            In input units (standardized units for tabular ``standardize=True``);
+            ``inf`` where an error overflowed, with a warning; never NaN.
         """
         X = self._check_fitted_input(X)
-        return self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))
+        errors = self._outputs(X, lambda x, out, _: self._errors(x, out).flatten(1).mean(1))
+        return self._overflow_to_inf(errors, X, "reconstruction_error", stacklevel=3)
 
 
 def _jsonable(value):

@@ -16,6 +16,7 @@ from .nn.functional import gaussian_blur, ssim_map
 from .utils._validation import (
     check_dense,
     check_float,
+    check_float32_spread,
     check_image_shape,
     check_int,
     check_int_tuple,
@@ -394,6 +395,9 @@ class ConvAutoencoderDetector(TorchDetector):
         images = self._as_images(X)
         self.channel_mean_ = images.mean(axis=(0, 2, 3), dtype=np.float64)
         scale = images.std(axis=(0, 2, 3), dtype=np.float64)
+        per_channel = np.reshape(X, (*images.shape[:2], -1))
+        varies = per_channel.max(axis=(0, 2)) != per_channel.min(axis=(0, 2))
+        check_float32_spread(scale, varies, self.channel_mean_, "channel {i}")
         self.channel_scale_ = np.where(scale > 0, scale, 1.0)
         z = (images - self.channel_mean_[:, None, None]) / self.channel_scale_[:, None, None]
         span = float(z.max() - z.min())
@@ -484,6 +488,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Returns
         -------
         maps : ndarray of shape (n_samples, H, W), dtype float64
+            Pixels whose value overflows (an image far outside the training
+            range) are ``inf``, with a warning; never NaN.
         """
         X = self._check_fitted_input(X)
-        return self._outputs(X, lambda x, out, _: self._pixel_map(x, out))
+        maps = self._outputs(X, lambda x, out, _: self._pixel_map(x, out))
+        return self._overflow_to_inf(maps, X, "anomaly_map", stacklevel=3)

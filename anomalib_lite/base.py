@@ -151,25 +151,43 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             out[batch] = func(X[batch])
         return out
 
-    def _anomaly_scores(self, X, func=None):
-        """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``.
+    def _anomaly_scores(self, X, func=None, output="score_samples"):
+        """Anomaly scores (``func``, default ``_anomaly_score``) of validated ``X``
+        in batches; never NaN.
 
-        A score that overflows float64 is ``+inf`` (maximally anomalous), with a warning.
+        A finite sample whose score overflows float64 (values far outside the
+        training range) is maximally anomalous: its score is ``+inf``, with a
+        warning. ``output`` names the public method in the warning.
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            scores = self._batched(self._anomaly_score if func is None else func, X)
-        overflow = ~np.isfinite(scores)
-        if overflow.any():
-            warnings.warn(
-                f"{int(overflow.sum())} of {len(scores)} samples overflowed float64 while "
-                f"scoring (largest |value| {float(np.max(np.abs(X))):.3g}); they get the "
-                "anomaly score +inf (score_samples -inf, predict -1). Rescale the input "
-                "to the training range to get finite scores.",
-                UserWarning,
-                stacklevel=3,
-            )
-            scores = np.where(overflow, np.inf, scores)
-        return scores
+            values = self._batched(self._anomaly_score if func is None else func, X)
+        return self._overflow_to_inf(values, X, output)
+
+    @staticmethod
+    def _overflow_to_inf(values, X, output, stacklevel=4):
+        """``values`` (one row per sample of ``X``) with NaN made ``+inf``, and a
+        warning counting the samples with a non-finite value.
+
+        NaN only arises from an overflow (``inf - inf``, ``0 * inf``) on finite
+        input, so it means "too large to compute": every output follows the
+        rule that scores follow, and none returns NaN.
+        """
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return values
+        n_bad = int(bad.reshape(len(values), -1).any(axis=1).sum())
+        if output == "score_samples":
+            what = "they get the anomaly score +inf (score_samples -inf, predict -1)"
+        else:
+            what = f"their {output} values are inf (or -inf) where they overflowed"
+        warnings.warn(
+            f"{n_bad} of {len(values)} samples overflowed float64 while computing "
+            f"{output} (largest |value| {float(np.max(np.abs(X))):.3g}); {what}. "
+            "Rescale the input to the training range to get finite values.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+        return np.where(np.isnan(values), np.inf, values)
 
     def _set_offset(self, anomaly_scores):
         """Set ``offset_`` from the anomaly scores of the normal training rows."""

@@ -7,7 +7,13 @@ from sklearn.utils.validation import check_is_fitted
 from ._torch_detector import TorchDetector
 from .nn import DenseAutoencoder
 from .utils._trimming import n_kept
-from .utils._validation import check_bool, check_float, check_int, check_int_tuple
+from .utils._validation import (
+    check_bool,
+    check_float,
+    check_float32_spread,
+    check_int,
+    check_int_tuple,
+)
 
 __all__ = ["AutoencoderDetector"]
 
@@ -223,6 +229,13 @@ class AutoencoderDetector(TorchDetector):
         else:
             self.mean_ = np.zeros(n_features)
             self.scale_ = np.ones(n_features)
+            # The network then sees X itself, in float32.
+            spread = X64.astype(np.float32).std(axis=0, dtype=np.float64)
+            varies = np.ptp(X64, axis=0) > 0
+            top = int(np.argmax(spread)) if varies.any() else 0
+            check_float32_spread(
+                spread[top], varies.any(), X64[:, top].mean(), f"feature {top} (the widest)"
+            )
         if self.hidden_sizes is None:
             self.hidden_sizes_ = (int(min(MAX_HIDDEN, max(16, 2 * n_features))),)
         else:

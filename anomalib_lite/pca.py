@@ -484,10 +484,14 @@ class PCADetector(BaseDetector):
         Returns
         -------
         X_rec : ndarray of shape (n_samples, n_features), dtype float64
-            ``inverse_transform(transform(X))`` of the fitted PCA.
+            ``inverse_transform(transform(X))`` of the fitted PCA. A value that
+            overflows float64 is ``inf`` or ``-inf`` (``inf`` where its sign is
+            lost), with a warning; never NaN.
         """
         X = self._check_fitted_input(X)
-        return self._batched(lambda b: self.mean_ + self._project(b)[1] @ self.components_, X)
+        with np.errstate(over="ignore", invalid="ignore"):
+            rec = self._batched(lambda b: self.mean_ + self._project(b)[1] @ self.components_, X)
+        return self._overflow_to_inf(rec, X, "reconstruct", stacklevel=3)
 
     def reconstruction_error(self, X):
         """Squared distance of each sample to the principal subspace (SPE).
@@ -509,7 +513,7 @@ class PCADetector(BaseDetector):
             R = self._residual(b)
             return np.einsum("ij,ij->i", R, R)
 
-        return self._anomaly_scores(X, spe)  # overflow gives +inf, never NaN
+        return self._anomaly_scores(X, spe, "reconstruction_error")  # +inf, never NaN
 
     def analytic_limit(self, alpha):
         """Anomaly score a normal Gaussian sample exceeds with probability ``alpha``.

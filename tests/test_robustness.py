@@ -109,6 +109,91 @@ def test_overflow_is_maximally_anomalous_with_a_warning(detectors, name):
         assert det.predict(X)[0] == -1
 
 
+#: Per-sample outputs besides the scores: each follows the overflow rule.
+OUTPUTS = ("reconstruct", "reconstruction_error", "anomaly_map")
+
+
+def _outputs_of(det):
+    return [m for m in OUTPUTS if callable(getattr(det, m, None))]
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+@wide
+@given(X=_rows(any_finite))
+def test_other_outputs_are_never_nan_for_any_finite_input(detectors, name, X):
+    det = detectors[name]
+    for method in _outputs_of(det):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # overflow warnings are expected
+            values = getattr(det, method)(X)
+        assert len(values) == len(X) and not np.any(np.isnan(values)), method
+
+
+@pytest.mark.parametrize("name", list(FINITE_WITHIN))
+def test_every_output_overflows_to_inf_with_a_warning(detectors, name):
+    det = detectors[name]
+    X = np.vstack([np.full(D, 1.5e308), _train(n=3, seed=1)])
+    X[0, 1] = 3e38  # finite in float32 too
+    for method in _outputs_of(det):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            values = getattr(det, method)(X)
+        overflowed = [w for w in caught if "overflowed" in str(w.message)]
+        assert not np.isnan(values).any() and np.all(np.isfinite(values[1:]))
+        # a squared error of 1.5e308 overflows; a projection need not
+        assert np.isinf(values[0]).any() or method == "reconstruct"
+        assert bool(overflowed) == bool(np.isinf(values[0]).any()), method
+        if overflowed:
+            assert f"1 of 4 samples overflowed float64 while computing {method}" in str(
+                overflowed[0].message
+            )
+
+
+def test_conv_anomaly_map_of_one_huge_pixel_is_inf_not_nan():
+    images = np.random.default_rng(0).uniform(0.4, 0.6, size=(24, 8, 8))
+    det = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    probe = images[:2].copy()
+    probe[0, 3, 3] = 3e38
+    with pytest.warns(UserWarning, match="1 of 2 samples overflowed.*anomaly_map"):
+        maps = det.anomaly_map(probe)
+    assert maps[0, 3, 3] == np.inf and not np.isnan(maps).any()
+    assert np.all(np.isfinite(maps[1]))
+
+
+@settings(max_examples=12, deadline=None)
+@given(log_scale=st.floats(-45, 15))
+def test_autoencoders_refuse_or_see_a_100x_anomaly_at_any_scale(log_scale):
+    rng = np.random.default_rng(0)
+    scale = 10.0**log_scale
+    images = rng.uniform(0.4, 0.6, size=(24, 8, 8)) * scale
+    anomaly = images[:1].copy()
+    anomaly[0, 2:6, 2:6] *= 100
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=2, random_state=0)
+    dense = AutoencoderDetector(hidden_sizes=(8,), max_iter=2, random_state=0)
+    raw = AutoencoderDetector(hidden_sizes=(8,), max_iter=1, standardize=False)
+    rows = images.reshape(24, -1)
+    # standardized in float64 first: the dense detector works at any scale
+    assert dense.fit(rows).predict(anomaly.reshape(1, -1))[0] == -1
+    for det, data, probe in [(conv, images, anomaly), (raw, rows, None)]:
+        try:
+            det.fit(data)
+        except ValueError as exc:
+            assert "underflow" in str(exc) and "Rescale X" in str(exc)
+            assert scale < 1e-14  # only data the float32 errors cannot hold is refused
+            continue
+        assert scale > 1e-17  # what the float32 errors cannot hold is never accepted
+        if probe is not None:
+            assert det.predict(probe)[0] == -1, scale
+
+
+def test_autoencoders_refuse_variation_lost_to_float32_precision():
+    images = 1.0 + np.random.default_rng(0).uniform(size=(24, 8, 8)) * 1e-9
+    with pytest.raises(ValueError, match=r"beyond float32 precision.*X - X\.mean\(\)"):
+        ConvAutoencoderDetector(channels=(4,), max_iter=1).fit(images)
+    # standardized in float64 first: the dense detector learns such data
+    AutoencoderDetector(hidden_sizes=(4,), max_iter=1).fit(images.reshape(24, -1))
+
+
 def _unit(n=40, seed=0):
     X = _train(n=n, seed=seed)
     return X / np.abs(X).max()

@@ -221,6 +221,47 @@ def check_magnitude(X, limit, name="X"):
         )
 
 
+#: Smallest standard deviation of training data that the autoencoders accept
+#: where they measure squared errors in input units in float32: then errors
+#: down to float32 precision relative to the spread stay normal float32
+#: numbers, sqrt(tiny / eps), about 3.2e-16.
+MIN_FLOAT32_SPREAD = float(np.sqrt(np.finfo(np.float32).tiny / np.finfo(np.float32).eps))
+
+
+def check_float32_spread(spread, varies, center, where, name="X"):
+    """Refuse training data that float32 errors cannot represent.
+
+    ``spread`` is the standard deviation of each channel (or feature) as the
+    network sees it in float32, ``varies`` whether the float64 data varies
+    there, ``center`` its mean; ``where`` names entry ``{i}`` in messages. A
+    varying channel whose float32 spread is 0 lost its variation to float32
+    rounding; one whose spread is below :data:`MIN_FLOAT32_SPREAD` would have
+    its squared errors underflow, so that every score would be 0 and no
+    anomaly would be seen.
+    """
+    spread, varies, center = (
+        np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (spread, varies, center)
+    )
+    bad = np.flatnonzero(varies.astype(bool) & (spread < MIN_FLOAT32_SPREAD))
+    if bad.size == 0:
+        return
+    i = int(bad[0])
+    where = where.format(i=i)
+    if spread[i] == 0 and center[i] != 0:
+        raise ValueError(
+            f"{name} varies in {where} only beyond float32 precision around its mean "
+            f"{center[i]:.7g}, so the network (float32, about 7 significant digits) sees "
+            f"constant data. Subtract the mean first, e.g. {name} - {name}.mean(), or "
+            "rescale it with sklearn.preprocessing.StandardScaler."
+        )
+    raise ValueError(
+        f"{name} has a standard deviation of {spread[i]:.3g} in {where}; the "
+        f"detector measures squared errors in input units in float32, which underflow "
+        f"below a spread of {MIN_FLOAT32_SPREAD:.2g}, so every score would be 0. Rescale "
+        f"{name}, e.g. multiply it by a constant or use sklearn.preprocessing.StandardScaler."
+    )
+
+
 def anomaly_labels(y, n_samples=None, *, name="y"):
     """Validate labels ``0`` = normal, ``1`` = anomaly (bools, a column vector, and
     ``n_samples`` of them if given) and return the boolean mask of anomalies."""
