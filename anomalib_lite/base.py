@@ -124,12 +124,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------- machinery
     @staticmethod
     def _normal_rows(X, y):
-        """Rows of ``X`` labelled normal (all when ``y`` is None), within the magnitude limit."""
+        """Rows of ``X`` labelled normal (all when ``y`` is None), within the magnitude limit.
+
+        Labelled anomalies are not learned from, so they may hold any finite value.
+        """
+        if y is not None:
+            normal = check_labels(y, X.shape[0])
+            X = X if normal.all() else X[normal]
         check_magnitude(X, MAX_TRAINING_MAGNITUDE)
-        if y is None:
-            return X
-        normal = check_labels(y, X.shape[0])
-        return X if normal.all() else X[normal]
+        return X
 
     def _batched(self, func, X):
         """Apply ``func`` to consecutive row batches of ``X`` and stack the results.

@@ -4,10 +4,15 @@ Scorers rank samples by the anomaly score against labels ``0`` = normal,
 ``1`` = anomaly, whatever the detector's score sign (scikit-learn's
 ``'roc_auc'`` ranks by ``decision_function`` and returns ``1 - AUC``). Image
 metrics compare anomaly maps with ground-truth masks as in the MVTec AD protocol.
+
+Every metric depends on the order of the scores only, so it accepts ``inf``
+and ``-inf`` (a detector's score of a sample that overflowed): an infinite
+anomaly score ranks above every finite one. NaN has no rank and is refused.
 """
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score
 
 from .utils._ranking import cut_counts
@@ -45,6 +50,12 @@ def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=Tru
     return anomaly
 
 
+def _ranks(scores):
+    """Dense ranks of scores, ties equal: what rank-based metrics depend on,
+    finite even where the scores are ``+-inf``."""
+    return rankdata(scores, method="dense").astype(np.float64)
+
+
 def best_f1_score(y_true, anomaly_scores):
     """Best F1 score over every threshold on the anomaly scores.
 
@@ -56,7 +67,8 @@ def best_f1_score(y_true, anomaly_scores):
     y_true : array-like of shape (n_samples,)
         Labels, ``0`` = normal, ``1`` = anomaly.
     anomaly_scores : array-like of shape (n_samples,)
-        Anomaly scores, higher = more anomalous, e.g. ``-score_samples(X)``.
+        Anomaly scores, higher = more anomalous, e.g. ``-score_samples(X)``;
+        ``inf`` ranks above every finite score, NaN is refused.
 
     Returns
     -------
@@ -70,19 +82,26 @@ def best_f1_score(y_true, anomaly_scores):
     0.8
     """
     anomaly = _anomaly_labels(y_true, need_normal=False)
-    s = check_scores(anomaly_scores, "anomaly_scores", anomaly.shape[0])
+    s = check_scores(anomaly_scores, "anomaly_scores", anomaly.shape[0], allow_inf=True)
     n_flagged, tp, _, _ = cut_counts(anomaly, s)
     return float(np.max(2.0 * tp / (n_flagged + anomaly.sum())))
 
 
+def _anomaly_ranks(y_true, decision):
+    """Labels and the ranks of the anomaly scores (``-decision``); ``-inf``
+    decisions (samples that overflowed) rank as the most anomalous."""
+    anomaly = _anomaly_labels(y_true)
+    decision = check_scores(decision, "decision_function", anomaly.shape[0], allow_inf=True)
+    return anomaly, _ranks(-decision)
+
+
 def _roc_auc_of_decision(y_true, decision):
     # decision_function = score_samples - offset_ ranks like -anomaly score.
-    return float(roc_auc_score(_anomaly_labels(y_true), -np.asarray(decision, dtype=np.float64)))
+    return float(roc_auc_score(*_anomaly_ranks(y_true, decision)))
 
 
 def _average_precision_of_decision(y_true, decision):
-    anomaly = _anomaly_labels(y_true)
-    return float(average_precision_score(anomaly, -np.asarray(decision, dtype=np.float64)))
+    return float(average_precision_score(*_anomaly_ranks(y_true, decision)))
 
 
 def _confusion_of_predict(y_true, y_pred):
@@ -225,8 +244,12 @@ def _check_maps(masks, anomaly_maps):
                 f"got values {np.unique(gt)[:10].tolist()}."
             )
         gt = gt.astype(bool)
-    if not np.all(np.isfinite(maps)):
-        raise ValueError("anomaly_maps contains NaN or infinite values; expected finite scores.")
+    if np.isnan(maps).any():
+        raise ValueError(
+            f"anomaly_maps contains NaN at {int(np.isnan(maps).sum())} pixels; a NaN score "
+            "has no rank (inf, which anomaly_map gives where a value overflows, ranks "
+            "above every finite score)."
+        )
     if not gt.any():
         raise ValueError(
             "masks marks no pixel as anomalous; pixel ROC-AUC and PRO need "
@@ -265,7 +288,7 @@ def pixel_roc_auc_score(masks, anomaly_maps):
     1.0
     """
     gt, maps = _check_maps(masks, anomaly_maps)
-    return float(roc_auc_score(gt.ravel(), maps.ravel()))
+    return float(roc_auc_score(gt.ravel(), _ranks(maps.ravel())))
 
 
 #: 8-connectivity within an image, none across images, as in the MVTec AD code.
@@ -295,8 +318,9 @@ def pro_curve(masks, anomaly_maps):
     pro : ndarray of shape (n_thresholds + 1,)
         Per-region overlap at each FPR, from 0 to 1.
     thresholds : ndarray of shape (n_thresholds + 1,)
-        Decreasing thresholds: the distinct map values, after ``inf`` (which
-        flags nothing).
+        Decreasing thresholds: ``inf``, which stands for flagging nothing (as
+        in :func:`sklearn.metrics.roc_curve`, even where a map holds ``inf``),
+        then the distinct map values.
 
     Examples
     --------

@@ -118,14 +118,25 @@ def conformal_p_values(calibration_scores, anomaly_scores):
     p_values : ndarray of shape (m,)
         Values in ``[1 / (n + 1), 1]``.
 
+    Raises
+    ------
+    ValueError
+        When either side holds NaN, which has no rank. ``inf`` is accepted
+        on both sides (a detector's score of a sample that overflowed): an
+        infinite anomaly score is exceeded by no finite calibration score.
+
     Examples
     --------
     >>> from anomalib_lite.thresholds import conformal_p_values
     >>> conformal_p_values([1.0, 2.0, 3.0], [0.5, 2.5, 9.0]).tolist()
     [1.0, 0.5, 0.25]
     """
-    cal = np.sort(check_scores(calibration_scores, "calibration_scores"))
+    cal = np.sort(check_scores(calibration_scores, "calibration_scores", allow_inf=True))
     s = np.asarray(anomaly_scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"anomaly_scores must be a 1-D array of scores, got shape {s.shape}.")
+    if s.size:
+        check_scores(s, "anomaly_scores", allow_inf=True)
     at_least = cal.size - np.searchsorted(cal, s, side="left")
     return (1.0 + at_least) / (cal.size + 1.0)
 

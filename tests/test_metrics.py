@@ -1,13 +1,23 @@
 """Anomaly scorers and image metrics: signs, hand-computed cases, invariants."""
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from sklearn.metrics import get_scorer as sklearn_get_scorer
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from anomalib_lite import PCADetector
 from anomalib_lite.metrics import (
@@ -262,7 +272,7 @@ def test_image_metrics_validate_their_input():
         pixel_roc_auc_score(np.ones_like(mask), amap)
     with pytest.raises(ValueError, match="only 0 and 1"):
         pro_curve(mask * 2 + 0, amap)
-    with pytest.raises(ValueError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="anomaly_maps contains NaN at 1 pixels"):
         aupro_score(mask, np.where(mask, np.nan, amap))
     with pytest.raises(ValueError, match=r"\(n, H, W\) or \(H, W\)"):
         aupro_score(mask[..., None], amap[..., None])
@@ -272,3 +282,86 @@ def test_image_metrics_validate_their_input():
         aupro_score(mask, amap.astype(str))
     # a single (H, W) image is accepted
     assert aupro_score(mask[0], mask[0] + 0.0) == 1.0
+
+
+# ---------------------------------------------------------- infinite scores
+def test_scorers_rank_the_documented_overflow_output():
+    X, y = _labelled(seed=4)
+    det = PCADetector(n_components=2).fit(X[:100])
+    X_test, y_test = X[100:].copy(), y[100:]
+    anomalies = np.flatnonzero(y_test == 1)
+    X_test[anomalies[0]] = 1.5e308  # overflows: score_samples -inf, as documented
+    with pytest.warns(UserWarning, match="overflowed"):
+        anomaly_score = -det.score_samples(X_test)
+    assert anomaly_score[anomalies[0]] == np.inf
+    finite = anomaly_score.copy()
+    finite[anomalies[0]] = anomaly_score[np.isfinite(anomaly_score)].max() + 1.0
+    for scorer, metric in [
+        (anomaly_roc_auc, roc_auc_score),
+        (anomaly_average_precision, average_precision_score),
+    ]:
+        with pytest.warns(UserWarning, match="overflowed"):
+            assert scorer(det, X_test, y_test) == pytest.approx(metric(y_test, finite))
+    assert best_f1_score(y_test, anomaly_score) == best_f1_score(y_test, finite)
+
+
+def test_grid_search_records_no_nan_for_a_fold_that_overflows():
+    X, y = _labelled(seed=5)
+    X = X.copy()
+    X[np.flatnonzero(y == 1)[:3]] = 1.5e308
+    search = GridSearchCV(
+        PCADetector(),
+        {"n_components": [1, 2]},
+        scoring=get_scorer("anomaly_roc_auc"),
+        cv=StratifiedKFold(3),
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        search.fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+class _FixedScores(OutlierMixin, BaseEstimator):
+    """An outlier detector whose anomaly score of row ``[i]`` is ``scores[i]``."""
+
+    def __init__(self, scores=None):
+        self.scores = scores
+
+    def fit(self, X, y=None):
+        return self
+
+    def decision_function(self, X):
+        return -np.asarray(self.scores, dtype=float)[np.asarray(X)[:, 0]]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(st.integers(0, 1), st.sampled_from([-np.inf, -2.0, 0.0, 1.0, 3.0, np.inf])),
+        min_size=2,
+        max_size=30,
+    ).filter(lambda rows: len({label for label, _ in rows}) == 2)
+)
+def test_rank_metrics_treat_infinities_as_extreme_ranks(data):
+    y = np.array([label for label, _ in data])
+    scores = np.array([score for _, score in data])
+    stand_in = np.select([scores == np.inf, scores == -np.inf], [1e6, -1e6], scores)
+    fixed, index = _FixedScores(scores), np.arange(len(y))[:, None]
+    assert anomaly_roc_auc(fixed, index, y) == roc_auc_score(y, stand_in)
+    assert anomaly_average_precision(fixed, index, y) == pytest.approx(
+        average_precision_score(y, stand_in)
+    )
+    assert best_f1_score(y, scores) == best_f1_score(y, stand_in)
+    masks = y.astype(bool).reshape(1, 1, -1)
+    assert pixel_roc_auc_score(masks, scores.reshape(1, 1, -1)) == roc_auc_score(y, stand_in)
+    assert aupro_score(masks, scores.reshape(1, 1, -1)) == aupro_score(
+        masks, stand_in.reshape(1, 1, -1)
+    )
+
+
+def test_rank_metrics_refuse_nan():
+    with pytest.raises(ValueError, match=r"anomaly_scores contains NaN.*no rank"):
+        best_f1_score([0, 1], [np.nan, 1.0])
+    with pytest.raises(ValueError, match="decision_function contains NaN"):
+        anomaly_roc_auc(_FixedScores([np.nan, 1.0]), np.arange(2)[:, None], [0, 1])

@@ -73,6 +73,33 @@ def test_p_values_hand_computed():
     np.testing.assert_allclose(p, [5 / 5, 4 / 5, 2 / 5, 2 / 5, 1 / 5])
 
 
+def test_p_values_refuse_nan_on_either_side():
+    with pytest.raises(ValueError, match=r"anomaly_scores contains NaN at 1 of 2 .*index 0"):
+        conformal_p_values([1.0, 2.0, 3.0], [np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"calibration_scores contains NaN"):
+        conformal_p_values([1.0, np.nan, 3.0], [2.0])
+
+
+def test_p_values_rank_infinite_scores():
+    # +inf: a sample whose score overflowed; no calibration score reaches it
+    p = conformal_p_values([1.0, 2.0, 3.0], [np.inf, -np.inf, 2.0])
+    np.testing.assert_allclose(p, [1 / 4, 1.0, 3 / 4])
+    np.testing.assert_allclose(conformal_p_values([1.0, np.inf], [np.inf, 5.0]), [2 / 3, 2 / 3])
+    assert conformal_p_values([1.0, 2.0], []).shape == (0,)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    cal=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=20),
+    test=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=20),
+)
+def test_p_values_of_infinities_are_the_limits_of_large_scores(cal, test):
+    big = conformal_p_values(cal, [1e300, -1e300])
+    np.testing.assert_array_equal(conformal_p_values(cal, [np.inf, -np.inf]), big)
+    p = conformal_p_values(cal, test)
+    assert np.all((p >= 1 / (len(cal) + 1)) & (p <= 1))
+
+
 def test_quantile_threshold_is_numpy_quantile():
     rng = np.random.default_rng(0)
     s = rng.normal(size=50)
@@ -82,7 +109,9 @@ def test_quantile_threshold_is_numpy_quantile():
 @pytest.mark.parametrize(
     ("func", "args", "error", "match"),
     [
-        (conformal_threshold, ([1.0, np.nan], 0.5), ValueError, "NaN or infinite"),
+        (conformal_threshold, ([1.0, np.nan], 0.5), ValueError, "contains NaN"),
+        (conformal_threshold, ([1.0, np.inf], 0.5), ValueError, "infinite values"),
+        (quantile_threshold, ([1.0, -np.inf], 0.5), ValueError, "infinite values"),
         (conformal_threshold, ([], 0.5), ValueError, "non-empty 1-D"),
         (conformal_threshold, ([1.0, 2.0], 1.0), ValueError, r"alpha=1.0 must be in \(0, 1\)"),
         (quantile_threshold, ([1.0], "0.1"), TypeError, "alpha must be a float"),

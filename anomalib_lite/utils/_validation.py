@@ -304,8 +304,13 @@ def check_labels(y, n_samples):
     return normal
 
 
-def check_scores(values, name, n=None):
-    """Validate a non-empty 1-D array of finite scores (of length ``n`` if given)."""
+def check_scores(values, name, n=None, *, allow_inf=False):
+    """Validate a non-empty 1-D array of scores (of length ``n`` if given).
+
+    NaN is always refused: it has no rank. ``allow_inf`` accepts ``+-inf``,
+    which rank above (below) every finite score: the detectors' output for a
+    sample that overflows.
+    """
     s = np.asarray(values, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {s.shape}.")
@@ -313,6 +318,13 @@ def check_scores(values, name, n=None):
         raise ValueError(
             f"{name} has {s.shape[0]} scores but there are {n} labels; they must match."
         )
-    if not np.all(np.isfinite(s)):
-        raise ValueError(f"{name} contains NaN or infinite values; expected finite scores.")
+    nan = np.isnan(s)
+    if nan.any():
+        raise ValueError(
+            f"{name} contains NaN at {int(nan.sum())} of {s.size} positions (the first at "
+            f"index {int(np.argmax(nan))}); a NaN score has no rank. Find where it came "
+            "from: the library's detectors never return NaN."
+        )
+    if not allow_inf and np.isinf(s).any():
+        raise ValueError(f"{name} contains infinite values; expected finite scores.")
     return s
