@@ -6,6 +6,7 @@
 """
 
 import math
+import os
 from numbers import Integral
 
 import numpy as np
@@ -548,7 +549,9 @@ def reconstruction_figure(
             f"mask_color={mask_color!r} must be an RGB tuple of three ints in [0, 255]."
         )
     path = None if path is None else check_path(path)
-    if path is not None and path.exists() and not overwrite:
+    if path is not None and path.is_dir():
+        raise IsADirectoryError(f"path='{path}' is a folder; pass a file path inside it.")
+    if path is not None and os.path.lexists(path) and not overwrite:  # a dangling link too
         raise FileExistsError(f"'{path}' exists; pass overwrite=True or another path.")
     panels = reconstruction_panels(
         detectors,

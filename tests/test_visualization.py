@@ -1,5 +1,6 @@
 """Tests of anomalib_lite.visualization, by the pixels of the pictures."""
 
+import os
 import sys
 
 import numpy as np
@@ -368,6 +369,20 @@ def test_figure_is_saved_without_overwriting(tmp_path, digits_pca):
     assert path.read_bytes() == before
     reconstruction_figure(pca, X, path=str(path), upscale=2, overwrite=True)
     assert path.read_bytes() != before
+
+
+def test_figure_path_that_is_a_folder_or_a_dangling_link(tmp_path, digits_pca):
+    pca, test, _ = digits_pca
+    for overwrite in (False, True):
+        with pytest.raises(IsADirectoryError, match="is a folder; pass a file path"):
+            reconstruction_figure(pca, test[:2], path=tmp_path, overwrite=overwrite)
+    if not hasattr(os, "symlink") or sys.platform == "win32":
+        pytest.skip("symbolic links need privileges on Windows")
+    link = tmp_path / "figure.png"
+    link.symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        reconstruction_figure(pca, test[:2], path=link)
+    assert not (tmp_path / "elsewhere.png").exists()
 
 
 # ------------------------------------------------------------ matplotlib
