@@ -3,7 +3,9 @@ that names the problem, and the caller's data and files left untouched."""
 
 import copy
 import json
+import os
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from anomalib_lite import (
 )
 from anomalib_lite.datasets import load_images
 from anomalib_lite.io import ModelFileError, load, save
+from anomalib_lite.metrics import anomaly_roc_auc, aupro_score, best_f1_score, pixel_roc_auc_score
+from anomalib_lite.thresholds import conformal_p_values
 
 pd = pytest.importorskip("pandas")
 
@@ -136,6 +140,50 @@ def _huge_scoring(ctx):
         assert np.all(det.predict(X) == -1)
 
     return [lambda det=det: check(det) for det in ctx.fitted]
+
+
+@row("huge-values-other-outputs", UserWarning, "overflowed float64 while computing")
+def _huge_other_outputs(ctx):
+    rows = ctx.keep(np.full((2, 4), 1.5e308))
+    images = np.random.default_rng(0).random((2, 1, 8, 8))
+    images[:, 0, 3, 3] = 3e38  # one pixel, finite in float32 too
+    ctx.keep(images)
+
+    def check(det, method, X):
+        values = getattr(det, method)(X)
+        assert not np.isnan(values).any() and np.isinf(values).any()
+
+    return [
+        lambda det=det: check(det, "reconstruction_error", rows)
+        for det in ctx.fitted
+        if hasattr(det, "reconstruction_error")
+    ] + [
+        lambda: check(ctx.conv, "anomaly_map", images),
+        lambda: check(ctx.conv, "reconstruction_error", images),
+        lambda: check(ctx.conv, "reconstruct", images),
+    ]
+
+
+@row("huge-labelled-anomalies", None)
+def _huge_labelled(ctx):
+    X = ctx.keep(_with(_X(), 0, 0, 1e300))
+    y = np.r_[1, np.zeros(59, int)]
+    return ctx.fits(X, y)
+
+
+@row("tiny-training-values", ValueError, r"squared errors in input units in float32.*Rescale X")
+def _tiny_training(ctx):
+    X = ctx.keep(_X() * 1e-25)
+    return [
+        lambda: clone(_zoo()[2]).fit(X),
+        lambda: AutoencoderDetector(standardize=False, max_iter=1).fit(X),
+    ]
+
+
+@row("float32-precision", ValueError, r"beyond float32 precision.*Subtract the mean")
+def _float32_precision(ctx):
+    X = ctx.keep(1.0 + _X() * 1e-9)
+    return [lambda: clone(_zoo()[2]).fit(X)]
 
 
 # ------------------------------------------------------------ shapes
@@ -404,6 +452,36 @@ def _alpha(ctx):
     ]
 
 
+@row("scores-nan", ValueError, r"contains NaN.*no rank")
+def _scores_nan(ctx):
+    y, scores = [0, 0, 1], ctx.keep(np.array([0.1, np.nan, 0.9]))
+    return [
+        lambda: best_f1_score(y, scores),
+        lambda: conformal_p_values([1.0, 2.0, 3.0], scores),
+        lambda: conformal_p_values(scores, [1.0]),
+        lambda: pixel_roc_auc_score(np.eye(3, dtype=bool), np.diag(scores)),
+    ]
+
+
+@row("scores-infinite", None)
+def _scores_infinite(ctx):
+    y, scores = [0, 0, 1, 1], ctx.keep(np.array([-np.inf, 0.1, 0.9, np.inf]))
+
+    def check():
+        assert best_f1_score(y, scores) == 1.0
+        assert conformal_p_values([1.0, 2.0, 3.0], scores).tolist() == [1.0, 1.0, 1.0, 0.25]
+        masks = np.array(y, dtype=bool).reshape(1, 2, 2)
+        assert pixel_roc_auc_score(masks, scores.reshape(1, 2, 2)) == 1.0
+        assert aupro_score(masks, scores.reshape(1, 2, 2)) == 1.0
+
+    def scorer():
+        X = np.vstack([_X(2), np.full((2, 4), 1.5e308)])
+        with pytest.warns(UserWarning, match="overflowed"):
+            assert anomaly_roc_auc(ctx.fitted[0], X, y) == 1.0
+
+    return [check, scorer]
+
+
 # ------------------------------------------------------------ model files
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, fitted_detectors):
@@ -598,6 +676,95 @@ def _images_bomb(ctx):
             Image.MAX_IMAGE_PIXELS = limit
 
     return [call]
+
+
+_symlinks = hasattr(os, "symlink") and sys.platform != "win32"
+_fifos = hasattr(os, "mkfifo")
+
+
+@row("images-folder-link", None)
+def _images_folder_link(ctx):
+    if not _symlinks:
+        pytest.skip("symbolic links need privileges on Windows")
+    real, data = ctx.tmp_path / "real", ctx.tmp_path / "data"
+    real.mkdir()
+    data.mkdir()
+    ctx.keep(_png(real / "b.png"))
+    ctx.keep(_png(data / "a.png"))
+    (data / "linked").symlink_to(real, target_is_directory=True)
+
+    def check():
+        assert load_images(data).shape == (2, 8, 8)
+
+    return [check]
+
+
+@row("images-link-loop", UserWarning, r"link back to a folder it lies in .*not followed")
+def _images_link_loop(ctx):
+    if not _symlinks:
+        pytest.skip("symbolic links need privileges on Windows")
+    ctx.keep(_png(ctx.tmp_path / "a.png"))
+    (ctx.tmp_path / "again").symlink_to(ctx.tmp_path, target_is_directory=True)
+    return [lambda: load_images(ctx.tmp_path)]
+
+
+@row("images-dangling-link", UserWarning, r"link to .*which does not exist.*Skipped")
+def _images_dangling(ctx):
+    if not _symlinks:
+        pytest.skip("symbolic links need privileges on Windows")
+    ctx.keep(_png(ctx.tmp_path / "a.png"))
+    (ctx.tmp_path / "b.png").symlink_to(ctx.tmp_path / ".git" / "annex" / "b")
+    return [lambda: load_images(ctx.tmp_path, on_error="warn")]
+
+
+@row("images-named-pipe", UserWarning, r"not regular files .*pipe\.png")
+def _images_pipe(ctx):
+    if not _fifos:
+        pytest.skip("no named pipes (os.mkfifo) on this platform")
+    ctx.keep(_png(ctx.tmp_path / "a.png"))
+    os.mkfifo(ctx.tmp_path / "pipe.png")
+    return [lambda: load_images(ctx.tmp_path)]
+
+
+@row("images-named-pipe-listed", ValueError, r"'.*pipe\.png': it is not a regular file")
+def _images_pipe_listed(ctx):
+    if not _fifos:
+        pytest.skip("no named pipes (os.mkfifo) on this platform")
+    os.mkfifo(ctx.tmp_path / "pipe.png")
+    return [lambda: load_images([ctx.tmp_path / "pipe.png"])]
+
+
+@row("score-files-skipped", UserWarning, r"1 of the 2 files .*skipped; their results are NaN")
+def _score_files_skipped(ctx):
+    from anomalib_lite.dask import score_files
+
+    good = ctx.keep(_png(ctx.tmp_path / "a.png"))
+    bad = _copy(ctx, b"not an image", "b.png")
+
+    def check():
+        scores = score_files(ctx.conv, [good, bad], on_error="warn", dtype="float32")
+        values = scores.compute(scheduler="synchronous")
+        assert np.isfinite(values[0]) and np.isnan(values[1])
+
+    return [check]
+
+
+@row("dask-empty-chunks", None)
+def _dask_empty(ctx):
+    da = pytest.importorskip("dask.array")
+    from anomalib_lite.dask import score_array
+
+    X = ctx.keep(_X())
+    darr = da.from_array(X, chunks=(20, 4))
+    selected = darr[da.from_array(np.arange(60) >= 20, chunks=20)]
+    selected.compute_chunk_sizes()
+    assert selected.chunks[0] == (0, 20, 20)
+
+    def check(det):
+        result = score_array(det, selected).compute(scheduler="synchronous")
+        np.testing.assert_allclose(result, det.score_samples(X[20:]), rtol=1e-6)
+
+    return [lambda det=det: check(det) for det in ctx.fitted]
 
 
 # ------------------------------------------------------------ the test
