@@ -675,9 +675,38 @@ class TorchDetector(BaseDetector):
                 stacklevel=3,
             )
             self.device_ = "cpu"
+        self._check_weights(weights)
         self._build_module()
         self.module_.load_state_dict(_tensors(weights))
         self._place_module()
+
+    def _check_weights(self, weights):
+        """Refuse stored weights that do not fit the network the state declares,
+        before that network is built.
+
+        The network is laid out on torch's ``meta`` device, which allocates no
+        memory, so that a forged geometry (``hidden_sizes_=(7000, 7000)`` in a
+        model file of a few kilobytes) costs nothing: once the shapes match,
+        the network is no larger than the weights the state holds.
+        """
+        layers = sum(len(getattr(self, k, ())) for k in ("channels_", "hidden_sizes_"))
+        if layers > len(weights):  # every layer holds weights: a cheap bound first
+            raise ValueError(f"the state declares {layers} layers but holds {len(weights)} weights")
+        shape = getattr(self, "input_shape_", None)
+        if shape is not None and math.prod(shape) != self.n_features_in_:
+            n_features = self.n_features_in_
+            raise ValueError(f"input_shape_={shape!r} does not hold n_features_in_={n_features!r}")
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in self._make_module().state_dict().items()}
+        stored = {k: tuple(np.shape(v)) for k, v in weights.items()}
+        if expected != stored:
+            name = next(
+                k for k in sorted(set(expected) | set(stored)) if expected.get(k) != stored.get(k)
+            )
+            raise ValueError(
+                f"the stored weights do not fit the network the state declares: {name!r} is "
+                f"stored as {stored.get(name)} but the network has {expected.get(name)}"
+            )
 
     # -------------------------------------------------------------- scoring
     def _batch_rows(self, X):

@@ -18,10 +18,12 @@ Loading never unpickles or imports a name from the file: classes come from
 import errno
 import hashlib
 import io as _io
+import itertools
 import json
 import math
 import os
 import platform
+import stat
 import sys
 import zipfile
 
@@ -36,7 +38,7 @@ from ._version import __version__
 from .base import BaseDetector
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
-from .utils._files import write_atomically
+from .utils._files import check_target, write_atomically
 from .utils._validation import check_bool, check_path
 
 __all__ = ["ALLOWED_CLASSES", "FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
@@ -513,6 +515,8 @@ def save(estimator, path, *, overwrite=False):
     TypeError
         If the estimator or a value it holds cannot be stored without code
         (a callable, a class not in :data:`ALLOWED_CLASSES`).
+    IsADirectoryError
+        If ``path`` is a folder.
     FileExistsError
         If ``path`` exists and ``overwrite=False``.
     FileNotFoundError
@@ -541,17 +545,7 @@ def save(estimator, path, *, overwrite=False):
         )
     path = check_path(path)
     check_bool(overwrite, "overwrite")
-    if not overwrite and os.path.lexists(path):
-        raise _exists_error(path)
-    directory = path.absolute().parent
-    if not directory.is_dir():
-        raise FileNotFoundError(
-            errno.ENOENT,
-            "The directory to save the model file in does not exist; create it first",
-            str(directory),
-        )
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "path is a directory; pass a file path", str(path))
+    check_target(path, overwrite=overwrite, exists_error=_exists_error, example="detector.model")
     encoder = _Encoder()
     tree = encoder.encode_estimator(estimator, "")
     fitted = _is_fitted(estimator)
@@ -578,6 +572,33 @@ def _checksum_error(name, entry, detail=""):
         "so the file is corrupt or was modified. Save the model again or restore the file "
         "from a backup."
     )
+
+
+def _check_zip_layout(zf, size, name):
+    """Refuse a zip whose entries overlap or do not fit in the file, before any is read.
+
+    Each entry's local header and stored bytes must lie inside the file,
+    before the central directory, and apart from every other entry's: a
+    forged directory that points many entries at one blob (a zip bomb; only
+    Python 3.11.8 / 3.12.2 and later refuse it themselves) would otherwise
+    make ``load`` read the blob many times over. With stored (uncompressed)
+    entries, this bounds what ``load`` reads by the file's size.
+    """
+    end = min(size, getattr(zf, "start_dir", size))
+    spans = []
+    for info in zf.infolist():
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise _not_ours(name, f"entry {info.filename!r} is compressed")
+        # a local header is at least 30 bytes and the name long
+        start = info.header_offset
+        stop = start + 30 + len(info.orig_filename.encode("utf-8")) + info.compress_size
+        spans.append((start, stop, info.filename))
+    spans.sort()
+    for (_, stop, entry), (start, _, other) in itertools.pairwise(spans):
+        if stop > start:
+            raise _not_ours(name, f"entries {entry!r} and {other!r} overlap")
+    if spans and spans[-1][1] > end:
+        raise _not_ours(name, f"entry {spans[-1][2]!r} extends beyond the file's data")
 
 
 def _read_entries(zf, name):
@@ -673,8 +694,10 @@ def load(path):
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        If the file is not a valid model file (see :class:`ModelFileError`)
-        or holds a class that may not be loaded.
+        If the file is not a valid model file (see :class:`ModelFileError`),
+        holds a class that may not be loaded, has overlapping entries, weights
+        that do not fit the network its geometry declares or a
+        ``checkpoint_path``, or is not a regular file (a named pipe).
 
     See Also
     --------
@@ -705,7 +728,7 @@ def load(path):
         name = repr(str(path))
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, f"No model file at {name}", str(path))
-        with open(path, "rb") as fh:  # errors of the path itself (a folder, no access) here
+        with _open_regular(path, name) as fh:  # errors of the path itself (a folder...) here
             header, payload, arrays = _read_file(fh, name)
     if not isinstance(payload, dict) or payload.get("$") != "estimator":
         raise _not_ours(name, "the payload holds no estimator")
@@ -723,10 +746,28 @@ def load(path):
         ) from None
 
 
+def _open_regular(path, name):
+    """Open ``path`` for reading if it is a regular file (links followed).
+
+    Opened without blocking and checked on the open descriptor, so that a
+    named pipe (which blocks until a writer comes) or a device is refused
+    instead of hanging or reading without end.
+    """
+    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fh = open(path, "rb", opener=lambda p, mode: os.open(p, mode | flags))  # noqa: SIM115
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise _not_ours(name, "it is not a regular file (a named pipe, socket or device)")
+    return fh
+
+
 def _read_file(fh, name):
     """Header, payload and arrays of an open model file; every failure a ModelFileError."""
     try:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
         with zipfile.ZipFile(fh) as zf:
+            _check_zip_layout(zf, size, name)
             return _read_entries(zf, name)
     except ModelFileError:
         raise

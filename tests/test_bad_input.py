@@ -2,6 +2,7 @@
 that names the problem, and the caller's data and files left untouched."""
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -175,15 +176,15 @@ def _huge_labelled(ctx):
 def _tiny_training(ctx):
     X = ctx.keep(_X() * 1e-25)
     return [
-        lambda: clone(_zoo()[2]).fit(X),
-        lambda: AutoencoderDetector(standardize=False, max_iter=1).fit(X),
+        lambda: clone(ctx.kinds["conv"]).fit(X),
+        lambda: clone(ctx.kinds["autoencoder"]).set_params(standardize=False).fit(X),
     ]
 
 
 @row("float32-precision", ValueError, r"beyond float32 precision.*Subtract the mean")
 def _float32_precision(ctx):
     X = ctx.keep(1.0 + _X() * 1e-9)
-    return [lambda: clone(_zoo()[2]).fit(X)]
+    return [lambda: clone(ctx.kinds["conv"]).fit(X)]
 
 
 # ------------------------------------------------------------ shapes
@@ -537,15 +538,88 @@ def _load_newer(ctx):
     return [lambda: load(path)]
 
 
+@row("load-overlapping-entries", ModelFileError, r"entries .* overlap")
+def _load_overlapping(ctx):
+    with zipfile.ZipFile(ctx.model) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    path = ctx.tmp_path / "bomb.model"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    data = bytearray(path.read_bytes())
+    # point the second central-directory record at the first entry's bytes
+    first = data.find(b"PK\x01\x02")
+    second = data.find(b"PK\x01\x02", first + 4)
+    data[second + 42 : second + 46] = data[first + 42 : first + 46]
+    return [lambda: load(_copy(ctx, bytes(data), "bomb.model"))]
+
+
+@row("load-forged-geometry", ModelFileError, "weights do not fit the network")
+def _load_forged_geometry(ctx):
+    path = _forged(ctx, "wide.model", lambda p: p["state"].update(hidden_sizes_=[7000, 7000]))
+    return [lambda: load(path)]
+
+
+@row("load-write-target", ModelFileError, r": it stores checkpoint_path='.*', which a model file")
+def _load_write_target(ctx):
+    target = str(ctx.tmp_path / "autostart" / "run.desktop")
+    path = _forged(ctx, "target.model", lambda p: p["params"].update(checkpoint_path=target))
+    return [lambda: load(path)]
+
+
+def _forged(ctx, name, edit):
+    """A saved autoencoder whose payload ``edit`` changed, with checksums that match."""
+    det = ctx.fitted[1]  # the autoencoder
+    with zipfile.ZipFile(save(det, ctx.tmp_path / f"{name}.orig")) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    payload = json.loads(entries["payload.json"])
+    edit(payload)
+    entries["payload.json"] = json.dumps(payload).encode()
+    header = json.loads(entries.pop("anomalib_lite.json"))
+    header["sha256"] = {k: hashlib.sha256(v).hexdigest() for k, v in entries.items()}
+    path = ctx.tmp_path / name
+    with zipfile.ZipFile(path, "w") as zf:
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+        zf.writestr("anomalib_lite.json", json.dumps(header))
+    return ctx.keep(path)
+
+
+@row("load-named-pipe", ModelFileError, "not a regular file")
+def _load_pipe(ctx):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes (os.mkfifo) on this platform")
+    os.mkfifo(ctx.tmp_path / "pipe.model")
+    return [lambda: load(ctx.tmp_path / "pipe.model")]
+
+
 @row("save-existing-file", FileExistsError, "pass overwrite=True")
 def _save_existing(ctx):
     path = _copy(ctx, ctx.model.read_bytes(), "existing.model")
     return [lambda: save(ctx.fitted[0], path)]
 
 
-@row("save-missing-directory", FileNotFoundError, "directory to save the model file in")
+@row("save-missing-directory", FileNotFoundError, "folder to write the file in does not exist")
 def _save_missing_dir(ctx):
     return [lambda: save(ctx.fitted[0], ctx.tmp_path / "nowhere" / "det.model")]
+
+
+@row("save-directory", IsADirectoryError, "path is a folder; pass a file path inside it")
+def _save_directory(ctx):
+    folder = ctx.tmp_path / "models"
+    folder.mkdir()
+    return [lambda o=o: save(ctx.fitted[0], folder, overwrite=o) for o in (False, True)]
+
+
+@row("save-long-name", None)
+def _save_long_name(ctx):
+    def check():
+        folder = ctx.tmp_path / "long"
+        folder.mkdir()
+        path = save(ctx.fitted[0], folder / ("m" * 250))
+        assert os.listdir(folder) == [path.name]
+
+    return [check]
 
 
 @row("save-code", TypeError, "FunctionTransformer holds arbitrary Python functions")

@@ -1,5 +1,6 @@
 """Model files: exact round trips, no code run on load, atomic writes."""
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -7,7 +8,9 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -289,6 +292,25 @@ def test_model_files_name_no_file_to_write(tmp_path):
 
 
 @needs_autoencoder
+def test_a_files_device_never_makes_load_fail(tmp_path):
+    X = np.random.default_rng(6).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
+    path = save(det, tmp_path / "m")
+    payload = _payload(path)
+    payload["state"]["device_"] = "quantum:7"
+    payload["params"]["device"] = "quantum"
+    forged = _rewrite(
+        path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+    )
+    with pytest.warns(UserWarning, match="device_='quantum:7', which is not available"):
+        restored = load(forged)
+    assert restored.device_ == "cpu"
+    np.testing.assert_allclose(restored.score_samples(X), det.score_samples(X), rtol=1e-6)
+    with pytest.raises(ValueError, match="device='quantum' is not a torch device"):
+        restored.fit(X)  # the parameter is checked where it is used, as any parameter
+
+
+@needs_autoencoder
 def test_torch_weights_are_stored_as_arrays_not_pickles(tmp_path):
     X = np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32)
     det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
@@ -336,7 +358,7 @@ def test_values_that_need_code_are_refused(estimator, match, tmp_path):
         (([1, 2], "m"), {}, TypeError, "estimator must be a scikit-learn estimator"),
         ((PCADetector(), 3), {}, TypeError, "path must be a file path"),
         ((PCADetector(), "m"), {"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
-        ((PCADetector(), "missing/m"), {}, FileNotFoundError, "directory .* does not exist"),
+        ((PCADetector(), "missing/m"), {}, FileNotFoundError, "folder to write the file in does not exist"),
     ],
 )
 def test_bad_save_arguments(args, kwargs, error, match, tmp_path, monkeypatch):
@@ -392,14 +414,13 @@ def test_failed_save_leaves_the_old_file_intact(saved, monkeypatch, failure):
     np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_killed_save_leaves_the_old_file_intact(saved, tmp_path):
-    path, det, X = saved
-    before = path.read_bytes()
-    new = PCADetector(n_components=1).fit(X)
+@contextlib.contextmanager
+def _stalled_save(estimator, path):
+    """A child process saving ``estimator`` to ``path``, stalled once the
+    temporary file is written but not yet in place; killed on exit."""
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child stalls once the file is written but not yet in place
+    if pid == 0:
         try:
             import anomalib_lite.io as model_io
 
@@ -408,22 +429,77 @@ def test_killed_save_leaves_the_old_file_intact(saved, tmp_path):
                 time.sleep(60)
 
             model_io.os.fsync = stall
-            save(new, path, overwrite=True)
+            save(estimator, path, overwrite=True)
         finally:
             os._exit(1)
     try:
         assert os.read(read_end, 1) == b"w"
+        yield
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(read_end)
         os.close(write_end)
+
+
+def _age(path):
+    """Make ``path`` look untouched for longer than a stale temporary file."""
+    from anomalib_lite.utils._files import STALE_TEMPORARY_SECONDS
+
+    old = time.time() - STALE_TEMPORARY_SECONDS - 1
+    os.utime(path, (old, old))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_killed_save_leaves_the_old_file_intact(saved, tmp_path):
+    path, det, X = saved
+    before = path.read_bytes()
+    new = PCADetector(n_components=1).fit(X)
+    with _stalled_save(new, path):
+        pass
     assert path.read_bytes() == before
     np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
     # what the killed process leaves is a hidden temporary file, never the model's name
     leftovers = [n for n in os.listdir(tmp_path) if n != path.name]
-    assert len(leftovers) == 1
-    assert leftovers[0].startswith(f".{path.name}.") and leftovers[0].endswith(".tmp")
+    assert len(leftovers) == 1 and re.fullmatch(r"\.[0-9a-f]{8}-[0-9a-f]{16}\.tmp", leftovers[0])
+    stale = tmp_path / leftovers[0]
+    save(new, path, overwrite=True)  # a fresh one may belong to a save in progress: kept
+    assert stale.exists()
+    _age(stale)
+    other = save(new, tmp_path / "other.model")  # another target's save leaves it alone
+    assert stale.exists() and other.exists()
+    save(new, path, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, "other.model"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork and advisory locks")
+def test_a_save_in_progress_keeps_its_temporary_file(saved, tmp_path):
+    path, _, X = saved
+    new = PCADetector(n_components=1).fit(X)
+    with _stalled_save(new, path):
+        (tmp,) = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+        _age(tmp_path / tmp)
+        save(new, path, overwrite=True)
+        assert (tmp_path / tmp).exists()  # locked by the save in progress
+
+
+@pytest.mark.parametrize("length", [240, 255])
+def test_long_names_save_wherever_the_name_fits(saved, tmp_path, length):
+    _, det, X = saved
+    folder = tmp_path / "long"
+    folder.mkdir()
+    path = save(det, folder / ("m" * length))
+    assert os.listdir(folder) == [path.name]
+    np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_saving_onto_a_folder_says_it_is_a_folder(saved, tmp_path, overwrite):
+    _, det, _ = saved
+    (tmp_path / "models").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"path is a folder; pass a file path inside it"):
+        save(det, tmp_path / "models", overwrite=overwrite)
+    assert os.listdir(tmp_path / "models") == []
 
 
 # ------------------------------------------------------ loading bad files
@@ -435,6 +511,127 @@ def test_missing_file_raises_file_not_found(tmp_path):
 def test_directory_is_not_a_model_file(tmp_path):
     with pytest.raises(IsADirectoryError):
         load(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes (os.mkfifo)")
+def test_named_pipe_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "pipe.model")
+    with pytest.raises(ModelFileError, match="not a regular file"):
+        load(tmp_path / "pipe.model")
+
+
+def _central_records(data):
+    """``(records, eocd offset)`` of a zip without a comment: each central-directory
+    record as ``(fixed 46 bytes, name, extra)``."""
+    eocd = len(data) - 22
+    count, _, offset = struct.unpack("<HII", data[eocd + 10 : eocd + 20])
+    records, pos = [], offset
+    for _ in range(count):
+        fixed = data[pos : pos + 46]
+        n_name, n_extra, n_comment = struct.unpack("<HHH", fixed[28:34])
+        name = data[pos + 46 : pos + 46 + n_name]
+        extra = data[pos + 46 + n_name : pos + 46 + n_name + n_extra]
+        records.append((fixed, name, extra))
+        pos += 46 + n_name + n_extra + n_comment
+    return records, offset
+
+
+def _with_central_records(data, records, offset):
+    """``data`` up to ``offset`` with a new central directory of ``records``."""
+    body = b"".join(
+        fixed[:28] + struct.pack("<HHH", len(name), len(extra), 0) + fixed[34:] + name + extra
+        for fixed, name, extra in records
+    )
+    eocd = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(records), len(records), len(body), offset, 0
+    )
+    return data[:offset] + body + eocd
+
+
+def test_zip_bomb_of_overlapping_entries_is_refused_before_any_read(tmp_path, monkeypatch):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("arrays/0.npy", bytes(4 * 2**20))
+    data = buf.getvalue()
+    records, offset = _central_records(data)
+    fixed, _, extra = records[0]
+    bomb = [(fixed, f"arrays/{i}.npy".encode(), extra) for i in range(101)]
+    path = tmp_path / "bomb.model"
+    path.write_bytes(_with_central_records(data, bomb, offset))
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("an entry was read")
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", no_read)
+    with pytest.raises(ModelFileError, match=r"entries 'arrays/0\.npy' and .* overlap"):
+        load(path)
+
+
+def test_declared_sizes_beyond_the_file_are_refused(saved, tmp_path, monkeypatch):
+    path, _, _ = saved
+    data = path.read_bytes()
+    records, offset = _central_records(data)
+    fixed, name, extra = records[-1]
+    # the last entry's stored size, as the central directory declares it
+    grown = fixed[:20] + struct.pack("<II", 2**31, 2**31) + fixed[28:]
+    forged = tmp_path / "big.model"
+    forged.write_bytes(_with_central_records(data, [*records[:-1], (grown, name, extra)], offset))
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a, **k: pytest.fail("read"))
+    with pytest.raises(ModelFileError, match=r"beyond the file's data|overlap"):
+        load(forged)
+
+
+@needs_autoencoder
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda s: s.update({"hidden_sizes_": {"$": "tuple", "v": [7000, 7000]}}),
+            r"weights do not fit the network .* stored as \(\d+,\) but the network has \(7000,\)",
+        ),
+        (
+            lambda s: s.update({"hidden_sizes_": {"$": "tuple", "v": [8] * 1000}}),
+            "declares 1000 layers but holds",
+        ),
+        (lambda s: s.update({"n_features_in_": 10**9}), "do not fit the network"),
+        (lambda s: s["_weights"]["v"].pop(), "is stored as None but the network has"),
+    ],
+    ids=["wide-layers", "many-layers", "wide-input", "missing-weight"],
+)
+def test_forged_geometry_is_refused_before_the_network_is_built(tmp_path, monkeypatch, edit, match):
+    X = np.random.default_rng(6).normal(size=(40, 6)).astype(np.float32)
+    det = anomalib_lite.AutoencoderDetector(max_iter=1, random_state=0).fit(X)
+    path = save(det, tmp_path / "m")
+    payload = _payload(path)
+    edit(payload["state"])
+    forged = _rewrite(
+        path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+    )
+    monkeypatch.setattr(type(det), "_build_module", lambda self: pytest.fail("built"))
+    with pytest.raises(ModelFileError, match=match):
+        load(forged)
+
+
+@pytest.mark.skipif(
+    not hasattr(anomalib_lite, "ConvAutoencoderDetector"), reason="needs the conv detector"
+)
+def test_forged_image_geometry_is_refused_before_the_network_is_built(tmp_path, monkeypatch):
+    images = np.random.default_rng(0).random((12, 8, 8))
+    det = anomalib_lite.ConvAutoencoderDetector(channels=(4,), max_iter=1).fit(images)
+    path = save(det, tmp_path / "m")
+    for state in (
+        {"input_shape_": {"$": "tuple", "v": [1, 4096, 4096]}},
+        {"input_shape_": {"$": "tuple", "v": [1, 4096, 4096]}, "n_features_in_": 4096**2},
+    ):
+        payload = _payload(path)
+        payload["state"].update(state)
+        forged = _rewrite(
+            path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+        )
+        with monkeypatch.context() as patch:
+            patch.setattr(type(det), "_build_module", lambda self: pytest.fail("built"))
+            with pytest.raises(ModelFileError, match=r"does not hold|do not fit the network"):
+                load(forged)
 
 
 @pytest.mark.parametrize(

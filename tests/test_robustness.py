@@ -13,9 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from anomalib_lite import (
-    PCADetector,
-)
+from anomalib_lite import AutoencoderDetector, ConvAutoencoderDetector, PCADetector
 from anomalib_lite.base import MAX_TRAINING_MAGNITUDE
 
 D = 6

@@ -1,10 +1,15 @@
 """Durable, atomic file writes: the one way the library writes a file."""
 
 import contextlib
+import errno
+import hashlib
 import os
+import re
 import secrets
+import stat
+import time
 
-__all__ = ["write_atomically"]
+__all__ = ["check_target", "write_atomically"]
 
 
 def write_atomically(path, write, *, overwrite, exists_error):
@@ -26,11 +31,17 @@ def write_atomically(path, write, *, overwrite, exists_error):
         ``exists_error(path)`` is the exception raised when ``path`` exists
         and ``overwrite`` is False.
     """
-    # A fresh random name, created exclusively, with the usual umask.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    _remove_stale_temporaries(path)
+    # A fresh random name, created exclusively, with the usual umask; locked
+    # while it is written where the platform allows, so that no other write
+    # takes it for the leftover of a killed one.
+    tmp = path.with_name(
+        _TEMPORARY_NAME.format(digest=_name_digest(path), token=secrets.token_hex(8))
+    )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
+        _try_lock(fd)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -53,6 +64,80 @@ def _fsync_directory(directory):
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: A temporary file's name, next to its target: ``.<8 hex of the target's
+#: name>-<16 random hex>.tmp``, 30 characters, so that it fits wherever the
+#: target's name fits (however long) and the stale ones of a target are found.
+_TEMPORARY_NAME = ".{digest}-{token}.tmp"
+#: Seconds after its last write that an unlocked temporary file counts as
+#: left behind by a write that was killed.
+STALE_TEMPORARY_SECONDS = 60
+
+
+def _name_digest(path):
+    return hashlib.sha256(os.fsencode(path.name)).hexdigest()[:8]
+
+
+def _try_lock(fd):
+    """Take an exclusive advisory lock on ``fd`` without waiting; True if taken."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: an open file cannot be removed anyway
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_temporaries(path):
+    """Remove the temporary files that killed writes of ``path`` left behind.
+
+    Only files named for this target, unlocked and untouched for
+    :data:`STALE_TEMPORARY_SECONDS`, are removed: a write in progress holds
+    its lock.
+    """
+    name = _TEMPORARY_NAME.format(digest=_name_digest(path), token="@")
+    pattern = re.compile(re.escape(name).replace("@", "[0-9a-f]{16}"))
+    now = time.time()
+    with contextlib.suppress(OSError), os.scandir(path.absolute().parent) as entries:
+        for entry in entries:
+            if not pattern.fullmatch(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < STALE_TEMPORARY_SECONDS:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                try:
+                    if _try_lock(fd):
+                        os.unlink(entry.path)
+                finally:
+                    os.close(fd)
+
+
+def check_target(path, *, overwrite, exists_error, example):
+    """Refuse a target that is a folder, exists (without ``overwrite``; a
+    dangling link too, never written through) or lies in a folder that does
+    not exist: the most specific reason first. ``example`` names a file to
+    suggest inside a folder."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"path is a folder; pass a file path inside it, e.g. {str(path / example)!r}",
+            str(path),
+        )
+    if not overwrite and os.path.lexists(path):
+        raise exists_error(path)
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "The folder to write the file in does not exist; create it first",
+            str(directory),
+        )
 
 
 def _publish(tmp, path, overwrite, exists_error):

@@ -42,8 +42,13 @@ def check_device(device):
 
 
 def device_available(device):
-    """Whether ``device`` (a resolved device string) exists on this machine."""
-    dev = torch.device(device)
+    """Whether ``device`` (a resolved device string) exists on this machine; a
+    name torch does not know does not, so that a model file's device never
+    makes loading fail."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return False
     if dev.type == "cuda":
         return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
     if dev.type == "mps":
