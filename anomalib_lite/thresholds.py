@@ -180,7 +180,9 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     Parameters
     ----------
     anomaly_scores : array-like of shape (n,)
-        Anomaly scores, higher = more anomalous.
+        Anomaly scores, higher = more anomalous. Only their order counts, so
+        ``inf`` (the score of a sample that overflowed) ranks above every
+        finite score; NaN is refused.
     y : array-like of shape (n,)
         Labels, ``0`` = normal, ``1`` = anomaly; both must be present.
     method : {'f1', 'youden', 'recall'}, default='f1'
@@ -203,7 +205,7 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     """
     method = check_option(method, "method", _LABELLED)
     target_recall = check_float(target_recall, "target_recall", low=0, high=1, closed="right")
-    s = check_scores(anomaly_scores, "anomaly_scores")
+    s = check_scores(anomaly_scores, "anomaly_scores", allow_inf=True)
     anomaly = ~check_labels(y, s.size)
     n_pos = int(anomaly.sum())
     if n_pos == 0:

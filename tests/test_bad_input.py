@@ -27,7 +27,7 @@ from anomalib_lite import (
 from anomalib_lite.datasets import load_images
 from anomalib_lite.io import ModelFileError, load, save
 from anomalib_lite.metrics import anomaly_roc_auc, aupro_score, best_f1_score, pixel_roc_auc_score
-from anomalib_lite.thresholds import conformal_p_values
+from anomalib_lite.thresholds import conformal_p_values, labelled_threshold
 
 pd = pytest.importorskip("pandas")
 
@@ -461,6 +461,7 @@ def _scores_nan(ctx):
         lambda: conformal_p_values([1.0, 2.0, 3.0], scores),
         lambda: conformal_p_values(scores, [1.0]),
         lambda: pixel_roc_auc_score(np.eye(3, dtype=bool), np.diag(scores)),
+        lambda: labelled_threshold(scores, y),
     ]
 
 
@@ -474,6 +475,7 @@ def _scores_infinite(ctx):
         masks = np.array(y, dtype=bool).reshape(1, 2, 2)
         assert pixel_roc_auc_score(masks, scores.reshape(1, 2, 2)) == 1.0
         assert aupro_score(masks, scores.reshape(1, 2, 2)) == 1.0
+        assert labelled_threshold(scores, y) == 0.5
 
     def scorer():
         X = np.vstack([_X(2), np.full((2, 4), 1.5e308)])

@@ -100,6 +100,22 @@ def test_p_values_of_infinities_are_the_limits_of_large_scores(cal, test):
     assert np.all((p >= 1 / (len(cal) + 1)) & (p <= 1))
 
 
+def test_labelled_calibration_with_an_overflowing_anomaly():
+    X = np.random.default_rng(0).normal(size=(80, 4))
+    X[-1] = 1e300  # a labelled anomaly far outside the training range
+    y = np.r_[np.zeros(79, int), 1]
+    with pytest.warns(UserWarning, match="overflowed"):
+        det = CalibratedDetector(PCADetector(n_components=2), method="f1").fit(X, y)
+    assert np.isfinite(det.threshold_)
+    with pytest.warns(UserWarning, match="overflowed"):
+        assert det.predict(X[-1:])[0] == -1
+    conformal = CalibratedDetector(PCADetector(n_components=2), method="conformal").fit(X[:-1])
+    n_cal = len(conformal.calibration_scores_)
+    with pytest.warns(UserWarning, match="overflowed"):
+        assert conformal.p_values(X[-1:]) == pytest.approx(1 / (n_cal + 1))
+    assert labelled_threshold([0.1, 0.2, np.inf], [0, 0, 1]) == 0.2
+
+
 def test_quantile_threshold_is_numpy_quantile():
     rng = np.random.default_rng(0)
     s = rng.normal(size=50)

@@ -326,5 +326,9 @@ def check_scores(values, name, n=None, *, allow_inf=False):
             "from: the library's detectors never return NaN."
         )
     if not allow_inf and np.isinf(s).any():
-        raise ValueError(f"{name} contains infinite values; expected finite scores.")
+        raise ValueError(
+            f"{name} contains infinite values; expected finite scores. A detector gives "
+            "inf to a sample that overflowed (far outside the training range), which "
+            "cannot set a threshold: leave such samples out of the calibration data."
+        )
     return s
