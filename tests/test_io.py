@@ -358,7 +358,7 @@ def test_values_that_need_code_are_refused(estimator, match, tmp_path):
         (([1, 2], "m"), {}, TypeError, "estimator must be a scikit-learn estimator"),
         ((PCADetector(), 3), {}, TypeError, "path must be a file path"),
         ((PCADetector(), "m"), {"overwrite": "yes"}, TypeError, "overwrite must be a bool"),
-        ((PCADetector(), "missing/m"), {}, FileNotFoundError, "folder to write the file in does not exist"),
+        ((PCADetector(), "missing/m"), {}, FileNotFoundError, "folder to write the file in"),
     ],
 )
 def test_bad_save_arguments(args, kwargs, error, match, tmp_path, monkeypatch):
