@@ -6,13 +6,13 @@
 """
 
 import math
-import os
 from numbers import Integral
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import Bunch
 
+from .utils._files import check_target, write_atomically
 from .utils._validation import (
     check_bool,
     check_float,
@@ -517,7 +517,8 @@ def reconstruction_figure(
     mask_color : tuple of (int, int, int), default=(0, 255, 255)
         RGB colour of the mask outlines.
     path : str or os.PathLike, default=None
-        Where to save the figure as PNG. None saves nothing.
+        Where to save the figure as PNG, atomically (as model files are
+        saved). None saves nothing.
     overwrite : bool, default=False
         Replace an existing file at ``path``; otherwise raise FileExistsError.
 
@@ -549,10 +550,8 @@ def reconstruction_figure(
             f"mask_color={mask_color!r} must be an RGB tuple of three ints in [0, 255]."
         )
     path = None if path is None else check_path(path)
-    if path is not None and path.is_dir():
-        raise IsADirectoryError(f"path='{path}' is a folder; pass a file path inside it.")
-    if path is not None and os.path.lexists(path) and not overwrite:  # a dangling link too
-        raise FileExistsError(f"'{path}' exists; pass overwrite=True or another path.")
+    if path is not None:
+        check_target(path, overwrite=overwrite, exists_error=_exists, example="figure.png")
     panels = reconstruction_panels(
         detectors,
         X,
@@ -570,8 +569,16 @@ def reconstruction_figure(
     factor = _upscale_factor(upscale, h, w)
     figure = _render(panels, factor, overlay, row_titles, tuple(mask_color), scale, _lut(cmap))
     if path is not None:
-        figure.save(path, format="PNG")
+
+        def png(fh):
+            figure.save(fh, format="PNG")
+
+        write_atomically(path, png, overwrite=overwrite, exists_error=_exists)
     return figure
+
+
+def _exists(path):
+    return FileExistsError(f"'{path}' exists; pass overwrite=True or another path.")
 
 
 def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):

@@ -383,6 +383,8 @@ def test_figure_path_that_is_a_folder_or_a_dangling_link(tmp_path, digits_pca):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         reconstruction_figure(pca, test[:2], path=link)
     assert not (tmp_path / "elsewhere.png").exists()
+    reconstruction_figure(pca, test[:2], path=link, overwrite=True)  # replaces the link itself
+    assert not link.is_symlink() and not (tmp_path / "elsewhere.png").exists()
 
 
 # ------------------------------------------------------------ matplotlib
