@@ -493,6 +493,26 @@ def test_long_names_save_wherever_the_name_fits(saved, tmp_path, length):
     np.testing.assert_array_equal(load(path).score_samples(X), det.score_samples(X))
 
 
+@needs_autoencoder
+def test_checkpoints_with_long_names_and_named_pipes(tmp_path):
+    X = np.random.default_rng(6).normal(size=(40, 6)).astype(np.float32)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    long = folder / ("c" * 250)
+    det = anomalib_lite.AutoencoderDetector(max_iter=2, checkpoint_path=long, random_state=0)
+    det.fit(X)
+    assert os.listdir(folder) == [long.name]
+    assert load(long).n_iter_ == 2
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes (os.mkfifo)")
+    os.mkfifo(tmp_path / "pipe")
+    params = {"max_iter": 1, "checkpoint_path": tmp_path / "pipe"}
+    with pytest.raises(ValueError, match="already exists"):
+        anomalib_lite.AutoencoderDetector(**params).fit(X)
+    with pytest.raises(ValueError, match=r"not a readable anomalib_lite checkpoint.*regular file"):
+        anomalib_lite.AutoencoderDetector(warm_start=True, **params).fit(X)
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_saving_onto_a_folder_says_it_is_a_folder(saved, tmp_path, overwrite):
     _, det, _ = saved
