@@ -18,6 +18,7 @@ import ast
 import csv
 import json
 import math
+import os
 import sys
 import time
 from io import TextIOWrapper
@@ -152,7 +153,9 @@ def _exists_error(path):
 
 def _new_file(path, option, overwrite):
     path = Path(path)
-    if path.exists() and not overwrite:
+    if path.is_dir():
+        raise CommandError(f"{option}: '{path}' is a folder; pass a file path inside it")
+    if os.path.lexists(path) and not overwrite:  # a dangling link too: never written through
         raise CommandError(
             f"{option}: '{path}' already exists; pass --overwrite to replace it, or choose "
             "another path"

@@ -36,7 +36,6 @@ import errno
 import json
 import logging
 import math
-import os
 import warnings
 
 import numpy as np
@@ -49,7 +48,7 @@ from torch import nn
 from ._version import __version__
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
-from .utils._files import write_atomically
+from .utils._files import check_target, write_atomically
 from .utils._validation import check_bool, check_path
 
 __all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "export"]
@@ -226,7 +225,9 @@ class _Graph(nn.Module):
         decision = score - self.offset
         outputs = (score, decision, decision < 0)
         if maps is not None:
-            outputs = (*outputs, maps.to(torch.float64))
+            # As anomaly_map: a pixel that overflowed is inf, never NaN.
+            maps = maps.to(torch.float64)
+            outputs = (*outputs, torch.where(torch.isnan(maps), math.inf, maps))
         return outputs
 
 
@@ -359,13 +360,7 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
     _check_exportable(detector)
     path = check_path(path)
     check_bool(overwrite, "overwrite")
-    if not overwrite and os.path.lexists(path):
-        raise _exists_error(path)
-    directory = path.absolute().parent
-    if not directory.is_dir():
-        raise FileNotFoundError(
-            errno.ENOENT, "The directory to write the ONNX file in does not exist", str(directory)
-        )
+    check_target(path, overwrite=overwrite, exists_error=_exists_error, example="detector.onnx")
     input_shape, input_dtype = _check_input(detector, input_shape, input_dtype)
     graph = _Graph(detector).eval()
     example = torch.from_numpy(np.zeros((2, *input_shape), dtype=input_dtype))

@@ -221,6 +221,15 @@ def test_existing_output_is_kept(root, model, tmp_path):
     assert out.read_text() == "precious"
 
 
+def test_output_that_is_a_folder_says_so(root, model, tmp_path):
+    (tmp_path / "out").mkdir()
+    for extra in ([], ["--overwrite"]):
+        _fails(
+            "score", "--model", model, "--data", root / "test", "--out", tmp_path / "out", *extra,
+            match="is a folder; pass a file path",
+        )  # fmt: skip
+
+
 def test_missing_and_foreign_model_files(root, tmp_path):
     _fails(
         "score",

@@ -240,12 +240,10 @@ def test_existing_file_is_kept_unless_overwrite(pca, tmp_path):
 
 
 def test_failed_write_leaves_no_file(pca, tmp_path, monkeypatch):
-    import anomalib_lite.onnx as module
-
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(module.os, "fsync", fail)
+    monkeypatch.setattr(os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         export(pca, tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
@@ -266,6 +264,25 @@ def test_bad_arguments_are_refused(pca, tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         export(pca, tmp_path / "m.onnx", **kwargs)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_as_target_says_so(pca, tmp_path, overwrite):
+    with pytest.raises(IsADirectoryError, match="path is a folder; pass a file path inside it"):
+        export(pca, tmp_path, overwrite=overwrite)
+
+
+def test_overflowing_pixels_are_inf_in_the_graph_as_in_anomaly_map(tmp_path):
+    images = np.random.default_rng(7).random((20, 8, 8)).astype(np.float32)
+    det = ConvAutoencoderDetector(**CONV).fit(images)
+    path = _export(det, tmp_path, input_shape=(8, 8))
+    X = images[:2].copy()
+    X[0, 1, 1] = 3e38
+    with pytest.warns(UserWarning, match="overflowed"):
+        maps = det.anomaly_map(X)
+    got = _run(path, X)["anomaly_map"]
+    assert not np.isnan(got).any() and not np.isnan(maps).any()
+    np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(maps[0]))
 
 
 def test_missing_directory_is_refused(pca, tmp_path):
