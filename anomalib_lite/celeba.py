@@ -7,6 +7,7 @@ images, cropped around their landmarks, into one preallocated ``uint8`` array.
 Nothing is downloaded.
 """
 
+import io
 import math
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image
 from sklearn.utils import Bunch, check_random_state
 
+from .utils._files import open_regular
 from .utils._validation import check_int, check_option, check_path
 
 __all__ = ["load_celeba"]
@@ -79,7 +81,7 @@ def _rows(path, *, header, maxsplit=-1):
     is checked against the rows. Blank lines are skipped. ``maxsplit`` is
     passed to ``str.split``.
     """
-    with path.open(encoding="utf-8") as f:
+    with io.TextIOWrapper(open_regular(path), encoding="utf-8") as f:
         try:
             number, count = 0, None
             if header:
@@ -218,7 +220,7 @@ def _check_landmarks(landmarks, numbers, path):
 def _read_face(path, box, size, mode, line):
     """One face: ``path`` cropped to ``box``, resized to ``size`` x ``size``."""
     try:
-        with Image.open(path, formats=("JPEG",)) as img:
+        with open_regular(path) as fh, Image.open(fh, formats=("JPEG",)) as img:
             if img.size != ALIGNED_SIZE:
                 raise ValueError(
                     f"it is {img.size[0]}x{img.size[1]} pixels (W x H), not the "

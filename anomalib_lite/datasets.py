@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import Bunch, check_random_state
 
 from .celeba import load_celeba
+from .utils._files import NotRegularFileError, open_regular
 from .utils._validation import check_float, check_int, check_option, check_path
 
 __all__ = [
@@ -254,7 +255,7 @@ def _decode(path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with _open_regular(path) as fh, Image.open(fh, formats=_allowed_formats()) as img:
+        with _open_image(path) as fh, Image.open(fh, formats=_allowed_formats()) as img:
             if getattr(img, "n_frames", 1) > 1:
                 raise ValueError(
                     f"it holds {img.n_frames} frames (an animation or a multi-page "
@@ -266,16 +267,12 @@ def _decode(path):
     return img, caught
 
 
-def _open_regular(path):
-    """Open ``path`` for reading only if it is a regular file (links followed).
-
-    The file is opened without blocking and checked on the open descriptor,
-    so that a named pipe (which would block until a writer comes) or a
-    device is refused, and a file swapped for one after listing too.
-    """
-    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+def _open_image(path):
+    """``open_regular(path)``, its failures as :class:`_Unreadable` with the reason."""
     try:
-        fh = open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags))  # noqa: SIM115
+        return open_regular(path)
+    except NotRegularFileError:
+        raise _Unreadable("it is not a regular file (a named pipe, socket or device)") from None
     except FileNotFoundError:
         if os.path.islink(path):
             raise _Unreadable(
@@ -283,10 +280,6 @@ def _open_regular(path):
                 "not fetched yet, e.g. by git-annex or DVC?)"
             ) from None
         raise _Unreadable("it no longer exists") from None
-    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-        fh.close()
-        raise _Unreadable("it is not a regular file (a named pipe, socket or device)")
-    return fh
 
 
 class _Unreadable(Exception):

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import stat
 import sys
 import zipfile
 
@@ -38,7 +37,7 @@ from ._version import __version__
 from .base import BaseDetector
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
-from .utils._files import check_target, write_atomically
+from .utils._files import NotRegularFileError, check_target, open_regular, write_atomically
 from .utils._validation import check_bool, check_path
 
 __all__ = ["ALLOWED_CLASSES", "FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
@@ -728,7 +727,12 @@ def load(path):
         name = repr(str(path))
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, f"No model file at {name}", str(path))
-        with _open_regular(path, name) as fh:  # errors of the path itself (a folder...) here
+        try:
+            fh = open_regular(path)  # errors of the path itself (a folder, no access) here
+        except NotRegularFileError:
+            why = "it is not a regular file (a named pipe, socket or device)"
+            raise _not_ours(name, why) from None
+        with fh:
             header, payload, arrays = _read_file(fh, name)
     if not isinstance(payload, dict) or payload.get("$") != "estimator":
         raise _not_ours(name, "the payload holds no estimator")
@@ -744,21 +748,6 @@ def load(path):
             f"{name} could not be rebuilt ({type(exc).__name__}: {exc}). It was written by "
             f"anomalib_lite {header.get('library_version')!r}; this is {__version__}."
         ) from None
-
-
-def _open_regular(path, name):
-    """Open ``path`` for reading if it is a regular file (links followed).
-
-    Opened without blocking and checked on the open descriptor, so that a
-    named pipe (which blocks until a writer comes) or a device is refused
-    instead of hanging or reading without end.
-    """
-    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fh = open(path, "rb", opener=lambda p, mode: os.open(p, mode | flags))  # noqa: SIM115
-    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-        fh.close()
-        raise _not_ours(name, "it is not a regular file (a named pipe, socket or device)")
-    return fh
 
 
 def _read_file(fh, name):

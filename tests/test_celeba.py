@@ -1,5 +1,6 @@
 """load_celeba on folders in the layout of the CelebA release, with drawn faces."""
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -211,6 +212,18 @@ def test_load_celeba_listed_but_absent_image_is_named(copy):
     # Not decoded, so not needed: a subsample that leaves it out loads.
     data = load_celeba(copy, partition="valid")
     assert len(data.images) == 6
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes (os.mkfifo)")
+def test_load_celeba_named_pipes_are_refused_without_hanging(copy):
+    (copy / "img_align_celeba" / "000003.jpg").unlink()
+    os.mkfifo(copy / "img_align_celeba" / "000003.jpg")
+    with pytest.raises(ValueError, match=r"000003\.jpg'.*not a regular file"):
+        load_celeba(copy, partition="all")
+    (copy / "list_attr_celeba.txt").unlink()
+    os.mkfifo(copy / "list_attr_celeba.txt")
+    with pytest.raises(OSError, match=r"not a regular file.*list_attr_celeba\.txt"):
+        load_celeba(copy, partition="all")
 
 
 def test_load_celeba_refuses_images_that_are_not_the_aligned_jpegs(copy):

@@ -9,7 +9,7 @@ import secrets
 import stat
 import time
 
-__all__ = ["check_target", "write_atomically"]
+__all__ = ["NotRegularFileError", "check_target", "open_regular", "write_atomically"]
 
 
 def write_atomically(path, write, *, overwrite, exists_error):
@@ -155,3 +155,26 @@ def _publish(tmp, path, overwrite, exists_error):
         os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+class NotRegularFileError(OSError):
+    """A path names a named pipe, socket or device rather than a regular file."""
+
+
+def open_regular(path):
+    """Open ``path`` for binary reading if it is a regular file (links followed).
+
+    The file is opened without blocking and checked on the open descriptor,
+    so that a named pipe (which blocks until a writer comes) or a device (which
+    may never end) raises :class:`NotRegularFileError`, a file swapped for one
+    after it was listed too. A missing file (or a dangling link) raises
+    ``FileNotFoundError``, a folder ``IsADirectoryError``.
+    """
+    flags = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fh = open(path, "rb", opener=lambda name, mode: os.open(name, mode | flags))  # noqa: SIM115
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise NotRegularFileError(
+            errno.EINVAL, "not a regular file (a named pipe, socket or device)", str(path)
+        )
+    return fh
