@@ -1,0 +1,386 @@
+"""ConvAutoencoderDetector's defaults against PCA on real images and on new kinds of anomaly.
+
+Every detector is used with its defaults, fitted on normal images only, and
+scored on held-out normal and anomalous images (ROC-AUC of the image scores;
+pixel ROC-AUC of the anomaly maps where masks exist). References beside the
+autoencoder: ``PCADetector()`` and a plain PCA keeping 90% of the variance
+(scikit-learn's ``PCA(0.9)``; score and map: the squared residual).
+
+Sets (the protocols are in ``_real_data.py``):
+
+* ``elpv``: electroluminescence images of solar cells (the ``elpv-dataset``
+  package), 64 and 128 pixels (area resize of the 300x300 cells). For each
+  cell type (mono- and polycrystalline) separately: normal = defect
+  probability 0, anomalous = probability >= 0.5 (cells rated 1/3 are left
+  out); a fixed seeded 60% of the type's normal cells train, the test set is
+  the other normal cells and every anomalous cell of that type.
+* ``mnist``: the one-class MNIST subset (``load_mnist_one_class``, each class
+  normal in turn) and, from the same fits, the accessory benchmark: half of
+  the normal class's test images get a bar, ring or frame drawn over them
+  (small or large, in three grey levels), the other half stay as they are;
+  image and pixel ROC-AUC.
+* ``digits``: one-class ``load_digits``.
+* ``textures``: ``make_textures`` at 28, 64 and 128 pixels: 300 defect-free
+  training images (seed 0), 300 test images (seed 1, half with a defect).
+* ``grain``: random-phase directional grain (``_real_data.make_grain``),
+  64 pixels, the same protocol.
+
+Every autoencoder result is repeated over training seeds (``random_state``);
+the tables give the mean and the minimum over the seeds. The PCA references
+are deterministic and fitted once.
+
+Run::
+
+    python benchmarks/bench_real.py            # writes docs/benchmarks_real.md
+    python benchmarks/bench_real.py --fast --output /tmp/real.md
+"""
+
+import argparse
+import datetime
+import functools
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _real_data import accessory_split, elpv_split, make_grain  # noqa: E402
+from _report import command_line, machine_line  # noqa: E402
+
+from anomalib_lite import ConvAutoencoderDetector, PCADetector  # noqa: E402
+from anomalib_lite.datasets import (  # noqa: E402
+    load_digits_one_class,
+    load_mnist_one_class,
+    make_textures,
+)
+from anomalib_lite.metrics import pixel_roc_auc_score  # noqa: E402
+
+
+class PlainPCA:
+    """scikit-learn's ``PCA(0.9)`` on flattened images; score and map: squared residual."""
+
+    def fit(self, X):
+        self.shape_ = X.shape[1:]
+        self.pca_ = PCA(0.9).fit(X.reshape(len(X), -1))
+        return self
+
+    def residual_map(self, X):
+        rows = X.reshape(len(X), -1).astype(np.float64)
+        rec = self.pca_.inverse_transform(self.pca_.transform(rows))
+        return ((rows - rec) ** 2).reshape(len(X), *self.shape_)
+
+    def score(self, X):
+        return self.residual_map(X).reshape(len(X), -1).sum(1)
+
+
+def _rows(X):
+    return X.reshape(len(X), -1)
+
+
+#: name -> (factory(seed, fast) of a model that fits ``(n, H, W)`` images,
+#: image anomaly scores(model, X), anomaly maps(model, X), repeated over seeds)
+METHODS = {
+    "ConvAutoencoderDetector()": (
+        lambda seed, fast: ConvAutoencoderDetector(
+            random_state=seed, **({"max_iter": 2} if fast else {})
+        ),
+        lambda m, X: -m.score_samples(X),
+        lambda m, X: m.anomaly_map(X),
+        True,
+    ),
+    "PCADetector()": (
+        lambda seed, fast: make_pipeline(FunctionTransformer(_rows), PCADetector()),
+        lambda m, X: -m.score_samples(X),
+        lambda m, X: ((_rows(X) - m[-1].reconstruct(_rows(X))) ** 2).reshape(X.shape),
+        False,
+    ),
+    "PCA (90% variance)": (
+        lambda seed, fast: PlainPCA(),
+        lambda m, X: m.score(X),
+        lambda m, X: m.residual_map(X),
+        False,
+    ),
+}
+
+
+# ----------------------------------------------------------------- the sets
+@functools.lru_cache(maxsize=4)
+def load_set(name, variant, fast):
+    """``(train, [(test name, images, labels, masks or None), ...])`` of one set."""
+    n_train, n_test = (24, 24) if fast else (300, 300)
+    if name == "elpv":
+        cell_type, size = variant
+        train, test, labels = elpv_split(cell_type, size)
+        if fast:
+            keep = np.r_[np.flatnonzero(labels == 0)[:12], np.flatnonzero(labels == 1)[:12]]
+            train, test, labels = train[:24], test[keep], labels[keep]
+        return train, [("test", test, labels, None)]
+    if name in ("mnist", "digits"):
+        loader = load_mnist_one_class if name == "mnist" else load_digits_one_class
+        split = loader(variant)
+        train, test, labels = split.train_images, split.test_images, split.test_labels
+        if fast:
+            train, test, labels = train[:40], test[::20], labels[::20]
+        tests = [("test", test, labels, None)]
+        if name == "mnist":
+            normal = split.test_images[split.test_labels == 0][: 40 if fast else None]
+            acc, acc_labels, masks = accessory_split(train, normal, random_state=variant)
+            tests.append(("accessory", acc, acc_labels, masks))
+        return train, tests
+    if name == "textures":
+        train = make_textures(n_train, image_size=variant, anomaly_ratio=0.0, random_state=0)
+        test = make_textures(n_test, image_size=variant, anomaly_ratio=0.5, random_state=1)
+        return train.images, [("test", test.images, test.labels, test.masks)]
+    train = make_grain(n_train, variant, 0.0, 0)["images"]
+    test = make_grain(n_test, variant, 0.5, 1)
+    return train, [("test", test["images"], test["labels"], test["masks"])]
+
+
+def run_job(job):
+    """Fit one method on one set with one seed; image (and pixel) ROC-AUC and fit seconds."""
+    name, variant, method, seed, fast = job
+    torch.set_num_threads(1)
+    make, score, amap, _ = METHODS[method]
+    train, tests = load_set(name, variant, fast)
+    model = make(seed, fast)
+    t0 = time.perf_counter()
+    model.fit(train)
+    fit = time.perf_counter() - t0
+    result = {"fit": fit}
+    for test_name, X, labels, masks in tests:
+        result[test_name] = roc_auc_score(labels, score(model, X))
+        if masks is not None:
+            result[f"{test_name} pixel"] = pixel_roc_auc_score(masks, amap(model, X))
+    return job, result
+
+
+# ----------------------------------------------------------------- the plan
+def plan(sections, fast):
+    """``{(set name, variant): seeds of the seeded methods}`` for the chosen sections."""
+    seeds2, seeds3, seeds5 = ([0], [0], [0]) if fast else ([0, 1], [0, 1, 2], [0, 1, 2, 3, 4])
+    classes = [0, 1] if fast else list(range(10))
+    out = {}
+    if "elpv" in sections:
+        for size in (64, 128):
+            for cell_type in ("mono", "poly"):
+                out[("elpv", (cell_type, size))] = seeds3
+    if "mnist" in sections:
+        for c in classes:
+            out[("mnist", c)] = seeds2
+    if "digits" in sections:
+        for c in classes:
+            out[("digits", c)] = seeds2
+    if "textures" in sections:
+        for size in (28, 64, 128):
+            out[("textures", size)] = seeds5
+    if "grain" in sections:
+        out[("grain", 64)] = seeds5
+    return out
+
+
+def jobs_of(sets, methods, fast):
+    jobs = []
+    for (name, variant), seeds in sets.items():
+        for method in methods:
+            seeded = METHODS[method][-1]
+            for seed in seeds if seeded else seeds[:1]:
+                jobs.append((name, variant, method, seed, fast))
+    # The largest images first, so that the pool ends on short jobs.
+    return sorted(jobs, key=lambda j: -_side(j[0], j[1]))
+
+
+def _side(name, variant):
+    """Image side of a set, which orders the jobs by cost."""
+    if name == "elpv":
+        return variant[1]
+    return variant if name in ("textures", "grain") else 28
+
+
+# ----------------------------------------------------------------- the tables
+def _seeds_of(results, name, variant, method):
+    return sorted(s for (n, v, m, s) in results if (n, v, m) == (name, variant, method))
+
+
+def _methods_in(results):
+    """The methods measured, in the order of :data:`METHODS`."""
+    return [m for m in METHODS if any(k[2] == m for k in results)]
+
+
+def _cell(values):
+    """``mean (min)`` over seeds, or the single value."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ({min(values):.3f})"
+
+
+def _fit_cell(results, keys):
+    return f"{statistics.median(results[k]['fit'] for k in keys):.1f}"
+
+
+def elpv_table(results):
+    sizes = sorted({v[1] for (n, v, _, _) in results if n == "elpv"})
+    head = "| method |"
+    rule = "| --- |"
+    for size in sizes:
+        head += f" {size} px mono | {size} px poly | {size} px mean | fit {size} px (s) |"
+        rule += " --- | --- | --- | --- |"
+    lines = [head, rule]
+    for method in _methods_in(results):
+        row = f"| `{method}` |"
+        for size in sizes:
+            per_type = {}
+            keys = []
+            for cell_type in ("mono", "poly"):
+                seeds = _seeds_of(results, "elpv", (cell_type, size), method)
+                ks = [("elpv", (cell_type, size), method, s) for s in seeds]
+                keys += ks
+                per_type[cell_type] = {
+                    s: results[k]["test"] for s, k in zip(seeds, ks, strict=True)
+                }
+            means = [np.mean([per_type[t][s] for t in per_type]) for s in per_type["mono"]]
+            row += (
+                f" {_cell(list(per_type['mono'].values()))} |"
+                f" {_cell(list(per_type['poly'].values()))} | {_cell(means)} |"
+                f" {_fit_cell(results, keys)} |"
+            )
+        lines.append(row)
+    return lines
+
+
+def one_class_table(results, name):
+    classes = sorted({v for (n, v, _, _) in results if n == name})
+    acc = name == "mnist"
+    head = "| method | one-class mean ROC-AUC |"
+    rule = "| --- | --- |"
+    if acc:
+        head += " accessory image ROC-AUC | accessory pixel ROC-AUC |"
+        rule += " --- | --- |"
+    lines = [head + " median fit (s) |", rule + " --- |"]
+    for method in _methods_in(results):
+        seeds = _seeds_of(results, name, classes[0], method)
+        keys = [(name, c, method, s) for c in classes for s in seeds]
+        cells = []
+        for field in ("test", "accessory", "accessory pixel")[: 3 if acc else 1]:
+            per_seed = [
+                np.mean([results[(name, c, method, s)][field] for c in classes]) for s in seeds
+            ]
+            cells.append(_cell(per_seed))
+        lines.append(f"| `{method}` | {' | '.join(cells)} | {_fit_cell(results, keys)} |")
+    return lines
+
+
+def image_table(results, name):
+    variants = sorted({v for (n, v, _, _) in results if n == name})
+    lines = [
+        "| method | size | image ROC-AUC | pixel ROC-AUC | median fit (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for variant in variants:
+        for method in _methods_in(results):
+            seeds = _seeds_of(results, name, variant, method)
+            keys = [(name, variant, method, s) for s in seeds]
+            image = _cell([results[k]["test"] for k in keys])
+            pixel = _cell([results[k]["test pixel"] for k in keys])
+            lines.append(
+                f"| `{method}` | {variant} | {image} | {pixel} | {_fit_cell(results, keys)} |"
+            )
+    return lines
+
+
+SECTIONS = ("elpv", "mnist", "digits", "textures", "grain")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fast", action="store_true", help="tiny data, 2 epochs, 1 seed")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks_real.md")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, of {list(METHODS)}"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="fits run side by side")
+    args = parser.parse_args(argv)
+    sections, methods = args.sections.split(","), args.methods.split(",")
+    if set(sections) - set(SECTIONS) or set(methods) - set(METHODS):
+        parser.error(f"--sections are a subset of {SECTIONS}; --methods of {list(METHODS)}")
+    sets = plan(sections, args.fast)
+    jobs = jobs_of(sets, methods, args.fast)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    results = {}
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for (name, variant, method, seed, _), result in pool.map(run_job, jobs):
+            results[(name, variant, method, seed)] = result
+            shown = " ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "fit")
+            print(f"{name} {variant} {method} seed {seed}: {shown} fit {result['fit']:.1f} s")
+    minutes = (time.perf_counter() - t0) / 60
+    load_after = os.getloadavg()
+    lines = [
+        "# Real images and new kinds of anomaly: the defaults against PCA",
+        "",
+        f"Generated by `{command_line(__file__, argv)}` on "
+        f"{datetime.date.today().isoformat()} in {minutes:.1f} min.",
+        "",
+        "Each detector with its defaults, fitted on normal images only. Cells give the "
+        "ROC-AUC, as `mean (minimum)` over the autoencoder's training seeds (`random_state`); "
+        "the PCA references are fitted once. Fit times are medians, with "
+        f"{args.jobs} fit(s) side by side and one torch thread each. The protocols are in "
+        "the docstrings of `benchmarks/bench_real.py` and `benchmarks/_real_data.py`.",
+        "",
+        f"{machine_line(load_before, load_after)}.",
+        "",
+    ]
+    if "elpv" in sections:
+        lines += [
+            "## ELPV solar cells: image ROC-AUC",
+            "",
+            "Each cell type separately (fit on 60% of its normal cells, test on the rest and "
+            "on its cells with a defect probability >= 0.5); 'mean' averages the two types "
+            "per seed.",
+            "",
+            *elpv_table(results),
+            "",
+        ]
+    if "mnist" in sections:
+        lines += [
+            "## One-class MNIST and accessories on digits",
+            "",
+            "Each MNIST class normal in turn (mean over the classes). Accessory: the same "
+            "fits score the normal class's test images, half of them with a bar, ring or "
+            "frame drawn over them; pixel ROC-AUC over the anomaly maps of that test set.",
+            "",
+            *one_class_table(results, "mnist"),
+            "",
+        ]
+    if "digits" in sections:
+        lines += ["## One-class digits (8x8)", "", *one_class_table(results, "digits"), ""]
+    if "textures" in sections:
+        lines += ["## make_textures", "", *image_table(results, "textures"), ""]
+    if "grain" in sections:
+        lines += [
+            "## Directional grain textures",
+            "",
+            "Random-phase grain with scratches, crosswise knots, dents and smears.",
+            "",
+            *image_table(results, "grain"),
+            "",
+        ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
