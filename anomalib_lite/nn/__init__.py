@@ -1,6 +1,7 @@
 """Pure torch modules of the library's detectors (no scikit-learn inside)."""
 
 from .conv import ConvAutoencoder, UnfoldedConvTranspose2d
+from .corruption import defect_masks, paste_defects
 from .dense import DenseAutoencoder
 from .dropout import GeneratorDropout
 from .functional import conv_transpose2d_unfolded, gaussian_blur, ssim_map
@@ -11,6 +12,8 @@ __all__ = [
     "GeneratorDropout",
     "UnfoldedConvTranspose2d",
     "conv_transpose2d_unfolded",
+    "defect_masks",
     "gaussian_blur",
+    "paste_defects",
     "ssim_map",
 ]

@@ -1,0 +1,68 @@
+"""Synthetic defects for training: they change only their masks, within bounds, seeded."""
+
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from anomalib_lite.nn import defect_masks, paste_defects
+
+sizes = st.integers(min_value=1, max_value=24)
+
+
+def _images(n, c, h, w, seed):
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    c=st.integers(1, 3),
+    h=sizes,
+    w=sizes,
+    seed=st.integers(0, 2**31 - 1),
+    probability=st.sampled_from([0.0, 0.3, 1.0]),
+)
+def test_paste_defects_changes_only_the_masks_and_never_its_input(n, c, h, w, seed, probability):
+    x = _images(n, c, h, w, seed)
+    before = x.clone()
+    out, masks = paste_defects(x, torch.Generator().manual_seed(seed), probability=probability)
+    assert torch.equal(x, before)  # the training target is never touched
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+    assert masks.shape == (n, 1, h, w) and masks.dtype == torch.bool
+    assert torch.equal(out[~masks.expand_as(out)], x[~masks.expand_as(x)])
+    if probability == 0.0:
+        assert not masks.any()
+    if probability == 1.0:
+        assert masks.flatten(1).any(1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 5), h=sizes, w=sizes, seed=st.integers(0, 2**31 - 1))
+def test_defect_masks_cover_a_fraction_within_the_area_range(n, h, w, seed):
+    low, high = 0.05, 0.3
+    masks = defect_masks(n, h, w, torch.Generator().manual_seed(seed), area=(low, high))
+    counts = masks.flatten(1).sum(1)
+    assert (counts >= 1).all()
+    assert (counts >= math.floor(low * h * w)).all()
+    # ties in the upsampled noise could only add pixels at the threshold
+    assert (counts <= max(1, math.ceil(high * h * w)) + 2).all()
+
+
+def test_paste_defects_is_seeded_and_leaves_the_global_rng_alone():
+    x = _images(16, 1, 12, 12, 0)
+    state = torch.random.get_rng_state()
+    a = paste_defects(x, torch.Generator().manual_seed(3), probability=1.0)
+    b = paste_defects(x, torch.Generator().manual_seed(3), probability=1.0)
+    c = paste_defects(x, torch.Generator().manual_seed(4), probability=1.0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_paste_defects_changes_the_images_it_marks():
+    x = _images(32, 1, 16, 16, 1)
+    out, _ = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
+    changed = (out != x).flatten(1).any(1)
+    assert changed.float().mean() > 0.9  # a 'patch' of an equal image could change nothing
