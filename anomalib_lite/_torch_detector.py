@@ -5,7 +5,8 @@ A subclass of :class:`TorchDetector` supplies the hooks ``_set_geometry(X)`` /
 input units and layout, any real dtype, to the float32 network input: the one
 preprocessing path, which scoring, training and :mod:`anomalib_lite.onnx` all run),
 ``_from_tensor(out, like)`` (network space to input units), ``_make_module()``,
-``_train_loss(out, x)``, ``_errors(x, out)`` (squared error per value, input units) and
+``_train_loss(out, x)``, ``_corrupt(x, gen)`` (the training input made from batch ``x``,
+which stays the target), ``_errors(x, out)`` (squared error per value, input units) and
 ``_score_errors(errors, x, out)`` (chained by ``_score_tensor``). Every output comes
 from one forward pass, ``_forward``.
 """
@@ -51,9 +52,11 @@ __all__ = ["TorchDetector"]
 
 logger = logging.getLogger("anomalib_lite")
 
-_SCHEDULES = ("constant", "cosine")
+_SCHEDULES = ("constant", "cosine", "constant-then-cosine")
 #: Fraction of a cosine run spent warming the learning rate up linearly.
 WARMUP_FRACTION = 0.05
+#: Fraction of a ``'constant-then-cosine'`` run at the full learning rate before it decays.
+CONSTANT_FRACTION = 0.7
 #: Devices with a fused Adam kernel (one kernel per step, not one per tensor).
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 #: ``batch_size='auto'``: one in ``AUTO_BATCH_DIVISOR`` samples, clipped to ``AUTO_BATCH``,
@@ -403,6 +406,11 @@ class TorchDetector(BaseDetector):
         """Learning-rate multiplier at ``progress`` in [0, 1) of the run."""
         if self.learning_rate == "constant":
             return 1.0
+        if self.learning_rate == "constant-then-cosine":
+            if progress < CONSTANT_FRACTION:
+                return 1.0
+            p = (progress - CONSTANT_FRACTION) / (1.0 - CONSTANT_FRACTION)
+            return 0.5 * (1.0 + math.cos(math.pi * p))
         if progress < WARMUP_FRACTION:
             return (progress + 1e-3) / WARMUP_FRACTION
         p = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
@@ -512,13 +520,18 @@ class TorchDetector(BaseDetector):
                     lr = self.learning_rate_init * lr_at(step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                loss = self._train_loss(module(xb), xb)
+                loss = self._train_loss(module(self._corrupt(xb, gen)), xb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach().double() * idx.shape[0]
         module.eval()
         return float(total) / n
+
+    def _corrupt(self, xb, gen):
+        """Network input for training batch ``xb``: ``xb``, unless a detector corrupts it
+        (drawing from ``gen``, the fit's generator); the target stays ``xb``."""
+        return xb
 
     def _call_back(self, entry):
         """Call every callback with the epoch's record; True when one asks to stop."""

@@ -63,9 +63,11 @@ class AutoencoderDetector(TorchDetector):
         Rows per optimizer step; scoring uses larger batches.
     learning_rate_init : float, default=2e-3
         Peak learning rate of Adam.
-    learning_rate : {'cosine', 'constant'}, default='cosine'
+    learning_rate : {'cosine', 'constant', 'constant-then-cosine'}, default='cosine'
         ``'cosine'`` warms up linearly over 5% of ``max_iter`` and decays to
-        zero along a cosine; ``'constant'`` keeps ``learning_rate_init``.
+        zero along a cosine; ``'constant'`` keeps ``learning_rate_init``;
+        ``'constant-then-cosine'`` keeps it for 70% of the epochs, then
+        decays to zero along a half cosine.
     max_iter : int, default=100
         Epochs per ``fit``.
     early_stopping : bool, default=True

@@ -1,5 +1,6 @@
 """ConvAutoencoderDetector: layouts, training control, checkpoints and quality."""
 
+import itertools
 import json
 import logging
 import math
@@ -203,6 +204,13 @@ def test_wrong_row_width_at_predict():
         (np.zeros((4, 9)), {"image_shape": "3x3"}, "image_shape must be None or a tuple"),
         (np.zeros((4, 8, 8)), {"image_score": "median"}, "image_score='median' is not supported"),
         (np.zeros((4, 8, 8)), {"loss": "l1"}, "loss='l1' is not supported"),
+        (np.zeros((4, 8, 8)), {"corruption": "noise"}, "corruption='noise' is not supported"),
+        (np.zeros((4, 8, 8)), {"corruption": True}, "expected None .* or 'defects'"),
+        (
+            np.zeros((4, 8, 8)),
+            {"learning_rate": "step"},
+            "learning_rate='step' is not supported; expected one of",
+        ),
         (np.zeros((4, 8, 8)), {"channels": ()}, r"channels=\(\) needs at least one entry"),
         (
             np.zeros((4, 8, 8)),
@@ -736,3 +744,71 @@ def test_pipeline_and_grid_search_on_rows():
         search.fit(rows, labels)
     assert search.best_score_ > 0.85
     assert search.predict(rows).shape == (len(rows),)
+
+
+# ------------------------------------------------ corruption and schedules
+def test_constant_then_cosine_holds_the_rate_then_decays_to_zero():
+    det = ConvAutoencoderDetector(
+        **{**FAST, "max_iter": 10, "learning_rate": "constant-then-cosine", "n_iter_no_change": 10}
+    ).fit(_images())
+    rates = [h["learning_rate"] for h in det.history_]
+    lr = det.learning_rate_init
+    assert rates[:7] == [lr] * 7  # the last step of epoch 7 is still within the first 70%
+    assert all(a > b for a, b in itertools.pairwise(rates[6:]))
+    assert rates[-1] < 0.05 * lr
+
+
+def test_corruption_trains_on_repaired_targets_reproducibly(monkeypatch):
+    X = _images()
+    params = {**FAST, "corruption": "defects"}
+    clean = ConvAutoencoderDetector(**FAST).fit(X)
+    a = ConvAutoencoderDetector(**params).fit(X)
+    b = ConvAutoencoderDetector(**params).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    assert not np.array_equal(a.score_samples(X), clean.score_samples(X))
+    # The network sees corrupted inputs, but every target is the clean batch.
+    batches, targets = [], []
+    corrupt, train_loss = ConvAutoencoderDetector._corrupt, ConvAutoencoderDetector._train_loss
+
+    def record_inputs(self, xb, gen):
+        out = corrupt(self, xb, gen)
+        batches.append((xb.detach().clone(), out.detach().clone()))
+        return out
+
+    def record_targets(self, out, x):
+        targets.append(x.detach().clone())
+        return train_loss(self, out, x)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_corrupt", record_inputs)
+    monkeypatch.setattr(ConvAutoencoderDetector, "_train_loss", record_targets)
+    det = ConvAutoencoderDetector(**{**params, "max_iter": 1}).fit(X)
+    train = det._to_tensor(X).flatten(1)
+    assert len(batches) == len(targets) > 0
+    for (clean_batch, _), target in zip(batches, targets, strict=True):
+        assert torch.equal(target, clean_batch)
+        rows = target.contiguous().flatten(1)
+        assert (rows[:, None] == train[None]).all(-1).any(1).all()  # training images
+    assert any(not torch.equal(inputs, clean) for clean, inputs in batches)
+
+
+def test_corruption_and_schedule_survive_io_and_pickle(tmp_path):
+    X = _images()
+    det = ConvAutoencoderDetector(
+        **{**FAST, "corruption": "defects", "learning_rate": "constant-then-cosine"}
+    ).fit(X)
+    save(det, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert loaded.get_params()["corruption"] == "defects"
+    assert loaded.get_params()["learning_rate"] == "constant-then-cosine"
+    np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
+    again = pickle.loads(pickle.dumps(det))
+    np.testing.assert_array_equal(again.anomaly_map(X), det.anomaly_map(X))
+
+
+@pytest.mark.parametrize("corruption", [None, "defects"])
+def test_default_training_digits_roc_auc_floor(corruption):
+    X_train, X_test, y_test = _digits_task(normal=3)
+    det = ConvAutoencoderDetector(corruption=corruption, random_state=0).fit(X_train)
+    scores = -det.score_samples(X_test)
+    assert scores.dtype == np.float64 and np.isfinite(scores).all()
+    assert roc_auc_score(y_test, scores) > 0.98
