@@ -45,6 +45,15 @@ def detector_kinds():
 #: Every detector of the library, with the variants the contract tests cover.
 DETECTORS = [
     *detector_kinds().values(),
+    # Training on pasted defects: every contract holds with a corrupting fit.
+    ConvAutoencoderDetector(
+        image_shape=(1, -1),
+        channels=(4,),
+        latent_dim=2,
+        max_iter=3,
+        corruption="defects",
+        random_state=0,
+    ),
     PCADetector(),
     PCADetector(n_components=1, statistic="t2"),
     PCADetector(n_components=2, statistic="combined", contamination=0.1),
