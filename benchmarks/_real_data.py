@@ -41,13 +41,15 @@ def area_resize(images, size):
     return np.concatenate(out)
 
 
-def elpv_split(cell_type, size):
+def elpv_split(cell_type, size, limit=None):
     """``(train, test, test_labels)`` of one ELPV cell type at ``size`` x ``size`` pixels.
 
     Normal: defect probability 0; anomalous: probability >= 0.5 (cells rated
     1/3 are left out). A fixed seeded permutation of the type's normal cells
     puts :data:`ELPV_TRAIN_FRACTION` of them in training; the test set holds
-    the other normal cells and every anomalous cell of that type.
+    the other normal cells and every anomalous cell of that type. ``limit``
+    keeps at most that many training cells and that many test cells of each
+    label (smoke runs).
     """
     images, probs, types = _elpv()
     of_type = types == cell_type
@@ -55,8 +57,10 @@ def elpv_split(cell_type, size):
     anomalous = np.flatnonzero(of_type & (probs >= ELPV_ANOMALOUS))
     normal = np.random.default_rng(ELPV_SPLIT_SEED).permutation(normal)
     n_train = round(ELPV_TRAIN_FRACTION * len(normal))
-    train, test = np.sort(normal[:n_train]), np.r_[np.sort(normal[n_train:]), anomalous]
-    labels = np.r_[np.zeros(len(normal) - n_train, np.int64), np.ones(len(anomalous), np.int64)]
+    train, held_out = np.sort(normal[:n_train])[:limit], np.sort(normal[n_train:])[:limit]
+    anomalous = anomalous[:limit]
+    test = np.r_[held_out, anomalous]
+    labels = np.r_[np.zeros(len(held_out), np.int64), np.ones(len(anomalous), np.int64)]
     return area_resize(images[train], size), area_resize(images[test], size), labels
 
 

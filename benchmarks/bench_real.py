@@ -157,10 +157,7 @@ def load_set(name, variant, fast):
     n_train, n_test = (24, 24) if fast else (300, 300)
     if name == "elpv":
         cell_type, size = variant
-        train, test, labels = elpv_split(cell_type, size)
-        if fast:
-            keep = np.r_[np.flatnonzero(labels == 0)[:12], np.flatnonzero(labels == 1)[:12]]
-            train, test, labels = train[:24], test[keep], labels[keep]
+        train, test, labels = elpv_split(cell_type, size, limit=24 if fast else None)
         return train, [("test", test, labels, None)]
     if name in ("mnist", "digits"):
         loader = load_mnist_one_class if name == "mnist" else load_digits_one_class
