@@ -128,9 +128,11 @@ def test_conv_flat_rows_and_explicit_layouts_match(tmp_path):
     _both_batches(rows, _export(rows, tmp_path, "rows.onnx"), fresh.reshape(5, -1))
 
 
-def test_conv_on_textures_matches(tmp_path):
+@pytest.mark.parametrize("corruption", [None, "defects"])
+def test_conv_on_textures_matches(corruption, tmp_path):
+    # Training on pasted defects changes the weights only: the graph scores as the library.
     X, y = make_textures(60, image_size=32, anomaly_ratio=0.3, random_state=0, return_X_y=True)
-    det = ConvAutoencoderDetector(**CONV).fit(X[y == 0][:30])
+    det = ConvAutoencoderDetector(**CONV, corruption=corruption).fit(X[y == 0][:30])
     fresh = np.vstack([X[y == 0][30:], X[y == 1]]).astype(np.float32)
     _both_batches(det, _export(det, tmp_path, input_shape=(32, 32)), fresh)
 
