@@ -172,6 +172,8 @@ def test_grid_search_over_the_latent_size_of_a_conv_autoencoder(digits):
             channels=(8,),
             image_score="mean",
             max_iter=10,
+            learning_rate_init=2e-3,
+            learning_rate="constant",
             early_stopping=False,
             random_state=0,
             **params,
