@@ -234,8 +234,9 @@ def check_float32_spread(spread, varies, center, where, name="X"):
     ``spread`` is the standard deviation of each channel (or feature) as the
     network sees it in float32, ``varies`` whether the float64 data varies
     there, ``center`` its mean; ``where`` names entry ``{i}`` in messages. A
-    varying channel whose float32 spread is 0 lost its variation to float32
-    rounding; one whose spread is below :data:`MIN_FLOAT32_SPREAD` would have
+    varying channel whose float32 spread is 0 around a representable mean lost
+    its variation to float32 rounding; one whose spread is below
+    :data:`MIN_FLOAT32_SPREAD` (values that underflow included) would have
     its squared errors underflow, so that every score would be 0 and no
     anomaly would be seen.
     """
@@ -247,7 +248,7 @@ def check_float32_spread(spread, varies, center, where, name="X"):
         return
     i = int(bad[0])
     where = where.format(i=i)
-    if spread[i] == 0 and center[i] != 0:
+    if spread[i] == 0 and abs(center[i]) >= MIN_FLOAT32_SPREAD:
         raise ValueError(
             f"{name} varies in {where} only beyond float32 precision around its mean "
             f"{center[i]:.7g}, so the network (float32, about 7 significant digits) sees "
