@@ -66,8 +66,9 @@ class ConvAutoencoderDetector(TorchDetector):
     ``(n, C*H*W)`` with ``image_shape`` set, for use in a
     :class:`~sklearn.pipeline.Pipeline`. Pixel values are used as they are
     (uint8 included). Inside, each channel is standardized over the training
-    pixels and images are edge-padded to a multiple of ``2 ** len(channels_)``;
-    every output is cropped back and reported in input units.
+    pixels, images get a mirrored ``margin`` and are edge-padded to a multiple
+    of ``2 ** len(channels_)``; every output is cropped back and reported in
+    input units.
 
     Parameters
     ----------
@@ -85,6 +86,15 @@ class ConvAutoencoderDetector(TorchDetector):
         large texture images need a wider code than a digit.
     negative_slope : float, default=0.2
         Slope of the leaky ReLUs for negative inputs; 0 gives plain ReLUs.
+    margin : 'auto' or int, default='auto'
+        Pixels mirrored onto each side of an image before the network (at most
+        the side - 1), cropped off its output. The network reconstructs the
+        outermost pixels worst (its transposed convolutions reach them from one
+        side only), so that without a margin the residual of normal images
+        peaks along the border and hides small defects elsewhere. ``'auto'``
+        is ``2 ** (len(channels_) - 1)``, the smallest margin that keeps the
+        padded side a multiple of the down-sampling; 0 disables it. Resolved
+        into ``margin_``.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (Gaussian window of
         sigma 1.5), or their sum.
@@ -174,8 +184,11 @@ class ConvAutoencoderDetector(TorchDetector):
         Size of the code.
     batch_size_ : int
         Images per optimizer step.
+    margin_ : tuple of int
+        ``(rows, columns)`` mirrored onto each side.
     padding_ : tuple of int
-        ``(top, bottom, left, right)`` pixels padded before the network.
+        ``(top, bottom, left, right)`` pixels padded before the network, the
+        margin included.
     channel_mean_ : ndarray of shape (C,)
         Mean of each channel over the training pixels (input units).
     channel_scale_ : ndarray of shape (C,)
@@ -249,7 +262,7 @@ class ConvAutoencoderDetector(TorchDetector):
     (3, 3)
     """
 
-    _module_params = ("image_shape", "channels", "latent_dim", "negative_slope")
+    _module_params = ("image_shape", "channels", "latent_dim", "negative_slope", "margin")
     _auto_batch_divisor = 10
     _memory_format = torch.channels_last
 
@@ -260,6 +273,7 @@ class ConvAutoencoderDetector(TorchDetector):
         channels=None,
         latent_dim=None,
         negative_slope=NEGATIVE_SLOPE,
+        margin="auto",
         loss="mse",
         corruption=None,
         image_score="topk",
@@ -285,6 +299,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.channels = channels
         self.latent_dim = latent_dim
         self.negative_slope = negative_slope
+        self.margin = margin
         self.loss = loss
         self.corruption = corruption
         self.image_score = image_score
@@ -319,6 +334,8 @@ class ConvAutoencoderDetector(TorchDetector):
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_float(self.negative_slope, "negative_slope", low=0, high=1, closed="both")
+        if not (isinstance(self.margin, str) and self.margin == "auto"):
+            check_int(self.margin, "margin", min_value=0)
         check_option(self.loss, "loss", _LOSSES)
         if self.corruption is not None and not (
             isinstance(self.corruption, str) and self.corruption in _CORRUPTIONS
@@ -421,8 +438,17 @@ class ConvAutoencoderDetector(TorchDetector):
         )
         self.latent_dim_ = int(self.latent_dim or max(MIN_LATENT, H * W // PIXELS_PER_CODE))
         factor = 2**levels
-        pad_h, pad_w = (-H) % factor, (-W) % factor
-        self.padding_ = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
+        margin = 2 ** (levels - 1) if self.margin == "auto" else int(self.margin)
+        # Mirroring repeats no pixel, so it reaches at most side - 1 pixels out.
+        self.margin_ = (min(margin, H - 1), min(margin, W - 1))
+        (m_h, m_w) = self.margin_
+        pad_h, pad_w = (-H - 2 * m_h) % factor, (-W - 2 * m_w) % factor
+        self.padding_ = (
+            m_h + pad_h // 2,
+            m_h + pad_h - pad_h // 2,
+            m_w + pad_w // 2,
+            m_w + pad_w - pad_w // 2,
+        )
         images = self._as_images(X)
         self.channel_mean_ = images.mean(axis=(0, 2, 3), dtype=np.float64)
         scale = images.std(axis=(0, 2, 3), dtype=np.float64)
@@ -451,9 +477,13 @@ class ConvAutoencoderDetector(TorchDetector):
         x = x.to(torch.float32).reshape(-1, *self.input_shape_)
         mean, scale = self._stats(x)
         x = (x - mean) / scale
+        m_h, m_w = self.margin_
+        if m_h or m_w:
+            x = F.pad(x, (m_w, m_w, m_h, m_h), mode="reflect")
         top, bottom, left, right = self.padding_
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom), mode="replicate")
+        edge = (left - m_w, right - m_w, top - m_h, bottom - m_h)
+        if any(edge):
+            x = F.pad(x, edge, mode="replicate")
         return x
 
     def _crop(self, t):

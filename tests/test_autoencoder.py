@@ -102,10 +102,51 @@ def test_every_method_for_each_layout(layout, shape):
 
 
 def test_odd_sizes_are_padded_not_resized():
+    # Two levels: a mirrored margin of 2, then edge padding to a multiple of 4.
     det = ConvAutoencoderDetector(**FAST).fit(_images(h=13, w=10))
-    assert det.padding_ == (1, 2, 1, 1)
-    assert det.module_.input_size == (16, 12)
+    assert det.margin_ == (2, 2)
+    assert det.padding_ == (3, 4, 3, 3)
+    assert det.module_.input_size == (20, 16)
     assert det.anomaly_map(_images(n=2, h=13, w=10)).shape == (2, 13, 10)
+    bare = ConvAutoencoderDetector(**FAST, margin=0).fit(_images(h=13, w=10))
+    assert bare.margin_ == (0, 0)
+    assert bare.padding_ == (1, 2, 1, 1)
+    assert bare.module_.input_size == (16, 12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 24),
+    w=st.integers(2, 24),
+    levels=st.integers(1, 3),
+    margin=st.one_of(st.just("auto"), st.integers(0, 30)),
+)
+def test_network_sees_the_image_mirrored_into_its_margin(h, w, levels, margin):
+    params = {**FAST, "channels": (4,) * levels, "margin": margin, "max_iter": 1}
+    X = _images(n=4, h=h, w=w, seed=h * w)
+    if min(h, w) < 2 ** (levels - 1):
+        with pytest.raises(ValueError, match="too small"):
+            ConvAutoencoderDetector(**params).fit(X)
+        return
+    det = ConvAutoencoderDetector(**params).fit(X)
+    wanted = 2 ** (levels - 1) if margin == "auto" else margin
+    assert det.margin_ == (min(wanted, h - 1), min(wanted, w - 1))
+    seen = []
+    hook = det.module_.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0]))
+    maps = det.anomaly_map(X)
+    hook.remove()
+    x = seen[0][:, 0].numpy()
+    top, bottom, left, right = det.padding_
+    assert x.shape[1] % 2**levels == 0 and x.shape[2] % 2**levels == 0
+    assert (x.shape[1], x.shape[2]) == (h + top + bottom, w + left + right)
+    z = (X - det.channel_mean_[0]) / det.channel_scale_[0]
+    np.testing.assert_allclose(x[:, top : top + h, left : left + w], z, rtol=1e-5, atol=1e-5)
+    m_h, m_w = det.margin_
+    for i in range(1, m_h + 1):  # row top - i mirrors row top + i, the edge row unrepeated
+        np.testing.assert_array_equal(x[:, top - i], x[:, top + i])
+    for j in range(1, m_w + 1):
+        np.testing.assert_array_equal(x[:, :, left - j], x[:, :, left + j])
+    assert maps.shape == (4, h, w)
 
 
 def test_auto_architecture_follows_image_size():
@@ -114,7 +155,8 @@ def test_auto_architecture_follows_image_size():
         det = ConvAutoencoderDetector(**params).fit(_images(n=4, h=side, w=side))
         assert det.channels_ == channels
         assert det.batch_size_ == 8
-        assert min(det.module_.code_size) in range(4, 8)
+        # The image side halves to 4 to 7 pixels; the mirrored margin adds one.
+        assert min(det.module_.code_size) in range(5, 9)
 
 
 @given(n=st.integers(1, 5000), divisor=st.integers(1, 50))
