@@ -113,14 +113,20 @@ _conv_scores = (lambda m, X: -m.score_samples(X), lambda m, X: m.anomaly_map(X))
 DEFAULT = "ConvAutoencoderDetector()"
 #: The image scores compared on the default fits.
 IMAGE_SCORES = ("mean", "smooth", "topk", "max")
-#: The defaults before the high, then decaying, learning rate and the 40 epochs.
-PREVIOUS_DEFAULTS = {"learning_rate_init": 2e-3, "learning_rate": "constant", "max_iter": 30}
+#: The defaults before the high, then decaying, learning rate, the 40 epochs and the margin.
+PREVIOUS_DEFAULTS = {
+    "learning_rate_init": 2e-3,
+    "learning_rate": "constant",
+    "max_iter": 30,
+    "margin": 0,
+}
 
 #: name -> (factory(seed, fast) of a model that fits ``(n, H, W)`` images,
 #: image anomaly scores(model, X), anomaly maps(model, X), repeated over seeds,
 #: the sets it runs on as a predicate of (set name, variant))
 METHODS = {
     "ConvAutoencoderDetector()": (_conv(), *_conv_scores, True, lambda n, v: True),
+    "ConvAutoencoderDetector(margin=0)": (_conv(margin=0), *_conv_scores, True, _small),
     "ConvAutoencoderDetector(corruption='defects')": (
         _conv(corruption="defects"),
         *_conv_scores,
@@ -418,9 +424,9 @@ def main(argv=None):
         f"with {args.jobs} fit(s) side by side and one torch thread each, and in parentheses "
         "of the CPU seconds of the fitting process, which depend less on the machine's "
         "load. The previous defaults are `learning_rate_init=2e-3, learning_rate='constant', "
-        "max_iter=30`; the variants of the defaults run on the sets of 64 pixels or less. "
-        "The protocols are in "
-        "the docstrings of `benchmarks/bench_real.py` and `benchmarks/_real_data.py`.",
+        "max_iter=30, margin=0`; the variants of the defaults run on the sets of 64 pixels "
+        "or less. The protocols are in the docstrings of `benchmarks/bench_real.py` and "
+        "`benchmarks/_real_data.py`.",
         "",
         f"{machine_line(load_before, load_after)}.",
         "",
