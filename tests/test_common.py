@@ -11,10 +11,38 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
+from anomalib_lite._torch_detector import TorchDetector
+
 
 def test_sklearn_compatible_estimator(estimator, check):
     """scikit-learn's estimator checks, one test per detector of DETECTORS and check."""
+    name = getattr(check, "func", check).__name__
+    if name == "check_methods_subset_invariance" and isinstance(estimator, TorchDetector):
+        # A float32 network may round a row scored alone and in a batch differently
+        # (oneDNN picks its kernels by batch size): the check's absolute 1e-7 is
+        # below one float32 step for scores above 0.84.
+        pytest.skip("float32 scores; test_scores_do_not_depend_on_the_batch checks this")
     check(estimator)
+
+
+def test_scores_do_not_depend_on_the_batch(detector):
+    """Each row's outputs are the same alone, in a subset and in the whole batch,
+    to float32 rounding (a few steps of 1.2e-7 relative)."""
+    X = _data(n=40)
+    det = clone(detector).fit(X)
+    subset = np.arange(0, 40, 3)
+    for method in ("score_samples", "decision_function"):
+        full = getattr(det, method)(X)
+        alone = np.array([getattr(det, method)(X[i : i + 1])[0] for i in range(len(X))])
+        scale = np.abs(full).max()
+        np.testing.assert_allclose(alone, full, rtol=1e-5, atol=1e-5 * scale)
+        np.testing.assert_allclose(
+            getattr(det, method)(X[subset]), full[subset], rtol=1e-5, atol=1e-5 * scale
+        )
+    decision = det.decision_function(X)
+    clear = np.abs(decision) > 1e-5 * np.abs(decision).max()
+    alone = np.array([det.predict(X[i : i + 1])[0] for i in range(len(X))])
+    np.testing.assert_array_equal(alone[clear], det.predict(X)[clear])
 
 
 def _data(seed=0, n=60, d=5):
