@@ -61,7 +61,8 @@ def test_bench_conv_variants_fast_writes_a_table(tmp_path):
         "max_iter=20",
         "first level 16 channels",
         "max_iter=20, cosine from 3e-3",
-        "a twentieth per step at 1e-3 (earlier defaults)",
+        "a twentieth per step at 1e-3",
+        "no margin (margin=0)",
     )
     for variant in variants:
         assert text.count(f"| {variant} |") == 3  # one row per data set
