@@ -334,7 +334,11 @@ class ConvAutoencoderDetector(TorchDetector):
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
         check_float(self.negative_slope, "negative_slope", low=0, high=1, closed="both")
-        if not (isinstance(self.margin, str) and self.margin == "auto"):
+        if isinstance(self.margin, str) and self.margin != "auto":
+            raise ValueError(
+                f"margin={self.margin!r} is not supported; expected 'auto' or an int >= 0."
+            )
+        if self.margin != "auto":
             check_int(self.margin, "margin", min_value=0)
         check_option(self.loss, "loss", _LOSSES)
         if self.corruption is not None and not (
@@ -441,7 +445,7 @@ class ConvAutoencoderDetector(TorchDetector):
         margin = 2 ** (levels - 1) if self.margin == "auto" else int(self.margin)
         # Mirroring repeats no pixel, so it reaches at most side - 1 pixels out.
         self.margin_ = (min(margin, H - 1), min(margin, W - 1))
-        (m_h, m_w) = self.margin_
+        m_h, m_w = self.margin_
         pad_h, pad_w = (-H - 2 * m_h) % factor, (-W - 2 * m_w) % factor
         self.padding_ = (
             m_h + pad_h // 2,

@@ -261,6 +261,13 @@ def test_wrong_row_width_at_predict():
         ),
         (np.zeros((4, 8, 8)), {"max_iter": 0}, "max_iter=0 must be >= 1"),
         (np.zeros((4, 8, 8)), {"negative_slope": -0.1}, r"negative_slope=-0.1 must be in \[0"),
+        (np.zeros((4, 8, 8)), {"margin": -1}, "margin=-1 must be >= 0"),
+        (np.zeros((4, 8, 8)), {"margin": 1.5}, "margin must be an int"),
+        (
+            np.zeros((4, 8, 8)),
+            {"margin": "wide"},
+            "margin='wide' is not supported; expected 'auto'",
+        ),
         (np.zeros((4, 8, 8)), {"device": "cuda:99"}, "cuda:99"),
         (np.zeros((4, 8, 8)), {"early_stopping": "yes"}, "early_stopping must be a bool"),
         (np.zeros((4, 8, 8)), {"n_threads": 0}, "n_threads=0 must be >= 1"),
