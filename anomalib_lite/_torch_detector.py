@@ -376,8 +376,11 @@ class TorchDetector(BaseDetector):
                 self._start_fresh(X)
             else:
                 self._prepare_warm(X)
+                self._choose_scoring(X)  # before the epoch: X is still unseen
             self._new_run(1)
             self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+            if first:
+                self._choose_scoring(X)
         self._set_offset(self._batched(self._anomaly_score, X))
         return self
 
@@ -527,6 +530,10 @@ class TorchDetector(BaseDetector):
                 total += loss.detach().double() * idx.shape[0]
         module.eval()
         return float(total) / n
+
+    def _choose_scoring(self, X):
+        """Set how fitted images are scored, from validated images ``X`` (held out
+        from training where possible); detectors with a fixed score do nothing."""
 
     def _corrupt(self, xb, gen):
         """Network input for training batch ``xb``: ``xb``, unless a detector corrupts it

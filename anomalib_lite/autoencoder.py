@@ -6,13 +6,15 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils import check_array
+from sklearn.metrics import roc_auc_score
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._torch_detector import TorchDetector
 from .nn import ConvAutoencoder, paste_defects
 from .nn.functional import gaussian_blur, ssim_map
+from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
     check_dense,
     check_float,
@@ -27,7 +29,7 @@ from .utils._validation import (
 __all__ = ["ConvAutoencoderDetector"]
 
 _LOSSES = ("mse", "ssim", "mse+ssim")
-_IMAGE_SCORES = ("mean", "smooth", "max", "topk")
+_IMAGE_SCORES = ("auto", "topk", "smooth", "mean", "max")
 _CORRUPTIONS = ("defects",)
 #: ``corruption='defects'``: the chance that a training image gets a defect,
 #: and the range of the fraction of the image that a defect covers.
@@ -46,6 +48,14 @@ PIXELS_PER_CODE = 64
 #: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
 TOP_FRACTION = 0.05
 MIN_TOP_PIXELS = 16
+#: ``image_score='auto'`` chooses between these (the first on a tie), from
+#: ``SYNTHETIC_COPIES`` copies of each held-out image with a synthetic defect
+#: blended in at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by
+#: every score, so they would not tell the scores apart).
+AUTO_IMAGE_SCORES = ("topk", "smooth")
+SYNTHETIC_COPIES = 4
+SYNTHETIC_STRENGTH = 0.5
+SYNTHETIC_CHUNK = 64
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
 
@@ -107,11 +117,24 @@ class ConvAutoencoderDetector(TorchDetector):
         output the clean image: it learns to repair what does not belong
         rather than to copy its input. None trains on the images as they
         are. Scoring never corrupts.
-    image_score : {'topk', 'smooth', 'mean', 'max'}, default='topk'
+    image_score : {'topk', 'auto', 'smooth', 'mean', 'max'}, default='topk'
         Image score: ``'mean'`` is the mean squared error; the others reduce
         :meth:`anomaly_map` (smoothed, so that edge misalignment counts
         little): the mean of its worst 5% pixels (at least 16), its mean, or
-        its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect.
+        its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect;
+        ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
+        over the normal one) by all its area. No one score suits every kind
+        of anomaly, so ``'auto'`` chooses between ``'topk'`` and ``'smooth'``
+        at fit, from the data: ``validation_fraction`` of the images are held
+        out of training, copies of them get synthetic defects
+        (:func:`~anomalib_lite.nn.paste_defects`, blended in at half
+        strength), and the score that tells those copies from the clean
+        images with the higher ROC-AUC wins (``image_score_``,
+        ``image_score_aucs_``). With fewer than ``1 / validation_fraction``
+        images none are held out and the choice is made on the training
+        images; ``partial_fit`` chooses on its batch before training on it
+        (after, on the first call). Read when scoring: another value set
+        after ``fit`` applies at once, and ``'auto'`` is the fitted choice.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
         :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
@@ -135,7 +158,8 @@ class ConvAutoencoderDetector(TorchDetector):
         the best epoch's weights. Without it the training loss is monitored
         (as in scikit-learn's MLP).
     validation_fraction : float, default=0.1
-        Fraction of training images held out when ``early_stopping``.
+        Fraction of training images held out: for ``image_score='auto'``
+        (never trained on) and, of the rest, for ``early_stopping``.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -202,6 +226,12 @@ class ConvAutoencoderDetector(TorchDetector):
         early stopping), ``learning_rate`` and ``seconds``.
     best_loss_ : float
         Best monitored loss of the last run.
+    image_score_ : str
+        The image score of ``image_score='auto'``: the one chosen at fit, or
+        ``image_score`` itself when it was fitted with another value.
+    image_score_aucs_ : dict
+        ``{score: ROC-AUC}`` of the choice, on synthetic defects against the
+        held-out images; empty when no choice was made.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
@@ -416,6 +446,50 @@ class ConvAutoencoderDetector(TorchDetector):
                 "pass images of the fitted size and channel count."
             )
 
+    # ----------------------------------------------------------- image score
+    def _fit(self, X):
+        held = X
+        if self.image_score == "auto":
+            n_held = math.floor(self.validation_fraction * X.shape[0])
+            if n_held >= 1:
+                order = check_random_state(self.random_state).permutation(X.shape[0])
+                held = X[np.sort(order[:n_held])]
+                X = X[np.sort(order[n_held:])]
+        super()._fit(X)
+        self._choose_scoring(held)
+
+    def _choose_scoring(self, X):
+        """``image_score='auto'``: the score of :data:`AUTO_IMAGE_SCORES` that best
+        tells images ``X`` from copies with synthetic defects blended in."""
+        if self.image_score != "auto":
+            self.image_score_, self.image_score_aucs_ = self.image_score, {}
+            return
+
+        def scores(x, out, _):
+            errors = self._errors(x, out)
+            return torch.stack([self._reduce(s, errors, x, out) for s in AUTO_IMAGE_SCORES], 1)
+
+        gen = make_generator(draw_seed(self.random_state))
+        mean = self.channel_mean_.astype(np.float32).reshape(1, -1, 1, 1)
+        scale = self.channel_scale_.astype(np.float32).reshape(1, -1, 1, 1)
+        images = self._as_images(X)
+        defective = []
+        # Chunks bound the memory of the copies and of paste_defects' fills.
+        for start in range(0, images.shape[0], SYNTHETIC_CHUNK):
+            z = torch.from_numpy((images[start : start + SYNTHETIC_CHUNK] - mean) / scale)
+            z = z.repeat(SYNTHETIC_COPIES, 1, 1, 1)
+            pasted, _ = paste_defects(z, gen, probability=1.0, area=DEFECT_AREA)
+            z = z + SYNTHETIC_STRENGTH * (pasted - z)
+            rows = (z.numpy() * scale + mean).reshape(-1, *X.shape[1:])
+            defective.append(self._outputs(rows, scores))
+        normal, defective = self._outputs(X, scores), np.concatenate(defective)
+        labels = np.r_[np.zeros(normal.shape[0]), np.ones(defective.shape[0])]
+        self.image_score_aucs_ = {
+            s: float(roc_auc_score(labels, np.r_[normal[:, i], defective[:, i]]))
+            for i, s in enumerate(AUTO_IMAGE_SCORES)
+        }
+        self.image_score_ = max(AUTO_IMAGE_SCORES, key=self.image_score_aucs_.get)
+
     # -------------------------------------------------------------- geometry
     def _as_images(self, X):
         """Float32 ``(n, C, H, W)`` images in input units, for the fitted statistics."""
@@ -529,12 +603,20 @@ class ConvAutoencoderDetector(TorchDetector):
         return residual.square().mean(1)
 
     def _score_errors(self, errors, x, out):
-        if self.image_score == "mean":
+        statistic = self.image_score
+        if statistic == "auto":
+            # Callbacks may score before a first fit has chosen.
+            statistic = getattr(self, "image_score_", AUTO_IMAGE_SCORES[0])
+        return self._reduce(statistic, errors, x, out)
+
+    def _reduce(self, statistic, errors, x, out):
+        """Image score ``statistic`` (one of ``_IMAGE_SCORES`` but 'auto') of each image."""
+        if statistic == "mean":
             return errors.flatten(1).mean(1)
         pixel_map = self._pixel_map(x, out).flatten(1)
-        if self.image_score == "smooth":
+        if statistic == "smooth":
             return pixel_map.mean(1)
-        if self.image_score == "max":
+        if statistic == "max":
             return pixel_map.max(1).values
         n_pixels = pixel_map.shape[1]
         k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))

@@ -174,8 +174,11 @@ def test_auto_batch_size_is_a_tenth_of_the_images_and_a_twentieth_of_the_rows():
     from anomalib_lite import AutoencoderDetector
 
     images = _images(n=200, h=8, w=8)
-    params = {**FAST, "max_iter": 1, "batch_size": "auto"}
+    params = {**FAST, "max_iter": 1, "batch_size": "auto", "image_score": "topk"}
     assert ConvAutoencoderDetector(**params).fit(images).batch_size_ == 20
+    # image_score='auto' holds a tenth out of training: a tenth of the other 180.
+    params["image_score"] = "auto"
+    assert ConvAutoencoderDetector(**params).fit(images).batch_size_ == 18
     rows = images.reshape(200, -1)
     dense = AutoencoderDetector(hidden_sizes=(8,), latent_dim=4, max_iter=1, batch_size="auto")
     assert dense.fit(rows).batch_size_ == 10
@@ -383,7 +386,8 @@ def test_history_and_fitted_state_are_plain_values(fitted):
     json.dumps(fitted.history_)
     for name, value in vars(fitted).items():
         if name.endswith("_") and name != "module_":
-            assert isinstance(value, (int, float, str, tuple, list, np.ndarray)), name
+            assert isinstance(value, (int, float, str, tuple, list, dict, np.ndarray)), name
+    json.dumps(fitted.image_score_aucs_)
 
 
 def test_early_stopping_keeps_the_best_validation_epoch():
@@ -861,3 +865,74 @@ def test_default_training_digits_roc_auc_floor(corruption):
     scores = -det.score_samples(X_test)
     assert scores.dtype == np.float64 and np.isfinite(scores).all()
     assert roc_auc_score(y_test, scores) > 0.98
+
+
+# ------------------------------------------------------------- image score
+def _planted(X, seed=0):
+    """``X`` with a bright 3x3 square at a random place in every image."""
+    rng = np.random.default_rng(seed)
+    out = X.copy()
+    for img in out:
+        r, c = rng.integers(0, X.shape[-2] - 3), rng.integers(0, X.shape[-1] - 3)
+        img[r : r + 3, c : c + 3] += 0.5
+    return out
+
+
+def test_auto_image_score_is_the_better_score_on_synthetic_defects():
+    X = _images(n=60, h=16, w=16)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8, "image_score": "auto"}).fit(X)
+    aucs = det.image_score_aucs_
+    assert set(aucs) == {"topk", "smooth"} and all(0 <= v <= 1 for v in aucs.values())
+    assert aucs[det.image_score_] == max(aucs.values())
+    if aucs["topk"] == aucs["smooth"]:
+        assert det.image_score_ == "topk"
+    test = np.vstack([_images(n=8, h=16, w=16, seed=3), _planted(_images(n=8, h=16, w=16))])
+    chosen = det.score_samples(test)
+    det.set_params(image_score=det.image_score_)  # the same fit, the score named
+    np.testing.assert_array_equal(chosen, det.score_samples(test))
+    det.set_params(image_score="mean")  # read when scoring
+    assert not np.array_equal(chosen, det.score_samples(test))
+
+
+def test_auto_image_score_never_trains_on_the_images_it_chooses_on():
+    X = _images(n=50)
+    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
+    order = np.random.RandomState(FAST["random_state"]).permutation(len(X))
+    trained = X[np.sort(order[5:])]  # validation_fraction=0.1 of 50 held out
+    plain = ConvAutoencoderDetector(**FAST).fit(trained)
+    for name, value in plain.module_.state_dict().items():
+        torch.testing.assert_close(det.module_.state_dict()[name], value, rtol=0, atol=0)
+    assert plain.image_score_ == "topk" and plain.image_score_aucs_ == {}
+    again = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
+    assert again.image_score_aucs_ == det.image_score_aucs_
+
+
+def test_auto_image_score_on_few_images_chooses_on_the_training_images():
+    X = _images(n=9)  # floor(0.1 * 9) = 0 images to hold out
+    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
+    plain = ConvAutoencoderDetector(**FAST).fit(X)
+    np.testing.assert_array_equal(
+        det.reconstruct(X), plain.reconstruct(X)
+    )  # the same images trained on
+    assert set(det.image_score_aucs_) == {"topk", "smooth"}
+
+
+def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
+    X = _images(n=40)
+    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).partial_fit(X)
+    assert set(det.image_score_aucs_) == {"topk", "smooth"}
+    first = dict(det.image_score_aucs_)
+    det.partial_fit(_images(n=40, seed=5))
+    assert det.image_score_aucs_ != first  # chosen anew on the new batch
+    save(det, tmp_path / "auto.alm")
+    loaded = load(tmp_path / "auto.alm")
+    assert (loaded.image_score_, loaded.image_score_aucs_) == (
+        det.image_score_,
+        det.image_score_aucs_,
+    )
+    np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(det)).score_samples(X), det.score_samples(X)
+    )
+    fixed = ConvAutoencoderDetector(**FAST).partial_fit(X)
+    assert (fixed.image_score_, fixed.image_score_aucs_) == ("topk", {})

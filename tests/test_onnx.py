@@ -98,7 +98,7 @@ def test_dense_autoencoder_on_digits_matches(tmp_path):
     _both_batches(det, _export(det, tmp_path, input_dtype="float64"), fresh)
 
 
-@pytest.mark.parametrize("image_score", ["topk", "mean", "smooth", "max"])
+@pytest.mark.parametrize("image_score", ["topk", "auto", "mean", "smooth", "max"])
 def test_conv_odd_size_uint8_images_match(image_score, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, size=(30, 13, 11)).astype(np.uint8)
