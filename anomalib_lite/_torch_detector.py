@@ -346,6 +346,7 @@ class TorchDetector(BaseDetector):
                 self._new_run(self.max_iter)
                 self._run.optimizer = None
             self._train(self._to_tensor(X), early_stopping=self.early_stopping)
+            self._choose_scoring(X)
 
     def partial_fit(self, X, y=None):
         """Train for one more epoch over ``X``.
@@ -376,11 +377,9 @@ class TorchDetector(BaseDetector):
                 self._start_fresh(X)
             else:
                 self._prepare_warm(X)
-                self._choose_scoring(X)  # before the epoch: X is still unseen
             self._new_run(1)
             self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
-            if first:
-                self._choose_scoring(X)
+            self._choose_scoring(X)
         self._set_offset(self._batched(self._anomaly_score, X))
         return self
 
@@ -532,8 +531,8 @@ class TorchDetector(BaseDetector):
         return float(total) / n
 
     def _choose_scoring(self, X):
-        """Set how fitted images are scored, from validated images ``X`` (held out
-        from training where possible); detectors with a fixed score do nothing."""
+        """Set how samples are scored, from the validated training samples ``X``
+        after training; detectors with one fixed score do nothing."""
 
     def _corrupt(self, xb, gen):
         """Network input for training batch ``xb``: ``xb``, unless a detector corrupts it

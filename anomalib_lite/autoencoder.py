@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
@@ -49,13 +49,14 @@ PIXELS_PER_CODE = 64
 TOP_FRACTION = 0.05
 MIN_TOP_PIXELS = 16
 #: ``image_score='auto'`` chooses between these (the first on a tie), from
-#: ``SYNTHETIC_COPIES`` copies of each held-out image with a synthetic defect
-#: blended in at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by
-#: every score, so they would not tell the scores apart).
+#: ``SYNTHETIC_COPIES`` copies of up to ``CHOICE_IMAGES`` training images with a
+#: synthetic defect blended in at ``SYNTHETIC_STRENGTH`` (full-strength defects
+#: are found by every score, so they would not tell the scores apart).
 AUTO_IMAGE_SCORES = ("topk", "smooth")
 SYNTHETIC_COPIES = 4
 SYNTHETIC_STRENGTH = 0.5
 SYNTHETIC_CHUNK = 64
+CHOICE_IMAGES = 1000
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
 
@@ -117,7 +118,7 @@ class ConvAutoencoderDetector(TorchDetector):
         output the clean image: it learns to repair what does not belong
         rather than to copy its input. None trains on the images as they
         are. Scoring never corrupts.
-    image_score : {'topk', 'auto', 'smooth', 'mean', 'max'}, default='topk'
+    image_score : {'auto', 'topk', 'smooth', 'mean', 'max'}, default='auto'
         Image score: ``'mean'`` is the mean squared error; the others reduce
         :meth:`anomaly_map` (smoothed, so that edge misalignment counts
         little): the mean of its worst 5% pixels (at least 16), its mean, or
@@ -125,16 +126,16 @@ class ConvAutoencoderDetector(TorchDetector):
         ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
         over the normal one) by all its area. No one score suits every kind
         of anomaly, so ``'auto'`` chooses between ``'topk'`` and ``'smooth'``
-        at fit, from the data: ``validation_fraction`` of the images are held
-        out of training, copies of them get synthetic defects
-        (:func:`~anomalib_lite.nn.paste_defects`, blended in at half
-        strength), and the score that tells those copies from the clean
-        images with the higher ROC-AUC wins (``image_score_``,
-        ``image_score_aucs_``). With fewer than ``1 / validation_fraction``
-        images none are held out and the choice is made on the training
-        images; ``partial_fit`` chooses on its batch before training on it
-        (after, on the first call). Read when scoring: another value set
-        after ``fit`` applies at once, and ``'auto'`` is the fitted choice.
+        after training, from the data: copies of the training images (at
+        most 1000) get synthetic defects (:func:`~anomalib_lite.nn.paste_defects`,
+        blended in at half strength), and the score that tells those copies
+        from the clean images with the higher ROC-AUC wins (``image_score_``,
+        ``image_score_aucs_``; ``partial_fit`` chooses on its batch). The
+        training images rather than held-out ones, so that every image is
+        learned from: the network reconstructs them better than new images,
+        but on the benchmark sets both chose alike. Read when scoring:
+        another value set after ``fit`` applies at once, and ``'auto'`` is
+        the fitted choice.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
         :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
@@ -158,8 +159,7 @@ class ConvAutoencoderDetector(TorchDetector):
         the best epoch's weights. Without it the training loss is monitored
         (as in scikit-learn's MLP).
     validation_fraction : float, default=0.1
-        Fraction of training images held out: for ``image_score='auto'``
-        (never trained on) and, of the rest, for ``early_stopping``.
+        Fraction of training images held out when ``early_stopping``.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -231,7 +231,7 @@ class ConvAutoencoderDetector(TorchDetector):
         ``image_score`` itself when it was fitted with another value.
     image_score_aucs_ : dict
         ``{score: ROC-AUC}`` of the choice, on synthetic defects against the
-        held-out images; empty when no choice was made.
+        training images; empty when no choice was made.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
@@ -306,7 +306,7 @@ class ConvAutoencoderDetector(TorchDetector):
         margin="auto",
         loss="mse",
         corruption=None,
-        image_score="topk",
+        image_score="auto",
         smoothing="auto",
         batch_size="auto",
         learning_rate_init=4e-3,
@@ -447,20 +447,10 @@ class ConvAutoencoderDetector(TorchDetector):
             )
 
     # ----------------------------------------------------------- image score
-    def _fit(self, X):
-        held = X
-        if self.image_score == "auto":
-            n_held = math.floor(self.validation_fraction * X.shape[0])
-            if n_held >= 1:
-                order = check_random_state(self.random_state).permutation(X.shape[0])
-                held = X[np.sort(order[:n_held])]
-                X = X[np.sort(order[n_held:])]
-        super()._fit(X)
-        self._choose_scoring(held)
-
     def _choose_scoring(self, X):
         """``image_score='auto'``: the score of :data:`AUTO_IMAGE_SCORES` that best
-        tells images ``X`` from copies with synthetic defects blended in."""
+        tells the images ``X`` (at most ``CHOICE_IMAGES`` of them) from copies with
+        synthetic defects blended in."""
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
             return
@@ -470,6 +460,8 @@ class ConvAutoencoderDetector(TorchDetector):
             return torch.stack([self._reduce(s, errors, x, out) for s in AUTO_IMAGE_SCORES], 1)
 
         gen = make_generator(draw_seed(self.random_state))
+        if X.shape[0] > CHOICE_IMAGES:
+            X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
         mean = self.channel_mean_.astype(np.float32).reshape(1, -1, 1, 1)
         scale = self.channel_scale_.astype(np.float32).reshape(1, -1, 1, 1)
         images = self._as_images(X)

@@ -174,11 +174,8 @@ def test_auto_batch_size_is_a_tenth_of_the_images_and_a_twentieth_of_the_rows():
     from anomalib_lite import AutoencoderDetector
 
     images = _images(n=200, h=8, w=8)
-    params = {**FAST, "max_iter": 1, "batch_size": "auto", "image_score": "topk"}
+    params = {**FAST, "max_iter": 1, "batch_size": "auto"}
     assert ConvAutoencoderDetector(**params).fit(images).batch_size_ == 20
-    # image_score='auto' holds a tenth out of training: a tenth of the other 180.
-    params["image_score"] = "auto"
-    assert ConvAutoencoderDetector(**params).fit(images).batch_size_ == 18
     rows = images.reshape(200, -1)
     dense = AutoencoderDetector(hidden_sizes=(8,), latent_dim=4, max_iter=1, batch_size="auto")
     assert dense.fit(rows).batch_size_ == 10
@@ -880,7 +877,7 @@ def _planted(X, seed=0):
 
 def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     X = _images(n=60, h=16, w=16)
-    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8, "image_score": "auto"}).fit(X)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8}).fit(X)
     aucs = det.image_score_aucs_
     assert set(aucs) == {"topk", "smooth"} and all(0 <= v <= 1 for v in aucs.values())
     assert aucs[det.image_score_] == max(aucs.values())
@@ -894,32 +891,49 @@ def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     assert not np.array_equal(chosen, det.score_samples(test))
 
 
-def test_auto_image_score_never_trains_on_the_images_it_chooses_on():
+def test_auto_image_score_chooses_after_training_without_changing_it():
     X = _images(n=50)
-    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
-    order = np.random.RandomState(FAST["random_state"]).permutation(len(X))
-    trained = X[np.sort(order[5:])]  # validation_fraction=0.1 of 50 held out
-    plain = ConvAutoencoderDetector(**FAST).fit(trained)
-    for name, value in plain.module_.state_dict().items():
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    fixed = ConvAutoencoderDetector(**{**FAST, "image_score": "topk"}).fit(X)
+    for name, value in fixed.module_.state_dict().items():
         torch.testing.assert_close(det.module_.state_dict()[name], value, rtol=0, atol=0)
-    assert plain.image_score_ == "topk" and plain.image_score_aucs_ == {}
-    again = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
-    assert again.image_score_aucs_ == det.image_score_aucs_
+    assert fixed.image_score_ == "topk" and fixed.image_score_aucs_ == {}
+    assert ConvAutoencoderDetector(**FAST).fit(X).image_score_aucs_ == det.image_score_aucs_
 
 
-def test_auto_image_score_on_few_images_chooses_on_the_training_images():
-    X = _images(n=9)  # floor(0.1 * 9) = 0 images to hold out
-    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).fit(X)
-    plain = ConvAutoencoderDetector(**FAST).fit(X)
-    np.testing.assert_array_equal(
-        det.reconstruct(X), plain.reconstruct(X)
-    )  # the same images trained on
-    assert set(det.image_score_aucs_) == {"topk", "smooth"}
+def test_auto_image_score_is_topk_when_scored_before_the_first_choice():
+    X = _images(n=50)
+    seen = {"auto": [], "topk": []}
+    for image_score, scores in seen.items():
+
+        def record(detector, _, scores=scores):
+            scores.append(detector.score_samples(X[:4]))
+
+        params = {**FAST, "image_score": image_score, "callbacks": [record]}
+        ConvAutoencoderDetector(**params).fit(X)
+    np.testing.assert_array_equal(seen["auto"][0], seen["topk"][0])
+
+
+def test_auto_image_score_chooses_on_a_seeded_subset_of_many_images(monkeypatch):
+    from anomalib_lite import autoencoder
+
+    X = _images(n=40)
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    monkeypatch.setattr(autoencoder, "CHOICE_IMAGES", 40)
+    det._choose_scoring(X)
+    everything = dict(det.image_score_aucs_)
+    monkeypatch.setattr(autoencoder, "CHOICE_IMAGES", 10)
+    det._choose_scoring(X)
+    subset = dict(det.image_score_aucs_)
+    det._choose_scoring(X)
+    assert det.image_score_aucs_ == subset != everything
+    # 10 clean images against 40 copies: AUCs on a grid of 1/400.
+    assert all(round(v * 400, 6) == round(v * 400) for v in subset.values())
 
 
 def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
     X = _images(n=40)
-    det = ConvAutoencoderDetector(**{**FAST, "image_score": "auto"}).partial_fit(X)
+    det = ConvAutoencoderDetector(**FAST).partial_fit(X)
     assert set(det.image_score_aucs_) == {"topk", "smooth"}
     first = dict(det.image_score_aucs_)
     det.partial_fit(_images(n=40, seed=5))
@@ -934,5 +948,5 @@ def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
     np.testing.assert_array_equal(
         pickle.loads(pickle.dumps(det)).score_samples(X), det.score_samples(X)
     )
-    fixed = ConvAutoencoderDetector(**FAST).partial_fit(X)
-    assert (fixed.image_score_, fixed.image_score_aucs_) == ("topk", {})
+    fixed = ConvAutoencoderDetector(**{**FAST, "image_score": "max"}).partial_fit(X)
+    assert (fixed.image_score_, fixed.image_score_aucs_) == ("max", {})
