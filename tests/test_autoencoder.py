@@ -880,9 +880,8 @@ def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8}).fit(X)
     aucs = det.image_score_aucs_
     assert set(aucs) == {"topk", "smooth"} and all(0 <= v <= 1 for v in aucs.values())
-    assert aucs[det.image_score_] == max(aucs.values())
-    if aucs["topk"] == aucs["smooth"]:
-        assert det.image_score_ == "topk"
+    expected = "smooth" if aucs["smooth"] > aucs["topk"] + 0.005 else "topk"
+    assert det.image_score_ == expected
     test = np.vstack([_images(n=8, h=16, w=16, seed=3), _planted(_images(n=8, h=16, w=16))])
     chosen = det.score_samples(test)
     det.set_params(image_score=det.image_score_)  # the same fit, the score named
