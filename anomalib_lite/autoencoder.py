@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -481,8 +482,11 @@ class ConvAutoencoderDetector(TorchDetector):
             defective.append(self._outputs(rows, scores))
         normal, defective = self._outputs(X, scores), np.concatenate(defective)
         labels = np.r_[np.zeros(normal.shape[0]), np.ones(defective.shape[0])]
+        # Ranks: an overflowing score (inf, or NaN from inf - inf) ranks highest;
+        # a training set whose own scores overflow is refused by the offset next.
+        scores = np.nan_to_num(np.r_[normal, defective], nan=np.inf, posinf=np.inf)
         self.image_score_aucs_ = {
-            s: float(roc_auc_score(labels, np.r_[normal[:, i], defective[:, i]]))
+            s: float(roc_auc_score(labels, rankdata(scores[:, i])))
             for i, s in enumerate(AUTO_IMAGE_SCORES)
         }
         first, best = AUTO_IMAGE_SCORES[0], max(AUTO_IMAGE_SCORES, key=self.image_score_aucs_.get)
