@@ -6,13 +6,13 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._torch_detector import TorchDetector
+from .metrics import _ranks
 from .nn import ConvAutoencoder, paste_defects
 from .nn.functional import gaussian_blur, ssim_map
 from .utils._torch import draw_seed, make_generator
@@ -485,13 +485,13 @@ class ConvAutoencoderDetector(TorchDetector):
         # Ranks: an overflowing score (inf, or NaN from inf - inf) ranks highest;
         # a training set whose own scores overflow is refused by the offset next.
         scores = np.nan_to_num(np.r_[normal, defective], nan=np.inf, posinf=np.inf)
-        self.image_score_aucs_ = {
-            s: float(roc_auc_score(labels, rankdata(scores[:, i])))
+        aucs = {
+            s: float(roc_auc_score(labels, _ranks(scores[:, i])))
             for i, s in enumerate(AUTO_IMAGE_SCORES)
         }
-        first, best = AUTO_IMAGE_SCORES[0], max(AUTO_IMAGE_SCORES, key=self.image_score_aucs_.get)
-        aucs = self.image_score_aucs_
+        first, best = AUTO_IMAGE_SCORES[0], max(AUTO_IMAGE_SCORES, key=aucs.get)
         self.image_score_ = best if aucs[best] > aucs[first] + AUTO_TIE else first
+        self.image_score_aucs_ = aucs
 
     # -------------------------------------------------------------- geometry
     def _as_images(self, X):
