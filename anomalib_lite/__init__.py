@@ -17,12 +17,17 @@ __all__ = [
     "BaseDetector",
     "CalibratedDetector",
     "ConvAutoencoderDetector",
+    "DraemDetector",
     "PCADetector",
     "__version__",
 ]
 
 #: Names imported on first access, and the submodule that defines each.
-_LAZY = {"ConvAutoencoderDetector": "autoencoder", "AutoencoderDetector": "dense"}
+_LAZY = {
+    "ConvAutoencoderDetector": "autoencoder",
+    "AutoencoderDetector": "dense",
+    "DraemDetector": "draem",
+}
 
 
 def __getattr__(name):

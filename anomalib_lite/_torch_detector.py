@@ -522,7 +522,7 @@ class TorchDetector(BaseDetector):
                     lr = self.learning_rate_init * lr_at(step)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                loss = self._train_loss(module(self._corrupt(xb, gen)), xb)
+                loss = self._batch_loss(module, xb, gen)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -533,6 +533,11 @@ class TorchDetector(BaseDetector):
     def _choose_scoring(self, X):
         """Set how samples are scored, from the validated training samples ``X``
         after training; detectors with one fixed score do nothing."""
+
+    def _batch_loss(self, module, xb, gen):
+        """Training loss of ``module`` on batch ``xb``, drawing from ``gen``, the fit's
+        generator: the network's output on :meth:`_corrupt`'s input against ``xb``."""
+        return self._train_loss(module(self._corrupt(xb, gen)), xb)
 
     def _corrupt(self, xb, gen):
         """Network input for training batch ``xb``: ``xb``, unless a detector corrupts it

@@ -366,6 +366,11 @@ class ConvAutoencoderDetector(TorchDetector):
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
+        self._check_network_params()
+        self._check_scoring_params()
+
+    def _check_network_params(self):
+        """Validate the parameters that shape the autoencoder."""
         check_image_shape(self.image_shape)
         check_int_tuple(self.channels, "channels")
         check_int(self.latent_dim, "latent_dim", min_value=1, allow_none=True)
@@ -376,6 +381,9 @@ class ConvAutoencoderDetector(TorchDetector):
             )
         if self.margin != "auto":
             check_int(self.margin, "margin", min_value=0)
+
+    def _check_scoring_params(self):
+        """Validate the parameters of the training loss and of the scores."""
         check_option(self.loss, "loss", _LOSSES)
         if self.corruption is not None and not (
             isinstance(self.corruption, str) and self.corruption in _CORRUPTIONS

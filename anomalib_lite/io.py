@@ -55,11 +55,12 @@ _ARRAYS = "arrays/"
 _LIBRARY_CLASSES = (
     "PCADetector",
     "ConvAutoencoderDetector",
+    "DraemDetector",
     "AutoencoderDetector",
     "CalibratedDetector",
 )
 #: Modules of the torch detectors (importing one imports torch).
-_TORCH_MODULES = ("anomalib_lite.autoencoder", "anomalib_lite.dense")
+_TORCH_MODULES = ("anomalib_lite.autoencoder", "anomalib_lite.dense", "anomalib_lite.draem")
 _SKLEARN_CLASSES = {
     "sklearn.pipeline.Pipeline": Pipeline,
     "sklearn.decomposition.PCA": PCA,
@@ -95,9 +96,11 @@ def _torch_detectors():
     """The torch detectors; importing them imports torch."""
     from .autoencoder import ConvAutoencoderDetector
     from .dense import AutoencoderDetector
+    from .draem import DraemDetector
 
     return {
         "anomalib_lite.ConvAutoencoderDetector": ConvAutoencoderDetector,
+        "anomalib_lite.DraemDetector": DraemDetector,
         "anomalib_lite.AutoencoderDetector": AutoencoderDetector,
     }
 

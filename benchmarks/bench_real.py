@@ -1,10 +1,12 @@
-"""ConvAutoencoderDetector's defaults against PCA on real images and on new kinds of anomaly.
+"""The image detectors' defaults against PCA on real images and on new kinds of anomaly.
 
 Every detector is used with its defaults, fitted on normal images only, and
 scored on held-out normal and anomalous images (ROC-AUC of the image scores;
 pixel ROC-AUC of the anomaly maps where masks exist). References beside the
 autoencoder: ``PCADetector()`` and a plain PCA keeping 90% of the variance
 (scikit-learn's ``PCA(0.9)``; score and map: the squared residual).
+``DraemDetector()`` (the autoencoder joined to a segmentation network trained
+on synthetic defects) runs on the sets of 64 pixels or less.
 
 Sets (the protocols are in ``_real_data.py``):
 
@@ -59,7 +61,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _real_data import accessory_split, elpv_split, make_grain  # noqa: E402
 from _report import command_line, machine_line  # noqa: E402
 
-from anomalib_lite import ConvAutoencoderDetector, PCADetector  # noqa: E402
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, PCADetector  # noqa: E402
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
     load_mnist_one_class,
@@ -140,6 +142,12 @@ METHODS = {
         *_conv_scores,
         True,
         lambda n, v: _small(n, v) and n != "grain",
+    ),
+    "DraemDetector()": (
+        lambda seed, fast: DraemDetector(random_state=seed, **({"max_iter": 2} if fast else {})),
+        *_conv_scores,
+        True,
+        _small,
     ),
     "PCADetector()": (
         lambda seed, fast: make_pipeline(FunctionTransformer(_rows), PCADetector()),
@@ -434,8 +442,10 @@ def main(argv=None):
         f"with {args.jobs} fit(s) side by side and one torch thread each, and in parentheses "
         "of the CPU seconds of the fitting process, which depend less on the machine's "
         "load. The previous defaults are `learning_rate_init=2e-3, learning_rate='constant', "
-        "max_iter=30, margin=0, image_score='topk'`; the variants of the defaults run on "
-        "the sets of 64 pixels or less. The protocols are in the docstrings of "
+        "max_iter=30, margin=0, image_score='topk'`; the variants of the defaults and "
+        "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
+        "synthetic defects; its image score is the maximum of its map) run on the sets of "
+        "64 pixels or less. The protocols are in the docstrings of "
         "`benchmarks/bench_real.py` and `benchmarks/_real_data.py`.",
         "",
         f"{machine_line(load_before, load_after)}.",

@@ -21,6 +21,7 @@ from anomalib_lite import (  # noqa: E402
     AutoencoderDetector,
     CalibratedDetector,
     ConvAutoencoderDetector,
+    DraemDetector,
     PCADetector,
     __version__,
 )
@@ -103,6 +104,16 @@ def test_conv_odd_size_uint8_images_match(image_score, tmp_path):
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, size=(30, 13, 11)).astype(np.uint8)
     det = ConvAutoencoderDetector(**CONV, image_score=image_score).fit(X)
+    fresh = rng.integers(0, 256, size=(9, 13, 11)).astype(np.uint8)
+    path = _export(det, tmp_path, input_dtype="uint8", input_shape=(13, 11))
+    _both_batches(det, path, fresh)
+
+
+@pytest.mark.parametrize("image_score", ["max", "topk", "mean"])
+def test_draem_odd_size_uint8_images_match(image_score, tmp_path):
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 256, size=(30, 13, 11)).astype(np.uint8)
+    det = DraemDetector(**CONV, segmenter_width=4, image_score=image_score).fit(X)
     fresh = rng.integers(0, 256, size=(9, 13, 11)).astype(np.uint8)
     path = _export(det, tmp_path, input_dtype="uint8", input_shape=(13, 11))
     _both_batches(det, path, fresh)

@@ -5,11 +5,14 @@ from .corruption import defect_masks, paste_defects
 from .dense import DenseAutoencoder
 from .dropout import GeneratorDropout
 from .functional import conv_transpose2d_unfolded, gaussian_blur, ssim_map
+from .segmentation import ReconstructAndSegment, SegmentationNet
 
 __all__ = [
     "ConvAutoencoder",
     "DenseAutoencoder",
     "GeneratorDropout",
+    "ReconstructAndSegment",
+    "SegmentationNet",
     "UnfoldedConvTranspose2d",
     "conv_transpose2d_unfolded",
     "defect_masks",

@@ -1,0 +1,338 @@
+"""DraemDetector: an autoencoder and a segmentation network trained on synthetic defects."""
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .autoencoder import DEFECT_AREA, MIN_TOP_PIXELS, TOP_FRACTION, ConvAutoencoderDetector
+from .nn import ReconstructAndSegment, SegmentationNet, paste_defects
+from .nn.functional import gaussian_blur
+from .utils._validation import check_float, check_int, check_option
+
+__all__ = ["DraemDetector"]
+
+_IMAGE_SCORES = ("max", "topk", "mean")
+#: Chance that a training image gets a synthetic defect, and the range of the
+#: strength it is blended in at (1 replaces the pixels outright).
+DEFECT_PROBABILITY = 0.5
+DEFECT_STRENGTH = (0.2, 1.0)
+#: Most down-sampling levels of the segmentation network.
+SEGMENTER_LEVELS = 2
+#: Focusing exponent of the focal loss on the segmentation logits.
+FOCAL_GAMMA = 2.0
+
+
+def focal_loss(logits, target, gamma=FOCAL_GAMMA):
+    """Mean focal loss (Lin et al., 2017) of pixel ``logits`` against a 0/1 ``target``:
+    binary cross-entropy weighted by ``(1 - p_true) ** gamma``, so that the many
+    easy normal pixels do not drown the few defective ones."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_true = torch.exp(-bce)
+    return ((1.0 - p_true) ** gamma * bce).mean()
+
+
+class DraemDetector(ConvAutoencoderDetector):
+    """Anomaly segmentation learned from synthetic defects, in the spirit of DRAEM.
+
+    Two networks train together on normal images into which synthetic defects
+    are pasted (:func:`~anomalib_lite.nn.paste_defects`, blended in at a random
+    strength): the autoencoder of :class:`ConvAutoencoderDetector` learns to
+    output the clean image, and a small U-Net
+    (:class:`~anomalib_lite.nn.SegmentationNet`) reads the input beside that
+    reconstruction and learns where the defect is (focal loss on its mask).
+    :meth:`anomaly_map` is the segmenter's smoothed probability that a pixel is
+    anomalous; the image score reduces it. Comparing the input with what the
+    autoencoder makes of it generalizes beyond the synthetic defects: the
+    segmenter learns what a mismatch between the two looks like, rather than
+    the defects themselves (Zavrtanik et al., "DRAEM", ICCV 2021).
+
+    It localizes defects on textures and surfaces where the reconstruction error
+    alone does not (the autoencoder also reconstructs some of a defect), at
+    several times the fit time of :class:`ConvAutoencoderDetector`; on varied
+    objects whose anomalies look nothing like a pasted blob it can be weaker
+    (``docs/benchmarks_real.md``, ``docs/choosing.md``). Images come in the
+    layouts :class:`ConvAutoencoderDetector` takes and are preprocessed as it
+    does them.
+
+    Parameters
+    ----------
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` of the images in the rows of a 2-D ``X``
+        (one entry may be -1); None reads images from 3-D or 4-D ``X``.
+    channels : tuple of int or None, default=None
+        Channels of each level of the autoencoder's encoder; None chooses them
+        from the image size as :class:`ConvAutoencoderDetector` does.
+    latent_dim : int or None, default=None
+        Size of the autoencoder's code; None uses one number per 64 pixels,
+        at least 16.
+    negative_slope : float, default=0.2
+        Slope of both networks' leaky ReLUs for negative inputs.
+    margin : 'auto' or int, default='auto'
+        Pixels mirrored onto each side of an image before the networks,
+        cropped off their outputs; ``'auto'`` is ``2 ** (len(channels_) - 1)``.
+    segmenter_width : int, default=8
+        Channels of the segmentation network's first level (doubled at each of
+        its down-sampling levels, at most 2).
+    image_score : {'max', 'topk', 'mean'}, default='max'
+        Image score from :meth:`anomaly_map`: its maximum, the mean of its
+        worst 5% pixels (at least 16), or its mean. Read when scoring.
+    smoothing : 'auto' or float, default='auto'
+        Sigma in pixels of the Gaussian that smooths the probability map; 0
+        disables it; ``'auto'`` is the smaller side / 28. Read when scoring.
+    batch_size : int or 'auto', default='auto'
+        Images per optimizer step; ``'auto'`` is a twentieth of the training
+        images clipped to [8, 32]. Resolved into ``batch_size_``.
+    learning_rate_init : float, default=4e-3
+        (Peak) learning rate of Adam.
+    learning_rate : {'constant-then-cosine', 'constant', 'cosine'}, \
+            default='constant-then-cosine'
+        Schedule over each ``fit``, as in :class:`ConvAutoencoderDetector`.
+    max_iter : int, default=40
+        Epochs per ``fit``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the images and stop when their
+        loss (clean images: reconstruction error and the segmenter's loss on
+        an empty mask) stops improving; keep the best epoch's weights.
+    validation_fraction : float, default=0.1
+        Fraction of training images held out when ``early_stopping``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        Improvement of the monitored loss that resets the count.
+    warm_start : bool, default=False
+        Continue from the fitted state (or ``checkpoint_path``).
+    contamination : 'auto' or float, default='auto'
+        Sets ``offset_`` from the training scores; see
+        :class:`~anomalib_lite.base.BaseDetector`.
+    device : str, default='auto'
+        Torch device; ``'auto'`` picks CUDA when available.
+    n_threads : int or None, default=None
+        torch CPU threads during ``fit`` and scoring; None uses 1.
+    checkpoint_path : str, os.PathLike or None, default=None
+        Model file written atomically after every epoch, for
+        ``warm_start=True`` to resume from.
+    callbacks : list of callable or None, default=None
+        Each called after every epoch as ``callback(detector, record)``; a true
+        return value stops the fit.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a local ``torch.Generator`` (weights, shuffling, defects).
+    verbose : int, default=0
+        ``> 0`` logs each epoch's loss and timing to logger ``'anomalib_lite'``.
+
+    Attributes
+    ----------
+    module_ : ReconstructAndSegment
+        The trained networks, in eval mode.
+    device_ : str
+        Device the networks live on.
+    input_shape_ : tuple of int
+        ``(C, H, W)`` of the training images.
+    channels_ : tuple of int
+        Channels of each level of the autoencoder.
+    latent_dim_ : int
+        Size of the autoencoder's code.
+    segmenter_levels_ : int
+        Down-sampling levels of the segmentation network.
+    batch_size_ : int
+        Images per optimizer step.
+    margin_ : tuple of int
+        ``(rows, columns)`` mirrored onto each side.
+    padding_ : tuple of int
+        ``(top, bottom, left, right)`` pixels padded before the networks.
+    channel_mean_ : ndarray of shape (C,)
+        Mean of each channel over the training pixels (input units).
+    channel_scale_ : ndarray of shape (C,)
+        Standard deviation of each channel over the training pixels.
+    data_range_ : float
+        Range of the standardized training pixels.
+    n_iter_ : int
+        Epochs trained, ``partial_fit`` calls included.
+    history_ : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``valid_loss``, ``learning_rate``
+        and ``seconds``.
+    best_loss_ : float
+        Best monitored loss of the last run.
+    offset_ : float
+        Threshold on ``score_samples``; see ``decision_function``.
+    n_features_in_ : int
+        Values per image, ``C * H * W``.
+    sample_shape_ : tuple of int
+        Shape of one sample as ``fit`` takes it.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names of a DataFrame ``X`` (2-D rows only).
+
+    See Also
+    --------
+    anomalib_lite.ConvAutoencoderDetector : The reconstruction error alone.
+    anomalib_lite.PCADetector : Linear baseline.
+
+    Notes
+    -----
+    DRAEM's synthetic anomalies are Perlin-noise masks filled with images of
+    an external texture set; here they are the blobs and fills of
+    :func:`~anomalib_lite.nn.paste_defects`, drawn from the training images
+    themselves, so that nothing is downloaded. The networks are small enough
+    to train on a CPU. ``reconstruct`` and ``reconstruction_error`` give the
+    autoencoder's output; scores come from the segmenter alone.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from anomalib_lite import DraemDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(0.4, 0.6, size=(64, 16, 16))
+    >>> det = DraemDetector(max_iter=5, random_state=0).fit(X)
+    >>> det.anomaly_map(X[:2]).shape
+    (2, 16, 16)
+    >>> bool(((0 <= det.anomaly_map(X[:2])) & (det.anomaly_map(X[:2]) <= 1)).all())
+    True
+    """
+
+    _module_params = (*ConvAutoencoderDetector._module_params, "segmenter_width")
+
+    def __init__(
+        self,
+        *,
+        image_shape=None,
+        channels=None,
+        latent_dim=None,
+        negative_slope=0.2,
+        margin="auto",
+        segmenter_width=8,
+        image_score="max",
+        smoothing="auto",
+        batch_size="auto",
+        learning_rate_init=4e-3,
+        learning_rate="constant-then-cosine",
+        max_iter=40,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        contamination="auto",
+        device="auto",
+        n_threads=None,
+        checkpoint_path=None,
+        callbacks=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.image_shape = image_shape
+        self.channels = channels
+        self.latent_dim = latent_dim
+        self.negative_slope = negative_slope
+        self.margin = margin
+        self.segmenter_width = segmenter_width
+        self.image_score = image_score
+        self.smoothing = smoothing
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.contamination = contamination
+        self.device = device
+        self.n_threads = n_threads
+        self.checkpoint_path = checkpoint_path
+        self.callbacks = callbacks
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_scoring_params(self):
+        check_int(self.segmenter_width, "segmenter_width", min_value=1)
+        check_option(self.image_score, "image_score", _IMAGE_SCORES)
+        if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
+            check_float(self.smoothing, "smoothing", low=0, closed="left")
+
+    def _choose_scoring(self, X):
+        """Nothing to choose: the image score is ``image_score``."""
+
+    # -------------------------------------------------------------- network
+    def _set_geometry(self, X):
+        super()._set_geometry(X)
+        _, H, W = self.input_shape_
+        top, bottom, left, right = self.padding_
+        # The deepest level keeps at least 2 pixels a side, for batch statistics.
+        side = min(H + top + bottom, W + left + right)
+        self.segmenter_levels_ = min(SEGMENTER_LEVELS, math.ceil(math.log2(side)) - 1)
+
+    def _make_module(self):
+        autoencoder = super()._make_module()
+        segmenter = SegmentationNet(
+            2 * self.input_shape_[0],
+            self.segmenter_width,
+            self.segmenter_levels_,
+            act_layer=functools.partial(nn.LeakyReLU, self.negative_slope),
+        )
+        return ReconstructAndSegment(autoencoder, segmenter)
+
+    def _parts(self, out):
+        """``(reconstruction, logits)`` of the network's output."""
+        C = self.input_shape_[0]
+        return out[:, :C], out[:, C:]
+
+    # ------------------------------------------------------------- training
+    def _batch_loss(self, module, xb, gen):
+        pasted, masks = paste_defects(xb, gen, probability=DEFECT_PROBABILITY, area=DEFECT_AREA)
+        low, high = DEFECT_STRENGTH
+        strength = low + (high - low) * torch.rand(
+            (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device
+        ).to(xb.device)
+        corrupted = xb + strength * (pasted - xb)
+        return self._train_loss(module(corrupted), xb, masks)
+
+    def _train_loss(self, out, x, masks=None):
+        """Reconstruction MSE against the clean ``x`` plus the segmenter's focal loss
+        against ``masks`` (none: every pixel normal), on the cropped images."""
+        rec, logits = (self._crop(t) for t in self._parts(out))
+        target = torch.zeros_like(logits) if masks is None else self._crop(masks).to(logits)
+        return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, target)
+
+    # -------------------------------------------------------------- scoring
+    def _errors(self, x, out):
+        return super()._errors(x, self._parts(out)[0])
+
+    def _from_tensor(self, out, like):
+        return super()._from_tensor(self._parts(out)[0], like)
+
+    def _pixel_map(self, x, out):
+        """Smoothed probability that each pixel is anomalous."""
+        probability = torch.sigmoid(self._crop(self._parts(out)[1]).float())
+        sigma = self._sigma()
+        if sigma > 0:
+            probability = gaussian_blur(probability, sigma)
+        return probability[:, 0]
+
+    def _score_errors(self, errors, x, out):
+        pixel_map = self._pixel_map(x, out).flatten(1)
+        if self.image_score == "max":
+            return pixel_map.max(1).values
+        if self.image_score == "mean":
+            return pixel_map.mean(1)
+        n_pixels = pixel_map.shape[1]
+        k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))
+        return pixel_map.topk(k, dim=1).values.mean(1)
+
+    def anomaly_map(self, X):
+        """Per-pixel anomaly score: the segmentation network's probability that the
+        pixel is anomalous, smoothed by a Gaussian of sigma ``smoothing`` pixels.
+
+        Parameters
+        ----------
+        X : array-like
+            Images, in the layout ``fit`` accepted.
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, H, W), dtype float64
+            Values in [0, 1].
+        """
+        return super().anomaly_map(X)
