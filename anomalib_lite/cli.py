@@ -31,7 +31,7 @@ from .utils._files import write_atomically
 __all__ = ["main"]
 
 #: Detectors ``fit --detector`` builds, by command-line name.
-DETECTORS = {"pca": "PCADetector", "conv-ae": "ConvAutoencoderDetector"}
+DETECTORS = {"pca": "PCADetector", "conv-ae": "ConvAutoencoderDetector", "draem": "DraemDetector"}
 #: Files read and scored at a time by ``score`` and ``maps``.
 FILES_PER_BATCH = 64
 #: Seconds between two updates of a progress line.
@@ -196,7 +196,7 @@ class _ImageLayout:
         if not isinstance(inner, PCADetector) and not isinstance(inner, _conv_class()):
             raise CommandError(
                 f"--model holds a {type(inner).__name__}; the command line scores images "
-                "with PCADetector and ConvAutoencoderDetector models"
+                "with PCADetector, ConvAutoencoderDetector and DraemDetector models"
             )
         self.shape = getattr(inner, "input_shape_", None)  # (C, H, W) or None for PCA
         self.flat = self.shape is None or inner.image_shape is not None
@@ -289,21 +289,23 @@ def _training_images(args):
 
 
 def _cmd_fit(args):
-    from . import PCADetector, io
+    import anomalib_lite
 
-    cls = PCADetector if args.detector == "pca" else _conv_class()
-    detector = cls()
+    from . import io
+
+    # Looked up by name, so that a PCA fit does not import torch.
+    detector = getattr(anomalib_lite, DETECTORS[args.detector])()
     params = dict(args.param or [])
     valid = detector.get_params()
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise UsageError(
-            f"--param {unknown[0]}: {cls.__name__} has no parameter {unknown[0]!r}; its "
+            f"--param {unknown[0]}: {type(detector).__name__} has no parameter {unknown[0]!r}; its "
             f"parameters are {', '.join(sorted(valid))}"
         )
     if "callbacks" in params:
         raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
-    progress = _Progress(_progress_enabled(args), f"fit {cls.__name__}")
+    progress = _Progress(_progress_enabled(args), f"fit {type(detector).__name__}")
     detector.set_params(**params)
     out = _new_file(args.out, "--out", args.overwrite)
     images = _training_images(args)
@@ -320,7 +322,8 @@ def _cmd_fit(args):
         if "callbacks" in valid:
             detector.set_params(callbacks=None)
     io.save(detector, out, overwrite=args.overwrite)
-    print(f"fitted {cls.__name__} on {len(images)} images from '{args.data}'; saved '{out}'")
+    name = type(detector).__name__
+    print(f"fitted {name} on {len(images)} images from '{args.data}'; saved '{out}'")
 
 
 def _cmd_score(args):
@@ -530,7 +533,8 @@ def _parser():
         "--detector",
         choices=sorted(DETECTORS),
         default="conv-ae",
-        help="pca or conv-ae (convolutional autoencoder; default)",
+        help="pca, conv-ae (convolutional autoencoder; default) or draem (autoencoder "
+        "and segmentation network)",
     )
     p.add_argument(
         "--param",

@@ -146,6 +146,19 @@ def test_pca_scores_files_given_one_by_one(root, tmp_path):
     )
 
 
+def test_draem_model_fits_and_maps(root, tmp_path):
+    path = tmp_path / "draem.model"
+    params = [*FAST, "--param", "segmenter_width=4"]
+    _ok("fit", "--data", root, "--detector", "draem", *params, "--out", path)
+    detector = io.load(path)
+    assert type(detector).__name__ == "DraemDetector"
+    maps = tmp_path / "maps"
+    _ok("maps", "--quiet", "--model", path, "--data", root / "test" / "defect", "--out", maps)
+    assert len(list(maps.glob("*.png"))) == len(list((root / "test" / "defect").glob("*.png")))
+    metrics = json.loads(_ok("evaluate", "--model", path, "--data", root, "--json").stdout)
+    assert 0 <= metrics["pixel_roc_auc"] <= 1
+
+
 def test_help_shows_examples(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
