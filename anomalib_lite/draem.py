@@ -54,8 +54,8 @@ class DraemDetector(ConvAutoencoderDetector):
     several times the fit time of :class:`ConvAutoencoderDetector`; on varied
     objects whose anomalies look nothing like a pasted blob it can be weaker
     (``docs/benchmarks_real.md``, ``docs/choosing.md``). Images come in the
-    layouts :class:`ConvAutoencoderDetector` takes and are preprocessed as it
-    does them.
+    layouts :class:`ConvAutoencoderDetector` takes (``sample_shape_`` names the
+    fitted one) and are preprocessed as it does them.
 
     Parameters
     ----------
@@ -159,8 +159,6 @@ class DraemDetector(ConvAutoencoderDetector):
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
         Values per image, ``C * H * W``.
-    sample_shape_ : tuple of int
-        Shape of one sample as ``fit`` takes it.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names of a DataFrame ``X`` (2-D rows only).
 

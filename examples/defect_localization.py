@@ -11,9 +11,11 @@ the per-pixel difference between the image and its reconstruction says
   which every defect region counts equally whatever its size, so a missed
   small scratch costs as much as a missed large stain.
 
-Three maps are compared: PCA's squared difference, the same smoothed by a
-Gaussian of sigma 1 pixel, and ``ConvAutoencoderDetector.anomaly_map`` (its
-squared residual, smoothed the same way by default). The script prints both
+Four maps are compared: PCA's squared difference, the same smoothed by a
+Gaussian of sigma 1 pixel, ``ConvAutoencoderDetector.anomaly_map`` (its
+squared residual, smoothed the same way by default) and
+``DraemDetector.anomaly_map`` (a segmentation network's probability that a
+pixel is defective, learned from synthetic defects). The script prints both
 metrics overall and the pixel ROC-AUC per defect type, and saves the PRO
 curves and a figure of the autoencoder's maps over the defects.
 
@@ -33,7 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from anomalib_lite import ConvAutoencoderDetector, PCADetector
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, PCADetector
 from anomalib_lite.datasets import make_textures
 from anomalib_lite.metrics import aupro_score, pixel_roc_auc_score, pro_curve
 from anomalib_lite.visualization import reconstruction_figure
@@ -42,16 +44,18 @@ MAX_FPR = 0.3
 
 
 def anomaly_maps(train, test, fast, seed):
-    """Fit both detectors on normal images; return their maps of ``test``."""
+    """Fit the detectors on normal images; return their maps of ``test``."""
     flat_train, flat_test = train.reshape(len(train), -1), test.reshape(len(test), -1)
     pca = PCADetector(n_components=0.9).fit(flat_train)
     pca_map = ((flat_test - pca.reconstruct(flat_test)) ** 2).reshape(test.shape)
     epochs = {"max_iter": 3} if fast else {}  # full run: the default max_iter
     ae = ConvAutoencoderDetector(random_state=seed, **epochs).fit(train)
+    draem = DraemDetector(random_state=seed, **epochs).fit(train)
     maps = {
         "PCA squared difference": pca_map,
         "PCA, smoothed (sigma 1)": gaussian_filter(pca_map, sigma=(0, 1, 1)),
         "ConvAE anomaly_map": ae.anomaly_map(test),
+        "DRAEM anomaly_map": draem.anomaly_map(test),
     }
     return maps, ae
 

@@ -7,8 +7,8 @@ difference lights up on them; it also lights up on hair and background,
 because normal faces vary widely. This script runs it end to end on a copy of
 CelebA that you already have (it downloads nothing):
 
-* fits ``ConvAutoencoderDetector`` and ``PCADetector`` on faces without
-  glasses from the ``train`` partition;
+* fits ``ConvAutoencoderDetector``, ``DraemDetector`` and ``PCADetector``
+  on faces without glasses from the ``train`` partition;
 * prints the image ROC-AUC of glasses against no glasses on the ``test``
   partition, with fit and scoring times;
 * measures where each anomaly map's mass lies: the share inside a band
@@ -16,8 +16,8 @@ CelebA that you already have (it downloads nothing):
   segment between the eyes, where glasses sit), for faces with glasses and
   without, next to the band's share of the image area (the share of a map
   spread evenly);
-* saves the input | reconstruction | difference | overlay figure of both
-  detectors for faces with and without glasses, with the band outlined.
+* saves the input | reconstruction | difference | overlay figure of the
+  three detectors for faces with and without glasses, with the band outlined.
 
 Run::
 
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from anomalib_lite import ConvAutoencoderDetector, PCADetector
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, PCADetector
 from anomalib_lite.datasets import load_celeba
 from anomalib_lite.visualization import reconstruction_figure, reconstruction_panels
 
@@ -118,9 +118,10 @@ def main(argv=None):
     epochs = {"max_iter": 2} if fast else {}  # full run: the detector's default max_iter
     detectors = {
         "ConvAE": ConvAutoencoderDetector(random_state=args.seed, **epochs),
+        "DRAEM": DraemDetector(random_state=args.seed, **epochs),
         "PCA": PCADetector(),
     }
-    flat = {"ConvAE": False, "PCA": True}  # PCA learns flattened images
+    flat = {"ConvAE": False, "DRAEM": False, "PCA": True}  # PCA learns flattened images
     band = eye_band(test.eyes, size)
     glasses = test.labels == 1
     print(
@@ -140,8 +141,8 @@ def main(argv=None):
             f"{np.mean(share[glasses]):>23.3f} {np.mean(share[~glasses]):>10.3f}"
         )
     print(
-        "\nEye-band share: the part of an image's anomaly map (ConvAE: anomaly_map; PCA: the\n"
-        "squared difference) inside the band, averaged over the faces of each kind. The band\n"
+        "\nEye-band share: the part of an image's anomaly map (ConvAE, DRAEM: anomaly_map; PCA:\n"
+        "the squared difference) inside the band, averaged over the faces of each kind. The band\n"
         f"covers {band.mean():.3f} of the image: a map spread evenly puts that share in it."
     )
 
