@@ -1,8 +1,9 @@
 """Scoring throughput on the CPU: onnxruntime on the exported graph against the library.
 
 For 28x28 and 64x64 textures (:func:`anomalib_lite.datasets.make_textures`),
-fits ``ConvAutoencoderDetector`` (a few epochs: throughput does not depend on
-the weights) and ``PCADetector`` on flattened images, exports both with
+fits ``ConvAutoencoderDetector`` and ``DraemDetector`` (a few epochs:
+throughput does not depend on the weights) and ``PCADetector`` on flattened
+images, exports both with
 :func:`anomalib_lite.onnx.export`, and times ``score_samples`` against one
 onnxruntime session run on the same images, in the same process, each on
 one thread (the library's default ``n_threads=None``, and
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import command_line, machine_line  # noqa: E402
 
-from anomalib_lite import ConvAutoencoderDetector, PCADetector  # noqa: E402
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, PCADetector  # noqa: E402
 from anomalib_lite.datasets import make_textures  # noqa: E402
 from anomalib_lite.onnx import export  # noqa: E402
 
@@ -78,9 +79,10 @@ def main(argv=None):
             X = images.images.astype(np.float32)
             X_fit, X_score = X[:100][images.labels[:100] == 0], X[100:]
             flat_fit, flat = X_fit.reshape(len(X_fit), -1), X_score.reshape(len(X_score), -1)
-            conv = ConvAutoencoderDetector(max_iter=1 if args.fast else 3, random_state=0)
+            epochs = {"max_iter": 1 if args.fast else 3, "random_state": 0}
             for name, det, fit, score in [
-                ("ConvAutoencoderDetector()", conv, X_fit, X_score),
+                ("ConvAutoencoderDetector()", ConvAutoencoderDetector(**epochs), X_fit, X_score),
+                ("DraemDetector()", DraemDetector(**epochs), X_fit, X_score),
                 ("PCADetector()", PCADetector(), flat_fit, flat),
             ]:
                 result = measure(f"{size}-{len(rows)}", det, fit, score, repeats, Path(folder))
@@ -96,8 +98,8 @@ def main(argv=None):
         "Each detector is fitted on 28x28 or 64x64 textures (`make_textures`, float32), "
         "exported with `anomalib_lite.onnx.export`, and scores the same images with "
         "`score_samples` and with one onnxruntime session run (the `score` output), on one "
-        f"thread each, median of {repeats} interleaved runs. Conv autoencoder fitted for a "
-        "few epochs only: its throughput does not depend on the weights.",
+        f"thread each, median of {repeats} interleaved runs. The torch detectors are fitted for a "
+        "few epochs only: their throughput does not depend on the weights.",
         "",
         f"{machine_line(load_before, load_after)}, onnxruntime {ort.__version__} (the machine "
         "is shared: other users' jobs ran too).",
