@@ -614,6 +614,7 @@ class ConvAutoencoderDetector(TorchDetector):
         return residual.square().mean(1)
 
     def _score_errors(self, errors, x, out):
+        check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
         statistic = self.image_score
         if statistic == "auto":
             # Callbacks may score before a first fit has chosen.

@@ -7,17 +7,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import DEFECT_AREA, MIN_TOP_PIXELS, TOP_FRACTION, ConvAutoencoderDetector
+from .autoencoder import (
+    DEFECT_AREA,
+    DEFECT_PROBABILITY,
+    MIN_TOP_PIXELS,
+    TOP_FRACTION,
+    ConvAutoencoderDetector,
+)
 from .nn import ReconstructAndSegment, SegmentationNet, paste_defects
 from .nn.functional import gaussian_blur
+from .utils._torch import make_generator
 from .utils._validation import check_float, check_int, check_option
 
 __all__ = ["DraemDetector"]
 
 _IMAGE_SCORES = ("max", "topk", "mean")
-#: Chance that a training image gets a synthetic defect, and the range of the
-#: strength it is blended in at (1 replaces the pixels outright).
-DEFECT_PROBABILITY = 0.5
+#: Range of the strength a synthetic defect is blended in at (1 replaces the
+#: pixels outright); the chance and area are the autoencoder's ``corruption``'s.
 DEFECT_STRENGTH = (0.2, 1.0)
 #: Most down-sampling levels of the segmentation network.
 SEGMENTER_LEVELS = 2
@@ -37,12 +43,15 @@ def focal_loss(logits, target, gamma=FOCAL_GAMMA):
 class DraemDetector(ConvAutoencoderDetector):
     """Anomaly segmentation learned from synthetic defects, in the spirit of DRAEM.
 
-    Two networks train together on normal images into which synthetic defects
-    are pasted (:func:`~anomalib_lite.nn.paste_defects`, blended in at a random
+    Two networks train together on normal images into half of which synthetic
+    defects are pasted (:func:`~anomalib_lite.nn.paste_defects`: blobs over 1%
+    to 25% of the padded image, margin included, blended in at a random
     strength): the autoencoder of :class:`ConvAutoencoderDetector` learns to
-    output the clean image, and a small U-Net
+    output the clean image (mean squared error), and a small U-Net
     (:class:`~anomalib_lite.nn.SegmentationNet`) reads the input beside that
-    reconstruction and learns where the defect is (focal loss on its mask).
+    reconstruction and learns where the defect is (focal loss on its mask). The
+    reconstruction is detached before the U-Net reads it, so that each network
+    learns from its own loss only.
     :meth:`anomaly_map` is the segmenter's smoothed probability that a pixel is
     anomalous; the image score reduces it. Comparing the input with what the
     autoencoder makes of it generalizes beyond the synthetic defects: the
@@ -83,7 +92,7 @@ class DraemDetector(ConvAutoencoderDetector):
         Sigma in pixels of the Gaussian that smooths the probability map; 0
         disables it; ``'auto'`` is the smaller side / 28. Read when scoring.
     batch_size : int or 'auto', default='auto'
-        Images per optimizer step; ``'auto'`` is a twentieth of the training
+        Images per optimizer step; ``'auto'`` is a tenth of the training
         images clipped to [8, 32]. Resolved into ``batch_size_``.
     learning_rate_init : float, default=4e-3
         (Peak) learning rate of Adam.
@@ -94,8 +103,9 @@ class DraemDetector(ConvAutoencoderDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the images and stop when their
-        loss (clean images: reconstruction error and the segmenter's loss on
-        an empty mask) stops improving; keep the best epoch's weights.
+        loss stops improving; keep the best epoch's weights. The held-out
+        images get synthetic defects as the training ones do, the same ones
+        every epoch, so that the loss measures finding them.
     validation_fraction : float, default=0.1
         Fraction of training images held out when ``early_stopping``.
     n_iter_no_change : int, default=10
@@ -147,7 +157,7 @@ class DraemDetector(ConvAutoencoderDetector):
     channel_scale_ : ndarray of shape (C,)
         Standard deviation of each channel over the training pixels.
     data_range_ : float
-        Range of the standardized training pixels.
+        Range of the standardized training pixels (no score uses it here).
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -244,8 +254,11 @@ class DraemDetector(ConvAutoencoderDetector):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_scoring_params(self):
+    def _check_network_params(self):
+        super()._check_network_params()
         check_int(self.segmenter_width, "segmenter_width", min_value=1)
+
+    def _check_scoring_params(self):
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
         if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
             check_float(self.smoothing, "smoothing", low=0, closed="left")
@@ -287,12 +300,32 @@ class DraemDetector(ConvAutoencoderDetector):
         corrupted = xb + strength * (pasted - xb)
         return self._train_loss(module(corrupted), xb, masks)
 
-    def _train_loss(self, out, x, masks=None):
+    def _train_loss(self, out, x, masks):
         """Reconstruction MSE against the clean ``x`` plus the segmenter's focal loss
-        against ``masks`` (none: every pixel normal), on the cropped images."""
+        against ``masks``, on the cropped images."""
         rec, logits = (self._crop(t) for t in self._parts(out))
-        target = torch.zeros_like(logits) if masks is None else self._crop(masks).to(logits)
-        return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, target)
+        return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, self._crop(masks).to(logits))
+
+    def _eval_loss(self, val):
+        """The training loss on the held-out images, with defects drawn from the fit's
+        seed: the same defects every epoch, and a segmenter that flags nothing does
+        not score well."""
+        gen = make_generator(self._run.seed)
+        total = 0.0
+        with torch.inference_mode():
+            for start in range(0, val.shape[0], self.batch_size_):
+                xb = val[start : start + self.batch_size_]
+                total += float(self._batch_loss(self.module_, xb, gen)) * xb.shape[0]
+        return total / val.shape[0]
+
+    def _check_weights(self, weights):
+        # Bounded before the network is laid out: the levels set its depth.
+        levels = getattr(self, "segmenter_levels_", None)
+        if not isinstance(levels, int) or not 0 <= levels <= SEGMENTER_LEVELS:
+            raise ValueError(
+                f"segmenter_levels_={levels!r} must be an int in [0, {SEGMENTER_LEVELS}]"
+            )
+        super()._check_weights(weights)
 
     # -------------------------------------------------------------- scoring
     def _errors(self, x, out):
@@ -309,7 +342,12 @@ class DraemDetector(ConvAutoencoderDetector):
             probability = gaussian_blur(probability, sigma)
         return probability[:, 0]
 
+    def _score_tensor(self, x, out):
+        # The image score reduces the segmenter's map; no reconstruction error needed.
+        return self._score_errors(None, x, out)
+
     def _score_errors(self, errors, x, out):
+        check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
         pixel_map = self._pixel_map(x, out).flatten(1)
         if self.image_score == "max":
             return pixel_map.max(1).values
@@ -331,6 +369,7 @@ class DraemDetector(ConvAutoencoderDetector):
         Returns
         -------
         maps : ndarray of shape (n_samples, H, W), dtype float64
-            Values in [0, 1].
+            Values in [0, 1]; ``inf`` where an image far outside the training
+            range overflowed, with a warning; never NaN.
         """
         return super().anomaly_map(X)

@@ -17,8 +17,9 @@ dynamic batch size ``n``, and these outputs:
 * ``is_anomaly`` (bool, ``(n,)``): ``decision < 0``, that is
   ``predict(X) == -1``;
 * ``anomaly_map`` (float64, ``(n, H, W)``), for
-  :class:`~anomalib_lite.ConvAutoencoderDetector` only: :meth:`anomaly_map`,
-  smoothing included.
+  :class:`~anomalib_lite.ConvAutoencoderDetector` and
+  :class:`~anomalib_lite.DraemDetector` only: :meth:`anomaly_map`, smoothing
+  included.
 
 The graph uses ONNX opset :data:`OPSET`. Its metadata (``metadata_props``)
 records the library version, the detector class, its parameters as JSON,
@@ -91,7 +92,7 @@ def _check_exportable(detector):
     if not isinstance(detector, (PCADetector, TorchDetector, CalibratedDetector)):
         raise TypeError(
             f"detector must be a fitted PCADetector, ConvAutoencoderDetector, "
-            f"AutoencoderDetector or a CalibratedDetector wrapping one, got "
+            f"DraemDetector, AutoencoderDetector or a CalibratedDetector wrapping one, got "
             f"{type(detector).__name__}."
         )
     try:
@@ -303,6 +304,7 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
     detector : estimator
         A fitted :class:`~anomalib_lite.PCADetector`,
         :class:`~anomalib_lite.ConvAutoencoderDetector`,
+        :class:`~anomalib_lite.DraemDetector`,
         :class:`~anomalib_lite.AutoencoderDetector`, or a fitted
         :class:`~anomalib_lite.CalibratedDetector` wrapping one of them
         (its calibrated threshold is exported).

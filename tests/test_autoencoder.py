@@ -949,3 +949,12 @@ def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
     )
     fixed = ConvAutoencoderDetector(**{**FAST, "image_score": "max"}).partial_fit(X)
     assert (fixed.image_score_, fixed.image_score_aucs_) == ("max", {})
+
+
+def test_image_score_set_after_fit_is_checked_when_scoring(fitted):
+    try:
+        fitted.set_params(image_score="median")
+        with pytest.raises(ValueError, match="image_score='median' is not supported"):
+            fitted.score_samples(_images(2))
+    finally:
+        fitted.set_params(image_score=ConvAutoencoderDetector().image_score)

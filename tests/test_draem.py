@@ -154,3 +154,42 @@ def test_finds_and_localizes_texture_defects_better_than_pca():
     det = DraemDetector(max_iter=15, random_state=0).fit(train.images)
     assert roc_auc_score(test.labels, -det.score_samples(test.images)) > pca_image + 0.1
     assert pixel_roc_auc_score(test.masks, det.anomaly_map(test.images)) > pca_pixel + 0.02
+
+
+def test_early_stopping_loss_rewards_finding_defects():
+    X = make_textures(60, image_size=16, anomaly_ratio=0.0, random_state=0).images
+    det = DraemDetector(max_iter=6, early_stopping=True, random_state=0).fit(X)
+    assert all(entry["valid_loss"] is not None for entry in det.history_)
+    val = det._placed(det._to_tensor(X[:20]))
+    trained = det._eval_loss(val)
+    assert det._eval_loss(val) == trained  # the same defects every call
+    head = det.module_.segmenter.head
+    with torch.no_grad():  # a segmenter that calls every pixel normal
+        head.weight.zero_()
+        head.bias.fill_(-30.0)
+    assert det._eval_loss(val) > trained
+
+
+def test_partial_fit_trains_on_each_batch():
+    X = _images()
+    det = DraemDetector(**FAST)
+    det.partial_fit(X[:20]).partial_fit(X[20:])
+    assert det.n_iter_ == 2
+    assert det.anomaly_map(X[:3]).shape == (3, *SHAPE)
+
+
+def test_image_score_set_after_fit_is_checked_when_scoring(fitted):
+    try:
+        fitted.set_params(image_score="smooth")
+        with pytest.raises(ValueError, match="image_score='smooth' is not supported"):
+            fitted.score_samples(_images(2))
+    finally:
+        fitted.set_params(image_score="max")
+
+
+def test_forged_segmenter_depth_is_refused_before_building(fitted):
+    state = fitted._get_state()
+    for forged in (10**6, -1, 2.0, None):
+        state["segmenter_levels_"] = forged
+        with pytest.raises(ValueError, match="segmenter_levels_"):
+            DraemDetector()._set_state(state)

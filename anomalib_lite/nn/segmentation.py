@@ -23,7 +23,9 @@ class SegmentationNet(nn.Module):
     Each level holds two 3x3 convolutions; the encoder halves the size
     (max pooling, rounding up) and doubles the channels at each level, and
     the decoder upsamples to the size of the matching encoder level and
-    concatenates its features (skip connections). Any input size works.
+    concatenates its features (skip connections). Any input size works; in
+    training, BatchNorm needs more than one value per channel on the deepest
+    level (``ceil(side / 2 ** levels) >= 2``, or more than one image).
 
     Parameters
     ----------
