@@ -30,7 +30,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from anomalib_lite import ConvAutoencoderDetector, _torch_detector
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
@@ -662,7 +662,7 @@ _SLOW_FIT = textwrap.dedent(
     import sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
-    from anomalib_lite import ConvAutoencoderDetector, _torch_detector
+    from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
 
     original = ConvAutoencoderDetector._train_loss
 
@@ -951,10 +951,10 @@ def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
     assert (fixed.image_score_, fixed.image_score_aucs_) == ("max", {})
 
 
-def test_image_score_set_after_fit_is_checked_when_scoring(fitted):
-    try:
-        fitted.set_params(image_score="median")
-        with pytest.raises(ValueError, match="image_score='median' is not supported"):
-            fitted.score_samples(_images(2))
-    finally:
-        fitted.set_params(image_score=ConvAutoencoderDetector().image_score)
+@pytest.mark.parametrize("cls", [ConvAutoencoderDetector, DraemDetector])
+def test_image_score_set_after_fit_is_checked_when_scoring(cls):
+    # image_score is read when scoring, so a value set after fit is checked there.
+    det = cls(**{**FAST, "max_iter": 1}).fit(_images(16))
+    det.set_params(image_score="median")
+    with pytest.raises(ValueError, match="image_score='median' is not supported"):
+        det.score_samples(_images(2))

@@ -178,15 +178,6 @@ def test_partial_fit_trains_on_each_batch():
     assert det.anomaly_map(X[:3]).shape == (3, *SHAPE)
 
 
-def test_image_score_set_after_fit_is_checked_when_scoring(fitted):
-    try:
-        fitted.set_params(image_score="smooth")
-        with pytest.raises(ValueError, match="image_score='smooth' is not supported"):
-            fitted.score_samples(_images(2))
-    finally:
-        fitted.set_params(image_score="max")
-
-
 def test_forged_segmenter_depth_is_refused_before_building(fitted):
     state = fitted._get_state()
     for forged in (10**6, -1, 2.0, None):
