@@ -184,3 +184,30 @@ def test_forged_segmenter_depth_is_refused_before_building(fitted):
         state["segmenter_levels_"] = forged
         with pytest.raises(ValueError, match="segmenter_levels_"):
             DraemDetector()._set_state(state)
+
+
+def test_interrupted_fit_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
+    X = _images()
+    params = {**FAST, "max_iter": 4}
+    path = tmp_path / "draem.model"
+
+    def interrupt(detector, record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    det = DraemDetector(**params, checkpoint_path=str(path), callbacks=[interrupt])
+    with pytest.warns(UserWarning, match="interrupted"):
+        det.fit(X)
+    assert det.n_iter_ == 2
+    saved = load(path).n_iter_
+    assert 1 <= saved <= 2
+    epochs = []
+
+    def count(detector, record):
+        epochs.append(record["epoch"])
+
+    resumed = DraemDetector(**params, checkpoint_path=str(path), warm_start=True, callbacks=[count])
+    resumed.fit(X)
+    assert resumed.n_iter_ == 4 and len(epochs) == 4 - saved  # continued, not refitted
+    reference = DraemDetector(**params).fit(X)
+    np.testing.assert_array_equal(resumed.anomaly_map(X[:4]), reference.anomaly_map(X[:4]))
