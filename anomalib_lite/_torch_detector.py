@@ -552,12 +552,19 @@ class TorchDetector(BaseDetector):
         return stop
 
     def _eval_loss(self, val):
+        """Mean loss of the held-out images ``val``, from a generator seeded by the fit,
+        so that every epoch draws the same (for detectors that draw at all)."""
+        gen = make_generator(self._run.seed)
         total = 0.0
         with torch.inference_mode():
             for start in range(0, val.shape[0], self.batch_size_):
                 xb = val[start : start + self.batch_size_]
-                total += float(self._train_loss(self.module_(xb), xb)) * xb.shape[0]
+                total += float(self._eval_batch_loss(xb, gen)) * xb.shape[0]
         return total / val.shape[0]
+
+    def _eval_batch_loss(self, xb, gen):
+        """Loss of held-out batch ``xb``: the network's output on it against it."""
+        return self._train_loss(self.module_(xb), xb)
 
     def _monitor(self, loss, early_stopping):
         """scikit-learn MLP's stopping rule, on the validation or training loss."""

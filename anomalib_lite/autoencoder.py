@@ -66,6 +66,19 @@ CHOICE_IMAGES = 1000
 NEGATIVE_SLOPE = 0.2
 
 
+def reduce_map(maps, statistic):
+    """One score per map of ``maps`` ``(n, H, W)``: its ``'mean'``, its ``'max'``, or
+    (``'topk'``) the mean of its top ``TOP_FRACTION`` pixels, at least ``MIN_TOP_PIXELS``."""
+    flat = maps.flatten(1)
+    if statistic == "mean":
+        return flat.mean(1)
+    if statistic == "max":
+        return flat.max(1).values
+    n_pixels = flat.shape[1]
+    k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))
+    return flat.topk(k, dim=1).values.mean(1)
+
+
 def _auto_levels(height, width):
     """Down-sampling levels for an image: halve until the side is about 4 to 7."""
     return int(min(MAX_LEVELS, max(1, math.floor(math.log2(min(height, width))) - 2)))
@@ -549,12 +562,21 @@ class ConvAutoencoderDetector(TorchDetector):
         span = float(z.max() - z.min())
         self.data_range_ = span if span > 0 else 1.0
 
-    def _make_module(self):
-        C, H, W = self.input_shape_
+    def _padded_size(self):
+        """``(H, W)`` of the network's input: the images with their padding."""
+        _, H, W = self.input_shape_
         top, bottom, left, right = self.padding_
+        return H + top + bottom, W + left + right
+
+    def _make_module(self):
         act = functools.partial(nn.LeakyReLU, self.negative_slope)
-        size = (H + top + bottom, W + left + right)
-        return ConvAutoencoder(C, size, self.channels_, self.latent_dim_, act_layer=act)
+        return ConvAutoencoder(
+            self.input_shape_[0],
+            self._padded_size(),
+            self.channels_,
+            self.latent_dim_,
+            act_layer=act,
+        )
 
     # ---------------------------------------------------------------- tensors
     def _stats(self, like):
@@ -625,14 +647,7 @@ class ConvAutoencoderDetector(TorchDetector):
         """Image score ``statistic`` (one of ``_IMAGE_SCORES`` but 'auto') of each image."""
         if statistic == "mean":
             return errors.flatten(1).mean(1)
-        pixel_map = self._pixel_map(x, out).flatten(1)
-        if statistic == "smooth":
-            return pixel_map.mean(1)
-        if statistic == "max":
-            return pixel_map.max(1).values
-        n_pixels = pixel_map.shape[1]
-        k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))
-        return pixel_map.topk(k, dim=1).values.mean(1)
+        return reduce_map(self._pixel_map(x, out), "mean" if statistic == "smooth" else statistic)
 
     def _from_tensor(self, out, like):
         mean, scale = self._stats(out)

@@ -7,16 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import (
-    DEFECT_AREA,
-    DEFECT_PROBABILITY,
-    MIN_TOP_PIXELS,
-    TOP_FRACTION,
-    ConvAutoencoderDetector,
-)
+from .autoencoder import DEFECT_AREA, DEFECT_PROBABILITY, ConvAutoencoderDetector, reduce_map
 from .nn import ReconstructAndSegment, SegmentationNet, paste_defects
 from .nn.functional import gaussian_blur
-from .utils._torch import make_generator
 from .utils._validation import check_float, check_int, check_option
 
 __all__ = ["DraemDetector"]
@@ -269,10 +262,8 @@ class DraemDetector(ConvAutoencoderDetector):
     # -------------------------------------------------------------- network
     def _set_geometry(self, X):
         super()._set_geometry(X)
-        _, H, W = self.input_shape_
-        top, bottom, left, right = self.padding_
         # The deepest level keeps at least 2 pixels a side, for batch statistics.
-        side = min(H + top + bottom, W + left + right)
+        side = min(self._padded_size())
         self.segmenter_levels_ = min(SEGMENTER_LEVELS, math.ceil(math.log2(side)) - 1)
 
     def _make_module(self):
@@ -306,17 +297,10 @@ class DraemDetector(ConvAutoencoderDetector):
         rec, logits = (self._crop(t) for t in self._parts(out))
         return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, self._crop(masks).to(logits))
 
-    def _eval_loss(self, val):
-        """The training loss on the held-out images, with defects drawn from the fit's
-        seed: the same defects every epoch, and a segmenter that flags nothing does
-        not score well."""
-        gen = make_generator(self._run.seed)
-        total = 0.0
-        with torch.inference_mode():
-            for start in range(0, val.shape[0], self.batch_size_):
-                xb = val[start : start + self.batch_size_]
-                total += float(self._batch_loss(self.module_, xb, gen)) * xb.shape[0]
-        return total / val.shape[0]
+    def _eval_batch_loss(self, xb, gen):
+        # Defects drawn from the fit's seed: the same every epoch, and a segmenter
+        # that flags nothing does not score well.
+        return self._batch_loss(self.module_, xb, gen)
 
     def _check_weights(self, weights):
         # Bounded before the network is laid out: the levels set its depth.
@@ -348,14 +332,7 @@ class DraemDetector(ConvAutoencoderDetector):
 
     def _score_errors(self, errors, x, out):
         check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
-        pixel_map = self._pixel_map(x, out).flatten(1)
-        if self.image_score == "max":
-            return pixel_map.max(1).values
-        if self.image_score == "mean":
-            return pixel_map.mean(1)
-        n_pixels = pixel_map.shape[1]
-        k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))
-        return pixel_map.topk(k, dim=1).values.mean(1)
+        return reduce_map(self._pixel_map(x, out), self.image_score)
 
     def anomaly_map(self, X):
         """Per-pixel anomaly score: the segmentation network's probability that the
