@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 
 from . import io as model_file
 from .base import BaseDetector
@@ -76,24 +77,32 @@ def auto_batch_size(n_samples, batch_size, divisor=AUTO_BATCH_DIVISOR):
     return int(min(high, max(low, n_samples // divisor)))
 
 
+class _CountOutputs(TorchFunctionMode):
+    """The storages that the torch calls under this mode return, each once (views
+    share their base's), but ``input``'s. They are held, so that a freed one cannot
+    be reused at the same address and escape the count."""
+
+    def __init__(self, input):
+        super().__init__()
+        self.storages = {input.untyped_storage().data_ptr(): None}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                self.storages.setdefault(storage.data_ptr(), storage)
+        return out
+
+
 def activation_bytes(module, x):
-    """Bytes of the float32 outputs of every leaf layer of ``module`` on input ``x``."""
-    total = 0
-
-    def count(_layer, _inputs, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * 4
-
-    leaves = [m for m in module.modules() if next(m.children(), None) is None]
-    handles = [m.register_forward_hook(count) for m in leaves]
-    try:
-        with torch.inference_mode():
-            module(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
+    """Bytes of every tensor that ``module``'s forward pass on ``x`` creates: the
+    outputs of its layers and of the functions its ``forward`` calls (a U-Net's
+    pooling, interpolation and concatenation), as if none were freed."""
+    counter = _CountOutputs(x)
+    with torch.inference_mode(), counter:
+        module(x)
+    return sum(s.nbytes() for s in counter.storages.values() if s is not None)
 
 
 def _check_callbacks(callbacks):

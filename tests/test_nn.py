@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -217,11 +218,34 @@ def test_init_weights_follows_the_default_bounds():
     assert layer.weight.abs().max() > 0.8 * bound
 
 
-def test_activation_bytes_counts_every_leaf_output():
+def test_activation_bytes_counts_every_layer_output():
     net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Sequential(nn.Linear(5, 2), nn.Tanh()))
     assert activation_bytes(net, torch.zeros(1, 3)) == 4 * (5 + 5 + 2 + 2)
     assert activation_bytes(net, torch.zeros(7, 3)) == 7 * 4 * (5 + 5 + 2 + 2)
-    assert not any(m._forward_hooks for m in net.modules())  # the counting hooks are removed
+
+
+class _Functional(nn.Module):
+    """A forward pass with functions between its layers, a view and an in-place op."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.act(self.conv(x))  # 2 x 8 x 8, once: in place
+        pooled = F.max_pool2d(y, 2)  # 2 x 4 x 4
+        up = F.interpolate(pooled, scale_factor=2.0)  # 2 x 8 x 8
+        both = torch.cat([y, up], 1)  # 4 x 8 x 8
+        return both.flatten(1)[:, :10]  # views: nothing new
+
+
+def test_activation_bytes_counts_the_functions_between_layers_once_each():
+    expected = 4 * (128 + 32 + 128 + 256)
+    assert activation_bytes(_Functional(), torch.zeros(1, 1, 8, 8)) == expected
+    assert activation_bytes(_Functional(), torch.zeros(3, 1, 8, 8)) == 3 * expected
+    # The input is not an activation, not even when the forward pass returns it.
+    assert activation_bytes(nn.Identity(), torch.zeros(5, 4)) == 0
 
 
 def test_deterministic_cudnn_sets_and_restores_the_flags():
