@@ -587,7 +587,10 @@ class ConvAutoencoderDetector(TorchDetector):
     def _preprocess(self, x):
         x = x.to(torch.float32).reshape(-1, *self.input_shape_)
         mean, scale = self._stats(x)
-        x = (x - mean) / scale
+        return self._pad((x - mean) / scale)
+
+    def _pad(self, x):
+        """Standardized images with their mirrored margin and edge padding."""
         m_h, m_w = self.margin_
         if m_h or m_w:
             x = F.pad(x, (m_w, m_w, m_h, m_h), mode="reflect")
@@ -614,7 +617,17 @@ class ConvAutoencoderDetector(TorchDetector):
     def _corrupt(self, xb, gen):
         if self.corruption is None:
             return xb
-        return paste_defects(xb, gen, probability=DEFECT_PROBABILITY, area=DEFECT_AREA)[0]
+        return self._paste_defects(xb, gen)[0]
+
+    def _paste_defects(self, xb, gen):
+        """:func:`~anomalib_lite.nn.paste_defects` into the images of the padded batch
+        ``xb``, whose padding is then laid again from the result, as at scoring time:
+        the defects cover ``DEFECT_AREA`` of the image itself and the margin mirrors
+        them. Returns the padded batch and the masks of the unpadded images."""
+        pasted, masks = paste_defects(
+            self._crop(xb), gen, probability=DEFECT_PROBABILITY, area=DEFECT_AREA
+        )
+        return self._pad(pasted), masks
 
     def _errors(self, x, out):
         _, scale = self._stats(out)

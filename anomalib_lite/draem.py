@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autoencoder import DEFECT_AREA, DEFECT_PROBABILITY, ConvAutoencoderDetector, reduce_map
-from .nn import ReconstructAndSegment, SegmentationNet, paste_defects
+from .autoencoder import ConvAutoencoderDetector, reduce_map
+from .nn import ReconstructAndSegment, SegmentationNet
 from .nn.functional import gaussian_blur
 from .utils._validation import check_float, check_int, check_option
 
@@ -38,7 +38,7 @@ class DraemDetector(ConvAutoencoderDetector):
 
     Two networks train together on normal images into half of which synthetic
     defects are pasted (:func:`~anomalib_lite.nn.paste_defects`: blobs over 1%
-    to 25% of the padded image, margin included, blended in at a random
+    to 25% of the image, mirrored into the margin, blended in at a random
     strength): the autoencoder of :class:`ConvAutoencoderDetector` learns to
     output the clean image (mean squared error), and a small U-Net
     (:class:`~anomalib_lite.nn.SegmentationNet`) reads the input beside that
@@ -283,7 +283,7 @@ class DraemDetector(ConvAutoencoderDetector):
 
     # ------------------------------------------------------------- training
     def _batch_loss(self, module, xb, gen):
-        pasted, masks = paste_defects(xb, gen, probability=DEFECT_PROBABILITY, area=DEFECT_AREA)
+        pasted, masks = self._paste_defects(xb, gen)
         low, high = DEFECT_STRENGTH
         strength = low + (high - low) * torch.rand(
             (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device
@@ -295,7 +295,7 @@ class DraemDetector(ConvAutoencoderDetector):
         """Reconstruction MSE against the clean ``x`` plus the segmenter's focal loss
         against ``masks``, on the cropped images."""
         rec, logits = (self._crop(t) for t in self._parts(out))
-        return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, self._crop(masks).to(logits))
+        return F.mse_loss(rec, self._crop(x)) + focal_loss(logits, masks.to(logits))
 
     def _eval_batch_loss(self, xb, gen):
         # Defects drawn from the fit's seed: the same every epoch, and a segmenter

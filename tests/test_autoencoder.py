@@ -841,6 +841,26 @@ def test_corruption_trains_on_repaired_targets_reproducibly(monkeypatch):
     assert any(not torch.equal(inputs, clean) for clean, inputs in batches)
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    h=st.integers(4, 20),
+    w=st.integers(4, 20),
+    channels=st.sampled_from([None, 3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_training_defects_lie_in_the_image_and_the_margin_mirrors_them(h, w, channels, seed):
+    X = _images(n=8, h=h, w=w, channels=channels, seed=seed % 1000)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 1, "corruption": "defects"}).fit(X)
+    assert max(det.margin_) > 0
+    xb = det._preprocess(torch.from_numpy(X.astype(np.float32)))
+    out, masks = det._paste_defects(xb, torch.Generator().manual_seed(seed))
+    assert out.shape == xb.shape and masks.shape == (8, 1, h, w)
+    # The padding is laid from the pasted images, as scoring lays it from an input.
+    assert torch.equal(det._pad(det._crop(out)), out)
+    keep = ~masks.expand_as(det._crop(out))
+    assert torch.equal(det._crop(out)[keep], det._crop(xb)[keep])
+
+
 def test_corruption_and_schedule_survive_io_and_pickle(tmp_path):
     X = _images()
     det = ConvAutoencoderDetector(
