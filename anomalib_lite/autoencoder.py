@@ -33,9 +33,11 @@ _LOSSES = ("mse", "ssim", "mse+ssim")
 _IMAGE_SCORES = ("auto", "topk", "smooth", "mean", "max")
 _CORRUPTIONS = ("defects",)
 #: ``corruption='defects'``: the chance that a training image gets a defect,
-#: and the range of the fraction of the image that a defect covers.
+#: the range of the fraction of the image that a defect covers, and the range of
+#: the strength it is blended in at (1 replaces the pixels outright).
 DEFECT_PROBABILITY = 0.5
 DEFECT_AREA = (0.01, 0.25)
+DEFECT_STRENGTH = (0.2, 1.0)
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
 #: ``channels=None``: ``DEEP_CHANNELS`` deepest, halved per level above, >= ``MIN_CHANNELS``.
@@ -132,10 +134,11 @@ class ConvAutoencoderDetector(TorchDetector):
         every training batch (:func:`~anomalib_lite.nn.paste_defects`: a
         random blob over 1% to 25% of the image, filled with a shifted patch
         of another training image, an intensity shift, noise or one grey
-        level), drawn from the fit's own generator, and trains the network to
-        output the clean image: it learns to repair what does not belong
-        rather than to copy its input. None trains on the images as they
-        are. Scoring never corrupts.
+        level), blended in at a random strength from 0.2 to 1 so that faint
+        defects are repaired too, drawn from the fit's own generator, and
+        trains the network to output the clean image: it learns to repair
+        what does not belong rather than to copy its input. None trains on
+        the images as they are. Scoring never corrupts.
     image_score : {'auto', 'topk', 'smooth', 'mean', 'max'}, default='auto'
         Image score: ``'mean'`` is the mean squared error; the others reduce
         :meth:`anomaly_map` (smoothed, so that edge misalignment counts
@@ -617,7 +620,17 @@ class ConvAutoencoderDetector(TorchDetector):
     def _corrupt(self, xb, gen):
         if self.corruption is None:
             return xb
-        return self._paste_defects(xb, gen)[0]
+        return self._blend_defects(xb, gen)[0]
+
+    def _blend_defects(self, xb, gen):
+        """:meth:`_paste_defects`, each image's defects blended in at a strength drawn
+        from ``DEFECT_STRENGTH``. Returns the padded batch and the masks."""
+        pasted, masks = self._paste_defects(xb, gen)
+        low, high = DEFECT_STRENGTH
+        strength = low + (high - low) * torch.rand(
+            (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device
+        ).to(xb.device)
+        return xb + strength * (pasted - xb), masks
 
     def _paste_defects(self, xb, gen):
         """:func:`~anomalib_lite.nn.paste_defects` into the images of the padded batch

@@ -15,9 +15,6 @@ from .utils._validation import check_float, check_int, check_option
 __all__ = ["DraemDetector"]
 
 _IMAGE_SCORES = ("max", "topk", "mean")
-#: Range of the strength a synthetic defect is blended in at (1 replaces the
-#: pixels outright); the chance and area are the autoencoder's ``corruption``'s.
-DEFECT_STRENGTH = (0.2, 1.0)
 #: Most down-sampling levels of the segmentation network.
 SEGMENTER_LEVELS = 2
 #: Focusing exponent of the focal loss on the segmentation logits.
@@ -283,12 +280,7 @@ class DraemDetector(ConvAutoencoderDetector):
 
     # ------------------------------------------------------------- training
     def _batch_loss(self, module, xb, gen):
-        pasted, masks = self._paste_defects(xb, gen)
-        low, high = DEFECT_STRENGTH
-        strength = low + (high - low) * torch.rand(
-            (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device
-        ).to(xb.device)
-        corrupted = xb + strength * (pasted - xb)
+        corrupted, masks = self._blend_defects(xb, gen)
         return self._train_loss(module(corrupted), xb, masks)
 
     def _train_loss(self, out, x, masks):

@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
+from anomalib_lite.autoencoder import DEFECT_STRENGTH
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
@@ -848,17 +849,30 @@ def test_corruption_trains_on_repaired_targets_reproducibly(monkeypatch):
     channels=st.sampled_from([None, 3]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_training_defects_lie_in_the_image_and_the_margin_mirrors_them(h, w, channels, seed):
+def test_training_defects_lie_in_the_image_blended_at_one_strength_and_mirrored(
+    h, w, channels, seed
+):
     X = _images(n=8, h=h, w=w, channels=channels, seed=seed % 1000)
     det = ConvAutoencoderDetector(**{**FAST, "max_iter": 1, "corruption": "defects"}).fit(X)
     assert max(det.margin_) > 0
     xb = det._preprocess(torch.from_numpy(X.astype(np.float32)))
-    out, masks = det._paste_defects(xb, torch.Generator().manual_seed(seed))
-    assert out.shape == xb.shape and masks.shape == (8, 1, h, w)
-    # The padding is laid from the pasted images, as scoring lays it from an input.
-    assert torch.equal(det._pad(det._crop(out)), out)
-    keep = ~masks.expand_as(det._crop(out))
-    assert torch.equal(det._crop(out)[keep], det._crop(xb)[keep])
+    pasted, masks = det._paste_defects(xb, torch.Generator().manual_seed(seed))
+    blended, blend_masks = det._blend_defects(xb, torch.Generator().manual_seed(seed))
+    assert torch.equal(blend_masks, masks)
+    for out in (pasted, blended):
+        assert out.shape == xb.shape and masks.shape == (8, 1, h, w)
+        # The padding is laid from the pasted images, as scoring lays it from an input.
+        assert torch.equal(det._pad(det._crop(out)), out)
+        keep = ~masks.expand_as(det._crop(out))
+        assert torch.equal(det._crop(out)[keep], det._crop(xb)[keep])
+    # Each image's defect is blended in at one strength within DEFECT_STRENGTH.
+    low, high = DEFECT_STRENGTH
+    for x, full, part in zip(xb, pasted, blended, strict=True):
+        moved = (full - x).abs() > 1e-2
+        if moved.any():
+            strength = (part - x)[moved] / (full - x)[moved]
+            assert low - 1e-4 <= strength.min() <= strength.max() <= high + 1e-4
+            assert strength.max() - strength.min() < 1e-3
 
 
 def test_corruption_and_schedule_survive_io_and_pickle(tmp_path):
