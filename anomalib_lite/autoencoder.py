@@ -191,7 +191,11 @@ class ConvAutoencoderDetector(TorchDetector):
         interrupted run, or train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
-        :class:`~anomalib_lite.base.BaseDetector`.
+        :class:`~anomalib_lite.base.BaseDetector`. The networks fit their
+        training images more closely than new ones, so such a threshold
+        flags many new normal images: set it on held-out images
+        with :class:`~anomalib_lite.CalibratedDetector` before using
+        ``predict``.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available. Resolved into
         ``device_``.

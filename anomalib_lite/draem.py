@@ -106,7 +106,11 @@ class DraemDetector(ConvAutoencoderDetector):
         Continue from the fitted state (or ``checkpoint_path``).
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` from the training scores; see
-        :class:`~anomalib_lite.base.BaseDetector`.
+        :class:`~anomalib_lite.base.BaseDetector`. The networks fit their
+        training images more closely than new ones, so such a threshold
+        flags many new normal images: set it on held-out images
+        with :class:`~anomalib_lite.CalibratedDetector` before using
+        ``predict``.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available.
     n_threads : int or None, default=None
