@@ -64,6 +64,8 @@ FUSED_ADAM_DEVICES = ("cpu", "cuda")
 #: so that small training sets still get that many optimizer steps per epoch.
 AUTO_BATCH = (8, 32)
 AUTO_BATCH_DIVISOR = 20
+#: Fewest rows a fit holds out (``validation_fraction > 0``): Tukey's fence needs two.
+MIN_HELD_OUT = 2
 #: Float32 activation bytes one scoring batch may hold, and its most rows.
 SCORING_MEMORY = 64 * 2**20
 MAX_SCORING_ROWS = 8192
@@ -153,7 +155,8 @@ class _RunState:
     to go on exactly as if it had never stopped."""
 
     built_with: dict  # the shaping parameters the network was built with, as JSON values
-    seed: int  # of the run's generator (validation split, shuffling, dropout)
+    seed: int  # of the run's generator (shuffling, dropout, corruption)
+    split_seed: int  # of the held-out rows, the same for every run of the fit
     start: int = 0  # n_iter_ when the current run started ...
     stop_at: int = 0  # ... and where it ends
     done: bool = True  # all epochs run, early stopping or a callback's request
@@ -229,7 +232,13 @@ class TorchDetector(BaseDetector):
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
         check_bool(self.early_stopping, "early_stopping")
-        check_float(self.validation_fraction, "validation_fraction", low=0, high=1)
+        check_float(self.validation_fraction, "validation_fraction", low=0, high=1, closed="left")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError(
+                "early_stopping=True stops on the loss of held-out rows, but "
+                "validation_fraction=0 holds none out; set validation_fraction in (0, 1) "
+                "or early_stopping=False."
+            )
         check_int(self.n_iter_no_change, "n_iter_no_change", min_value=1)
         check_float(self.tol, "tol", low=0, closed="left")
         check_bool(self.warm_start, "warm_start")
@@ -291,9 +300,11 @@ class TorchDetector(BaseDetector):
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
         init_seed = draw_seed(self.random_state)
+        seeds = make_generator(init_seed)
         self._run = _RunState(
             built_with={k: _jsonable(getattr(self, k)) for k in self._module_params},
-            seed=generator_seed(make_generator(init_seed)),
+            seed=generator_seed(seeds),
+            split_seed=generator_seed(seeds),
             checkpoint=getattr(self, "_run", None) and self._run.checkpoint,
         )
         self._build_module()
@@ -397,21 +408,37 @@ class TorchDetector(BaseDetector):
         with torch_threads(self.n_threads), deterministic_cudnn(), _progress_logging(self.verbose):
             yield
 
-    def _split(self, x, early_stopping):
-        n = x.shape[0]
-        gen = make_generator(self._run.seed)
-        if not early_stopping:
-            return x, None, gen
-        n_val = math.ceil(self.validation_fraction * n)
-        if n_val < 1 or n - n_val < 1:
+    def _held_out(self, n):
+        """``(held out, trained on)`` positions of a fit's ``n`` rows, or None when
+        ``validation_fraction`` is 0: that share, at least ``MIN_HELD_OUT``, drawn
+        from the fit's first seed, so that every later run (``warm_start``,
+        ``partial_fit`` on a batch of the same size) holds out the same rows."""
+        if self.validation_fraction == 0:
+            return None
+        n_val = max(MIN_HELD_OUT, math.ceil(self.validation_fraction * n))
+        if n - n_val < 1:
             raise ValueError(
-                f"early_stopping=True with validation_fraction={self.validation_fraction} "
-                f"leaves {n_val} validation and {n - n_val} training samples out of "
-                f"n_samples={n}; both need at least one. Pass more samples, change "
-                "validation_fraction or set early_stopping=False."
+                f"validation_fraction={self.validation_fraction} holds out {n_val} rows "
+                f"(at least {MIN_HELD_OUT}, for the threshold), and n_samples={n} leaves "
+                f"none to train on. Pass at least {n_val + 1} samples or set "
+                "validation_fraction=0."
             )
-        perm = torch.randperm(n, generator=gen)
-        return x[perm[n_val:]], x[perm[:n_val]], gen
+        perm = torch.randperm(n, generator=make_generator(self._run.split_seed))
+        return perm[:n_val], perm[n_val:]
+
+    def _split(self, x):
+        """Training rows, held-out rows (or None) and the run's generator."""
+        split = self._held_out(x.shape[0])
+        gen = make_generator(self._run.seed)
+        if split is None:
+            return x, None, gen
+        return x[split[1]], x[split[0]], gen
+
+    def _fence_scores(self, anomaly_scores):
+        """The held-out rows' scores: the network fits the rows it trained on more
+        closely than new ones, so a fence on those would flag most new normal rows."""
+        split = self._held_out(len(anomaly_scores))
+        return anomaly_scores if split is None else anomaly_scores[split[0].numpy()]
 
     def _lr_factor(self, progress):
         """Learning-rate multiplier at ``progress`` in [0, 1) of the run."""
@@ -453,11 +480,11 @@ class TorchDetector(BaseDetector):
     def _train(self, x, *, early_stopping, constant_lr=False):
         """Run the current run's remaining epochs on the CPU tensor ``x``."""
         run = self._run
-        train, val, gen = self._split(x, early_stopping)
+        train, val, gen = self._split(x)
         if run.rng is not None:
             gen.set_state(run.rng)
         train = self._placed(train)
-        val = None if val is None else self._placed(val)
+        val = self._placed(val) if early_stopping else None
         optimizer = self._make_optimizer(constant_lr)
         span = max(run.stop_at - run.start, 1)
         steps = math.ceil(train.shape[0] / self.batch_size_)

@@ -147,15 +147,15 @@ class ConvAutoencoderDetector(TorchDetector):
         ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
         over the normal one) by all its area. No one score suits every kind
         of anomaly, so ``'auto'`` chooses between ``'topk'`` and ``'smooth'``
-        after training, from the data: copies of the training images (at
+        after training, from the data: copies of the fit's images (at
         most 1000) get synthetic defects (:func:`~anomalib_lite.nn.paste_defects`,
         blended in at half strength), and the score that tells those copies
         from the clean images with the higher ROC-AUC wins, ``'topk'`` unless
         ``'smooth'`` is higher by more than 0.005 (``image_score_``,
         ``image_score_aucs_``; ``partial_fit`` chooses on its batch). It
-        chooses on training images rather than held-out ones so that every
-        image is learned from; the network reconstructs them better than new
-        images, but on the benchmark sets both made the same choices. Read
+        chooses on all the images rather than the few held out; the network
+        reconstructs those it trained on better than new ones, but on the
+        benchmark sets choosing on held-out images made the same choices. Read
         when scoring: another value set after ``fit`` applies at once, and
         ``'auto'`` is the fitted choice.
     smoothing : 'auto' or float, default='auto'
@@ -176,12 +176,17 @@ class ConvAutoencoderDetector(TorchDetector):
     max_iter : int, default=40
         Epochs per ``fit``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the images, stop when their loss
+        Stop when the loss of the held-out images (``validation_fraction``)
         has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
         the best epoch's weights. Without it the training loss is monitored
         (as in scikit-learn's MLP).
     validation_fraction : float, default=0.1
-        Fraction of training images held out when ``early_stopping``.
+        Share of the images held out of training (at least 2, the same ones
+        for every run of a fit). ``contamination='auto'`` sets its threshold
+        on their scores, as the network reconstructs the images it trained on
+        more closely than new ones; ``early_stopping`` watches their loss. 0
+        trains on every image, and the threshold then flags most new normal
+        images.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -190,12 +195,11 @@ class ConvAutoencoderDetector(TorchDetector):
         Continue from the fitted state (or ``checkpoint_path``): finish an
         interrupted run, or train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
-        Sets ``offset_`` from the training scores; see
-        :class:`~anomalib_lite.base.BaseDetector`. The networks fit their
-        training images more closely than new ones, so such a threshold
-        flags many new normal images: set it on held-out images
-        with :class:`~anomalib_lite.CalibratedDetector` before using
-        ``predict``.
+        Sets ``offset_``: ``'auto'`` at Tukey's upper fence of the held-out
+        images' scores (see ``validation_fraction``), a float ``c`` so that
+        the share ``c`` of all the fit's images is flagged, as scikit-learn
+        defines it; see :class:`~anomalib_lite.base.BaseDetector`. For a
+        stated false-alarm rate use :class:`~anomalib_lite.CalibratedDetector`.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available. Resolved into
         ``device_``.

@@ -64,7 +64,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     float ``c`` in (0, 0.5] flags the fraction ``c`` of training samples;
     ``'auto'`` flags scores above Tukey's upper fence ``Q3 + 1.5 * IQR``,
     which needs no guess of the anomaly rate. Training scores are optimistic
-    for flexible models; calibrate on held-out data for a stated
+    for flexible models, so the torch detectors put that fence on rows they
+    hold out of training; calibrate on held-out data for a stated
     false-alarm rate.
     """
 
@@ -205,9 +206,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 "dividing by a constant."
             )
         if self.contamination == "auto":
-            self.offset_ = -auto_threshold(anomaly_scores)
+            self.offset_ = -auto_threshold(self._fence_scores(anomaly_scores))
         else:
             self.offset_ = float(np.percentile(-anomaly_scores, 100.0 * self.contamination))
+
+    def _fence_scores(self, anomaly_scores):
+        """The anomaly scores ``contamination='auto'`` puts its fence on: all of them;
+        a detector that holds rows out of training uses theirs."""
+        return anomaly_scores
 
     def _check_fitted_input(self, X):
         check_is_fitted(self)

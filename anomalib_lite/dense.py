@@ -71,11 +71,15 @@ class AutoencoderDetector(TorchDetector):
     max_iter : int, default=100
         Epochs per ``fit``.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, stop after
-        ``n_iter_no_change`` epochs without a ``tol`` improvement of their
-        loss, and keep the best epoch's weights.
+        Stop after ``n_iter_no_change`` epochs without a ``tol`` improvement
+        of the held-out rows' loss (``validation_fraction``), and keep the
+        best epoch's weights.
     validation_fraction : float, default=0.1
-        Fraction of training rows held out when ``early_stopping``.
+        Share of the rows held out of training (at least 2, the same ones for
+        every run of a fit): ``early_stopping`` watches their loss and
+        ``contamination='auto'`` sets its threshold on their scores, as the
+        network fits the rows it trained on more closely than new ones. 0
+        trains on every row and sets the threshold on the training scores.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -84,8 +88,9 @@ class AutoencoderDetector(TorchDetector):
         Continue from the fitted state (or ``checkpoint_path``): finish an
         interrupted run, else train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
-        Sets ``offset_`` from the training scores; see
-        :class:`~anomalib_lite.base.BaseDetector`.
+        Sets ``offset_``: ``'auto'`` at Tukey's upper fence of the held-out
+        rows' scores, a float ``c`` so that the share ``c`` of all the fit's
+        rows is flagged; see :class:`~anomalib_lite.base.BaseDetector`.
     device : str, default='auto'
         Torch device of the fit, resolved in ``fit`` into ``device_``.
     n_threads : int or None, default=None

@@ -92,12 +92,15 @@ class DraemDetector(ConvAutoencoderDetector):
     max_iter : int, default=40
         Epochs per ``fit``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the images and stop when their
-        loss stops improving; keep the best epoch's weights. The held-out
-        images get synthetic defects as the training ones do, the same ones
-        every epoch, so that the loss measures finding them.
+        Stop when the loss of the held-out images (``validation_fraction``)
+        stops improving; keep the best epoch's weights. The held-out images
+        get synthetic defects as the training ones do, the same ones every
+        epoch, so that the loss measures finding them.
     validation_fraction : float, default=0.1
-        Fraction of training images held out when ``early_stopping``.
+        Share of the images held out of training (at least 2, the same ones
+        for every run of a fit): ``contamination='auto'`` sets its threshold
+        on their scores, and ``early_stopping`` watches their loss. 0 trains
+        on every image and sets the threshold on the training scores.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -105,12 +108,8 @@ class DraemDetector(ConvAutoencoderDetector):
     warm_start : bool, default=False
         Continue from the fitted state (or ``checkpoint_path``).
     contamination : 'auto' or float, default='auto'
-        Sets ``offset_`` from the training scores; see
-        :class:`~anomalib_lite.base.BaseDetector`. The networks fit their
-        training images more closely than new ones, so such a threshold
-        flags many new normal images: set it on held-out images
-        with :class:`~anomalib_lite.CalibratedDetector` before using
-        ``predict``.
+        Sets ``offset_`` as :class:`ConvAutoencoderDetector` does: ``'auto'``
+        on the held-out images' scores.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available.
     n_threads : int or None, default=None

@@ -243,7 +243,7 @@ def throughput(fast):
     X = load_mnist_one_class(0).train_images
     X = X[:64] if fast else X
     det = ConvAutoencoderDetector(random_state=0, max_iter=2 if fast else 60).fit(X)
-    n_train = len(X) - int(np.ceil(det.validation_fraction * len(X)))
+    n_train = len(det._held_out(len(X))[1])
     epoch_s = statistics.median(h["seconds"] for h in det.history_)
     images_per_s = n_train / epoch_s
     module = det.module_

@@ -68,7 +68,7 @@ from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: 
 def _narrow_first_level(train):
     """The default channels for images shaped like ``train``, 16 on the first level."""
     sample = np.random.default_rng(0).uniform(size=(2, *train.shape[1:]))
-    det = ConvAutoencoderDetector(max_iter=1, batch_size=2).fit(sample)
+    det = ConvAutoencoderDetector(max_iter=1, batch_size=2, validation_fraction=0).fit(sample)
     return (16, *det.channels_[1:])
 
 

@@ -352,9 +352,11 @@ def test_callbacks_clone_and_are_not_saved(tmp_path):
     assert det.callbacks == [callback]
 
 
-def test_early_stopping_needs_room_for_a_validation_split():
-    with pytest.raises(ValueError, match="leaves 1 validation and 0 training samples"):
-        ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(np.zeros((2, 8, 8)), [0, 1])
+def test_the_held_out_images_need_room_to_train_on():
+    X = np.random.default_rng(0).random((3, 8, 8))
+    with pytest.raises(ValueError, match=r"holds out 2 rows .* n_samples=2 leaves none"):
+        ConvAutoencoderDetector(**FAST).fit(X, [0, 0, 1])
+    ConvAutoencoderDetector(**{**FAST, "validation_fraction": 0}).fit(X, [0, 0, 1])
 
 
 # ------------------------------------------------- determinism and training
@@ -770,6 +772,18 @@ def test_digits_roc_auc_floor():
     det = ConvAutoencoderDetector(channels=(16,), latent_dim=16, max_iter=15, random_state=0)
     det.fit(X_train)
     assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.98
+
+
+@pytest.mark.parametrize("normal", [0, 3])
+def test_default_threshold_holds_on_new_digits(normal):
+    """The default fence, on held-out images, flags few new normal digits and most
+    other digits; fenced on the training images it flags most new normal ones."""
+    X_train, X_test, y_test = _digits_task(normal)
+    flagged = ConvAutoencoderDetector(random_state=0).fit(X_train).predict(X_test) == -1
+    assert flagged[y_test == 0].mean() < 0.25
+    assert flagged[y_test == 1].mean() > 0.9
+    on_training = ConvAutoencoderDetector(validation_fraction=0, random_state=0).fit(X_train)
+    assert (on_training.predict(X_test[y_test == 0]) == -1).mean() > 0.5
 
 
 def test_pipeline_and_grid_search_on_rows():

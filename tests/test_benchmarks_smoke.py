@@ -121,13 +121,15 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     for title in ("ELPV solar cells", "One-class MNIST", "One-class digits", "make_textures"):
         assert f"## {title}" in text
     assert "## Directional grain textures" in text
+    assert "## Thresholds: `predict` on new images" in text
     # ELPV, MNIST, digits, three texture sizes and the grain; the variants of the
-    # defaults on the sets of 64 pixels or less (the previous defaults not on the grain)
+    # defaults on the sets of 64 pixels or less (the previous defaults not on the
+    # grain); one threshold row each, but for the plain PCA, which has no predict
     rows = {
-        "ConvAutoencoderDetector()": 7,
-        "ConvAutoencoderDetector(corruption='defects')": 6,
-        "ConvAutoencoderDetector(previous defaults)": 5,
-        "PCADetector()": 7,
+        "ConvAutoencoderDetector()": 8,
+        "ConvAutoencoderDetector(corruption='defects')": 7,
+        "ConvAutoencoderDetector(previous defaults)": 6,
+        "PCADetector()": 8,
         "PCA (90% variance)": 7,
     }
     for method, count in rows.items():

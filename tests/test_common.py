@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from anomalib_lite._torch_detector import TorchDetector
+from anomalib_lite._torch_detector import MIN_HELD_OUT, TorchDetector
+from anomalib_lite.base import auto_threshold
 
 
 def test_sklearn_compatible_estimator(estimator, check):
@@ -82,6 +83,35 @@ def test_fit_learns_from_normal_rows_only(detector):
     normals_only = clone(detector).fit(X)
     np.testing.assert_allclose(with_labels.score_samples(X), normals_only.score_samples(X))
     assert with_labels.offset_ == pytest.approx(normals_only.offset_)
+
+
+def _weights(det):
+    return [v.numpy() for v in det.module_.state_dict().values()]
+
+
+def test_torch_detectors_fence_rows_they_did_not_train_on(detector):
+    """``contamination='auto'`` puts its fence on the held-out rows' scores, and
+    those rows do not shape the network: swapping two of them leaves every weight
+    as it was, swapping one with a trained-on row does not."""
+    if not isinstance(detector, TorchDetector):
+        pytest.skip("only the torch detectors hold rows out of training")
+    X = _data(n=60)
+    detector = clone(detector).set_params(contamination="auto")
+    det = clone(detector).fit(X)
+    held, trained = det._held_out(len(X))
+    assert len(held) == max(MIN_HELD_OUT, int(np.ceil(det.validation_fraction * len(X))))
+    assert sorted(np.r_[held, trained]) == list(range(len(X)))
+    assert det.offset_ == -auto_threshold(-det.score_samples(X[held.numpy()]))
+
+    def refit_swapped(i, j):
+        swapped = X.copy()
+        swapped[[i, j]] = X[[j, i]]
+        return _weights(clone(detector).fit(swapped))
+
+    for a, b in zip(_weights(det), refit_swapped(held[0], held[1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    moved = refit_swapped(held[0], trained[0])
+    assert any(not np.array_equal(a, b) for a, b in zip(_weights(det), moved, strict=True))
 
 
 def test_caller_data_is_not_modified(detector):

@@ -187,7 +187,11 @@ def test_pickle_round_trip(fitted):
         ({"latent_dim": 0}, "latent_dim=0 must be >= 1"),
         ({"standardize": "yes"}, "standardize must be a bool"),
         ({"batch_size": 0}, "batch_size=0 must be >= 1"),
-        ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \(0, 1\)"),
+        ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \[0, 1\)"),
+        (
+            {"validation_fraction": 0.0, "early_stopping": True},
+            "early_stopping=True stops on the loss of held-out rows, but validation_fraction=0",
+        ),
         ({"learning_rate": "adaptive"}, "learning_rate='adaptive' is not supported"),
         ({"loss_trim_fraction": 1.0}, r"loss_trim_fraction=1.0 must be in \[0, 1\)"),
         ({"loss_trim_fraction": "0.2"}, "loss_trim_fraction must be a float"),
