@@ -66,6 +66,8 @@ AUTO_BATCH = (8, 32)
 AUTO_BATCH_DIVISOR = 20
 #: Fewest rows a fit holds out (``validation_fraction > 0``): Tukey's fence needs two.
 MIN_HELD_OUT = 2
+#: ``validation_fraction='auto'`` with ``early_stopping`` (without, it holds none out).
+AUTO_VALIDATION_FRACTION = 0.1
 #: Float32 activation bytes one scoring batch may hold, and its most rows.
 SCORING_MEMORY = 64 * 2**20
 MAX_SCORING_ROWS = 8192
@@ -156,7 +158,7 @@ class _RunState:
 
     built_with: dict  # the shaping parameters the network was built with, as JSON values
     seed: int  # of the run's generator (shuffling, dropout, corruption)
-    split_seed: int  # of the held-out rows, the same for every run of the fit
+    split_seed: int  # the first run's seed, which draws the held-out rows of every run
     start: int = 0  # n_iter_ when the current run started ...
     stop_at: int = 0  # ... and where it ends
     done: bool = True  # all epochs run, early stopping or a callback's request
@@ -232,12 +234,21 @@ class TorchDetector(BaseDetector):
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
         check_bool(self.early_stopping, "early_stopping")
-        check_float(self.validation_fraction, "validation_fraction", low=0, high=1, closed="left")
-        if self.early_stopping and self.validation_fraction == 0:
+        if isinstance(self.validation_fraction, str):
+            if self.validation_fraction != "auto":
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction!r} must be 'auto' or a "
+                    "float in [0, 1)."
+                )
+        else:
+            check_float(
+                self.validation_fraction, "validation_fraction", low=0, high=1, closed="left"
+            )
+        if self.early_stopping and self._validation_share() == 0:
             raise ValueError(
                 "early_stopping=True stops on the loss of held-out rows, but "
-                "validation_fraction=0 holds none out; set validation_fraction in (0, 1) "
-                "or early_stopping=False."
+                "validation_fraction=0 holds none out; set validation_fraction to 'auto' or "
+                "a share in (0, 1), or early_stopping=False."
             )
         check_int(self.n_iter_no_change, "n_iter_no_change", min_value=1)
         check_float(self.tol, "tol", low=0, closed="left")
@@ -300,11 +311,11 @@ class TorchDetector(BaseDetector):
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
         init_seed = draw_seed(self.random_state)
-        seeds = make_generator(init_seed)
+        seed = generator_seed(make_generator(init_seed))
         self._run = _RunState(
             built_with={k: _jsonable(getattr(self, k)) for k in self._module_params},
-            seed=generator_seed(seeds),
-            split_seed=generator_seed(seeds),
+            seed=seed,
+            split_seed=seed,
             checkpoint=getattr(self, "_run", None) and self._run.checkpoint,
         )
         self._build_module()
@@ -373,7 +384,8 @@ class TorchDetector(BaseDetector):
 
         For data that does not fit in memory, or to continue a fit. The first call
         sets the geometry and scaling; each runs one epoch at ``learning_rate_init``
-        (optimizer state kept, no early stopping) and sets ``offset_`` from ``X``.
+        (optimizer state kept, no early stopping) on ``X`` less the rows a fit on
+        ``X`` would hold out, and sets ``offset_`` from ``X`` as ``fit`` does.
 
         Parameters
         ----------
@@ -408,28 +420,40 @@ class TorchDetector(BaseDetector):
         with torch_threads(self.n_threads), deterministic_cudnn(), _progress_logging(self.verbose):
             yield
 
-    def _held_out(self, n):
+    def _validation_share(self):
+        """``validation_fraction`` as a number: ``'auto'`` holds out
+        ``AUTO_VALIDATION_FRACTION`` with ``early_stopping`` and nothing without."""
+        if isinstance(self.validation_fraction, str):
+            return AUTO_VALIDATION_FRACTION if self.early_stopping else 0.0
+        return self.validation_fraction
+
+    def _held_out(self, n, gen=None):
         """``(held out, trained on)`` positions of a fit's ``n`` rows, or None when
         ``validation_fraction`` is 0: that share, at least ``MIN_HELD_OUT``, drawn
-        from the fit's first seed, so that every later run (``warm_start``,
-        ``partial_fit`` on a batch of the same size) holds out the same rows."""
-        if self.validation_fraction == 0:
+        by ``gen`` or a new generator seeded as the fit's first run, so that every
+        later run (``warm_start``, ``partial_fit`` on a batch of the same size)
+        holds out the same rows."""
+        share = self._validation_share()
+        if share == 0:
             return None
-        n_val = max(MIN_HELD_OUT, math.ceil(self.validation_fraction * n))
+        n_val = max(MIN_HELD_OUT, math.ceil(share * n))
         if n - n_val < 1:
             raise ValueError(
-                f"validation_fraction={self.validation_fraction} holds out {n_val} rows "
+                f"validation_fraction={self.validation_fraction!r} holds out {n_val} rows "
                 f"(at least {MIN_HELD_OUT}, for the threshold), and n_samples={n} leaves "
                 f"none to train on. Pass at least {n_val + 1} samples or set "
                 "validation_fraction=0."
             )
-        perm = torch.randperm(n, generator=make_generator(self._run.split_seed))
+        perm = torch.randperm(n, generator=gen or make_generator(self._run.split_seed))
         return perm[:n_val], perm[n_val:]
 
     def _split(self, x):
-        """Training rows, held-out rows (or None) and the run's generator."""
-        split = self._held_out(x.shape[0])
+        """Training rows, held-out rows (or None) and the run's generator. The first
+        run draws the split with its own generator before shuffling; a later run
+        draws the same split with a copy of that generator."""
         gen = make_generator(self._run.seed)
+        first_run = self._run.seed == self._run.split_seed
+        split = self._held_out(x.shape[0], gen if first_run else None)
         if split is None:
             return x, None, gen
         return x[split[1]], x[split[0]], gen

@@ -153,7 +153,7 @@ class ConvAutoencoderDetector(TorchDetector):
         from the clean images with the higher ROC-AUC wins, ``'topk'`` unless
         ``'smooth'`` is higher by more than 0.005 (``image_score_``,
         ``image_score_aucs_``; ``partial_fit`` chooses on its batch). It
-        chooses on all the images rather than the few held out; the network
+        chooses on all the fit's images, held-out ones included; the network
         reconstructs those it trained on better than new ones, but on the
         benchmark sets choosing on held-out images made the same choices. Read
         when scoring: another value set after ``fit`` applies at once, and
@@ -180,13 +180,16 @@ class ConvAutoencoderDetector(TorchDetector):
         has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
         the best epoch's weights. Without it the training loss is monitored
         (as in scikit-learn's MLP).
-    validation_fraction : float, default=0.1
+    validation_fraction : 'auto' or float, default='auto'
         Share of the images held out of training (at least 2, the same ones
-        for every run of a fit). ``contamination='auto'`` sets its threshold
-        on their scores, as the network reconstructs the images it trained on
-        more closely than new ones; ``early_stopping`` watches their loss. 0
-        trains on every image, and the threshold then flags most new normal
-        images.
+        for every run of a fit). ``contamination='auto'`` then sets its
+        threshold on their scores, and ``early_stopping`` watches their loss.
+        ``'auto'`` is 0.1 with ``early_stopping`` and 0 without: every image
+        trains, as the ranking of a few hundred images suffers from a tenth
+        fewer, and the threshold is set on the training scores, which the
+        network reconstructs more closely than new images, so that it flags
+        most new normal images. Set 0.1 before relying on ``predict``, or use
+        :class:`~anomalib_lite.CalibratedDetector`.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -196,10 +199,11 @@ class ConvAutoencoderDetector(TorchDetector):
         interrupted run, or train another ``max_iter`` epochs.
     contamination : 'auto' or float, default='auto'
         Sets ``offset_``: ``'auto'`` at Tukey's upper fence of the held-out
-        images' scores (see ``validation_fraction``), a float ``c`` so that
-        the share ``c`` of all the fit's images is flagged, as scikit-learn
-        defines it; see :class:`~anomalib_lite.base.BaseDetector`. For a
-        stated false-alarm rate use :class:`~anomalib_lite.CalibratedDetector`.
+        images' scores (of the training scores when none are held out; see
+        ``validation_fraction``), a float ``c`` so that the share ``c`` of all
+        the fit's images is flagged, as scikit-learn defines it; see
+        :class:`~anomalib_lite.base.BaseDetector`. For a stated false-alarm
+        rate use :class:`~anomalib_lite.CalibratedDetector`.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available. Resolved into
         ``device_``.
@@ -343,7 +347,7 @@ class ConvAutoencoderDetector(TorchDetector):
         learning_rate="constant-then-cosine",
         max_iter=40,
         early_stopping=False,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         n_iter_no_change=10,
         tol=1e-4,
         warm_start=False,

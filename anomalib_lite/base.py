@@ -64,9 +64,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     float ``c`` in (0, 0.5] flags the fraction ``c`` of training samples;
     ``'auto'`` flags scores above Tukey's upper fence ``Q3 + 1.5 * IQR``,
     which needs no guess of the anomaly rate. Training scores are optimistic
-    for flexible models, so the torch detectors put that fence on rows they
-    hold out of training; calibrate on held-out data for a stated
-    false-alarm rate.
+    for flexible models, so the torch detectors put that fence on the rows
+    they hold out of training (``validation_fraction``) when they hold any;
+    calibrate on held-out data for a stated false-alarm rate.
     """
 
     def __sklearn_tags__(self):

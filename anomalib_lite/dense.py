@@ -74,12 +74,13 @@ class AutoencoderDetector(TorchDetector):
         Stop after ``n_iter_no_change`` epochs without a ``tol`` improvement
         of the held-out rows' loss (``validation_fraction``), and keep the
         best epoch's weights.
-    validation_fraction : float, default=0.1
+    validation_fraction : 'auto' or float, default='auto'
         Share of the rows held out of training (at least 2, the same ones for
         every run of a fit): ``early_stopping`` watches their loss and
         ``contamination='auto'`` sets its threshold on their scores, as the
-        network fits the rows it trained on more closely than new ones. 0
-        trains on every row and sets the threshold on the training scores.
+        network fits the rows it trained on more closely than new ones.
+        ``'auto'`` is 0.1 with ``early_stopping``, else 0 (every row trains
+        and the threshold is set on the training scores).
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -169,7 +170,7 @@ class AutoencoderDetector(TorchDetector):
         learning_rate="cosine",
         max_iter=100,
         early_stopping=True,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         n_iter_no_change=10,
         tol=1e-4,
         warm_start=False,

@@ -96,11 +96,13 @@ class DraemDetector(ConvAutoencoderDetector):
         stops improving; keep the best epoch's weights. The held-out images
         get synthetic defects as the training ones do, the same ones every
         epoch, so that the loss measures finding them.
-    validation_fraction : float, default=0.1
-        Share of the images held out of training (at least 2, the same ones
-        for every run of a fit): ``contamination='auto'`` sets its threshold
-        on their scores, and ``early_stopping`` watches their loss. 0 trains
-        on every image and sets the threshold on the training scores.
+    validation_fraction : 'auto' or float, default='auto'
+        Share of the images held out of training, as in
+        :class:`ConvAutoencoderDetector`: ``contamination='auto'`` then sets
+        its threshold on their scores, and ``early_stopping`` watches their
+        loss. ``'auto'`` is 0.1 with ``early_stopping``, else 0: every image
+        trains and the threshold is set on the training scores, which flags
+        many new normal images.
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
@@ -109,7 +111,8 @@ class DraemDetector(ConvAutoencoderDetector):
         Continue from the fitted state (or ``checkpoint_path``).
     contamination : 'auto' or float, default='auto'
         Sets ``offset_`` as :class:`ConvAutoencoderDetector` does: ``'auto'``
-        on the held-out images' scores.
+        on the held-out images' scores, or the training scores when none are
+        held out.
     device : str, default='auto'
         Torch device; ``'auto'`` picks CUDA when available.
     n_threads : int or None, default=None
@@ -210,7 +213,7 @@ class DraemDetector(ConvAutoencoderDetector):
         learning_rate="constant-then-cosine",
         max_iter=40,
         early_stopping=False,
-        validation_fraction=0.1,
+        validation_fraction="auto",
         n_iter_no_change=10,
         tol=1e-4,
         warm_start=False,

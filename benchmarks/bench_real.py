@@ -208,10 +208,6 @@ def run_job(job):
     result = {"fit": time.perf_counter() - t0, "fit_cpu": time.process_time() - c0}
     for test_name, X, labels, masks in tests:
         result[test_name] = roc_auc_score(labels, score(model, X))
-        if test_name == "test" and hasattr(model, "predict"):
-            flagged = model.predict(X) == -1
-            result["false alarms"] = float(flagged[labels == 0].mean())
-            result["recall"] = float(flagged[labels == 1].mean())
         if masks is not None:
             result[f"{test_name} pixel"] = pixel_roc_auc_score(masks, amap(model, X))
         if method == DEFAULT:
@@ -404,44 +400,6 @@ def image_score_table(results):
     return lines
 
 
-#: Columns of the threshold table: label -> (set name, predicate of the variant).
-THRESHOLD_SETS = {
-    "ELPV 64 px": ("elpv", lambda v: v[1] == 64),
-    "MNIST one-class": ("mnist", lambda v: True),
-    "digits one-class": ("digits", lambda v: True),
-    "textures 64 px": ("textures", lambda v: v == 64),
-    "grain 64 px": ("grain", lambda v: True),
-}
-
-
-def threshold_table(results):
-    """Share of the test set's normal images that ``predict`` flags (false alarms)
-    and of its anomalous ones (recall), at each detector's own threshold; the mean
-    over cell types or classes and seeds."""
-    columns = {
-        label: [k for k in results if k[0] == name and wanted(k[1])]
-        for label, (name, wanted) in THRESHOLD_SETS.items()
-    }
-    columns = {label: keys for label, keys in columns.items() if keys}
-    lines = [
-        "| method | " + " | ".join(columns) + " |",
-        "| --- |" + " --- |" * len(columns),
-    ]
-    for method in METHODS:
-        cells = []
-        for keys in columns.values():
-            mine = [results[k] for k in keys if k[2] == method and "recall" in results[k]]
-            cells.append(
-                f"{np.mean([r['false alarms'] for r in mine]):.3f} / "
-                f"{np.mean([r['recall'] for r in mine]):.3f}"
-                if mine
-                else "—"
-            )
-        if any(c != "—" for c in cells):
-            lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
-    return lines
-
-
 SECTIONS = ("elpv", "mnist", "digits", "textures", "grain")
 
 
@@ -528,19 +486,6 @@ def main(argv=None):
             *image_table(results, "grain"),
             "",
         ]
-    lines += [
-        "## Thresholds: `predict` on new images",
-        "",
-        "Each fit's own threshold (`contamination='auto'`: Tukey's fence on the scores of "
-        "the images its fit held out, `validation_fraction`). Cells give the share of the "
-        "test set's normal images flagged (false alarms) / of its anomalous images flagged "
-        "(recall), the mean over cell types or classes and training seeds. "
-        "`CalibratedDetector` sets a threshold with a stated false-alarm rate instead "
-        "(`docs/thresholds.md`).",
-        "",
-        *threshold_table(results),
-        "",
-    ]
     if DEFAULT in methods:
         lines += [
             "## Image scores of the default fits",

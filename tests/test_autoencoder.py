@@ -355,8 +355,12 @@ def test_callbacks_clone_and_are_not_saved(tmp_path):
 def test_the_held_out_images_need_room_to_train_on():
     X = np.random.default_rng(0).random((3, 8, 8))
     with pytest.raises(ValueError, match=r"holds out 2 rows .* n_samples=2 leaves none"):
-        ConvAutoencoderDetector(**FAST).fit(X, [0, 0, 1])
-    ConvAutoencoderDetector(**{**FAST, "validation_fraction": 0}).fit(X, [0, 0, 1])
+        ConvAutoencoderDetector(**{**FAST, "validation_fraction": 0.1}).fit(X, [0, 0, 1])
+    ConvAutoencoderDetector(**FAST).fit(X, [0, 0, 1])  # 'auto' holds none out ...
+    with pytest.raises(ValueError, match=r"early_stopping=True .* validation_fraction=0 holds"):
+        ConvAutoencoderDetector(**{**FAST, "early_stopping": True, "validation_fraction": 0}).fit(X)
+    det = ConvAutoencoderDetector(**{**FAST, "early_stopping": True}).fit(_images(n=40))
+    assert len(det._held_out(40)[0]) == 4  # ... but a tenth with early stopping
 
 
 # ------------------------------------------------- determinism and training
@@ -774,15 +778,17 @@ def test_digits_roc_auc_floor():
     assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.98
 
 
-@pytest.mark.parametrize("normal", [0, 3])
-def test_default_threshold_holds_on_new_digits(normal):
-    """The default fence, on held-out images, flags few new normal digits and most
-    other digits; fenced on the training images it flags most new normal ones."""
+@pytest.mark.parametrize("normal", [3, 5])
+def test_held_out_threshold_holds_on_new_digits(normal):
+    """A fence on a tenth of the images held out of training flags few new normal
+    digits and most other digits; the default fence, on the training images,
+    flags most new normal ones."""
     X_train, X_test, y_test = _digits_task(normal)
-    flagged = ConvAutoencoderDetector(random_state=0).fit(X_train).predict(X_test) == -1
+    held_out = ConvAutoencoderDetector(validation_fraction=0.1, random_state=0).fit(X_train)
+    flagged = held_out.predict(X_test) == -1
     assert flagged[y_test == 0].mean() < 0.25
     assert flagged[y_test == 1].mean() > 0.9
-    on_training = ConvAutoencoderDetector(validation_fraction=0, random_state=0).fit(X_train)
+    on_training = ConvAutoencoderDetector(random_state=0).fit(X_train)
     assert (on_training.predict(X_test[y_test == 0]) == -1).mean() > 0.5
 
 

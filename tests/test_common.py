@@ -96,10 +96,10 @@ def test_torch_detectors_fence_rows_they_did_not_train_on(detector):
     if not isinstance(detector, TorchDetector):
         pytest.skip("only the torch detectors hold rows out of training")
     X = _data(n=60)
-    detector = clone(detector).set_params(contamination="auto")
+    detector = clone(detector).set_params(contamination="auto", validation_fraction=0.1)
     det = clone(detector).fit(X)
     held, trained = det._held_out(len(X))
-    assert len(held) == max(MIN_HELD_OUT, int(np.ceil(det.validation_fraction * len(X))))
+    assert len(held) == max(MIN_HELD_OUT, 6)
     assert sorted(np.r_[held, trained]) == list(range(len(X)))
     assert det.offset_ == -auto_threshold(-det.score_samples(X[held.numpy()]))
 
@@ -112,6 +112,10 @@ def test_torch_detectors_fence_rows_they_did_not_train_on(detector):
         np.testing.assert_array_equal(a, b)
     moved = refit_swapped(held[0], trained[0])
     assert any(not np.array_equal(a, b) for a, b in zip(_weights(det), moved, strict=True))
+    if not det.early_stopping:  # holding none out, the fence is on every training score
+        every = clone(detector).set_params(validation_fraction=0).fit(X)
+        assert every._held_out(len(X)) is None
+        assert every.offset_ == -auto_threshold(-every.score_samples(X))
 
 
 def test_caller_data_is_not_modified(detector):

@@ -188,6 +188,7 @@ def test_pickle_round_trip(fitted):
         ({"standardize": "yes"}, "standardize must be a bool"),
         ({"batch_size": 0}, "batch_size=0 must be >= 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction=1.0 must be in \[0, 1\)"),
+        ({"validation_fraction": "half"}, "validation_fraction='half' must be 'auto' or a float"),
         (
             {"validation_fraction": 0.0, "early_stopping": True},
             "early_stopping=True stops on the loss of held-out rows, but validation_fraction=0",
