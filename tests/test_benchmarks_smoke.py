@@ -110,6 +110,19 @@ def test_bench_onnx_fast_writes_a_table(tmp_path):
     assert "| `PCADetector()` | 28x28 |" in text
 
 
+def test_bench_thresholds_fast_writes_a_row_per_rule(tmp_path):
+    pytest.importorskip("mlxtend")
+    pytest.importorskip("elpv_dataset")
+    out = tmp_path / "thresholds.md"
+    result = _run("bench_thresholds.py", "--jobs", "1", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "| method | MNIST one-class | digits one-class |" in text
+    for method in ("ConvAutoencoderDetector(validation_fraction=0.1)", "PCADetector()"):
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{method}` |"))
+        assert row.count(" · ") == 5 and "nan" not in row
+
+
 def test_bench_real_fast_writes_every_table(tmp_path):
     pytest.importorskip("mlxtend")
     pytest.importorskip("elpv_dataset")
@@ -121,15 +134,13 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     for title in ("ELPV solar cells", "One-class MNIST", "One-class digits", "make_textures"):
         assert f"## {title}" in text
     assert "## Directional grain textures" in text
-    assert "## Thresholds: `predict` on new images" in text
     # ELPV, MNIST, digits, three texture sizes and the grain; the variants of the
-    # defaults on the sets of 64 pixels or less (the previous defaults not on the
-    # grain); one threshold row each, but for the plain PCA, which has no predict
+    # defaults on the sets of 64 pixels or less (the previous defaults not on the grain)
     rows = {
-        "ConvAutoencoderDetector()": 8,
-        "ConvAutoencoderDetector(corruption='defects')": 7,
-        "ConvAutoencoderDetector(previous defaults)": 6,
-        "PCADetector()": 8,
+        "ConvAutoencoderDetector()": 7,
+        "ConvAutoencoderDetector(corruption='defects')": 6,
+        "ConvAutoencoderDetector(previous defaults)": 5,
+        "PCADetector()": 7,
         "PCA (90% variance)": 7,
     }
     for method, count in rows.items():
