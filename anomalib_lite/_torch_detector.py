@@ -234,13 +234,12 @@ class TorchDetector(BaseDetector):
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
         check_bool(self.early_stopping, "early_stopping")
-        if isinstance(self.validation_fraction, str):
-            if self.validation_fraction != "auto":
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction!r} must be 'auto' or a "
-                    "float in [0, 1)."
-                )
-        else:
+        if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction!r} must be 'auto' or a "
+                "float in [0, 1)."
+            )
+        if self.validation_fraction != "auto":
             check_float(
                 self.validation_fraction, "validation_fraction", low=0, high=1, closed="left"
             )

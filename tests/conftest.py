@@ -4,7 +4,8 @@
 * :data:`DETECTORS` adds the variants that reach the other code paths of
   ``PCADetector`` and ``CalibratedDetector``; the contract tests run on it.
 * A test that takes a ``detector`` argument runs once per entry of
-  :data:`DETECTORS` (unfitted); one that takes ``kind`` runs once per name of
+  :data:`DETECTORS` (unfitted), one that takes ``torch_detector`` once per
+  torch detector among them; one that takes ``kind`` runs once per name of
   :func:`detector_kinds`; one that takes ``estimator`` and ``check`` runs
   scikit-learn's estimator checks on :data:`DETECTORS`.
 * The ``new_detectors`` fixture gives :func:`detector_kinds`; the
@@ -23,6 +24,7 @@ from anomalib_lite import (
     DraemDetector,
     PCADetector,
 )
+from anomalib_lite._torch_detector import TorchDetector
 
 
 def detector_kinds():
@@ -107,6 +109,9 @@ def pytest_generate_tests(metafunc):
     names = metafunc.fixturenames
     if "detector" in names:
         metafunc.parametrize("detector", DETECTORS, ids=_name)
+    if "torch_detector" in names:
+        torch_detectors = [d for d in DETECTORS if isinstance(d, TorchDetector)]
+        metafunc.parametrize("torch_detector", torch_detectors, ids=_name)
     if "kind" in names:
         metafunc.parametrize("kind", list(detector_kinds()))
     if "estimator" in names and "check" in names:

@@ -89,14 +89,12 @@ def _weights(det):
     return [v.numpy() for v in det.module_.state_dict().values()]
 
 
-def test_torch_detectors_fence_rows_they_did_not_train_on(detector):
+def test_torch_detectors_fence_rows_they_did_not_train_on(torch_detector):
     """``contamination='auto'`` puts its fence on the held-out rows' scores, and
     those rows do not shape the network: swapping two of them leaves every weight
     as it was, swapping one with a trained-on row does not."""
-    if not isinstance(detector, TorchDetector):
-        pytest.skip("only the torch detectors hold rows out of training")
     X = _data(n=60)
-    detector = clone(detector).set_params(contamination="auto", validation_fraction=0.1)
+    detector = clone(torch_detector).set_params(contamination="auto", validation_fraction=0.1)
     det = clone(detector).fit(X)
     held, trained = det._held_out(len(X))
     assert len(held) == max(MIN_HELD_OUT, 6)
