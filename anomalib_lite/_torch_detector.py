@@ -278,6 +278,11 @@ class TorchDetector(BaseDetector):
         self._run.row_bytes = activation_bytes(self.module_, one) + 4 * one.numel()
         return self.module_
 
+    def _init_module(self, generator):
+        """Draw ``module_``'s starting weights from ``generator``: PyTorch's default
+        scheme, unless a detector's network has its own."""
+        init_weights(self.module_, generator)
+
     #: Memory format of the network's inputs and weights (None: torch's default).
     _memory_format = None
 
@@ -318,7 +323,7 @@ class TorchDetector(BaseDetector):
             checkpoint=getattr(self, "_run", None) and self._run.checkpoint,
         )
         self._build_module()
-        init_weights(self.module_, make_generator(init_seed))
+        self._init_module(make_generator(init_seed))
         self._place_module()
         self.n_iter_ = 0
         self.history_ = []

@@ -99,7 +99,9 @@ class ConvAutoencoderDetector(TorchDetector):
     (uint8 included). Inside, each channel is standardized over the training
     pixels, images get a mirrored ``margin`` and are edge-padded to a multiple
     of ``2 ** len(channels_)``; every output is cropped back and reported in
-    input units.
+    input units. The network starts He-initialized
+    (:meth:`~anomalib_lite.nn.ConvAutoencoder.reset_parameters`, drawn from
+    ``random_state``).
 
     Parameters
     ----------
@@ -592,6 +594,9 @@ class ConvAutoencoderDetector(TorchDetector):
             self.latent_dim_,
             act_layer=act,
         )
+
+    def _init_module(self, generator):
+        self.module_.reset_parameters(generator)
 
     # ---------------------------------------------------------------- tensors
     def _stats(self, like):

@@ -10,6 +10,7 @@ from torch import nn
 from .autoencoder import ConvAutoencoderDetector, reduce_map
 from .nn import ReconstructAndSegment, SegmentationNet
 from .nn.functional import gaussian_blur
+from .utils._torch import init_weights
 from .utils._validation import check_float, check_int, check_option
 
 __all__ = ["DraemDetector"]
@@ -263,6 +264,12 @@ class DraemDetector(ConvAutoencoderDetector):
         """Nothing to choose: the image score is ``image_score``."""
 
     # -------------------------------------------------------------- network
+    def _init_module(self, generator):
+        """PyTorch's default initialization for the whole network, the autoencoder
+        included (not ConvAutoencoderDetector's He initialization): this detector's
+        settings were chosen with it."""
+        init_weights(self.module_, generator)
+
     def _set_geometry(self, X):
         super()._set_geometry(X)
         # The deepest level keeps at least 2 pixels a side, for batch statistics.

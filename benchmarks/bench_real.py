@@ -68,6 +68,7 @@ from anomalib_lite.datasets import (  # noqa: E402
     make_textures,
 )
 from anomalib_lite.metrics import pixel_roc_auc_score  # noqa: E402
+from anomalib_lite.utils._torch import init_weights  # noqa: E402
 
 
 class PlainPCA:
@@ -91,9 +92,17 @@ def _rows(X):
     return X.reshape(len(X), -1)
 
 
-def _conv(**params):
-    """Factory of a seeded ConvAutoencoderDetector with ``params`` (2 epochs when fast)."""
-    return lambda seed, fast: ConvAutoencoderDetector(
+class TorchInitConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose network starts from PyTorch's default initialization
+    (the detector's own is He initialization), to measure what that choice does."""
+
+    def _init_module(self, generator):
+        init_weights(self.module_, generator)
+
+
+def _conv(cls=ConvAutoencoderDetector, **params):
+    """Factory of a seeded ``cls`` with ``params`` (2 epochs when fast)."""
+    return lambda seed, fast: cls(
         random_state=seed, **{**params, **({"max_iter": 2} if fast else {})}
     )
 
@@ -116,7 +125,7 @@ DEFAULT = "ConvAutoencoderDetector()"
 #: The image scores compared on the default fits.
 IMAGE_SCORES = ("mean", "smooth", "topk", "max")
 #: The defaults before the high, then decaying, learning rate, the 40 epochs, the
-#: margin and the image score chosen after training.
+#: margin and the image score chosen after training (and He initialization).
 PREVIOUS_DEFAULTS = {
     "learning_rate_init": 2e-3,
     "learning_rate": "constant",
@@ -130,6 +139,12 @@ PREVIOUS_DEFAULTS = {
 #: the sets it runs on as a predicate of (set name, variant))
 METHODS = {
     "ConvAutoencoderDetector()": (_conv(), *_conv_scores, True, lambda n, v: True),
+    "ConvAutoencoderDetector(PyTorch's default init)": (
+        _conv(TorchInitConvAutoencoder),
+        *_conv_scores,
+        True,
+        _small,
+    ),
     "ConvAutoencoderDetector(margin=0)": (_conv(margin=0), *_conv_scores, True, _small),
     "ConvAutoencoderDetector(corruption='defects')": (
         _conv(corruption="defects"),
@@ -138,7 +153,7 @@ METHODS = {
         _small,
     ),
     "ConvAutoencoderDetector(previous defaults)": (
-        _conv(**PREVIOUS_DEFAULTS),
+        _conv(TorchInitConvAutoencoder, **PREVIOUS_DEFAULTS),
         *_conv_scores,
         True,
         lambda n, v: _small(n, v) and n != "grain",
@@ -442,7 +457,9 @@ def main(argv=None):
         f"with {args.jobs} fit(s) side by side and one torch thread each, and in parentheses "
         "of the CPU seconds of the fitting process, which depend less on the machine's "
         "load. The previous defaults are `learning_rate_init=2e-3, learning_rate='constant', "
-        "max_iter=30, margin=0, image_score='topk'`; the variants of the defaults and "
+        "max_iter=30, margin=0, image_score='topk'` with PyTorch's default initialization; "
+        "`PyTorch's default init` is the defaults with the network started from PyTorch's "
+        "default initialization instead of He initialization. The variants of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "
         "64 pixels or less. The protocols are in the docstrings of "

@@ -1,5 +1,7 @@
 """The torch modules and helpers: shapes, layers, SSIM, blur, seeding, devices, threads."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -216,6 +218,56 @@ def test_init_weights_follows_the_default_bounds():
     bound = 1 / np.sqrt(50)
     assert layer.weight.abs().max() <= bound and layer.bias.abs().max() <= bound
     assert layer.weight.abs().max() > 0.8 * bound
+
+
+def _weighted_layers(net):
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_conv_autoencoder_starts_he_initialized(slope):
+    act = functools.partial(nn.LeakyReLU, slope)
+    net = ConvAutoencoder(1, (64, 64), (32, 64, 64, 64), latent_dim=64, act_layer=act)
+    net.reset_parameters(make_generator(0))
+    gain = np.sqrt(2 / (1 + slope**2))
+    for layer in _weighted_layers(net):
+        last = layer is net.to_code or layer is net.decoder[-1]
+        if isinstance(layer, nn.Linear):
+            fan_in = layer.in_features
+        else:  # input channels times kernel area: 3x3 convolutions, 4x4 transposed ones
+            fan_in = layer.in_channels * layer.weight[0, 0].numel()
+        expected = (1.0 if last else gain) / np.sqrt(fan_in)
+        assert float(layer.weight.detach().std()) == pytest.approx(expected, rel=0.15)
+        assert not layer.bias.any()
+
+
+def test_conv_autoencoder_init_keeps_the_signal_through_the_encoder():
+    # PyTorch's default draws shrink a standardized input by about 3x per layer;
+    # He-initialized layers keep its scale down to the code.
+    net = ConvAutoencoder(1, (64, 64), (32, 64, 64, 64), latent_dim=64, act_layer=nn.ReLU)
+    x = torch.randn(16, 1, 64, 64, generator=make_generator(1))
+    with torch.no_grad():
+        net.reset_parameters(make_generator(2))
+        he = float(net.encode(x).std())
+        init_weights(net, make_generator(2))
+        default = float(net.encode(x).std())
+    assert 0.3 < he < 3.0
+    assert default < he / 10
+
+
+def test_conv_autoencoder_reset_parameters_is_seeded_and_leaves_global_rng_alone():
+    a, b, c = (ConvAutoencoder(1, (8, 8), (4,), norm_layer=nn.BatchNorm2d) for _ in range(3))
+    state = torch.get_rng_state()
+    a.reset_parameters(make_generator(7))
+    b.reset_parameters(make_generator(7))
+    c.reset_parameters(make_generator(8))
+    assert torch.equal(torch.get_rng_state(), state)
+    for (name, pa), pb, pc in zip(
+        a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True
+    ):
+        assert torch.equal(pa, pb), name
+        if name.endswith("weight") and "encoder.1" not in name:
+            assert not torch.equal(pa, pc), name
 
 
 def test_activation_bytes_counts_every_layer_output():

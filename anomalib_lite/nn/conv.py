@@ -50,12 +50,29 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
         )
 
 
+def _activation_gain(act):
+    """He gain of activation module ``act``: ReLU's, leaky ReLU's at its slope, else 1."""
+    if isinstance(act, nn.LeakyReLU):
+        return nn.init.calculate_gain("leaky_relu", act.negative_slope)
+    if isinstance(act, nn.ReLU):
+        return nn.init.calculate_gain("relu")
+    return 1.0
+
+
+def _fan_in(layer):
+    """Input channels times kernel area of a convolution, or a linear layer's inputs."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    return layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+
+
 class ConvAutoencoder(nn.Module):
     """Convolutional autoencoder with a dense bottleneck.
 
     Strided convolutions halve the size at each level, a linear layer maps
     the last feature map to the code, and transposed convolutions mirror the
     encoder. The output has no activation (inputs are expected standardized).
+    The weights start He-initialized (:meth:`reset_parameters`).
 
     Parameters
     ----------
@@ -134,6 +151,31 @@ class ConvAutoencoder(nn.Module):
         # Few output channels, where oneDNN's kernel is slow on the CPU.
         dec.append(UnfoldedConvTranspose2d(channels[0], self.in_channels, 4, stride=2, padding=1))
         self.decoder = nn.Sequential(*dec)
+        self._gain = _activation_gain(act_layer())
+        self.reset_parameters()
+
+    def reset_parameters(self, generator=None):
+        """He-initialize the network, drawing from ``generator`` (None: the global RNG).
+
+        Each convolution, transposed convolution and linear layer draws its
+        weights from N(0, gain² / fan-in), fan-in being its input channels times
+        its kernel area, gain that of the activation after it (1 for the code
+        and the output, which have none); biases start at 0. PyTorch's default
+        draws smaller weights, so that the signal shrinks through every level:
+        training then sits on a blurry plateau for a number of epochs that
+        varies with the seed, and some seeds leave it too late to converge.
+        Normalization layers are reset.
+        """
+        last = (self.to_code, self.decoder[-1])
+        with torch.no_grad():
+            for layer in self.modules():
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                    gain = 1.0 if any(layer is m for m in last) else self._gain
+                    std = gain / math.sqrt(_fan_in(layer))
+                    layer.weight.normal_(0.0, std, generator=generator)
+                    layer.bias.zero_()
+                elif layer is not self and hasattr(layer, "reset_parameters"):
+                    layer.reset_parameters()
 
     def encode(self, x):
         """Code of each image: tensor of shape ``(n, latent_dim)``."""
