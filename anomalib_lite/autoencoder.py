@@ -49,7 +49,8 @@ SMOOTHING_SIDE = 28
 MIN_LATENT = 16
 PIXELS_PER_CODE = 64
 #: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
-TOP_FRACTION = 0.05
+#: A small fraction keeps a small defect from being averaged with normal residual.
+TOP_FRACTION = 0.01
 MIN_TOP_PIXELS = 16
 #: ``image_score='auto'`` chooses between these from ``SYNTHETIC_COPIES`` copies
 #: of up to ``CHOICE_IMAGES`` training images with a synthetic defect blended in
@@ -68,16 +69,16 @@ CHOICE_IMAGES = 1000
 NEGATIVE_SLOPE = 0.2
 
 
-def reduce_map(maps, statistic):
+def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
     """One score per map of ``maps`` ``(n, H, W)``: its ``'mean'``, its ``'max'``, or
-    (``'topk'``) the mean of its top ``TOP_FRACTION`` pixels, at least ``MIN_TOP_PIXELS``."""
+    (``'topk'``) the mean of its top ``top_fraction`` pixels, at least ``MIN_TOP_PIXELS``."""
     flat = maps.flatten(1)
     if statistic == "mean":
         return flat.mean(1)
     if statistic == "max":
         return flat.max(1).values
     n_pixels = flat.shape[1]
-    k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(TOP_FRACTION * n_pixels)))
+    k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(top_fraction * n_pixels)))
     return flat.topk(k, dim=1).values.mean(1)
 
 
@@ -144,7 +145,7 @@ class ConvAutoencoderDetector(TorchDetector):
     image_score : {'auto', 'topk', 'smooth', 'mean', 'max'}, default='auto'
         Image score: ``'mean'`` is the mean squared error; the others reduce
         :meth:`anomaly_map` (smoothed, so that edge misalignment counts
-        little): the mean of its worst 5% pixels (at least 16), its mean, or
+        little): the mean of its worst 1% pixels (at least 16), its mean, or
         its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect;
         ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
         over the normal one) by all its area. No one score suits every kind

@@ -78,7 +78,7 @@ class DraemDetector(ConvAutoencoderDetector):
         its down-sampling levels, at most 2).
     image_score : {'max', 'topk', 'mean'}, default='max'
         Image score from :meth:`anomaly_map`: its maximum, the mean of its
-        worst 5% pixels (at least 16), or its mean. Read when scoring.
+        worst 1% pixels (at least 16), or its mean. Read when scoring.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the probability map; 0
         disables it; ``'auto'`` is the smaller side / 28. Read when scoring.

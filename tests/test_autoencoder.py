@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
-from anomalib_lite.autoencoder import DEFECT_STRENGTH
+from anomalib_lite.autoencoder import DEFECT_STRENGTH, reduce_map
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
@@ -927,6 +927,35 @@ def _planted(X, seed=0):
         r, c = rng.integers(0, X.shape[-2] - 3), rng.integers(0, X.shape[-1] - 3)
         img[r : r + 3, c : c + 3] += 0.5
     return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.floats(0.001, 1.0),
+    st.integers(0, 2**32 - 1),
+)
+def test_topk_image_score_averages_the_worst_share_of_a_map(n, height, width, share, seed):
+    # 'topk' is the mean of the ceil(share * pixels) largest values, at least 16
+    # (a 4x4 patch) and at most the whole map; it lies between the mean and the max.
+    maps = torch.from_numpy(np.random.default_rng(seed).exponential(size=(n, height, width)))
+    got = reduce_map(maps, "topk", top_fraction=share).numpy()
+    pixels = height * width
+    k = min(pixels, max(16, math.ceil(share * pixels)))
+    flat = np.sort(maps.numpy().reshape(n, -1), axis=1)[:, ::-1]
+    np.testing.assert_allclose(got, flat[:, :k].mean(1), rtol=1e-12)
+    assert (got <= flat[:, 0] + 1e-12).all() and (got >= flat.mean(1) - 1e-12).all()
+
+
+def test_topk_image_score_of_the_detector_averages_the_worst_percent():
+    # the default share is 1%: on a 64x64 map, the 41 worst pixels
+    maps = torch.zeros(1, 64, 64, dtype=torch.float64)
+    maps.view(-1)[:41] = 1.0
+    maps.view(-1)[41:60] = 0.5
+    assert reduce_map(maps, "topk").item() == 1.0
+    assert reduce_map(maps, "topk", top_fraction=0.05).item() < 1.0
 
 
 def test_auto_image_score_is_the_better_score_on_synthetic_defects():
