@@ -67,6 +67,8 @@ SYNTHETIC_CHUNK = 64
 CHOICE_IMAGES = 1000
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
+#: ``edge_scale_`` covers the outer rings of pixels, 1/``EDGE_DEPTH`` of the smaller side deep.
+EDGE_DEPTH = 8
 
 
 def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
@@ -80,6 +82,37 @@ def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
     n_pixels = flat.shape[1]
     k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(top_fraction * n_pixels)))
     return flat.topk(k, dim=1).values.mean(1)
+
+
+def edge_distance(height, width):
+    """``(height, width)`` array of each pixel's distance to the nearest edge (0 on it)."""
+    rows = np.minimum(np.arange(height), np.arange(height)[::-1])
+    columns = np.minimum(np.arange(width), np.arange(width)[::-1])
+    return np.minimum(rows[:, None], columns[None, :])
+
+
+def edge_scale(mean_map):
+    """Divisor of an anomaly map that evens out its normal level along the edges.
+
+    ``mean_map`` ``(H, W)`` is the mean map of normal images. On each of the
+    outer rings of pixels (1/``EDGE_DEPTH`` of the smaller side deep) the
+    divisor is the ring's mean over the mean further in, when that is above 1;
+    it is 1 on the other pixels, and everywhere when there is no inside or the
+    inside's mean is not a positive finite number.
+    """
+    height, width = mean_map.shape
+    distance = edge_distance(height, width)
+    depth = math.ceil(min(height, width) / EDGE_DEPTH)
+    scale = np.ones((height, width))
+    inside = distance >= depth
+    reference = mean_map[inside].mean() if inside.any() else np.nan
+    if not (np.isfinite(reference) and reference > 0):
+        return scale.astype(np.float32)
+    for ring in range(depth):
+        on_ring = distance == ring
+        ratio = mean_map[on_ring].mean() / reference
+        scale[on_ring] = ratio if np.isfinite(ratio) and ratio > 1 else 1.0
+    return scale.astype(np.float32)
 
 
 def _auto_levels(height, width):
@@ -128,7 +161,8 @@ class ConvAutoencoderDetector(TorchDetector):
         peaks along the border and hides small defects elsewhere. ``'auto'``
         is ``2 ** (len(channels_) - 1)``, the smallest margin that keeps the
         padded side a multiple of the down-sampling; 0 disables it. Resolved
-        into ``margin_``.
+        into ``margin_``. What residual the edge keeps, ``edge_scale_``
+        divides out of the map.
     loss : {'mse', 'ssim', 'mse+ssim'}, default='mse'
         Training loss: mean squared error, ``1 - SSIM`` (Gaussian window of
         sigma 1.5), or their sum.
@@ -146,7 +180,8 @@ class ConvAutoencoderDetector(TorchDetector):
         Image score: ``'mean'`` is the mean squared error; the others reduce
         :meth:`anomaly_map` (smoothed, so that edge misalignment counts
         little): the mean of its worst 1% pixels (at least 16), its mean, or
-        its maximum. ``'topk'`` and ``'max'`` do not dilute a small defect;
+        its maximum (the map's edge correction, ``edge_scale_``, applies to all
+        three). ``'topk'`` and ``'max'`` do not dilute a small defect;
         ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
         over the normal one) by all its area. No one score suits every kind
         of anomaly, so ``'auto'`` chooses between ``'topk'`` and ``'smooth'``
@@ -269,6 +304,16 @@ class ConvAutoencoderDetector(TorchDetector):
     image_score_aucs_ : dict
         ``{score: ROC-AUC}`` of the choice, on synthetic defects against the
         training images; empty when no choice was made.
+    edge_scale_ : ndarray of shape (H, W), dtype float32
+        Divisor of :meth:`anomaly_map`. The network reconstructs the outer
+        pixels of an image less closely than the rest, margin or not, so that
+        the residual of normal images is higher along the edge and draws the
+        image scores of textures there. On each of the outer rings of pixels
+        (an eighth of the smaller side deep) it is how many times the mean
+        residual of the fit's images (at most 1000, at the fit's
+        ``smoothing``) on that ring exceeds its mean further in, at least 1;
+        it is 1 elsewhere. Where the edge holds less residual than the inside
+        (digits on a blank ground), it is 1 everywhere.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     n_features_in_ : int
@@ -493,9 +538,14 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # ----------------------------------------------------------- image score
     def _choose_scoring(self, X):
-        """``image_score='auto'``: the score of :data:`AUTO_IMAGE_SCORES` that best
-        tells the images ``X`` (at most ``CHOICE_IMAGES`` of them) from copies with
-        synthetic defects blended in."""
+        """From the images ``X`` (at most ``CHOICE_IMAGES`` of them): ``edge_scale_``,
+        then for ``image_score='auto'`` the score of :data:`AUTO_IMAGE_SCORES` that
+        best tells them from copies with synthetic defects blended in."""
+        gen = make_generator(draw_seed(self.random_state))
+        if X.shape[0] > CHOICE_IMAGES:
+            X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
+        residual = self._outputs(X, lambda x, out, _: self._residual_map(x, out))
+        self.edge_scale_ = edge_scale(residual.mean(0))
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
             return
@@ -504,9 +554,6 @@ class ConvAutoencoderDetector(TorchDetector):
             errors = self._errors(x, out)
             return torch.stack([self._reduce(s, errors, x, out) for s in AUTO_IMAGE_SCORES], 1)
 
-        gen = make_generator(draw_seed(self.random_state))
-        if X.shape[0] > CHOICE_IMAGES:
-            X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
         mean = self.channel_mean_.astype(np.float32).reshape(1, -1, 1, 1)
         scale = self.channel_scale_.astype(np.float32).reshape(1, -1, 1, 1)
         images = self._as_images(X)
@@ -670,7 +717,7 @@ class ConvAutoencoderDetector(TorchDetector):
             return min(self.input_shape_[1:]) / SMOOTHING_SIDE
         return float(self.smoothing)
 
-    def _pixel_map(self, x, out):
+    def _residual_map(self, x, out):
         """Squared Gaussian-smoothed residual, averaged over channels, input units."""
         _, scale = self._stats(out)
         residual = (self._crop(x) - self._crop(out)) * scale
@@ -678,6 +725,15 @@ class ConvAutoencoderDetector(TorchDetector):
         if sigma > 0:
             residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
+
+    def _pixel_map(self, x, out):
+        """:meth:`_residual_map` over ``edge_scale_`` (none yet: callbacks may score
+        before a first fit has set it)."""
+        residual = self._residual_map(x, out)
+        divisor = getattr(self, "edge_scale_", None)
+        if divisor is None:
+            return residual
+        return residual / torch.as_tensor(divisor, dtype=residual.dtype, device=residual.device)
 
     def _score_errors(self, errors, x, out):
         check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
@@ -700,8 +756,9 @@ class ConvAutoencoderDetector(TorchDetector):
     # ------------------------------------------------------------ public API
     def anomaly_map(self, X):
         """Per-pixel anomaly score: the squared residual ``x - reconstruct(x)``,
-        smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over channels
-        (with ``smoothing=0`` its mean is ``reconstruction_error``).
+        smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over channels,
+        divided by ``edge_scale_`` (with ``smoothing=0``, the mean of ``maps *
+        edge_scale_`` is ``reconstruction_error``).
 
         Parameters
         ----------

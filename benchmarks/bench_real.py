@@ -107,7 +107,11 @@ PREVIOUS_TOP_FRACTION = 0.05
 
 class PreviousConvAutoencoder(TorchInitConvAutoencoder):
     """:class:`TorchInitConvAutoencoder` whose ``'topk'`` averages the previous share of
-    the map, ``PREVIOUS_TOP_FRACTION``, so that its fits reproduce the previous defaults."""
+    the map, ``PREVIOUS_TOP_FRACTION``, of the map without the edge correction
+    (``edge_scale_``), so that its fits reproduce the previous defaults."""
+
+    def _pixel_map(self, x, out):
+        return self._residual_map(x, out)
 
     def _reduce(self, statistic, errors, x, out):
         if statistic != "topk":
@@ -141,6 +145,9 @@ DEFAULT = "ConvAutoencoderDetector()"
 #: ``PREVIOUS_TOP_FRACTION``, scored from the same maps.
 IMAGE_SCORES = ("mean", "smooth", "topk", "max")
 TOPK_PREVIOUS = "topk 5%"
+#: The key of the default fits' chosen score and pixel ROC-AUC from their maps
+#: without the edge correction (times ``edge_scale_``).
+UNSCALED = "unscaled"
 #: The defaults before the high, then decaying, learning rate, the 40 epochs, the
 #: margin and the image score chosen after training (and He initialization).
 PREVIOUS_DEFAULTS = {
@@ -253,6 +260,13 @@ def run_job(job):
                 torch.from_numpy(maps), "topk", top_fraction=PREVIOUS_TOP_FRACTION
             )
             result[f"{test_name} {TOPK_PREVIOUS}"] = roc_auc_score(labels, previous.numpy())
+            unscaled = maps * model.edge_scale_
+            chosen = "mean" if model.image_score_ == "smooth" else model.image_score_
+            result[f"{test_name} {UNSCALED}"] = roc_auc_score(
+                labels, reduce_map(torch.from_numpy(unscaled), chosen).numpy()
+            )
+            if masks is not None:
+                result[f"{test_name} pixel {UNSCALED}"] = pixel_roc_auc_score(masks, unscaled)
             result[f"{test_name} chose smooth"] = float(model.image_score_ == "smooth")
     return job, result
 
@@ -393,23 +407,27 @@ def image_table(results, name):
     return lines
 
 
+def _set_order(item):
+    """Sort key of a ``results`` item: section, image size, variant."""
+    (name, variant, _, _), _ = item
+    return SECTIONS.index(name), _pixel_size(name, variant), str(variant)
+
+
 def image_score_table(results):
     """ROC-AUC of each ``image_score`` of the default fits, of the score each chose
     (``image_score='auto'``) and how many chose ``'smooth'``, one row per set."""
-    columns = ("mean", "smooth", "topk", TOPK_PREVIOUS, "max", "auto")
+    columns = ("mean", "smooth", "topk", TOPK_PREVIOUS, "max", "auto", UNSCALED)
+    names = {TOPK_PREVIOUS: "`'topk'` at 5%", "auto": "`'auto'` (default)"}
+    names[UNSCALED] = "`'auto'` without `edge_scale_`"
     lines = [
         "| set | "
-        + " | ".join(f"`{s!r}`" if s != TOPK_PREVIOUS else "`'topk'` at 5%" for s in columns)
-        + " (default) | fits choosing `'smooth'` |",
+        + " | ".join(names.get(s, f"`{s!r}`") for s in columns)
+        + " | fits choosing `'smooth'` |",
         "| --- |" + " --- |" * (len(columns) + 1),
     ]
     rows = {}
 
-    def order(item):
-        (name, variant, _, _), _ = item
-        return SECTIONS.index(name), _pixel_size(name, variant), str(variant)
-
-    for (name, variant, method, seed), result in sorted(results.items(), key=order):
+    for (name, variant, method, seed), result in sorted(results.items(), key=_set_order):
         if method != DEFAULT:
             continue
         for test in ("test", "accessory"):
@@ -426,13 +444,35 @@ def image_score_table(results):
             cell = rows.setdefault(label, {}).setdefault(seed, {})
             cell.setdefault("auto", []).append(result[test])
             cell.setdefault("chose", []).append(result[f"{test} chose smooth"])
-            for image_score in (*IMAGE_SCORES, TOPK_PREVIOUS):
+            for image_score in (*IMAGE_SCORES, TOPK_PREVIOUS, UNSCALED):
                 cell.setdefault(image_score, []).append(result[f"{test} {image_score}"])
     for label, per_seed in rows.items():
         seeds = sorted(per_seed)
         cells = [_cell([np.mean(per_seed[seed][s]) for seed in seeds]) for s in columns]
         chose = [v for seed in seeds for v in per_seed[seed]["chose"]]
         cells.append(f"{sum(chose):.0f} of {len(chose)}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def edge_pixel_table(results):
+    """Pixel ROC-AUC of the default fits' maps with and without ``edge_scale_``."""
+    lines = ["| set | with `edge_scale_` (default) | without |", "| --- | --- | --- |"]
+    rows = {}
+
+    for (name, variant, method, seed), result in sorted(results.items(), key=_set_order):
+        for test in ("test", "accessory"):
+            if method != DEFAULT or f"{test} pixel {UNSCALED}" not in result:
+                continue
+            label = "MNIST accessories" if name == "mnist" else f"{name} {variant} px"
+            cell = rows.setdefault(label, {}).setdefault(seed, {"with": [], "without": []})
+            cell["with"].append(result[f"{test} pixel"])
+            cell["without"].append(result[f"{test} pixel {UNSCALED}"])
+    for label, per_seed in rows.items():
+        cells = [
+            _cell([np.mean(per_seed[seed][k]) for seed in sorted(per_seed)])
+            for k in ("with", "without")
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -480,7 +520,8 @@ def main(argv=None):
         "of the CPU seconds of the fitting process, which depend less on the machine's "
         "load. The previous defaults are `learning_rate_init=2e-3, learning_rate='constant', "
         "max_iter=30, margin=0, image_score='topk'` with PyTorch's default initialization "
-        "and `'topk'` over the worst 5% of the map; "
+        "and `'topk'` over the worst 5% of the map, without the edge correction "
+        "(`edge_scale_`); "
         "`PyTorch's default init` is the defaults with the network started from PyTorch's "
         "default initialization instead of He initialization. The variants of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
@@ -536,10 +577,16 @@ def main(argv=None):
             "`'topk'` at 5%, the previous share, is scored from the same maps), `'max'` its "
             "maximum, and `'auto'` (the default) the one of `'topk'` and `'smooth'` that "
             "each fit chose after training (the last column counts the fits, classes "
-            "included, that chose `'smooth'`). Image ROC-AUC, `mean (minimum)` over the "
-            "training seeds.",
+            "included, that chose `'smooth'`). `'auto'` without `edge_scale_` is the "
+            "chosen score of the map undivided by the edge correction. Image ROC-AUC, "
+            "`mean (minimum)` over the training seeds.",
             "",
             *image_score_table(results),
+            "",
+            "Pixel ROC-AUC of the same fits' maps, divided by `edge_scale_` (the default) "
+            "and undivided:",
+            "",
+            *edge_pixel_table(results),
             "",
         ]
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,13 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
-from anomalib_lite.autoencoder import DEFECT_STRENGTH, reduce_map
+from anomalib_lite.autoencoder import (
+    DEFECT_STRENGTH,
+    EDGE_DEPTH,
+    edge_distance,
+    edge_scale,
+    reduce_map,
+)
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 
@@ -93,10 +99,14 @@ def test_every_method_for_each_layout(layout, shape):
     assert rec.shape == X.shape and rec.dtype == np.float64
     maps = det.anomaly_map(X)
     assert maps.shape == (n, h, w) and maps.dtype == np.float64 and (maps >= 0).all()
-    # With no smoothing the anomaly map averages to the reconstruction error.
+    # With no smoothing the anomaly map, times the edge scale, averages to the
+    # reconstruction error.
     raw = clone(det).set_params(smoothing=0.0).fit(X)
+    assert raw.edge_scale_.shape == (h, w) and raw.edge_scale_.dtype == np.float32
     np.testing.assert_allclose(
-        raw.anomaly_map(X).mean(axis=(1, 2)), raw.reconstruction_error(X), rtol=1e-5
+        (raw.anomaly_map(X) * raw.edge_scale_).mean(axis=(1, 2)),
+        raw.reconstruction_error(X),
+        rtol=1e-5,
     )
     err = ((X - rec) ** 2).reshape(n, -1).mean(1)
     np.testing.assert_allclose(det.reconstruction_error(X), err, rtol=1e-4, atol=1e-9)
@@ -956,6 +966,58 @@ def test_topk_image_score_of_the_detector_averages_the_worst_percent():
     maps.view(-1)[41:60] = 0.5
     assert reduce_map(maps, "topk").item() == 1.0
     assert reduce_map(maps, "topk", top_fraction=0.05).item() < 1.0
+
+
+def _ring_means(maps, depth):
+    """Mean of ``maps`` ``(H, W)`` on each of the outer ``depth`` rings, and further in."""
+    distance = edge_distance(*maps.shape)
+    return [maps[distance == d].mean() for d in range(depth)], maps[distance >= depth].mean()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 40),
+    width=st.integers(1, 40),
+    edge=st.floats(0.0, 5.0),
+    seed=st.integers(0, 2**16),
+)
+def test_edge_scale_evens_the_outer_rings_out_to_the_inside(height, width, edge, seed):
+    # A mean map whose edge is `edge` times as high as its inside, with noise.
+    rng = np.random.default_rng(seed)
+    distance = edge_distance(height, width)
+    depth = math.ceil(min(height, width) / EDGE_DEPTH)
+    maps = rng.uniform(0.5, 1.5, size=(height, width)) * np.where(distance < depth, edge, 1.0)
+    scale = edge_scale(maps)
+    assert scale.shape == (height, width) and scale.dtype == np.float32
+    assert (scale >= 1).all() and (scale[distance >= depth] == 1).all()
+    if not (distance >= depth).any():  # no inside to compare the edge with
+        assert (scale == 1).all()
+        return
+    rings, inside = _ring_means(maps, depth)
+    evened, _ = _ring_means(maps / scale, depth)
+    for d in range(depth):
+        assert np.unique(scale[distance == d]).size == 1  # one divisor per ring
+        # a ring above the inside is divided down to it; one below is left alone
+        np.testing.assert_allclose(evened[d], min(rings[d], inside), rtol=1e-6)
+
+
+def test_edge_scale_is_one_without_a_usable_inside():
+    assert (edge_scale(np.ones((1, 9))) == 1).all()  # every pixel is on the edge
+    assert (edge_scale(np.pad(np.zeros((6, 6)), 2, constant_values=1.0)) == 1).all()
+    overflowed = np.ones((16, 16))
+    overflowed[0, 0] = np.inf
+    assert edge_scale(overflowed)[0, 0] == 1
+    assert (edge_scale(np.full((16, 16), np.nan)) == 1).all()
+
+
+def test_edge_scale_of_a_fit_evens_its_own_residual_along_the_edge():
+    X = _images(n=60, h=16, w=16)
+    for image_score in ("auto", "topk"):  # set whatever the image score
+        det = ConvAutoencoderDetector(**{**FAST, "image_score": image_score}).fit(X)
+        rings, inside = _ring_means(det.anomaly_map(X).mean(0), math.ceil(16 / EDGE_DEPTH))
+        assert max(rings) <= inside * (1 + 1e-5)
+    blank = np.pad(_images(n=60, h=12, w=12), ((0, 0), (2, 2), (2, 2)))  # an empty border
+    assert (ConvAutoencoderDetector(**FAST).fit(blank).edge_scale_ == 1).all()
 
 
 def test_auto_image_score_is_the_better_score_on_synthetic_defects():
