@@ -287,7 +287,9 @@ def main(argv=None):
         "",
         f"The default detector fitted for {max(next(iter(curves.values())))} epochs with the "
         "stopping rule off and the default learning rate held constant, scored after each "
-        f"number of epochs below; the default fit (`max_iter={DEFAULT_EPOCHS}`) decays the "
+        "number of epochs below with `'topk'` on the map without its edge correction (a fit "
+        "sets `edge_scale_` and the choice of `image_score='auto'` after training); the "
+        f"default fit (`max_iter={DEFAULT_EPOCHS}`) decays the "
         "rate over its last 30% of epochs instead. "
         "Training seconds exclude the scoring and are medians over the training sets (the ten "
         "MNIST classes, one texture set); two fits ran side by side.",
