@@ -413,6 +413,40 @@ def _set_order(item):
     return SECTIONS.index(name), _pixel_size(name, variant), str(variant)
 
 
+def _set_label(name, variant, test):
+    """Row label of one test set of the default fits."""
+    if name == "elpv":
+        return f"ELPV {variant[1]} px, {variant[0]}"
+    if name in ("mnist", "digits"):
+        if test == "accessory":
+            return "MNIST accessories"
+        return f"{'MNIST' if name == 'mnist' else 'digits'} one-class"
+    return f"{name} {variant} px"
+
+
+def _default_rows(results, keys):
+    """``{label: {seed: {column: [value, ...]}}}`` of the default fits (one value per
+    class of the one-class sets); ``keys(test, result)`` maps each column to its key
+    in ``result``, or is None where the test has no such row."""
+    rows = {}
+    for (name, variant, method, seed), result in sorted(results.items(), key=_set_order):
+        if method != DEFAULT:
+            continue
+        for test in ("test", "accessory"):
+            columns = keys(test, result)
+            if columns is None:
+                continue
+            cell = rows.setdefault(_set_label(name, variant, test), {}).setdefault(seed, {})
+            for column, key in columns.items():
+                cell.setdefault(column, []).append(result[key])
+    return rows
+
+
+def _seed_cell(per_seed, column):
+    """``mean (minimum)`` over the seeds of each seed's mean of ``column``."""
+    return _cell([np.mean(per_seed[seed][column]) for seed in sorted(per_seed)])
+
+
 def image_score_table(results):
     """ROC-AUC of each ``image_score`` of the default fits, of the score each chose
     (``image_score='auto'``) and how many chose ``'smooth'``, one row per set."""
@@ -425,31 +459,19 @@ def image_score_table(results):
         + " | fits choosing `'smooth'` |",
         "| --- |" + " --- |" * (len(columns) + 1),
     ]
-    rows = {}
 
-    for (name, variant, method, seed), result in sorted(results.items(), key=_set_order):
-        if method != DEFAULT:
-            continue
-        for test in ("test", "accessory"):
-            if f"{test} topk" not in result:
-                continue
-            if name == "elpv":
-                label = f"ELPV {variant[1]} px, {variant[0]}"
-            elif name in ("mnist", "digits"):
-                label = f"{'MNIST' if name == 'mnist' else 'digits'} one-class"
-                label = "MNIST accessories" if test == "accessory" else label
-            else:
-                label = f"{name} {variant} px"
-            # one-class sets: the mean over the classes, per seed
-            cell = rows.setdefault(label, {}).setdefault(seed, {})
-            cell.setdefault("auto", []).append(result[test])
-            cell.setdefault("chose", []).append(result[f"{test} chose smooth"])
-            for image_score in (*IMAGE_SCORES, TOPK_PREVIOUS, UNSCALED):
-                cell.setdefault(image_score, []).append(result[f"{test} {image_score}"])
-    for label, per_seed in rows.items():
-        seeds = sorted(per_seed)
-        cells = [_cell([np.mean(per_seed[seed][s]) for seed in seeds]) for s in columns]
-        chose = [v for seed in seeds for v in per_seed[seed]["chose"]]
+    def keys(test, result):
+        if f"{test} topk" not in result:
+            return None
+        return {
+            "auto": test,
+            "chose": f"{test} chose smooth",
+            **{s: f"{test} {s}" for s in (*IMAGE_SCORES, TOPK_PREVIOUS, UNSCALED)},
+        }
+
+    for label, per_seed in _default_rows(results, keys).items():
+        cells = [_seed_cell(per_seed, s) for s in columns]
+        chose = [v for seed in sorted(per_seed) for v in per_seed[seed]["chose"]]
         cells.append(f"{sum(chose):.0f} of {len(chose)}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -458,21 +480,14 @@ def image_score_table(results):
 def edge_pixel_table(results):
     """Pixel ROC-AUC of the default fits' maps with and without ``edge_scale_``."""
     lines = ["| set | with `edge_scale_` (default) | without |", "| --- | --- | --- |"]
-    rows = {}
 
-    for (name, variant, method, seed), result in sorted(results.items(), key=_set_order):
-        for test in ("test", "accessory"):
-            if method != DEFAULT or f"{test} pixel {UNSCALED}" not in result:
-                continue
-            label = "MNIST accessories" if name == "mnist" else f"{name} {variant} px"
-            cell = rows.setdefault(label, {}).setdefault(seed, {"with": [], "without": []})
-            cell["with"].append(result[f"{test} pixel"])
-            cell["without"].append(result[f"{test} pixel {UNSCALED}"])
-    for label, per_seed in rows.items():
-        cells = [
-            _cell([np.mean(per_seed[seed][k]) for seed in sorted(per_seed)])
-            for k in ("with", "without")
-        ]
+    def keys(test, result):
+        if f"{test} pixel {UNSCALED}" not in result:
+            return None
+        return {"with": f"{test} pixel", "without": f"{test} pixel {UNSCALED}"}
+
+    for label, per_seed in _default_rows(results, keys).items():
+        cells = [_seed_cell(per_seed, k) for k in ("with", "without")]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
