@@ -57,9 +57,12 @@ MIN_TOP_PIXELS = 16
 #: at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by every score, so
 #: they would not tell the scores apart). The first is kept unless another's
 #: ROC-AUC is higher by more than ``AUTO_TIE``: a wrongly kept ``'smooth'`` hides
-#: small defects, which costs more than a wrongly kept ``'topk'`` on extended
-#: changes, and near ties come from weak fits.
-AUTO_IMAGE_SCORES = ("topk", "smooth")
+#: small defects, which costs more than a wrongly kept ``'max'`` on extended
+#: changes, and near ties come from weak fits. ``'max'`` rather than ``'topk'``:
+#: once ``edge_scale_`` evens the map's edge, normal images no longer peak along
+#: the border, and averaging a small defect's peak with the next-worst pixels
+#: only dilutes it.
+AUTO_IMAGE_SCORES = ("max", "smooth")
 AUTO_TIE = 0.005
 SYNTHETIC_COPIES = 4
 SYNTHETIC_STRENGTH = 0.5
@@ -184,11 +187,11 @@ class ConvAutoencoderDetector(TorchDetector):
         three). ``'topk'`` and ``'max'`` do not dilute a small defect;
         ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
         over the normal one) by all its area. No one score suits every kind
-        of anomaly, so ``'auto'`` chooses between ``'topk'`` and ``'smooth'``
+        of anomaly, so ``'auto'`` chooses between ``'max'`` and ``'smooth'``
         after training, from the data: copies of the fit's images (at
         most 1000) get synthetic defects (:func:`~anomalib_lite.nn.paste_defects`,
         blended in at half strength), and the score that tells those copies
-        from the clean images with the higher ROC-AUC wins, ``'topk'`` unless
+        from the clean images with the higher ROC-AUC wins, ``'max'`` unless
         ``'smooth'`` is higher by more than 0.005 (``image_score_``,
         ``image_score_aucs_``; ``partial_fit`` chooses on its batch). It
         chooses on all the fit's images, held-out ones included; the network

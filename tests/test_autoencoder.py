@@ -1024,8 +1024,8 @@ def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     X = _images(n=60, h=16, w=16)
     det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8}).fit(X)
     aucs = det.image_score_aucs_
-    assert set(aucs) == {"topk", "smooth"} and all(0 <= v <= 1 for v in aucs.values())
-    expected = "smooth" if aucs["smooth"] > aucs["topk"] + 0.005 else "topk"
+    assert set(aucs) == {"max", "smooth"} and all(0 <= v <= 1 for v in aucs.values())
+    expected = "smooth" if aucs["smooth"] > aucs["max"] + 0.005 else "max"
     assert det.image_score_ == expected
     test = np.vstack([_images(n=8, h=16, w=16, seed=3), _planted(_images(n=8, h=16, w=16))])
     chosen = det.score_samples(test)
@@ -1045,9 +1045,9 @@ def test_auto_image_score_chooses_after_training_without_changing_it():
     assert ConvAutoencoderDetector(**FAST).fit(X).image_score_aucs_ == det.image_score_aucs_
 
 
-def test_auto_image_score_is_topk_when_scored_before_the_first_choice():
+def test_auto_image_score_is_max_when_scored_before_the_first_choice():
     X = _images(n=50)
-    seen = {"auto": [], "topk": []}
+    seen = {"auto": [], "max": []}
     for image_score, scores in seen.items():
 
         def record(detector, _, scores=scores):
@@ -1055,7 +1055,7 @@ def test_auto_image_score_is_topk_when_scored_before_the_first_choice():
 
         params = {**FAST, "image_score": image_score, "callbacks": [record]}
         ConvAutoencoderDetector(**params).fit(X)
-    np.testing.assert_array_equal(seen["auto"][0], seen["topk"][0])
+    np.testing.assert_array_equal(seen["auto"][0], seen["max"][0])
 
 
 def test_auto_image_score_chooses_on_a_seeded_subset_of_many_images(monkeypatch):
@@ -1078,7 +1078,7 @@ def test_auto_image_score_chooses_on_a_seeded_subset_of_many_images(monkeypatch)
 def test_auto_image_score_in_partial_fit_io_and_pickle(tmp_path):
     X = _images(n=40)
     det = ConvAutoencoderDetector(**FAST).partial_fit(X)
-    assert set(det.image_score_aucs_) == {"topk", "smooth"}
+    assert set(det.image_score_aucs_) == {"max", "smooth"}
     first = dict(det.image_score_aucs_)
     det.partial_fit(_images(n=40, seed=5))
     assert det.image_score_aucs_ != first  # chosen anew on the new batch
