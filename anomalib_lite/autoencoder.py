@@ -56,9 +56,8 @@ MIN_TOP_PIXELS = 16
 #: of up to ``CHOICE_IMAGES`` training images with a synthetic defect blended in
 #: at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by every score, so
 #: they would not tell the scores apart). The first is kept unless another's
-#: ROC-AUC is higher by more than ``AUTO_TIE``: a wrongly kept ``'smooth'`` hides
-#: small defects, which costs more than a wrongly kept ``'max'`` on extended
-#: changes, and near ties come from weak fits. ``'max'`` rather than ``'topk'``:
+#: ROC-AUC is higher by more than ``AUTO_TIE``: near ties come from weak fits, and
+#: a wrongly kept ``'smooth'`` hides small defects. ``'max'`` rather than ``'topk'``:
 #: once ``edge_scale_`` evens the map's edge, normal images no longer peak along
 #: the border, and averaging a small defect's peak with the next-worst pixels
 #: only dilutes it.
