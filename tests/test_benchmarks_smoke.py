@@ -149,7 +149,7 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     # the former choice of 'auto' among them.
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| set | `'mean'`"))
-    assert "`'auto'` between `'topk'` and `'smooth'`" in header
+    assert "`'auto'` keeping `'max'` within 0.005" in header
     after = lines[lines.index(header) + 2 :]
     score_rows = after[: next(i for i, line in enumerate(after) if not line.startswith("|"))]
     assert len(score_rows) == 11  # ELPV 4, MNIST and accessories, digits, textures 3, grain
