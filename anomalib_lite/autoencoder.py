@@ -56,11 +56,10 @@ MIN_TOP_PIXELS = 16
 #: of up to ``CHOICE_IMAGES`` training images with a synthetic defect blended in
 #: at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by every score, so
 #: they would not tell the scores apart). The higher ROC-AUC wins, however close:
-#: a near tie means both scores tell the defects apart about as well, and keeping
-#: one of them by a margin cost the real defects more than it saved. ``'max'``
-#: rather than ``'topk'``: once ``edge_scale_`` evens the map's edge, normal images
-#: no longer peak along the border, and averaging a small defect's peak with the
-#: next-worst pixels only dilutes it.
+#: where the two came close on the benchmark's real defects, a margin in favour of
+#: one of them kept the worse. ``'max'`` rather than ``'topk'``: once ``edge_scale_``
+#: evens the map's edge, normal images no longer peak along the border, and
+#: averaging a small defect's peak with the next-worst pixels only dilutes it.
 AUTO_IMAGE_SCORES = ("max", "smooth")
 SYNTHETIC_COPIES = 4
 SYNTHETIC_STRENGTH = 0.5
@@ -191,12 +190,11 @@ class ConvAutoencoderDetector(TorchDetector):
         blended in at half strength), and the score that tells those copies
         from the clean images with the higher ROC-AUC wins, ``'max'`` on an
         exact tie (``image_score_``, ``image_score_aucs_``; ``partial_fit``
-        chooses on its batch). It
-        chooses on all the fit's images, held-out ones included; the network
-        reconstructs those it trained on better than new ones, but on the
-        benchmark sets choosing on held-out images made the same choices. Read
-        when scoring: another value set after ``fit`` applies at once, and
-        ``'auto'`` is the fitted choice.
+        chooses on its batch). It chooses on all the fit's images, held-out
+        ones included; the network reconstructs those it trained on better
+        than new ones, but on the benchmark sets choosing on held-out images
+        made the same choices. Read when scoring: another value set after
+        ``fit`` applies at once, and ``'auto'`` is the fitted choice.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
         :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
