@@ -191,10 +191,10 @@ class ConvAutoencoderDetector(TorchDetector):
         from the clean images with the higher ROC-AUC wins, ``'max'`` on an
         exact tie (``image_score_``, ``image_score_aucs_``; ``partial_fit``
         chooses on its batch). It chooses on all the fit's images, held-out
-        ones included; the network reconstructs those it trained on better
-        than new ones, but on the benchmark sets choosing on held-out images
-        made the same choices. Read when scoring: another value set after
-        ``fit`` applies at once, and ``'auto'`` is the fitted choice.
+        ones included: the network reconstructs those it trained on better
+        than new ones, but a held-out tenth alone holds too few images to
+        tell two close scores apart. Read when scoring: another value set
+        after ``fit`` applies at once, and ``'auto'`` is the fitted choice.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
         :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
