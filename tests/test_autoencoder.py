@@ -679,7 +679,7 @@ _SLOW_FIT = textwrap.dedent(
     import sys, time
     import numpy as np
     sys.path.insert(0, {root!r})
-    from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector, autoencoder
+    from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
 
     original = ConvAutoencoderDetector._train_loss
 
