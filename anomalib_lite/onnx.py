@@ -215,7 +215,8 @@ class _Graph(nn.Module):
     def __init__(self, detector):
         super().__init__()
         self.scorer = _scorer(detector)
-        self.offset = float(detector.offset_)
+        # A float64 tensor: a Python float would be exported as a float32 constant.
+        self.register_buffer("offset", torch.tensor(float(detector.offset_), dtype=torch.float64))
 
     def forward(self, x):
         anomaly, maps = self.scorer(x)

@@ -216,6 +216,14 @@ def test_any_uint8_batch_scores_as_the_library(exported_conv, data):
     _assert_same(det, path, X)
 
 
+def test_decision_keeps_the_offset_in_float64(exported_conv):
+    # A score far smaller than the offset: a float32 offset would be off by 1e-3.
+    det, path = exported_conv
+    X = np.full((1, 9, 7), 122, np.uint8)
+    assert abs(det.offset_) > 100 * abs(det.score_samples(X)[0])
+    _assert_same(det, path, X)
+
+
 @pytest.fixture(scope="module")
 def pca():
     return PCADetector(n_components=2).fit(np.random.default_rng(5).normal(size=(40, 5)))
