@@ -45,6 +45,11 @@ DEEP_CHANNELS = 64
 MIN_CHANNELS = 32
 #: Image side for which ``smoothing='auto'`` is 1 pixel; it scales with the side.
 SMOOTHING_SIDE = 28
+#: ``image_score='smooth'`` blurs the residual ``SMOOTH_WIDTH`` times wider than the
+#: map: an extended change leaves a residual of one sign over its area, which the
+#: wider blur keeps, while the residual of misaligned normal detail alternates in
+#: sign and cancels. Small defects keep the map's narrower blur (``'max'``).
+SMOOTH_WIDTH = 1.5
 #: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, at least ``MIN_LATENT``.
 MIN_LATENT = 16
 PIXELS_PER_CODE = 64
@@ -177,13 +182,16 @@ class ConvAutoencoderDetector(TorchDetector):
         what does not belong rather than to copy its input. None trains on
         the images as they are. Scoring never corrupts.
     image_score : {'auto', 'topk', 'smooth', 'mean', 'max'}, default='auto'
-        Image score: ``'mean'`` is the mean squared error; the others reduce
-        :meth:`anomaly_map` (smoothed, so that edge misalignment counts
-        little): the mean of its worst 1% pixels (at least 16), its mean, or
-        its maximum (the map's edge correction, ``edge_scale_``, applies to all
-        three). ``'topk'`` and ``'max'`` do not dilute a small defect;
-        ``'smooth'`` and ``'mean'`` weigh an extended change (an object worn
-        over the normal one) by all its area. No one score suits every kind
+        Image score: ``'mean'`` is the mean squared error; ``'topk'`` and
+        ``'max'`` reduce :meth:`anomaly_map` (smoothed, so that edge
+        misalignment counts little, and divided by its edge correction,
+        ``edge_scale_``) to the mean of its worst 1% pixels (at least 16) or
+        to its maximum; ``'smooth'`` is the mean of the squared residual
+        smoothed ``SMOOTH_WIDTH`` (1.5) times wider than the map, so that the
+        alternating residual of fine normal detail cancels before squaring.
+        ``'topk'`` and ``'max'`` do not dilute a small defect; ``'smooth'``
+        and ``'mean'`` weigh an extended change (an object worn over the
+        normal one) by all its area. No one score suits every kind
         of anomaly, so ``'auto'`` chooses between ``'max'`` and ``'smooth'``
         after training, from the data: copies of the fit's images (at
         most 1000) get synthetic defects (:func:`~anomalib_lite.nn.paste_defects`,
@@ -197,8 +205,9 @@ class ConvAutoencoderDetector(TorchDetector):
         after ``fit`` applies at once, and ``'auto'`` is the fitted choice.
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
-        :meth:`anomaly_map`; 0 disables it; ``'auto'`` is the smaller side /
-        28. Read when scoring, so it can be changed after ``fit``.
+        :meth:`anomaly_map` (and, ``SMOOTH_WIDTH`` times wider, in
+        ``image_score='smooth'``); 0 disables it; ``'auto'`` is the smaller
+        side / 28. Read when scoring, so it can be changed after ``fit``.
     batch_size : int or 'auto', default='auto'
         Images per optimizer step; ``'auto'`` is a tenth of the training
         images clipped to [8, 32]. Resolved into ``batch_size_``. Scoring
@@ -715,11 +724,12 @@ class ConvAutoencoderDetector(TorchDetector):
             return min(self.input_shape_[1:]) / SMOOTHING_SIDE
         return float(self.smoothing)
 
-    def _residual_map(self, x, out):
-        """Squared Gaussian-smoothed residual, averaged over channels, input units."""
+    def _residual_map(self, x, out, sigma=None):
+        """Squared Gaussian-smoothed residual, averaged over channels, input units;
+        smoothed by ``sigma`` pixels, or by :meth:`_sigma` when None."""
         _, scale = self._stats(out)
         residual = (self._crop(x) - self._crop(out)) * scale
-        sigma = self._sigma()
+        sigma = self._sigma() if sigma is None else sigma
         if sigma > 0:
             residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
@@ -745,7 +755,9 @@ class ConvAutoencoderDetector(TorchDetector):
         """Image score ``statistic`` (one of ``_IMAGE_SCORES`` but 'auto') of each image."""
         if statistic == "mean":
             return errors.flatten(1).mean(1)
-        return reduce_map(self._pixel_map(x, out), "mean" if statistic == "smooth" else statistic)
+        if statistic == "smooth":
+            return self._residual_map(x, out, SMOOTH_WIDTH * self._sigma()).flatten(1).mean(1)
+        return reduce_map(self._pixel_map(x, out), statistic)
 
     def _from_tensor(self, out, like):
         mean, scale = self._stats(out)

@@ -38,6 +38,7 @@ Run::
 """
 
 import argparse
+import copy
 import datetime
 import functools
 import os
@@ -123,6 +124,25 @@ class PreviousConvAutoencoder(TorchInitConvAutoencoder):
         return reduce_map(self._pixel_map(x, out), "topk", top_fraction=PREVIOUS_TOP_FRACTION)
 
 
+class MapMeanConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose ``'smooth'`` is the mean of the map, as it was
+    before it blurred the residual ``SMOOTH_WIDTH`` times wider."""
+
+    def _reduce(self, statistic, errors, x, out):
+        if statistic != "smooth":
+            return super()._reduce(statistic, errors, x, out)
+        return reduce_map(self._pixel_map(x, out), "mean")
+
+
+def _map_mean_choice(model, train):
+    """A copy of the fitted ``model`` whose ``'auto'`` chose between ``'max'`` and the
+    map's mean as ``'smooth'`` (:class:`MapMeanConvAutoencoder`), on the same images."""
+    previous = copy.copy(model)
+    previous.__class__ = MapMeanConvAutoencoder
+    previous._choose_scoring(train)
+    return previous
+
+
 def _conv(cls=ConvAutoencoderDetector, **params):
     """Factory of a seeded ``cls`` with ``params`` (2 epochs when fast)."""
     return lambda seed, fast: cls(
@@ -152,11 +172,10 @@ TOPK_PREVIOUS = "topk 5%"
 #: The key of the default fits' chosen score and pixel ROC-AUC from their maps
 #: without the edge correction (times ``edge_scale_``).
 UNSCALED = "unscaled"
-#: The key of the score that ``'auto'`` chose with its previous rule, for the same
-#: fits: ``'max'`` unless ``'smooth'``'s ROC-AUC on the synthetic defects is higher
-#: by more than ``PREVIOUS_TIE``.
-PREVIOUS_TIE = 0.005
-AUTO_TIE = "auto tie"
+#: The keys of the mean of the map, ``'smooth'`` before it blurred the residual
+#: wider, and of the score that ``'auto'`` chose with it, for the same fits.
+MAP_MEAN = "map mean"
+AUTO_MAP_MEAN = "auto map mean"
 #: The defaults before the high, then decaying, learning rate, the 40 epochs, the
 #: margin and the image score chosen after training (and He initialization).
 PREVIOUS_DEFAULTS = {
@@ -254,6 +273,7 @@ def run_job(job):
     t0, c0 = time.perf_counter(), time.process_time()
     model.fit(train)
     result = {"fit": time.perf_counter() - t0, "fit_cpu": time.process_time() - c0}
+    map_mean_model = _map_mean_choice(model, train) if method == DEFAULT else None
     for test_name, X, labels, masks in tests:
         result[test_name] = roc_auc_score(labels, score(model, X))
         maps = amap(model, X) if masks is not None or method == DEFAULT else None
@@ -269,23 +289,24 @@ def run_job(job):
                 torch.from_numpy(maps), "topk", top_fraction=PREVIOUS_TOP_FRACTION
             )
             result[f"{test_name} {TOPK_PREVIOUS}"] = roc_auc_score(labels, previous.numpy())
-            unscaled = maps * model.edge_scale_
-            chosen = "mean" if model.image_score_ == "smooth" else model.image_score_
-            result[f"{test_name} {UNSCALED}"] = roc_auc_score(
-                labels, reduce_map(torch.from_numpy(unscaled), chosen).numpy()
+            result[f"{test_name} {MAP_MEAN}"] = roc_auc_score(
+                labels, reduce_map(torch.from_numpy(maps), "mean").numpy()
             )
+            result[f"{test_name} {AUTO_MAP_MEAN}"] = roc_auc_score(labels, score(map_mean_model, X))
+            unscaled = maps * model.edge_scale_
+            if model.image_score_ == "smooth":  # no edge correction in it
+                result[f"{test_name} {UNSCALED}"] = result[f"{test_name} smooth"]
+            else:
+                result[f"{test_name} {UNSCALED}"] = roc_auc_score(
+                    labels, reduce_map(torch.from_numpy(unscaled), model.image_score_).numpy()
+                )
             if masks is not None:
                 result[f"{test_name} pixel {UNSCALED}"] = pixel_roc_auc_score(masks, unscaled)
             result[f"{test_name} chose smooth"] = float(model.image_score_ == "smooth")
-            result[f"{test_name} {AUTO_TIE}"] = result[f"{test_name} {_previous_choice(model)}"]
+            result[f"{test_name} previous chose smooth"] = float(
+                map_mean_model.image_score_ == "smooth"
+            )
     return job, result
-
-
-def _previous_choice(model):
-    """The score that ``'auto'`` chose for ``model`` with a tie margin of
-    :data:`PREVIOUS_TIE` in favour of ``'max'``, from the fit's own ROC-AUCs."""
-    aucs = model.image_score_aucs_
-    return "smooth" if aucs["smooth"] > aucs["max"] + PREVIOUS_TIE else "max"
 
 
 # ----------------------------------------------------------------- the plan
@@ -467,14 +488,25 @@ def _seed_cell(per_seed, column):
 def image_score_table(results):
     """ROC-AUC of each ``image_score`` of the default fits, of the score each chose
     (``image_score='auto'``) and how many chose ``'smooth'``, one row per set."""
-    columns = ("mean", "smooth", "topk", TOPK_PREVIOUS, "max", "auto", AUTO_TIE, UNSCALED)
+    columns = (
+        "mean",
+        "smooth",
+        MAP_MEAN,
+        "topk",
+        TOPK_PREVIOUS,
+        "max",
+        "auto",
+        AUTO_MAP_MEAN,
+        UNSCALED,
+    )
     names = {TOPK_PREVIOUS: "`'topk'` at 5%", "auto": "`'auto'` (default)"}
-    names[AUTO_TIE] = f"`'auto'` keeping `'max'` within {PREVIOUS_TIE}"
+    names[MAP_MEAN] = "mean of the map"
+    names[AUTO_MAP_MEAN] = "`'auto'` with the map's mean as `'smooth'`"
     names[UNSCALED] = "`'auto'` without `edge_scale_`"
     lines = [
         "| set | "
         + " | ".join(names.get(s, f"`{s!r}`") for s in columns)
-        + " | fits choosing `'smooth'` |",
+        + " | fits choosing `'smooth'` (with the map's mean) |",
         "| --- |" + " --- |" * (len(columns) + 1),
     ]
 
@@ -484,13 +516,20 @@ def image_score_table(results):
         return {
             "auto": test,
             "chose": f"{test} chose smooth",
-            **{s: f"{test} {s}" for s in (*IMAGE_SCORES, TOPK_PREVIOUS, AUTO_TIE, UNSCALED)},
+            "previous chose": f"{test} previous chose smooth",
+            **{
+                s: f"{test} {s}"
+                for s in (*IMAGE_SCORES, MAP_MEAN, TOPK_PREVIOUS, AUTO_MAP_MEAN, UNSCALED)
+            },
         }
 
     for label, per_seed in _default_rows(results, keys).items():
         cells = [_seed_cell(per_seed, s) for s in columns]
-        chose = [v for seed in sorted(per_seed) for v in per_seed[seed]["chose"]]
-        cells.append(f"{sum(chose):.0f} of {len(chose)}")
+        chose, before = (
+            [v for seed in sorted(per_seed) for v in per_seed[seed][key]]
+            for key in ("chose", "previous chose")
+        )
+        cells.append(f"{sum(chose):.0f} of {len(chose)} ({sum(before):.0f})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -606,14 +645,16 @@ def main(argv=None):
             "",
             "The same fits of `ConvAutoencoderDetector()` scored with each `image_score` "
             "(it is read when scoring): `'mean'` the mean squared error, `'smooth'` the mean "
-            "of the smoothed map, `'topk'` the mean of its worst 1% pixels (at least 16; "
-            "`'topk'` at 5%, the previous share, is scored from the same maps), `'max'` its "
-            "maximum, and `'auto'` (the default) the one of `'max'` and `'smooth'` that "
-            "each fit chose after training (the last column counts the fits, classes "
-            "included, that chose `'smooth'`). `'auto'` between `'topk'` and `'smooth'` "
-            "is the choice the same fits make between those two, on the same synthetic "
-            "defects; `'auto'` without `edge_scale_` is the chosen score of the map "
-            "undivided by the edge correction. Image ROC-AUC, "
+            "of the squared residual smoothed 1.5 times wider than the map, the mean of "
+            "the map (what `'smooth'` was before), `'topk'` the mean of the map's worst 1% "
+            "pixels (at least 16; `'topk'` at 5%, the previous share, is scored from the "
+            "same maps), `'max'` its maximum, and `'auto'` (the default) the one of `'max'` "
+            "and `'smooth'` that each fit chose after training (the last column counts the "
+            "fits, classes included, that chose `'smooth'`, and in parentheses those that "
+            "chose the map's mean). `'auto'` with the map's mean as `'smooth'` is the "
+            "choice the same fits make between `'max'` and the map's mean, on the same "
+            "synthetic defects; `'auto'` without `edge_scale_` is the chosen score "
+            "undivided by the edge correction (`'smooth'` has none). Image ROC-AUC, "
             "`mean (minimum)` over the training seeds.",
             "",
             *image_score_table(results),

@@ -34,12 +34,14 @@ from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detecto
 from anomalib_lite.autoencoder import (
     DEFECT_STRENGTH,
     EDGE_DEPTH,
+    SMOOTH_WIDTH,
     edge_distance,
     edge_scale,
     reduce_map,
 )
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
+from anomalib_lite.nn.functional import gaussian_blur
 
 FAST = {
     "channels": (4, 8),
@@ -745,6 +747,26 @@ def test_score_invariants(small_fitted, X, seed):
     perm = np.random.default_rng(seed).permutation(len(X))
     np.testing.assert_allclose(det.score_samples(X[perm]), scores[perm], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(det.score_samples(X[:1]), scores[:1], rtol=1e-5, atol=1e-7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    X=arrays(
+        np.float64, st.tuples(st.integers(1, 6), st.just(8), st.just(8)), elements=st.floats(-2, 3)
+    ),
+    sigma=st.one_of(st.just(0.0), st.floats(0.1, 2.0)),
+)
+def test_smooth_score_is_the_mean_of_the_wider_smoothed_squared_residual(small_fitted, X, sigma):
+    det = pickle.loads(pickle.dumps(small_fitted)).set_params(image_score="smooth", smoothing=sigma)
+    residual = torch.from_numpy(X - det.reconstruct(X))[:, None]
+    if sigma > 0:
+        residual = gaussian_blur(residual, SMOOTH_WIDTH * sigma)
+    expected = residual.square().mean(dim=(1, 2, 3)).numpy()
+    np.testing.assert_allclose(-det.score_samples(X), expected, rtol=1e-4, atol=1e-7)
+    if sigma == 0:  # unsmoothed, it is the mean squared error
+        np.testing.assert_allclose(
+            -det.score_samples(X), det.reconstruction_error(X), rtol=1e-5, atol=1e-9
+        )
 
 
 def test_training_flag_rate_follows_contamination():

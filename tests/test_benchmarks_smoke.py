@@ -146,10 +146,11 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     for method, count in rows.items():
         assert text.count(f"| `{method}` |") == count
     # The image scores of the default fits: one row per set, every column filled,
-    # the former choice of 'auto' among them.
+    # the map's mean (the former 'smooth') and the choice with it among them.
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("| set | `'mean'`"))
-    assert "`'auto'` keeping `'max'` within 0.005" in header
+    assert "mean of the map" in header
+    assert "`'auto'` with the map's mean as `'smooth'`" in header
     after = lines[lines.index(header) + 2 :]
     score_rows = after[: next(i for i, line in enumerate(after) if not line.startswith("|"))]
     assert len(score_rows) == 11  # ELPV 4, MNIST and accessories, digits, textures 3, grain
