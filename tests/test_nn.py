@@ -173,6 +173,15 @@ def test_ssim_drops_with_noise():
     assert 1.0 > small > large
 
 
+@pytest.mark.parametrize("sigma", [1e-30, 1e-300, 1e39, 1e300])
+def test_gaussian_blur_of_an_extreme_sigma_is_finite(sigma):
+    x = torch.rand(2, 1, 9, 7, generator=torch.Generator().manual_seed(0))
+    out = gaussian_blur(x, sigma)
+    assert torch.isfinite(out).all()
+    if sigma < 1:  # no wider than a pixel: the image itself
+        torch.testing.assert_close(out, x)
+
+
 def test_gaussian_blur_keeps_constants_and_matches_2d_kernel():
     torch.testing.assert_close(
         gaussian_blur(torch.full((1, 2, 9, 7), 3.0), 1.5), torch.full((1, 2, 9, 7), 3.0)

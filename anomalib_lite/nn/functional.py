@@ -1,5 +1,7 @@
 """Image similarity maps used as losses and anomaly maps, and a transposed convolution."""
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -9,7 +11,9 @@ __all__ = ["conv_transpose2d_unfolded", "gaussian_blur", "ssim_map"]
 def _gaussian_kernel(size, sigma, dtype, device):
     half = (size - 1) / 2.0
     t = torch.arange(size, dtype=dtype, device=device) - half
-    k = torch.exp(-(t * t) / (2.0 * sigma * sigma))
+    # At least the dtype's smallest normal number: a sigma so small that 2 sigma^2
+    # rounds to 0 gives the identity kernel, not 0 / 0 at the centre.
+    k = torch.exp(-(t * t) / max(2.0 * sigma * sigma, torch.finfo(dtype).tiny))
     return k / k.sum()
 
 
@@ -39,7 +43,7 @@ def gaussian_blur(x, sigma, size=None):
     True
     """
     if size is None:
-        size = 2 * int(torch.tensor(3.0 * sigma).ceil()) + 1
+        size = 2 * math.ceil(3.0 * sigma) + 1
     height, width = x.shape[-2:]
     size_h = min(size, 2 * ((height - 1) // 2) + 1)
     size_w = min(size, 2 * ((width - 1) // 2) + 1)
