@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from torch.overrides import TorchFunctionMode
 
 from . import io as model_file
@@ -228,8 +229,7 @@ class TorchDetector(BaseDetector):
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
-        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
-            check_int(self.batch_size, "batch_size", min_value=1)
+        check_int(self.batch_size, "batch_size", min_value=1, allow_auto=True)
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_int(self.max_iter, "max_iter", min_value=1)
@@ -239,10 +239,14 @@ class TorchDetector(BaseDetector):
                 f"validation_fraction={self.validation_fraction!r} must be 'auto' or a "
                 "float in [0, 1)."
             )
-        if self.validation_fraction != "auto":
-            check_float(
-                self.validation_fraction, "validation_fraction", low=0, high=1, closed="left"
-            )
+        check_float(
+            self.validation_fraction,
+            "validation_fraction",
+            low=0,
+            high=1,
+            closed="left",
+            allow_auto=True,
+        )
         if self.early_stopping and self._validation_share() == 0:
             raise ValueError(
                 "early_stopping=True stops on the loss of held-out rows, but "
@@ -256,6 +260,13 @@ class TorchDetector(BaseDetector):
             check_int(self.verbose, "verbose", min_value=0)
         check_device(self.device)
         check_threads(self.n_threads)
+        try:
+            check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(
+                f"random_state={self.random_state!r} is not supported; expected None, an "
+                "int in [0, 2**32 - 1] or a numpy.random.RandomState."
+            ) from None
         path = self.checkpoint_path
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(
@@ -812,6 +823,7 @@ class TorchDetector(BaseDetector):
         return max(self.batch_size_, rows)
 
     def _batched(self, func, X):
+        check_threads(self.n_threads)  # read when scoring too
         with torch_threads(self.n_threads), deterministic_cudnn():
             return super()._batched(func, X)
 

@@ -463,8 +463,7 @@ class ConvAutoencoderDetector(TorchDetector):
             raise ValueError(
                 f"margin={self.margin!r} is not supported; expected 'auto' or an int >= 0."
             )
-        if self.margin != "auto":
-            check_int(self.margin, "margin", min_value=0)
+        check_int(self.margin, "margin", min_value=0, allow_auto=True)
 
     def _check_scoring_params(self):
         """Validate the parameters of the training loss and of the scores."""
@@ -477,8 +476,7 @@ class ConvAutoencoderDetector(TorchDetector):
                 "the images as they are) or 'defects' (train to repair pasted defects)."
             )
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
-        if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
-            check_float(self.smoothing, "smoothing", low=0, closed="left")
+        check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
 
     def _validate_input(self, X, *, reset):
         check_dense(X)
@@ -720,6 +718,8 @@ class ConvAutoencoderDetector(TorchDetector):
 
     def _sigma(self):
         """Smoothing in pixels: ``smoothing``, or the image side / 28 for ``'auto'``."""
+        # Read when scoring: checked here too.
+        check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
         if isinstance(self.smoothing, str):
             return min(self.input_shape_[1:]) / SMOOTHING_SIDE
         return float(self.smoothing)

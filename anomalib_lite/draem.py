@@ -257,8 +257,7 @@ class DraemDetector(ConvAutoencoderDetector):
 
     def _check_scoring_params(self):
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
-        if not (isinstance(self.smoothing, str) and self.smoothing == "auto"):
-            check_float(self.smoothing, "smoothing", low=0, closed="left")
+        check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
 
     def _choose_scoring(self, X):
         """Nothing to choose: the image score is ``image_score``."""

@@ -55,12 +55,13 @@ def check_contamination(contamination):
     return float(contamination)
 
 
-def check_int(value, name, *, min_value=None, max_value=None, allow_none=False):
-    """Validate an integer parameter and return it as ``int``."""
-    if value is None and allow_none:
-        return None
+def check_int(value, name, *, min_value=None, max_value=None, allow_none=False, allow_auto=False):
+    """Validate an integer parameter and return it as ``int`` (``None`` and ``'auto'``
+    as they are, where allowed)."""
+    if (value is None and allow_none) or (allow_auto and _is_auto(value)):
+        return value
     if isinstance(value, bool) or not isinstance(value, Integral):
-        expected = "an int" + (" or None" if allow_none else "")
+        expected = _expected("an int", allow_none, allow_auto)
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}.")
     if min_value is not None and value < min_value:
         raise ValueError(f"{name}={value!r} must be >= {min_value}.")
@@ -129,15 +130,18 @@ def check_image_shape(image_shape, n_features=None):
     return shape
 
 
-def check_float(value, name, *, low=None, high=None, closed="neither", allow_none=False):
-    """Validate a real-valued parameter in an interval and return it as ``float``.
+def check_float(
+    value, name, *, low=None, high=None, closed="neither", allow_none=False, allow_auto=False
+):
+    """Validate a real-valued parameter in an interval and return it as ``float``
+    (``None`` and ``'auto'`` as they are, where allowed).
 
     ``closed`` is one of ``'neither'``, ``'left'``, ``'right'``, ``'both'``.
     """
-    if value is None and allow_none:
-        return None
+    if (value is None and allow_none) or (allow_auto and _is_auto(value)):
+        return value
     if isinstance(value, bool) or not isinstance(value, Real):
-        expected = "a float" + (" or None" if allow_none else "")
+        expected = _expected("a float", allow_none, allow_auto)
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}.")
     left = "[" if closed in ("left", "both") else "("
     right = "]" if closed in ("right", "both") else ")"
@@ -149,6 +153,15 @@ def check_float(value, name, *, low=None, high=None, closed="neither", allow_non
     if high is not None and (value > high or (value == high and right == ")")):
         raise ValueError(f"{name}={value!r} must be in {interval}.")
     return float(value)
+
+
+def _is_auto(value):
+    return isinstance(value, str) and value == "auto"
+
+
+def _expected(kind, allow_none, allow_auto):
+    """What a parameter takes, for a message: ``kind``, ``'auto'``, None."""
+    return " or ".join(["'auto'"] * allow_auto + [kind] + ["None"] * allow_none)
 
 
 def check_option(value, name, options):
