@@ -321,7 +321,38 @@ class TorchDetector(BaseDetector):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             delattr(self, name)
 
+    def _discard_previous_fit(self):
+        """Drop what a previous fit left (its threshold, its choice of score), so that
+        a callback scoring during a fresh fit reads none of it; the input's own
+        attributes, just set by the validation, stay."""
+        keep = {"n_features_in_", "feature_names_in_"}
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            if name not in keep:
+                delattr(self, name)
+
+    @contextlib.contextmanager
+    def _as_before_on_failure(self):
+        """A ``fit`` or ``partial_fit`` that fails leaves the detector as it was (what a
+        user had is not lost), unless it failed while training the network it already
+        held, whose weights then changed in place."""
+        saved = dict(vars(self))
+        vars(self)["_training"] = False
+        try:
+            yield
+        except BaseException:
+            trained_in_place = self._training and getattr(self, "module_", None) is saved.get(
+                "module_"
+            )
+            if not (trained_in_place or getattr(self, "_kept_weights", False)):
+                vars(self).clear()
+                vars(self).update(saved)
+            raise
+        finally:
+            for name in ("_training", "_kept_weights"):
+                vars(self).pop(name, None)
+
     def _start_fresh(self, X):
+        self._discard_previous_fit()
         self.device_ = resolve_device(self.device)
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
@@ -380,6 +411,12 @@ class TorchDetector(BaseDetector):
         self.best_loss_ = math.inf
 
     # --------------------------------------------------------------- fitting
+    def fit(self, X, y=None):
+        with self._as_before_on_failure():
+            return super().fit(X, y)
+
+    fit.__doc__ = BaseDetector.fit.__doc__
+
     def _fit(self, X):
         with self._runtime():
             resume = self.warm_start and (self._is_trained() or self._load_checkpoint())
@@ -391,8 +428,21 @@ class TorchDetector(BaseDetector):
             if self._run.done:
                 self._new_run(self.max_iter)
                 self._run.optimizer = None
-            self._train(self._to_tensor(X), early_stopping=self.early_stopping)
+            try:
+                self._train(self._to_tensor(X), early_stopping=self.early_stopping)
+            except FloatingPointError:
+                self._score_kept_weights(X)
+                raise
             self._choose_scoring(X)
+
+    def _score_kept_weights(self, X):
+        """After a divergence that kept the weights of the last finite epoch, set how
+        they score and their threshold, as a finished fit would."""
+        if not (self._is_trained() and self.history_):
+            return
+        self._choose_scoring(X)
+        self._set_offset(self._batched(self._anomaly_score, X))
+        vars(self)["_kept_weights"] = True
 
     def partial_fit(self, X, y=None):
         """Train for one more epoch over ``X``.
@@ -414,20 +464,21 @@ class TorchDetector(BaseDetector):
         self : object
             The updated detector.
         """
-        self._check_params()
-        first = not self._is_trained()
-        X = self._validate_input(X, reset=first)
-        X = self._normal_rows(X, y)
-        with self._runtime():
-            self._claim_checkpoint()
-            if first:
-                self._start_fresh(X)
-            else:
-                self._prepare_warm(X)
-            self._new_run(1)
-            self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
-            self._choose_scoring(X)
-        self._set_offset(self._batched(self._anomaly_score, X))
+        with self._as_before_on_failure():
+            self._check_params()
+            first = not self._is_trained()
+            X = self._validate_input(X, reset=first)
+            X = self._normal_rows(X, y)
+            with self._runtime():
+                self._claim_checkpoint()
+                if first:
+                    self._start_fresh(X)
+                else:
+                    self._prepare_warm(X)
+                self._new_run(1)
+                self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+                self._choose_scoring(X)
+            self._set_offset(self._batched(self._anomaly_score, X))
         return self
 
     @contextlib.contextmanager
@@ -518,6 +569,7 @@ class TorchDetector(BaseDetector):
 
     def _train(self, x, *, early_stopping, constant_lr=False):
         """Run the current run's remaining epochs on the CPU tensor ``x``."""
+        vars(self)["_training"] = True
         run = self._run
         train, val, gen = self._split(x)
         if run.rng is not None:
@@ -902,7 +954,7 @@ class TorchDetector(BaseDetector):
 
 def _jsonable(value):
     """Parameters and geometry as JSON values (tuples become lists)."""
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list, np.ndarray)):
         return [_jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()

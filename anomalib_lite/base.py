@@ -132,6 +132,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         if y is not None:
             normal = check_labels(y, X.shape[0])
             X = X if normal.all() else X[normal]
+        if X.shape[0] < 2:
+            raise ValueError(
+                f"X holds {X.shape[0]} normal sample to learn from; at least 2 are "
+                "needed, as the threshold (offset_) is set from the spread of their "
+                "scores. Pass more normal samples (partial_fit: batches of 2 or more)."
+            )
         check_magnitude(X, MAX_TRAINING_MAGNITUDE)
         return X
 

@@ -538,6 +538,87 @@ def test_divergence_raises_and_suggests_a_lower_learning_rate():
         check_is_fitted(det)
 
 
+def test_divergence_after_the_first_epoch_keeps_a_model_that_scores(monkeypatch):
+    original = ConvAutoencoderDetector._train_loss
+    calls = {"n": 0}
+
+    def loss(self, out, x):  # 3 batches per epoch: NaN from epoch 2 on
+        calls["n"] += 1
+        value = original(self, out, x)
+        return value * math.nan if calls["n"] > 3 else value
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_train_loss", loss)
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 3})
+    with pytest.raises(FloatingPointError, match="keeps the weights of epoch 1"):
+        det.fit(X)
+    assert det.n_iter_ == 1 and np.isfinite(det.offset_) and det.image_score_ in ("max", "smooth")
+    assert set(np.unique(det.predict(X))) <= {-1, 1}
+
+
+def test_a_failed_fit_leaves_the_detector_as_it_was():
+    X = _images()
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    scores = det.score_samples(X)
+    with pytest.raises(ValueError, match="too small"):
+        det.fit(_images(h=1, w=1))
+    with pytest.raises(ValueError, match="random_state"):
+        det.set_params(random_state="seed").fit(X)
+    det.set_params(random_state=FAST["random_state"])
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+    det.set_params(warm_start=True)
+    with pytest.raises(ValueError, match="fitted on images of shape"):
+        det.fit(_images(h=12, w=13))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(det)).score_samples(X), scores)
+    fresh = ConvAutoencoderDetector(**FAST)
+    with pytest.raises(ValueError, match="too small"):
+        fresh.fit(_images(h=1, w=1))
+    with pytest.raises(NotFittedError):
+        fresh.score_samples(X)
+
+
+def test_partial_fit_needs_two_normal_rows():
+    X = _images(n=8)
+    det = ConvAutoencoderDetector(**FAST).partial_fit(X)
+    offset = det.offset_
+    with pytest.raises(ValueError, match="1 normal sample to learn from; at least 2"):
+        det.partial_fit(X[:1])
+    with pytest.raises(ValueError, match="1 normal sample to learn from; at least 2"):
+        det.partial_fit(X[:3], y=[0, 1, 1])
+    assert det.offset_ == offset
+
+
+def test_a_refit_on_other_images_reads_nothing_of_the_previous_fit():
+    seen = []
+
+    def scores_during_training(model, entry):
+        seen.append(model.score_samples(_images(n=2, h=model.input_shape_[1], w=16)))
+
+    det = ConvAutoencoderDetector(**{**FAST, "callbacks": [scores_during_training]})
+    det.fit(_images(h=12, w=16)).fit(_images(h=16, w=16))
+    assert det.edge_scale_.shape == (16, 16) and all(np.isfinite(s).all() for s in seen)
+
+
+def test_channels_as_an_array_continue_with_partial_fit():
+    X = _images(n=8)
+    det = ConvAutoencoderDetector(**{**FAST, "channels": np.array([4, 8])}).partial_fit(X)
+    assert det.partial_fit(X).n_iter_ == 2
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"smoothing": "wide"}, TypeError, "smoothing must be 'auto' or a float"),
+        ({"smoothing": -1.0}, ValueError, "smoothing=-1.0 must be in"),
+        ({"n_threads": 0}, ValueError, "n_threads=0 must be >= 1"),
+    ],
+)
+def test_parameters_read_when_scoring_are_checked_when_scoring(fitted, params, error, match):
+    det = pickle.loads(pickle.dumps(fitted)).set_params(**params)
+    with pytest.raises(error, match=match):
+        det.score_samples(_images(n=2))
+
+
 @pytest.mark.parametrize(
     ("budget_rows", "expected"),
     [(None, [100]), (40, [40, 40, 20]), (10, [16] * 6 + [4])],
