@@ -765,8 +765,8 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # ------------------------------------------------------------ public API
     def anomaly_map(self, X):
-        """Per-pixel anomaly score: the squared residual ``x - reconstruct(x)``,
-        smoothed by a Gaussian of sigma ``smoothing`` pixels, averaged over channels,
+        """Per-pixel anomaly score: the residual ``x - reconstruct(x)`` smoothed by a
+        Gaussian of sigma ``smoothing`` pixels, then squared, averaged over channels and
         divided by ``edge_scale_`` (with ``smoothing=0``, the mean of ``maps *
         edge_scale_`` is ``reconstruction_error``).
 
