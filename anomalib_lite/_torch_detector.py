@@ -317,15 +317,8 @@ class TorchDetector(BaseDetector):
     def _is_trained(self):
         return hasattr(self, "module_")
 
-    def _discard_fit(self):
-        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
-            delattr(self, name)
-
-    def _discard_previous_fit(self):
-        """Drop what a previous fit left (its threshold, its choice of score), so that
-        a callback scoring during a fresh fit reads none of it; the input's own
-        attributes, just set by the validation, stay."""
-        keep = {"n_features_in_", "feature_names_in_"}
+    def _discard_fit(self, keep=()):
+        """Drop the fitted attributes but those named in ``keep``."""
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
             if name not in keep:
                 delattr(self, name)
@@ -352,7 +345,9 @@ class TorchDetector(BaseDetector):
                 vars(self).pop(name, None)
 
     def _start_fresh(self, X):
-        self._discard_previous_fit()
+        # Nothing of a previous fit (its threshold, its choice of score) may be read by
+        # a callback scoring during this one; the validation just set the input's own.
+        self._discard_fit(keep=("n_features_in_", "feature_names_in_"))
         self.device_ = resolve_device(self.device)
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self._set_geometry(X)
