@@ -396,6 +396,11 @@ def _labels_all(ctx):
     return ctx.fits(_X(), ctx.keep(np.ones(60, dtype=int)))
 
 
+@row("labels-one-normal", ValueError, "1 normal sample to learn from; at least 2|1 of the 1 normal")
+def _labels_one_normal(ctx):
+    return ctx.fits(_X(), ctx.keep(np.r_[0, np.ones(59, dtype=int)]))
+
+
 @row("labels-length", ValueError, "y has 59 labels but X has 60 samples")
 def _labels_length(ctx):
     return ctx.fits(_X(), ctx.keep(np.zeros(59, dtype=int)))
