@@ -591,7 +591,13 @@ class ConvAutoencoderDetector(TorchDetector):
         return np.asarray(X, dtype=np.float32).reshape(X.shape[0], *self.input_shape_)
 
     def _set_geometry(self, X):
-        _, H, W = self.input_shape_ = self._batch_shape(X)
+        shape = self._batch_shape(X)
+        if min(shape) < 1:
+            raise ValueError(
+                f"X holds images of shape (C, H, W) = {shape}; images need at least one "
+                "channel and one pixel on each side."
+            )
+        _, H, W = self.input_shape_ = shape
         levels = len(self.channels) if self.channels is not None else _auto_levels(H, W)
         min_side = 2 ** (levels - 1)
         if min(H, W) < min_side:

@@ -670,6 +670,14 @@ def _image_too_small(ctx):
 
 
 @row(
+    "image-zero-size", ValueError, r"= \(1, 0, 8\); images need at least one channel and one pixel"
+)
+def _image_zero_size(ctx):
+    images = ctx.keep(np.zeros((6, 0, 8)))
+    return [lambda: ConvAutoencoderDetector(max_iter=1).fit(images)]
+
+
+@row(
     "image-shape-mismatch",
     ValueError,
     r"image_shape=\(5, 5\) needs 25 features per row, but X has 16",
