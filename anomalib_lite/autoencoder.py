@@ -550,8 +550,15 @@ class ConvAutoencoderDetector(TorchDetector):
         gen = make_generator(draw_seed(self.random_state))
         if X.shape[0] > CHOICE_IMAGES:
             X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
-        residual = self._outputs(X, lambda x, out, _: self._residual_map(x, out))
-        self.edge_scale_ = edge_scale(residual.mean(0))
+        total = 0.0
+
+        def add_maps(x, out, _):  # a running sum: the maps of all X take n * H * W floats
+            nonlocal total
+            total = total + self._residual_map(x, out).double().sum(0).cpu().numpy()
+            return x.new_zeros(x.shape[0])
+
+        self._outputs(X, add_maps)
+        self.edge_scale_ = edge_scale(total / X.shape[0])
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
             return

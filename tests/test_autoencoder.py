@@ -1123,6 +1123,15 @@ def test_edge_scale_of_a_fit_evens_its_own_residual_along_the_edge():
     assert (ConvAutoencoderDetector(**FAST).fit(blank).edge_scale_ == 1).all()
 
 
+def test_edge_scale_comes_from_every_training_image_across_scoring_batches(monkeypatch):
+    monkeypatch.setattr(_torch_detector, "SCORING_MEMORY", 1)  # batch_size_ rows per batch
+    X = _images(n=60, h=16, w=16)
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    assert det.batch_size_ < len(X) and (det.edge_scale_ > 1).any()
+    residual = det.anomaly_map(X) * det.edge_scale_
+    np.testing.assert_allclose(det.edge_scale_, edge_scale(residual.mean(0)), rtol=1e-5)
+
+
 def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     X = _images(n=60, h=16, w=16)
     det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8}).fit(X)
