@@ -552,10 +552,11 @@ class ConvAutoencoderDetector(TorchDetector):
             X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
         total = 0.0
 
-        def add_maps(x, out, _):  # a running sum: the maps of all X take n * H * W floats
+        # A running sum: the maps of all X would take n * H * W floats.
+        def add_maps(x, out, _):
             nonlocal total
             total = total + self._residual_map(x, out).double().sum(0).cpu().numpy()
-            return x.new_zeros(x.shape[0])
+            return x.new_zeros(x.shape[0])  # _outputs stacks one value per image
 
         self._outputs(X, add_maps)
         self.edge_scale_ = edge_scale(total / X.shape[0])
