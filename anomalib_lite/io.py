@@ -6,7 +6,7 @@ A model file is a zip container of stored (uncompressed) entries:
   numpy, scikit-learn and torch versions that wrote it, the class saved and
   the SHA-256 of every other entry;
 * ``payload.json``: the estimator as a JSON tree of its class name,
-  ``get_params(deep=False)`` (``checkpoint_path`` and ``callbacks`` as None)
+  ``get_params(deep=False)`` (``checkpoint_path``, ``memory`` and ``callbacks`` as None)
   and fitted state; nested estimators in the same form;
 * ``arrays/<i>.npy``: every array and tensor of the tree (network weights
   included), read with ``allow_pickle=False``.
@@ -251,8 +251,9 @@ class _Encoder:
         }
 
 
-#: Parameters stored as None: a file to write and code.
-_NEVER_STORED = ("checkpoint_path", "callbacks")
+#: Parameters stored as None: places to write (a detector's checkpoint, a
+#: Pipeline's cache folder, whose pickles joblib would load back) and code.
+_NEVER_STORED = ("checkpoint_path", "memory", "callbacks")
 
 _HOLDS = (
     "model files hold only numbers, strings, booleans, None, tuples, lists and dicts of "

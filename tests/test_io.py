@@ -291,6 +291,25 @@ def test_model_files_name_no_file_to_write(tmp_path):
     assert victim.read_text() == "keep me"
 
 
+def test_a_pipelines_cache_folder_is_not_stored(tmp_path):
+    # Pipeline(memory=...) names a folder that fit writes joblib pickles to and reads back.
+    X = np.random.default_rng(6).normal(size=(40, 4))
+    cache = tmp_path / "cache"
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCADetector(n_components=2))])
+    pipe.set_params(memory=str(cache)).fit(X)
+    path = save(pipe, tmp_path / "m")
+    assert load(path).memory is None  # saved as None
+    assert pipe.memory == str(cache)  # the pipeline keeps its own
+    payload = _payload(path)
+    payload["params"]["memory"] = str(tmp_path / "elsewhere")
+    forged = _rewrite(
+        path, tmp_path / "forged", entries={"payload.json": json.dumps(payload).encode()}
+    )
+    with pytest.raises(ModelFileError, match=r"cannot be loaded: it stores memory="):
+        load(forged)
+    assert not (tmp_path / "elsewhere").exists()
+
+
 @needs_autoencoder
 def test_a_files_device_never_makes_load_fail(tmp_path):
     X = np.random.default_rng(6).normal(size=(40, 6)).astype(np.float32)
