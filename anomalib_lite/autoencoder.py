@@ -312,6 +312,11 @@ class ConvAutoencoderDetector(TorchDetector):
     image_score_aucs_ : dict
         ``{score: ROC-AUC}`` of the choice, on synthetic defects against the
         training images; empty when no choice was made.
+    energy_scale_ : float
+        Weight of the map's second part, the smoothed squared residual, against
+        its first, the squared smoothed residual: the first's mean over the
+        second's on the fit's images (at most 1000, at the fit's ``smoothing``),
+        so that both parts weigh the same there; 1 when that mean is not usable.
     edge_scale_ : ndarray of shape (H, W), dtype float32
         Divisor of :meth:`anomaly_map`. The network reconstructs the outer
         pixels of an image less closely than the rest, margin or not, so that
@@ -550,16 +555,21 @@ class ConvAutoencoderDetector(TorchDetector):
         gen = make_generator(draw_seed(self.random_state))
         if X.shape[0] > CHOICE_IMAGES:
             X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
-        total = 0.0
+        totals = [0.0, 0.0]
 
-        # A running sum: the maps of all X would take n * H * W floats.
+        # Running sums: the maps of all X would take n * H * W floats.
         def add_maps(x, out, _):
-            nonlocal total
-            total = total + self._residual_map(x, out).double().sum(0).cpu().numpy()
+            for i, part in enumerate(self._map_parts(x, out)):
+                totals[i] = totals[i] + part.double().sum(0).cpu().numpy()
             return x.new_zeros(x.shape[0])  # _outputs stacks one value per image
 
         self._outputs(X, add_maps)
-        self.edge_scale_ = edge_scale(total / X.shape[0])
+        square, energy = (float(np.sum(t)) for t in totals)
+        usable = 0 < energy < math.inf and math.isfinite(square)
+        self.energy_scale_ = square / energy if usable else 1.0
+        weight = self.energy_scale_
+        mean_map = (totals[0] + weight * totals[1]) / ((1 + weight) * X.shape[0])
+        self.edge_scale_ = edge_scale(mean_map)
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
             return
@@ -738,20 +748,41 @@ class ConvAutoencoderDetector(TorchDetector):
             return min(self.input_shape_[1:]) / SMOOTHING_SIDE
         return float(self.smoothing)
 
+    def _residual(self, x, out):
+        """``x - out`` cropped, in input units."""
+        _, scale = self._stats(out)
+        return (self._crop(x) - self._crop(out)) * scale
+
     def _residual_map(self, x, out, sigma=None):
         """Squared Gaussian-smoothed residual, averaged over channels, input units;
         smoothed by ``sigma`` pixels, or by :meth:`_sigma` when None."""
-        _, scale = self._stats(out)
-        residual = (self._crop(x) - self._crop(out)) * scale
+        residual = self._residual(x, out)
         sigma = self._sigma() if sigma is None else sigma
         if sigma > 0:
             residual = gaussian_blur(residual, sigma)
         return residual.square().mean(1)
 
+    def _map_parts(self, x, out):
+        """The two parts of the map, smoothed by :meth:`_sigma` pixels and averaged
+        over channels, input units: the square of the smoothed residual, in which
+        the alternating residual of fine normal detail cancels, and the smoothed
+        square (the residual's local energy), which keeps a thin or textured
+        defect whose residual alternates in sign too."""
+        residual = self._residual(x, out)
+        sigma = self._sigma()
+        if sigma <= 0:
+            square = residual.square().mean(1)
+            return square, square
+        energy = gaussian_blur(residual.square(), sigma).mean(1)
+        return gaussian_blur(residual, sigma).square().mean(1), energy
+
     def _pixel_map(self, x, out):
-        """:meth:`_residual_map` over ``edge_scale_`` (none yet: callbacks may score
-        before a first fit has set it)."""
-        residual = self._residual_map(x, out)
+        """Weighted mean of :meth:`_map_parts`, the energy weighted by
+        ``energy_scale_``, over ``edge_scale_``; callbacks may score before a
+        first fit has set the two, which then count as 1."""
+        square, energy = self._map_parts(x, out)
+        weight = getattr(self, "energy_scale_", 1.0)
+        residual = (square + weight * energy) / (1 + weight)
         divisor = getattr(self, "edge_scale_", None)
         if divisor is None:
             return residual
@@ -779,10 +810,14 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # ------------------------------------------------------------ public API
     def anomaly_map(self, X):
-        """Per-pixel anomaly score: the residual ``x - reconstruct(x)`` smoothed by a
-        Gaussian of sigma ``smoothing`` pixels, then squared, averaged over channels and
-        divided by ``edge_scale_`` (with ``smoothing=0``, the mean of ``maps *
-        edge_scale_`` is ``reconstruction_error``).
+        """Per-pixel anomaly score from the residual ``x - reconstruct(x)``: the mean
+        of the residual smoothed by a Gaussian of sigma ``smoothing`` pixels, then
+        squared, and of the squared residual smoothed the same way (weighted by
+        ``energy_scale_``), averaged over channels and divided by ``edge_scale_``.
+        The first finds a change of one sign, in which the alternating residual of
+        fine normal detail cancels; the second keeps a thin or textured defect,
+        whose residual alternates too. With ``smoothing=0`` both are the squared
+        residual, and the mean of ``maps * edge_scale_`` is ``reconstruction_error``.
 
         Parameters
         ----------
