@@ -134,13 +134,28 @@ class MapMeanConvAutoencoder(ConvAutoencoderDetector):
         return reduce_map(self._pixel_map(x, out), "mean")
 
 
+class SquareMapConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose map is the squared smoothed residual alone, as it
+    was before it was averaged with the smoothed squared residual."""
+
+    def _map_parts(self, x, out):
+        square, _ = super()._map_parts(x, out)
+        return square, square
+
+
+def _refit_scoring(model, cls, train):
+    """A copy of the fitted ``model`` as ``cls``, whose ``edge_scale_`` and ``'auto'``
+    choice are made again on the same images (the network is the same)."""
+    previous = copy.copy(model)
+    previous.__class__ = cls
+    previous._choose_scoring(train)
+    return previous
+
+
 def _map_mean_choice(model, train):
     """A copy of the fitted ``model`` whose ``'auto'`` chose between ``'max'`` and the
     map's mean as ``'smooth'`` (:class:`MapMeanConvAutoencoder`), on the same images."""
-    previous = copy.copy(model)
-    previous.__class__ = MapMeanConvAutoencoder
-    previous._choose_scoring(train)
-    return previous
+    return _refit_scoring(model, MapMeanConvAutoencoder, train)
 
 
 def _conv(cls=ConvAutoencoderDetector, **params):
@@ -176,6 +191,10 @@ UNSCALED = "unscaled"
 #: wider, and of the score that ``'auto'`` chose with it, for the same fits.
 MAP_MEAN = "map mean"
 AUTO_MAP_MEAN = "auto map mean"
+#: The key of the fits' scores and pixel ROC-AUC with the squared smoothed residual
+#: alone as their map (``SquareMapConvAutoencoder``), the map before it was averaged
+#: with the smoothed squared residual.
+SQUARE_MAP = "square map"
 #: The defaults before the high, then decaying, learning rate, the 40 epochs, the
 #: margin and the image score chosen after training (and He initialization).
 PREVIOUS_DEFAULTS = {
@@ -274,6 +293,9 @@ def run_job(job):
     model.fit(train)
     result = {"fit": time.perf_counter() - t0, "fit_cpu": time.process_time() - c0}
     map_mean_model = _map_mean_choice(model, train) if method == DEFAULT else None
+    square_model = (
+        _refit_scoring(model, SquareMapConvAutoencoder, train) if method == DEFAULT else None
+    )
     for test_name, X, labels, masks in tests:
         result[test_name] = roc_auc_score(labels, score(model, X))
         maps = amap(model, X) if masks is not None or method == DEFAULT else None
@@ -293,6 +315,11 @@ def run_job(job):
                 labels, reduce_map(torch.from_numpy(maps), "mean").numpy()
             )
             result[f"{test_name} {AUTO_MAP_MEAN}"] = roc_auc_score(labels, score(map_mean_model, X))
+            result[f"{test_name} {SQUARE_MAP}"] = roc_auc_score(labels, score(square_model, X))
+            if masks is not None:
+                result[f"{test_name} pixel {SQUARE_MAP}"] = pixel_roc_auc_score(
+                    masks, amap(square_model, X)
+                )
             unscaled = maps * model.edge_scale_
             if model.image_score_ == "smooth":  # no edge correction in it
                 result[f"{test_name} {UNSCALED}"] = result[f"{test_name} smooth"]
@@ -498,11 +525,13 @@ def image_score_table(results):
         "auto",
         AUTO_MAP_MEAN,
         UNSCALED,
+        SQUARE_MAP,
     )
     names = {TOPK_PREVIOUS: "`'topk'` at 5%", "auto": "`'auto'` (default)"}
     names[MAP_MEAN] = "mean of the map"
     names[AUTO_MAP_MEAN] = "`'auto'` with the map's mean as `'smooth'`"
     names[UNSCALED] = "`'auto'` without `edge_scale_`"
+    names[SQUARE_MAP] = "`'auto'` with the squared smoothed residual as the map"
     lines = [
         "| set | "
         + " | ".join(names.get(s, f"`{s!r}`") for s in columns)
@@ -519,7 +548,14 @@ def image_score_table(results):
             "previous chose": f"{test} previous chose smooth",
             **{
                 s: f"{test} {s}"
-                for s in (*IMAGE_SCORES, MAP_MEAN, TOPK_PREVIOUS, AUTO_MAP_MEAN, UNSCALED)
+                for s in (
+                    *IMAGE_SCORES,
+                    MAP_MEAN,
+                    TOPK_PREVIOUS,
+                    AUTO_MAP_MEAN,
+                    UNSCALED,
+                    SQUARE_MAP,
+                )
             },
         }
 
@@ -535,16 +571,25 @@ def image_score_table(results):
 
 
 def edge_pixel_table(results):
-    """Pixel ROC-AUC of the default fits' maps with and without ``edge_scale_``."""
-    lines = ["| set | with `edge_scale_` (default) | without |", "| --- | --- | --- |"]
+    """Pixel ROC-AUC of the default fits' maps, with and without ``edge_scale_``,
+    and of the squared smoothed residual alone."""
+    lines = [
+        "| set | with `edge_scale_` (default) | without | the squared smoothed residual |",
+        "| --- | --- | --- | --- |",
+    ]
+    columns = ("with", "without", SQUARE_MAP)
 
     def keys(test, result):
         if f"{test} pixel {UNSCALED}" not in result:
             return None
-        return {"with": f"{test} pixel", "without": f"{test} pixel {UNSCALED}"}
+        return {
+            "with": f"{test} pixel",
+            "without": f"{test} pixel {UNSCALED}",
+            SQUARE_MAP: f"{test} pixel {SQUARE_MAP}",
+        }
 
     for label, per_seed in _default_rows(results, keys).items():
-        cells = [_seed_cell(per_seed, k) for k in ("with", "without")]
+        cells = [_seed_cell(per_seed, k) for k in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -654,13 +699,17 @@ def main(argv=None):
             "chose the map's mean). `'auto'` with the map's mean as `'smooth'` is the "
             "choice the same fits make between `'max'` and the map's mean, on the same "
             "synthetic defects; `'auto'` without `edge_scale_` is the chosen score "
-            "undivided by the edge correction (`'smooth'` has none). Image ROC-AUC, "
-            "`mean (minimum)` over the training seeds.",
+            "undivided by the edge correction (`'smooth'` has none). The map is the mean "
+            "of the squared smoothed residual and the smoothed squared residual; `'auto'` "
+            "with the squared smoothed residual as the map is the choice the same fits make "
+            "with that part alone (the map before), with its own `edge_scale_`. Image "
+            "ROC-AUC, `mean (minimum)` over the training seeds.",
             "",
             *image_score_table(results),
             "",
             "Pixel ROC-AUC of the same fits' maps, divided by `edge_scale_` (the default) "
-            "and undivided:",
+            "and undivided, and of the squared smoothed residual alone (the map before), "
+            "with its own `edge_scale_`:",
             "",
             *edge_pixel_table(results),
             "",
