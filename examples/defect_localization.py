@@ -13,8 +13,8 @@ the per-pixel difference between the image and its reconstruction says
 
 Four maps are compared: PCA's squared difference, the same smoothed by a
 Gaussian of sigma 1 pixel, ``ConvAutoencoderDetector.anomaly_map`` (its
-squared residual, smoothed the same way by default, with the normal excess
-along the edge divided out) and
+squared residual, smoothed the same way by default before and after squaring,
+with the normal excess along the edge divided out) and
 ``DraemDetector.anomaly_map`` (a segmentation network's probability that a
 pixel is defective, learned from synthetic defects). The script prints both
 metrics overall and the pixel ROC-AUC per defect type, and saves the PRO

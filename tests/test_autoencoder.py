@@ -1132,6 +1132,30 @@ def test_edge_scale_comes_from_every_training_image_across_scoring_batches(monke
     np.testing.assert_allclose(det.edge_scale_, edge_scale(residual.mean(0)), rtol=1e-5)
 
 
+def test_energy_scale_weighs_both_parts_of_the_map_alike_on_the_training_images():
+    X = _images(n=60, h=16, w=16)
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    means = det._outputs(
+        X, lambda x, out, _: torch.stack([p.flatten(1).mean(1) for p in det._map_parts(x, out)], 1)
+    ).mean(0)
+    assert 0 < det.energy_scale_ < 1  # smoothing cancels part of the residual before squaring
+    np.testing.assert_allclose(means[0], det.energy_scale_ * means[1], rtol=1e-5)
+
+
+def test_the_map_keeps_a_thin_residual_that_alternates_in_sign():
+    # A scratch across a grain: its residual changes sign from pixel to pixel, and
+    # smoothing it before squaring cancels it; the smoothed square keeps it.
+    det = ConvAutoencoderDetector(**{**FAST, "smoothing": 1.0}).fit(_images(n=60, h=16, w=16))
+    x = torch.zeros(1, 1, *det._padded_size())
+    out = x.clone()
+    top, _, left, _ = det.padding_
+    out[0, 0, top : top + 16, left + 8] = torch.tensor([1.0, -1.0] * 8)
+    square, _ = det._map_parts(x, out)
+    amap = det._pixel_map(x, out)[0] * torch.as_tensor(det.edge_scale_)
+    on, off = amap[4:12, 8].mean(), amap[4:12, 2].mean()
+    assert on > 20 * off and on > 3 * square[0, 4:12, 8].mean()
+
+
 def test_auto_image_score_is_the_better_score_on_synthetic_defects():
     X = _images(n=60, h=16, w=16)
     det = ConvAutoencoderDetector(**{**FAST, "max_iter": 8}).fit(X)
