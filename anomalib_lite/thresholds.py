@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 _METHODS = ("conformal", "quantile", "analytic", "f1", "youden", "recall")
 _LABELLED = ("f1", "youden", "recall")
-# Tolerance on (n + 1) * alpha, so that e.g. 20 * 0.05 counts as exactly 1.
+# Tolerance on target_recall * n_pos, so that e.g. 0.3 * 10 counts as exactly 3.
 _RANK_TOL = 1e-9
 
 
@@ -53,9 +53,14 @@ class CalibrationWarning(UserWarning):
 def conformal_threshold(calibration_scores, alpha):
     """Split-conformal threshold on anomaly scores at false-alarm rate ``alpha``.
 
-    The ``k``-th smallest of ``n`` held-out normal scores, ``k = ceil((n + 1)(1 - alpha))``.
-    A new normal sample exchangeable with them scores strictly above it with
-    probability at most ``alpha``, whatever the detector and the distribution.
+    The ``k``-th smallest of ``n`` held-out normal scores, ``k = n + 1 - m`` with
+    ``m`` the largest integer such that ``m / (n + 1) <= alpha`` in floating point,
+    i.e. ``k = ceil((n + 1)(1 - alpha))``. A new normal sample exchangeable with
+    them scores strictly above it with probability at most ``alpha``, whatever
+    the detector and the distribution. The comparison is the one
+    :func:`conformal_p_values` makes, so a score exceeds the threshold exactly
+    when its p-value is ``<= alpha``, also for an ``alpha`` such as ``1 - 0.9``
+    that lies a rounding error below ``m / (n + 1)``.
 
     Parameters
     ----------
@@ -84,9 +89,13 @@ def conformal_threshold(calibration_scores, alpha):
     scores = check_scores(calibration_scores, "calibration_scores")
     alpha = check_float(alpha, "alpha", low=0, high=1)
     n = scores.size
-    n_exceed = math.floor((n + 1) * alpha + _RANK_TOL)  # n + 1 - k
+    n_exceed = _max_exceedances(n, alpha)  # n + 1 - k
     if n_exceed < 1:
-        need = max(math.ceil(1.0 / alpha - _RANK_TOL) - 1, 1)
+        need = max(math.ceil(1.0 / alpha) - 1, 1)
+        while 1.0 / (need + 1.0) > alpha:  # the smallest n with 1 / (n + 1) <= alpha
+            need += 1
+        while need > 1 and 1.0 / need <= alpha:
+            need -= 1
         raise ValueError(
             f"Only {n} held-out normal scores for alpha={alpha}: the conformal "
             f"threshold needs at least ceil(1 / alpha) - 1 = {need} of them, as "
@@ -95,6 +104,16 @@ def conformal_threshold(calibration_scores, alpha):
             "calibration_size, raise alpha, or use method='quantile' (no guarantee)."
         )
     return float(np.sort(scores)[n - n_exceed])
+
+
+def _max_exceedances(n, alpha):
+    """The largest ``m`` with ``m / (n + 1.0) <= alpha``, compared as p-values are."""
+    m = math.floor((n + 1) * alpha)
+    while (m + 1) / (n + 1.0) <= alpha:
+        m += 1
+    while m > 0 and m / (n + 1.0) > alpha:
+        m -= 1
+    return m
 
 
 def conformal_p_values(calibration_scores, anomaly_scores):

@@ -1,6 +1,5 @@
 """Threshold rules and CalibratedDetector: guarantees, fallbacks, splits, errors."""
 
-import math
 import warnings
 from pathlib import Path
 
@@ -42,19 +41,65 @@ def _gaussian(seed, n, d=5):
 @given(scores=scores_1d, alpha=st.floats(0.01, 0.99), new=scores_1d)
 def test_conformal_threshold_is_the_conformal_rank(scores, alpha, new):
     n = scores.size
-    n_exceed = math.floor((n + 1) * alpha + 1e-9)
+    # the most exceedances whose p-value m / (n + 1) is still <= alpha
+    n_exceed = max(m for m in range(n + 1) if m == 0 or m / (n + 1.0) <= alpha)
     if n_exceed < 1:
         with pytest.raises(ValueError, match="needs at least ceil"):
             conformal_threshold(scores, alpha)
         return
     t = conformal_threshold(scores, alpha)
-    k = math.ceil((n + 1) * (1 - alpha) - 1e-9)
+    k = n + 1 - n_exceed
     assert t == np.sort(scores)[k - 1]
     # at most n + 1 - k - 1 calibration scores lie strictly above it
     assert np.sum(scores > t) <= n - k
     # p <= alpha exactly where the anomaly score exceeds the threshold, ties included
     probe = np.r_[new, scores]
     np.testing.assert_array_equal(conformal_p_values(scores, probe) <= alpha, probe > t)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    share=st.floats(0.0, 1.0),
+    side=st.sampled_from([-np.inf, 0.0, np.inf]),
+    seed=st.integers(0, 2**16),
+)
+def test_predict_flags_exactly_p_at_most_alpha_next_to_a_rank(n, share, side, seed):
+    # alpha at m / (n + 1) or one float either side of it, where rounding decides
+    m = min(max(round(share * n), 1), n)
+    alpha = float(np.nextafter(m / (n + 1.0), side)) if side else m / (n + 1.0)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n + 6, 3))
+    det = CalibratedDetector(
+        PCADetector(n_components=1, trim_fraction=0),
+        alpha=alpha,
+        calibration_size=n,
+        random_state=seed,
+    )
+    if 1 / (n + 1.0) > alpha:
+        with pytest.raises(ValueError, match="needs at least ceil"):
+            det.fit(X)
+        return
+    det.fit(X)
+    X_new = np.vstack([rng.normal(size=(50, 3)), X])
+    flagged = det.predict(X_new) == -1
+    np.testing.assert_array_equal(flagged, det.p_values(X_new) <= alpha)
+
+
+def test_alpha_a_rounding_error_below_a_rank_allows_no_extra_exceedance():
+    alpha = 1 - 0.9  # 0.09999999999999998, just below 1 / 10
+    # 9 scores would need p = 1 / 10 <= alpha for one exceedance: too few
+    with pytest.raises(ValueError, match=r"Only 9 held-out .*ceil\(1 / alpha\) - 1 = 10"):
+        conformal_threshold(np.arange(1.0, 10.0), alpha)
+    assert conformal_threshold(np.arange(1.0, 11.0), alpha) == 10.0
+    # with 19 scores one exceedance is allowed: 1 / 20 <= alpha < 2 / 20
+    assert conformal_threshold(np.arange(1.0, 20.0), alpha) == 19.0
+    X = _gaussian(0, 200)
+    det = CalibratedDetector(
+        PCADetector(n_components=2), alpha=alpha, calibration_size=19, random_state=0
+    ).fit(X)
+    X_new = _gaussian(1, 500)
+    np.testing.assert_array_equal(det.predict(X_new) == -1, det.p_values(X_new) <= alpha)
 
 
 def test_conformal_threshold_boundary_sizes():
