@@ -411,7 +411,8 @@ class CalibratedDetector(BaseDetector):
 
     def _split(self, n_normal):
         size = self.calibration_size
-        n_cal = math.ceil(size * n_normal) if isinstance(size, float) else int(size)
+        # a share is any non-integral Real, as _check_params accepts it (np.float32 too)
+        n_cal = int(size) if isinstance(size, Integral) else math.ceil(float(size) * n_normal)
         if n_cal >= n_normal:
             raise ValueError(
                 f"calibration_size={size!r} holds out {n_cal} of the {n_normal} normal "

@@ -353,6 +353,13 @@ def test_calibration_size_as_share_and_count():
     assert not det.refitted_
 
 
+@pytest.mark.parametrize("size", [0.25, np.float64(0.25), np.float32(0.25), np.float16(0.25)])
+def test_calibration_share_of_any_float_type(size):
+    X = _gaussian(0, 101)
+    det = CalibratedDetector(PCADetector(n_components=2), calibration_size=size, random_state=0)
+    assert det.fit(X).calibration_scores_.size == 26  # ceil(0.25 * 101)
+
+
 def test_refit_uses_every_normal_row_where_the_method_allows():
     X = _gaussian(0, 200)
     det = CalibratedDetector(
