@@ -214,7 +214,9 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     Returns
     -------
     threshold : float
-        Samples with an anomaly score strictly above it are flagged.
+        Samples with an anomaly score strictly above it are flagged, also
+        when compared in the scores' own float type (float32, float16): the
+        cut is placed in that type, so it never rounds onto a score.
 
     Examples
     --------
@@ -242,11 +244,21 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     k = int(n_flagged[best])
     if k == 0:
         return float(desc[0])  # nothing above the largest score
+    # The cut is placed in the scores' own float type: a float64 cut between two
+    # adjacent float32 scores can round onto the higher one when compared in float32.
+    dtype = _score_dtype(anomaly_scores)
+    desc = desc.astype(dtype)  # exact: the scores came from this type
     if k == s.size:
-        return float(np.nextafter(desc[-1], -np.inf))
+        return float(np.nextafter(desc[-1], dtype.type(-np.inf)))
     hi, lo = desc[k - 1], desc[k]
-    mid = lo / 2.0 + hi / 2.0  # half-way, where floats allow
+    mid = lo / dtype.type(2) + hi / dtype.type(2)  # half-way, where floats allow
     return float(mid) if lo <= mid < hi else float(lo)
+
+
+def _score_dtype(anomaly_scores):
+    """The float type scores are compared in: their own if narrower than float64."""
+    dtype = np.asarray(anomaly_scores).dtype
+    return dtype if dtype.kind == "f" and dtype.itemsize < 8 else np.dtype(np.float64)
 
 
 def _final_step(estimator):

@@ -222,6 +222,43 @@ def test_labelled_thresholds_are_optimal_over_every_cut(scores, seed, target):
     assert flagged.sum() == min(reaching)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    base=st.floats(0.5, 1000.0, width=32),
+    ulps=arrays(np.int32, st.integers(2, 12), elements=st.integers(0, 4)),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([np.float16, np.float32, np.float64]),
+    method=st.sampled_from(["f1", "youden"]),
+)
+def test_labelled_threshold_flags_its_cut_in_the_scores_dtype(base, ulps, seed, dtype, method):
+    # scores a few units in the last place apart, where a float64 midpoint can
+    # round onto the higher score when compared in float32 or float16
+    start = np.asarray(base, dtype=dtype)
+    scores = np.array([start] * ulps.size)
+    for i, n in enumerate(ulps):
+        for _ in range(n):
+            scores[i] = np.nextafter(scores[i], dtype(np.inf))
+    y = np.random.default_rng(seed).integers(0, 2, size=scores.size)
+    y[0], y[-1] = 1, 0
+    t = labelled_threshold(scores, y, method=method)
+    flagged = scores > t
+    np.testing.assert_array_equal(flagged, scores.astype(np.float64) > t)
+    wide = scores.astype(np.float64)
+    rule = wide > labelled_threshold(wide, y, method=method)  # float64 chooses the same cut
+    np.testing.assert_array_equal(flagged, rule)
+
+
+def test_labelled_threshold_of_adjacent_float32_scores():
+    lo = np.nextafter(np.float32(1.0), np.float32(2))  # an odd last bit: the midpoint ties
+    hi = np.nextafter(lo, np.float32(2))
+    s = np.array([0.5, lo, hi], dtype=np.float32)
+    t = labelled_threshold(s, [0, 0, 1])
+    assert (s > t).tolist() == [False, False, True]
+    # flagging every sample: the cut lies below the lowest score in float32 too
+    s = np.array([lo, hi, 2.0], dtype=np.float32)
+    assert (s > labelled_threshold(s, [1, 0, 1])).all()
+
+
 def test_labelled_threshold_sits_half_way_between_classes():
     t = labelled_threshold([0.1, 0.2, 0.3, 0.8, 0.9], [0, 0, 0, 1, 1], method="youden")
     assert t == pytest.approx(0.55)
