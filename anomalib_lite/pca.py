@@ -368,8 +368,9 @@ class PCADetector(BaseDetector):
         fitted components. ``offset_`` is set from the last batch's scores.
         ``trim_fraction`` leaves out each batch's rows it selects under the
         decomposition so far. Under ``control_limit`` a float
-        ``trim_fraction`` is refused, and a failed update leaves the detector
-        as it was.
+        ``trim_fraction`` is refused. A failed first call leaves the detector
+        unfitted, and under ``control_limit`` a failed update leaves it as it
+        was.
 
         Parameters
         ----------
@@ -394,8 +395,15 @@ class PCADetector(BaseDetector):
                 "the analytic limits need. Use fit, or set the threshold with "
                 "contamination instead."
             )
-        # analytic_limit can refuse the updated model: keep this one to restore
-        before_update = None if self.control_limit is None else copy.deepcopy(self.__dict__)
+        # A failed first batch must leave the detector unfitted, or later calls
+        # would continue from its partial state; analytic_limit can refuse an
+        # updated model, so under control_limit keep the fitted one to restore.
+        if first:
+            before_update = dict(self.__dict__)  # the parameters only
+        elif self.control_limit is not None:
+            before_update = copy.deepcopy(self.__dict__)
+        else:
+            before_update = None
         try:
             return self._update(X, y, first)
         except BaseException:

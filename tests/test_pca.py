@@ -565,6 +565,21 @@ def test_partial_fit_trims_each_batch():
     assert overlap(det) > np.sqrt(2) - 1e-3
 
 
+@pytest.mark.parametrize("trim_fraction", [0.0, 0.1, "auto"])
+def test_failed_first_partial_fit_leaves_the_detector_unfitted(trim_fraction):
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(0).normal(size=(60, 6))
+    det = PCADetector(n_components=4, trim_fraction=trim_fraction)
+    with pytest.raises(ValueError, match="at least n_components normal samples"):
+        det.partial_fit(X[:3])  # fewer rows than components
+    assert not [key for key in vars(det) if key.endswith("_")]
+    with pytest.raises(NotFittedError):
+        det.score_samples(X[:2])
+    det.partial_fit(X[3:])  # a batch large enough starts the fit afresh
+    assert det.n_components_ == 4 and det.n_samples_fit_ + det.n_trimmed_ == 57
+
+
 def test_partial_fit_checks_parameters_set_after_the_first_batch():
     X, _, _ = _subspace_data(0, n=50)
     det = PCADetector(n_components=2).fit(X)
