@@ -564,8 +564,13 @@ class PCADetector(BaseDetector):
                 "only known after fit(); after partial_fit use statistic='t2' or "
                 "calibrate the threshold on held-out data."
             )
-        if theta1 <= 0:
-            return 0.0
+        if theta1 <= 0:  # no variance outside the subspace
+            if self.statistic == "spe":
+                return 0.0
+            # The combined score is then T² / k plus the residual's rounding noise
+            # (_anomaly_score divides SPE by 1): Box's g * chi2(h) with the mean 1
+            # and variance 2 / k of T² / k gives chi2(k) / k.
+            return float(stats.chi2.ppf(1 - alpha, k) / k)
         if self.statistic == "combined" and np.isnan(theta2):
             raise ValueError(
                 "The combined control limit needs the discarded eigenvalues, "

@@ -10,8 +10,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.io import loadmat
+from scipy.stats import chi2, ortho_group
 from scipy.stats import f as f_dist
-from scipy.stats import ortho_group
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -167,6 +167,19 @@ def test_analytic_limit_controls_false_alarms_on_gaussian_data(statistic, trim_f
         rates.append(np.mean(det.predict(fresh) == -1))
     assert abs(np.mean(rates) - alpha) < 0.01
     assert det.offset_ == -det.analytic_limit(alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.2])
+def test_combined_limit_without_residual_variance_is_the_t2_part(alpha):
+    # one feature, one component: no variance outside the subspace (theta_[0] == 0),
+    # and the combined score is its T² / k part (k = 1), the residual being zero
+    rng = np.random.default_rng(0)
+    X, fresh = rng.normal(size=(400, 1)), rng.normal(size=(4000, 1))
+    with pytest.warns(UserWarning, match="explains all the training variance"):
+        det = PCADetector(n_components=1, statistic="combined", control_limit=alpha).fit(X)
+    assert det.theta_[0] == 0.0
+    assert det.analytic_limit(alpha) == pytest.approx(chi2.ppf(1 - alpha, 1))
+    assert abs(np.mean(det.predict(fresh) == -1) - alpha) < 0.02
 
 
 def test_analytic_limit_is_monotone_in_alpha():
