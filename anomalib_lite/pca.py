@@ -207,11 +207,18 @@ class PCADetector(BaseDetector):
             raise ValueError(
                 f"{what} identical, so there is no principal subspace to learn; {hint}."
             )
-        if not np.any(np.var(X, axis=0, dtype=np.float64) > 0):
+        # T² divides by variances down to eps times the largest: all of them must
+        # be normal float64 numbers, or T² (and 'combined') lose their precision.
+        info = np.finfo(np.float64)
+        smallest = info.tiny / info.eps
+        largest = float(np.var(X, axis=0, dtype=np.float64).max())
+        if not largest >= smallest:
             raise ValueError(
-                f"X varies by at most {float(np.ptp(X, axis=0).max()):.3g}: its variance "
-                "underflows float64 (squares below ~1e-308), so there is no principal "
-                "subspace to learn. Rescale X, e.g. with sklearn.preprocessing.StandardScaler."
+                f"X varies by at most {float(np.ptp(X, axis=0).max()):.3g}: its largest "
+                f"variance, {largest:.3g}, is below {smallest:.3g}, where the principal "
+                "variances that T² divides by (down to float64's eps times the largest) "
+                "underflow float64 (squares below ~1e-308). Rescale X, e.g. with "
+                "sklearn.preprocessing.StandardScaler."
             )
 
     # --------------------------------------------------------------- fitting
@@ -334,7 +341,9 @@ class PCADetector(BaseDetector):
 
     def _set_explained_variance(self, lam):
         self.explained_variance_ = lam
-        # a floor relative to the largest variance: T² stays scale-free
+        # A floor relative to the largest variance keeps T² scale-free. fit refuses
+        # data whose largest variance is below tiny / eps, so the floor is eps times
+        # the largest there; tiny only keeps 1 / floor finite when all are zero.
         info = np.finfo(np.float64)
         floor = max(info.eps * float(lam.max(initial=0.0)), info.tiny)
         self._inv_lambda = 1.0 / np.maximum(lam, floor)

@@ -93,6 +93,28 @@ def test_t2_is_mahalanobis_distance_when_all_components_kept():
     np.testing.assert_allclose(-det.score_samples(P), expected, rtol=1e-8)
 
 
+@pytest.mark.parametrize("statistic", ["t2", "combined"])
+def test_t2_and_combined_scores_do_not_depend_on_the_scale_of_x(statistic):
+    """Down to the smallest scale fit accepts: its largest variance, 9 * s**2
+    here, at least tiny / eps (about 1e-292), so that every variance T² divides
+    by (floored at eps times the largest) is a normal float64."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)) * [3.0, 2.0, 1.0, 0.5]
+    P = rng.normal(size=(40, 4)) * [3.0, 2.0, 1.0, 0.5]
+
+    def scores(scale):
+        det = PCADetector(n_components=2, statistic=statistic, trim_fraction=0)
+        return -det.fit(X * scale).score_samples(P * scale)
+
+    reference = scores(1.0)
+    for exponent in range(25, -171, -1):
+        if exponent <= -147:  # 9e-294 is below tiny / eps
+            with pytest.raises(ValueError, match=r"underflow float64.*Rescale X"):
+                scores(10.0**exponent)
+        else:
+            np.testing.assert_allclose(scores(10.0**exponent), reference, rtol=1e-9)
+
+
 def test_combined_is_sum_of_normalised_statistics():
     X, _, _ = _subspace_data(4, d=8, k=3)
     spe = PCADetector(n_components=3, trim_fraction=0).fit(X)
