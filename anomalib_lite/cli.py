@@ -361,6 +361,32 @@ def _cmd_score(args):
     print(f"scored {n_scored} images, {n_anomalies} flagged as anomalies; wrote '{out}'")
 
 
+def _figure_targets(paths, root, out, overwrite):
+    """The figure file of each input (by path), and those of them that exist already.
+
+    Everything is checked before a figure is drawn: two inputs that would share a
+    figure (``a.png`` and ``a.bmp``, or ``x/a.png`` and ``y/a.png``) are refused, as
+    is an existing figure without ``overwrite``, so that no figure replaces another
+    of the same run and a refusal leaves nothing half written.
+    """
+    targets, owners, existing = {}, {}, set()
+    for path in paths:
+        name = Path(path).relative_to(root) if root is not None else Path(path).name
+        target = (out / name).with_suffix(".png")
+        key = os.path.normcase(target)
+        if key in owners:
+            raise CommandError(
+                f"--data: '{owners[key]}' and '{path}' would both be drawn to '{target}'; "
+                "rename one of them, or draw them with separate --out folders"
+            )
+        owners[key], targets[str(path)] = path, target
+        if os.path.lexists(target):
+            if not overwrite:
+                raise _exists_error(target)
+            existing.add(target)
+    return targets, existing
+
+
 def _cmd_maps(args):
     from .visualization import reconstruction_figure
 
@@ -370,6 +396,7 @@ def _cmd_maps(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out: '{out}' is a file; pass a folder")
+    targets, existing = _figure_targets(paths, root, out, args.overwrite)
     color = layout.color(paths[0])
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")
@@ -378,8 +405,7 @@ def _cmd_maps(args):
         for batch in _batches(paths):
             images, kept = layout.read(batch, color, args.skip_unreadable)
             for i, path in enumerate(kept):
-                name = Path(path).relative_to(root) if root is not None else Path(path).name
-                target = (out / name).with_suffix(".png")
+                target = targets[str(path)]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     reconstruction_figure(
@@ -387,12 +413,10 @@ def _cmd_maps(args):
                         images[i : i + 1],
                         row_titles=[Path(path).name],
                         path=target,
-                        overwrite=args.overwrite,
+                        overwrite=target in existing,
                     )
                 except FileExistsError:
-                    raise CommandError(
-                        f"--out: '{target}' already exists; pass --overwrite to replace it"
-                    ) from None
+                    raise _exists_error(target) from None
                 written += 1
                 progress.count(written, len(paths))
     finally:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,32 @@ def model(root, tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "conv.model"
     result = _ok("fit", "--data", root, "--detector", "conv-ae", *FAST, "--out", path)
     assert "saved" in result.stdout
+    return path
+
+
+def _noise(path, seed=0, shape=(8, 8)):
+    """A random 8-bit image file at ``path``."""
+    _save(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), path)
+
+
+def _quiet(*args):
+    """Run in this process, as ``_fails`` does; the exit status."""
+    with contextlib.redirect_stdout(io_module.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def pca8(tmp_path_factory):
+    """A PCA model fitted on six random 8x8 grayscale images."""
+    folder = tmp_path_factory.mktemp("pca8")
+    for i in range(6):
+        _noise(folder / "train" / f"{i}.png", seed=i)
+    path = folder / "pca.model"
+    assert (
+        _quiet("fit", "--quiet", "--data", folder / "train", "--detector", "pca", "--out", path)
+        == 0
+    )
     return path
 
 
@@ -326,3 +353,45 @@ def test_console_script_points_at_main():
     module, _, name = scripts["anomalib-lite"].partition(":")
     assert (module, name) == ("anomalib_lite.cli", "main")
     assert main(["--help"]) == 0
+
+
+def test_maps_refuses_inputs_that_share_a_figure_name(pca8, tmp_path):
+    for name in ("new/a.png", "new/a.bmp", "x/a.png", "y/a.png"):
+        _noise(tmp_path / name)
+    out = tmp_path / "maps"
+    for first, second, extra in [
+        ("new/a.bmp", "new/a.png", []),
+        ("x/a.png", "y/a.png", ["--overwrite"]),
+    ]:
+        data = (
+            [tmp_path / "new"] if first.startswith("new") else [tmp_path / first, tmp_path / second]
+        )
+        message = _fails(
+            "maps", "--model", pca8, "--data", *data, "--out", out, *extra, match="--data"
+        )
+        assert str(tmp_path / first) in message and str(tmp_path / second) in message
+        assert not out.exists() or os.listdir(out) == []
+
+
+def test_maps_writes_nothing_when_a_figure_exists(pca8, tmp_path):
+    for name in ("a", "b"):
+        _noise(tmp_path / "new" / f"{name}.png")
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "b.png").write_text("earlier")
+    _fails("maps", "--model", pca8, "--data", tmp_path / "new", "--out", out, match="b.png")
+    assert os.listdir(out) == ["b.png"] and (out / "b.png").read_text() == "earlier"
+    args = [
+        "maps",
+        "--quiet",
+        "--overwrite",
+        "--model",
+        pca8,
+        "--data",
+        tmp_path / "new",
+        "--out",
+        out,
+    ]
+    assert _quiet(*args) == 0
+    assert sorted(os.listdir(out)) == ["a.png", "b.png"]
+    assert (out / "b.png").read_bytes().startswith(b"\x89PNG")
