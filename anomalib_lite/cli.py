@@ -202,13 +202,23 @@ class _ImageLayout:
         self.flat = self.shape is None or inner.image_shape is not None
         self.n_features = int(model.n_features_in_)
 
-    def color(self, probe):
-        """'gray' or 'rgb', from the model (or, for PCA, the first file's size)."""
-        from .datasets import load_images
+    def color(self, paths, skip_unreadable=False):
+        """'gray' or 'rgb', from the model or, for PCA, from the size of the first
+        file of ``paths`` that reads (with ``skip_unreadable``, the others are skipped)."""
+        from .datasets import _NothingRead, load_images
 
         if self.shape is not None:
             return "rgb" if self.shape[0] == 3 else "gray"
-        h, w = load_images([probe], size=self.size).shape[1:]
+        on_error = "warn" if skip_unreadable else "raise"
+        for probe in paths:
+            try:
+                h, w = load_images([probe], size=self.size, on_error=on_error).shape[1:]
+            except _NothingRead:
+                continue
+            return self._color_of(probe, h, w)
+        raise _nothing_read(paths)
+
+    def _color_of(self, probe, h, w):
         if h * w == self.n_features:
             return "gray"
         if 3 * h * w == self.n_features:
@@ -219,16 +229,23 @@ class _ImageLayout:
         )
 
     def read(self, paths, color, skip_unreadable=False):
-        """Images of ``paths``, ``(n, H, W)`` or ``(n, 3, H, W)``, and the files read."""
-        from .datasets import load_images
+        """Images of ``paths``, ``(n, H, W)`` or ``(n, 3, H, W)``, and the files read.
 
-        images, kept = load_images(
-            paths,
-            size=self.size,
-            color_mode=color,
-            on_error="warn" if skip_unreadable else "raise",
-            return_paths=True,
-        )
+        With ``skip_unreadable``, a batch of which no file reads gives no images
+        and no files (each was skipped with a warning), so that the next batch runs.
+        """
+        from .datasets import _NothingRead, load_images
+
+        try:
+            images, kept = load_images(
+                paths,
+                size=self.size,
+                color_mode=color,
+                on_error="warn" if skip_unreadable else "raise",
+                return_paths=True,
+            )
+        except _NothingRead:
+            return None, []
         self.check(images, kept[0])
         return images, kept
 
@@ -250,6 +267,14 @@ class _ImageLayout:
                 f"'{first}' has {math.prod(got)} values but the model was fitted on images "
                 f"of {self.n_features}; pass files of the fitted size, or --size"
             )
+
+
+def _nothing_read(paths):
+    """The error for files of which none could be read: each was skipped with a warning."""
+    return CommandError(
+        f"--data: none of the {len(paths)} image files could be read (each was skipped with "
+        f"a warning), e.g. '{paths[0]}'"
+    )
 
 
 def _conv_class():
@@ -331,7 +356,7 @@ def _cmd_score(args):
     layout = _ImageLayout(model, args.size)
     paths, _ = _image_files(args.data)
     out = _new_file(args.out, "--out", args.overwrite)
-    color = layout.color(paths[0])
+    color = layout.color(paths, args.skip_unreadable)
     progress = _Progress(_progress_enabled(args), "score")
     counts = {"scored": 0, "anomalies": 0}
 
@@ -342,6 +367,8 @@ def _cmd_score(args):
         writer.writerow(["path", "score", "decision", "label"])
         for batch in _batches(paths):
             images, kept = layout.read(batch, color, args.skip_unreadable)
+            if not kept:
+                continue
             score = model.score_samples(layout.as_input(images))
             decision = score - model.offset_
             for path, s, d in zip(kept, score, decision, strict=True):
@@ -350,6 +377,8 @@ def _cmd_score(args):
             counts["anomalies"] += int(np.sum(decision < 0))
             counts["scored"] += len(kept)
             progress.count(counts["scored"], len(paths))
+        if not counts["scored"]:
+            raise _nothing_read(paths)
         text.flush()
         text.detach()
 
@@ -397,7 +426,7 @@ def _cmd_maps(args):
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out: '{out}' is a file; pass a folder")
     targets, existing = _figure_targets(paths, root, out, args.overwrite)
-    color = layout.color(paths[0])
+    color = layout.color(paths, args.skip_unreadable)
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")
     written = 0
@@ -421,6 +450,8 @@ def _cmd_maps(args):
                 progress.count(written, len(paths))
     finally:
         progress.close()
+    if not written:
+        raise _nothing_read(paths)
     print(f"wrote {written} figures to '{out}'")
 
 

@@ -286,6 +286,10 @@ class _Unreadable(Exception):
     """A path that names no regular file to read."""
 
 
+class _NothingRead(ValueError):
+    """None of the files given could be read; each was skipped with a warning."""
+
+
 def _pixels(img, color_mode):
     """Pixel array ``(H, W)`` or ``(H, W, 3)`` of a decoded image and its maximum value."""
     mode = img.mode
@@ -393,7 +397,7 @@ def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
         kept.append(path)
         sizes.append(original)
     if not images:
-        raise ValueError(
+        raise _NothingRead(
             f"None of the {len(paths)} image file(s) could be read (each was skipped "
             f"with a warning), e.g. '{paths[0]}'."
         )

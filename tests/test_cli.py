@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anomalib_lite import io
+from anomalib_lite import cli, io
 from anomalib_lite.cli import main
 from anomalib_lite.datasets import make_textures
 
@@ -395,3 +395,31 @@ def test_maps_writes_nothing_when_a_figure_exists(pca8, tmp_path):
     assert _quiet(*args) == 0
     assert sorted(os.listdir(out)) == ["a.png", "b.png"]
     assert (out / "b.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "FILES_PER_BATCH", 2)
+    folder = tmp_path / "new"
+    for i, name in enumerate("bcd"):
+        _noise(folder / f"{name}.png", seed=i)
+    for name in "ae":  # the first file, and the only one of the last batch
+        (folder / f"{name}.png").write_bytes(b"\x89PNG not really")
+    scores = tmp_path / "s.csv"
+    common = ["--skip-unreadable", "--model", pca8, "--data", folder]
+    assert _quiet("score", "--quiet", *common, "--out", scores) == 0
+    with open(scores, newline="") as fh:
+        assert [Path(r["path"]).name for r in csv.DictReader(fh)] == ["b.png", "c.png", "d.png"]
+    assert _quiet("maps", "--quiet", *common, "--out", tmp_path / "maps") == 0
+    assert sorted(os.listdir(tmp_path / "maps")) == ["b.png", "c.png", "d.png"]
+
+
+def test_skip_unreadable_fails_when_no_file_can_be_read(pca8, tmp_path):
+    for name in "ab":
+        (tmp_path / "new" / f"{name}.png").parent.mkdir(exist_ok=True)
+        (tmp_path / "new" / f"{name}.png").write_bytes(b"\x89PNG not really")
+    for command, out in [("score", tmp_path / "s.csv"), ("maps", tmp_path / "maps")]:
+        args = ["--skip-unreadable", "--model", pca8, "--data", tmp_path / "new", "--out", out]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _fails(command, *args, match="--data: none of the 2 image files could be read")
+        assert not out.exists()
