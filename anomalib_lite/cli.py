@@ -464,7 +464,10 @@ def _cmd_evaluate(args):
     model = _load_model(args.model)
     layout = _ImageLayout(model, args.size)
     root = _existing(args.data, "--data")
-    color = "rgb" if layout.shape is not None and layout.shape[0] == 3 else "gray"
+    # As score chooses it: a PCA model's colour comes from the size of a test image.
+    # Without a test folder, the dataset's own check below names what is missing.
+    test = root / "test"
+    color = layout.color(_image_files([test])[0]) if test.is_dir() else "gray"
     try:
         data = load_folder_dataset(root, size=args.size, color_mode=color)
     except (ValueError, FileNotFoundError) as exc:

@@ -423,3 +423,18 @@ def test_skip_unreadable_fails_when_no_file_can_be_read(pca8, tmp_path):
             warnings.simplefilter("ignore")
             _fails(command, *args, match="--data: none of the 2 image files could be read")
         assert not out.exists()
+
+
+def test_evaluate_reads_an_rgb_pca_models_images_in_colour(tmp_path):
+    for folder, n in [("train/good", 6), ("test/good", 2), ("test/defect", 2)]:
+        for i in range(n):
+            _noise(tmp_path / "root" / folder / f"{i}.png", seed=i, shape=(8, 8, 3))
+    path, root = tmp_path / "pca.model", tmp_path / "root"
+    fit = ["fit", "--quiet", "--data", root, "--detector", "pca", "--color", "rgb", "--out", path]
+    assert _quiet(*fit) == 0
+    stdout = io_module.StringIO()
+    with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["evaluate", "--model", str(path), "--data", str(root), "--json"]) == 0
+    metrics = json.loads(stdout.getvalue())
+    assert metrics["n_images"] == 4 and metrics["n_anomalous"] == 2
