@@ -167,13 +167,26 @@ def _new_file(path, option, overwrite):
 
 # ---------------------------------------------------------------------- models
 def _load_model(path):
+    """The fitted estimator of the model file ``path``; a model file may hold an
+    unfitted one (``io.save`` allows it), which no subcommand can use."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
     from . import io
 
     path = _existing(path, "--model")
     try:
-        return io.load(path)
+        model = io.load(path)
     except (ValueError, OSError) as exc:
         raise CommandError(f"--model '{path}': {exc}") from None
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        raise CommandError(
+            f"--model '{path}' holds an unfitted {type(model).__name__}; fit it first "
+            "(anomalib-lite fit)"
+        ) from None
+    return model
 
 
 def _scorer(model):

@@ -438,3 +438,19 @@ def test_evaluate_reads_an_rgb_pca_models_images_in_colour(tmp_path):
         assert main(["evaluate", "--model", str(path), "--data", str(root), "--json"]) == 0
     metrics = json.loads(stdout.getvalue())
     assert metrics["n_images"] == 4 and metrics["n_anomalous"] == 2
+
+
+def test_unfitted_model_is_refused(tmp_path):
+    from anomalib_lite import ConvAutoencoderDetector, PCADetector
+
+    _noise(tmp_path / "images" / "a.png")
+    for detector in (PCADetector(), ConvAutoencoderDetector(max_iter=1, channels=(4,))):
+        name = type(detector).__name__
+        path = io.save(detector, tmp_path / f"{name}.model")
+        data = ["--model", path, "--data", tmp_path / "images"]
+        for args in (
+            ["score", *data, "--out", tmp_path / "s.csv"],
+            ["maps", *data, "--out", tmp_path / "m"],
+            ["evaluate", *data],
+        ):
+            _fails(*args, match=f"--model '{path}' holds an unfitted {name}; fit it first")
