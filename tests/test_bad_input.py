@@ -490,6 +490,17 @@ def _scores_infinite(ctx):
     return [check, scorer]
 
 
+# ------------------------------------------------------------ devices
+@row("device-unsupported", ValueError, r"device='(xpu|meta)' but the detectors run only on CPU")
+def _device_unsupported(ctx):
+    return [
+        lambda det=det, device=device: clone(det).set_params(device=device).fit(_X())
+        for det in ctx.unfitted
+        if "device" in det.get_params()
+        for device in ("xpu", "meta")
+    ]
+
+
 # ------------------------------------------------------------ model files
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, fitted_detectors):

@@ -454,3 +454,13 @@ def test_unfitted_model_is_refused(tmp_path):
             ["evaluate", *data],
         ):
             _fails(*args, match=f"--model '{path}' holds an unfitted {name}; fit it first")
+
+
+def test_unsupported_device_names_it(tmp_path):
+    for i in range(2):
+        _noise(tmp_path / "train" / f"{i}.png", seed=i)
+    fit = ["fit", "--data", tmp_path / "train", "--param", "max_iter=1", "--param", "channels=(4,)"]
+    for device in ("xpu", "meta"):
+        args = [*fit, "--param", f"device={device}", "--out", tmp_path / "m.model"]
+        _fails(*args, match=f"device='{device}' but the detectors run only on CPU, CUDA and MPS")
+    assert not (tmp_path / "m.model").exists()

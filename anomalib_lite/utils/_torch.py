@@ -36,7 +36,7 @@ def check_device(device):
         except RuntimeError:
             raise ValueError(
                 f"device={device!r} is not a torch device; expected 'auto', 'cpu', "
-                "'cuda', 'cuda:1', 'mps', ..."
+                "'cuda', 'cuda:1' or 'mps'."
             ) from None
     return device
 
@@ -57,11 +57,21 @@ def device_available(device):
 
 
 def resolve_device(device):
-    """The device a fit runs on, as a string: ``'auto'`` picks CUDA when present."""
+    """The device a fit runs on, as a string: ``'auto'`` picks CUDA when present.
+
+    Only CPU, CUDA and MPS are accepted, the devices a model file's device may be
+    restored on (:func:`device_available`); any other backend is refused here,
+    before torch fails deep inside a fit.
+    """
     check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(
+            f"device={device!r} but the detectors run only on CPU, CUDA and MPS devices; "
+            "use device='auto', 'cpu', 'cuda' or 'mps'."
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
