@@ -675,6 +675,21 @@ def _read_array(data):
     return np.lib.format.read_array(fh, allow_pickle=False)
 
 
+def _check_file_object(fh):
+    """Refuse a file object a zip archive cannot be read from: text mode, or no seeking."""
+    if isinstance(fh, _io.TextIOBase):
+        raise TypeError(
+            "path is a file object opened in text mode; a model file is binary: open it "
+            "with mode 'rb'."
+        )
+    seekable = getattr(fh, "seekable", None)
+    if seekable is None or not seekable():
+        raise TypeError(
+            "path is a file object that cannot seek (a pipe or a socket); a model file is "
+            "a zip archive, read by seeking: pass its path, or read it into io.BytesIO first."
+        )
+
+
 def load(path):
     """Load an estimator saved by :func:`save`, without running code from the file.
 
@@ -696,6 +711,8 @@ def load(path):
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    TypeError
+        If ``path`` is a file object in text mode or one that cannot seek.
     ModelFileError
         If the file is not a valid model file (see :class:`ModelFileError`),
         holds a class that may not be loaded, has overlapping entries, weights
@@ -723,6 +740,7 @@ def load(path):
     <file object> is not a readable anomalib_lite model file
     """
     if hasattr(path, "read"):
+        _check_file_object(path)
         file_name = getattr(path, "name", None)
         name = repr(file_name) if isinstance(file_name, str) else "<file object>"
         header, payload, arrays = _read_file(path, name)

@@ -291,6 +291,26 @@ def test_model_files_name_no_file_to_write(tmp_path):
     assert victim.read_text() == "keep me"
 
 
+def test_load_refuses_a_file_object_it_cannot_read_a_zip_from(tmp_path):
+    path = save(PCADetector(n_components=1).fit(np.eye(4)), tmp_path / "m")
+    with open(path, encoding="latin-1") as text, pytest.raises(TypeError, match="text mode"):
+        load(text)
+
+    class Pipe(io.RawIOBase):  # a stream that reads but cannot seek
+        def __init__(self, data):
+            self.data = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            return self.data.readinto(buffer)
+
+    with pytest.raises(TypeError, match="cannot seek"):
+        load(Pipe(path.read_bytes()))
+    assert load(io.BytesIO(path.read_bytes())).n_components == 1
+
+
 def test_a_pipelines_cache_folder_is_not_stored(tmp_path):
     # Pipeline(memory=...) names a folder that fit writes joblib pickles to and reads back.
     X = np.random.default_rng(6).normal(size=(40, 4))
