@@ -622,6 +622,14 @@ def _save_missing_dir(ctx):
     return [lambda: save(ctx.fitted[0], ctx.tmp_path / "nowhere" / "det.model")]
 
 
+@row("save-under-a-file", NotADirectoryError, "A file stands where the folder to write")
+def _save_under_a_file(ctx):
+    notes = ctx.tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    ctx.keep(notes)
+    return [lambda: save(ctx.fitted[0], notes / "det.model")]
+
+
 @row("save-directory", IsADirectoryError, "path is a folder; pass a file path inside it")
 def _save_directory(ctx):
     folder = ctx.tmp_path / "models"

@@ -121,7 +121,7 @@ def _remove_stale_temporaries(path):
 def check_target(path, *, overwrite, exists_error, example):
     """Refuse a target that is a folder, exists (without ``overwrite``; a
     dangling link too, never written through) or lies in a folder that does
-    not exist: the most specific reason first. ``example`` names a file to
+    not exist or under a file: the most specific reason first. ``example`` names a file to
     suggest inside a folder."""
     if path.is_dir():
         raise IsADirectoryError(
@@ -132,6 +132,14 @@ def check_target(path, *, overwrite, exists_error, example):
     if not overwrite and os.path.lexists(path):
         raise exists_error(path)
     directory = path.absolute().parent
+    blocking = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            "A file stands where the folder to write the file in should be; pass a path "
+            "in a folder",
+            str(blocking),
+        )
     if not directory.is_dir():
         raise FileNotFoundError(
             errno.ENOENT,
