@@ -408,10 +408,12 @@ def _figure_targets(paths, root, out, overwrite):
 
     Everything is checked before a figure is drawn: two inputs that would share a
     figure (``a.png`` and ``a.bmp``, or ``x/a.png`` and ``y/a.png``) are refused, as
-    is an existing figure without ``overwrite``, so that no figure replaces another
+    are a figure that would replace an input image, whatever ``overwrite``, and an
+    existing figure without ``overwrite``, so that no figure replaces another
     of the same run and a refusal leaves nothing half written.
     """
     targets, owners, existing = {}, {}, set()
+    inputs = {os.path.normcase(os.path.realpath(p)): p for p in paths}
     for path in paths:
         name = Path(path).relative_to(root) if root is not None else Path(path).name
         target = (out / name).with_suffix(".png")
@@ -420,6 +422,12 @@ def _figure_targets(paths, root, out, overwrite):
             raise CommandError(
                 f"--data: '{owners[key]}' and '{path}' would both be drawn to '{target}'; "
                 "rename one of them, or draw them with separate --out folders"
+            )
+        image = inputs.get(os.path.normcase(os.path.realpath(target)))
+        if image is not None:
+            raise CommandError(
+                f"--out: the figure of '{path}' would replace the input image '{image}'; "
+                "pass an --out folder apart from the images"
             )
         owners[key], targets[str(path)] = path, target
         if os.path.lexists(target):

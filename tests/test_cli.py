@@ -397,6 +397,16 @@ def test_maps_writes_nothing_when_a_figure_exists(pca8, tmp_path):
     assert (out / "b.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_maps_never_draws_over_an_input_image(pca8, tmp_path):
+    folder = tmp_path / "new"
+    for name in ("a", "b"):
+        _noise(folder / f"{name}.png")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    args = ("maps", "--model", pca8, "--data", folder, "--out", folder, "--overwrite")
+    _fails(*args, match="would replace the input image")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "FILES_PER_BATCH", 2)
     folder = tmp_path / "new"
