@@ -297,13 +297,18 @@ def _conv_class():
 
 
 def _image_files(data):
+    """The image files of ``--data`` in order (each folder's read recursively), and
+    the folder they are named relative to: the one folder given, else None."""
     from .datasets import list_images
 
     sources = [_existing(d, "--data") for d in data]
     try:
         if len(sources) == 1 and sources[0].is_dir():
             return list_images(sources[0]), sources[0]
-        return list_images([str(s) for s in sources]), None
+        paths = []
+        for source in sources:
+            paths += list_images(source) if source.is_dir() else list_images([str(source)])
+        return paths, None
     except ValueError as exc:
         raise CommandError(f"--data: {exc}") from None
 

@@ -397,6 +397,18 @@ def test_maps_writes_nothing_when_a_figure_exists(pca8, tmp_path):
     assert (out / "b.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_score_reads_several_folders_and_files_in_order(pca8, tmp_path):
+    for i, name in enumerate(("x/b.png", "x/sub/a.png", "y/c.png", "z.png")):
+        _noise(tmp_path / name, seed=i)
+    out = tmp_path / "s.csv"
+    data = [tmp_path / "y", tmp_path / "z.png", tmp_path / "x"]
+    assert _quiet("score", "--quiet", "--model", pca8, "--data", *data, "--out", out) == 0
+    with open(out, newline="") as fh:
+        paths = [row["path"] for row in csv.DictReader(fh)]
+    expected = ["y/c.png", "z.png", "x/b.png", "x/sub/a.png"]
+    assert paths == [str(tmp_path / name) for name in expected]
+
+
 def test_maps_never_draws_over_an_input_image(pca8, tmp_path):
     folder = tmp_path / "new"
     for name in ("a", "b"):
