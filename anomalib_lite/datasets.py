@@ -560,6 +560,12 @@ def _read_masks(mask_paths, image_sizes, test_paths, size):
                 f"'{test_paths[i]}' is {image_size[0]}x{image_size[1]}; they must match."
             )
         masks[i] = arr > 127
+        if arr.any() and not masks[i].any():
+            raise ValueError(
+                f"Mask '{path}' marks no pixel above 127 (its grey levels reach "
+                f"{int(arr.max())}), so its defect would be empty: masks mark the defect in "
+                "white (> 127) on black. Save 0/1, palette or colour masks as 0 and 255."
+            )
     return masks
 
 
@@ -606,8 +612,9 @@ def load_folder_dataset(
         Test folder under ``root``; one sub-folder per defect type.
     mask_dir : str or None, default='ground_truth'
         Mask folder under ``root``: ``<defect type>/<name><mask_suffix>.<ext>``
-        per defective image; pixels > 127 mark the defect. None or a missing
-        folder loads no masks.
+        per defective image; pixels > 127 mark the defect, and a mask whose
+        pixels are not all 0 but none above 127 (0/1, palette or dark colour
+        masks) is refused. None or a missing folder loads no masks.
     normal_dir : str, default='good'
         Name of the folders that hold normal images.
     mask_suffix : str, default='_mask'

@@ -405,6 +405,20 @@ def test_load_folder_dataset_labels_match_masks(tmp_path):
     assert data.test_masks[4].sum() == 4 * 3
 
 
+@pytest.mark.parametrize("mask_kind", ["zero-one", "palette"])
+def test_load_folder_dataset_refuses_a_mask_that_marks_nothing_above_127(tmp_path, mask_kind):
+    _make_tree(tmp_path)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2, 1:4] = 1
+    image = Image.fromarray(mask)
+    if mask_kind == "palette":  # class 1 in dark red, as VOC-style annotations store it
+        image = Image.frombytes("P", (8, 6), mask.tobytes())
+        image.putpalette([0, 0, 0, 128, 0, 0])
+    image.save(tmp_path / "ground_truth" / "hole" / "000_mask.png")
+    with pytest.raises(ValueError, match=r"000_mask.png' marks no pixel above 127"):
+        load_folder_dataset(tmp_path)
+
+
 @needs_symlinks
 def test_load_folder_dataset_follows_linked_defect_folders_and_their_masks(tmp_path):
     _make_tree(tmp_path / "real")
