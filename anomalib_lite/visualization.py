@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import Bunch
 
+from .metrics import _ranks
 from .utils._files import check_target, write_atomically
 from .utils._validation import (
     check_bool,
@@ -739,8 +740,9 @@ def plot_roc(detector, X, y, *, ax=None, name=None):
     from sklearn.metrics import roc_auc_score, roc_curve
 
     scores, y = _scored_labels(detector, X, y, "plot_roc")
-    fpr, tpr, _ = roc_curve(y, -scores)
-    auroc = roc_auc_score(y, -scores)
+    ranks = _ranks(-scores)  # the curve depends on the order only; -inf scores rank last
+    fpr, tpr, _ = roc_curve(y, ranks)
+    auroc = roc_auc_score(y, ranks)
     flagged = np.asarray(detector.predict(X)) == -1
     name = type(detector).__name__ if name is None else str(name)
     if ax is None:
@@ -810,12 +812,17 @@ def plot_score_histogram(detector, X, y=None, *, ax=None, bins=30):
         scores, y = _scored_labels(detector, X, y, "plot_score_histogram")
         groups = [("normal (0)", scores[y == 0], "C0"), ("anomaly (1)", scores[y == 1], "C3")]
     offset = float(detector.offset_)
-    edges = np.histogram_bin_edges(np.r_[scores, offset], bins=bins)
+    edges = np.histogram_bin_edges(np.r_[scores[np.isfinite(scores)], offset], bins=bins)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.axvline(offset, color="k", linestyle="--", label=f"threshold offset_ = {offset:.3g}")
     for label, values, color in groups:
-        ax.hist(values, bins=edges, alpha=0.6, color=color, label=label)
+        # An overflowing score is -inf (maximally anomalous): drawn in the end bin.
+        n_infinite = int(np.sum(np.isinf(values)))
+        if n_infinite:
+            label = f"{label}, {n_infinite} infinite (in the end bin)"
+        shown = np.clip(values, edges[0], edges[-1])
+        ax.hist(shown, bins=edges, alpha=0.6, color=color, label=label)
     ax.axvspan(edges[0], offset, color="C3", alpha=0.07, linewidth=0)
     ax.set(xlabel="score_samples (higher = more normal; shaded: flagged)", ylabel="count")
     ax.legend(fontsize="small")

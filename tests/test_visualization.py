@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
+from scipy.stats import rankdata
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
 
 from anomalib_lite import AutoencoderDetector, ConvAutoencoderDetector, PCADetector
 from anomalib_lite.datasets import load_digits_one_class
@@ -420,6 +423,28 @@ def test_plot_score_histogram_draws_the_threshold(digits_pca):
     plt.close(ax.figure)
     ax = plot_score_histogram(pca, X)
     assert ax.get_legend_handles_labels()[1][1] == "samples"
+    plt.close(ax.figure)
+
+
+def test_plots_draw_an_overflowing_score_as_the_most_anomalous(digits_pca):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    pca, test, labels = digits_pca
+    X = test.reshape(len(test), -1).astype(np.float64)
+    X[np.flatnonzero(labels == 1)[0]] = 1.5e200  # its score overflows to -inf
+    with pytest.warns(UserWarning, match="overflowed"):
+        scores = pca.score_samples(X)
+    assert np.isneginf(scores).sum() == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ax = plot_roc(pca, X, labels, name="PCA")
+        expected = roc_auc_score(labels, rankdata(-scores))
+        assert ax.get_legend_handles_labels()[1][1] == f"PCA (AUROC = {expected:.3f})"
+        plt.close(ax.figure)
+        ax = plot_score_histogram(pca, X, labels)
+    assert ax.get_legend_handles_labels()[1][2] == "anomaly (1), 1 infinite (in the end bin)"
+    assert sum(bar.get_height() for bars in ax.containers for bar in bars) == len(X)
     plt.close(ax.figure)
 
 
