@@ -256,7 +256,9 @@ def _decode(path):
         warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with _open_image(path) as fh, Image.open(fh, formats=_allowed_formats()) as img:
-            if getattr(img, "n_frames", 1) > 1:
+            # A camera or phone JPEG may carry a preview, depth or gain map after its
+            # picture (MPO); its first frame is the picture every viewer shows.
+            if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":
                 raise ValueError(
                     f"it holds {img.n_frames} frames (an animation or a multi-page "
                     "file); only single-frame images are read"
@@ -466,7 +468,8 @@ def load_images(
     * 16-bit grayscale keeps full precision with ``'float32'`` (value /
       65535); 32-bit integer images in [0, 65535] read as 16-bit; float
       images are refused.
-    * The EXIF orientation is applied; multi-frame files are refused.
+    * The EXIF orientation is applied; multi-frame files are refused, but for
+      a JPEG with extra pictures after its own (MPO), whose first is read.
     * Only PNG, JPEG, BMP, TIFF, GIF, WebP and PNM decoders are used, and
       Pillow's decompression-bomb limit stays on.
 

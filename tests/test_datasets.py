@@ -329,6 +329,17 @@ def test_load_images_refuses_multi_frame_files(tmp_path):
         load_images(tmp_path / "anim.gif")
 
 
+def test_load_images_reads_the_picture_of_a_jpeg_with_extra_pictures(tmp_path):
+    # Phones and cameras append a preview, depth or gain map to the picture (MPO).
+    picture = Image.fromarray(np.full((8, 8), 120, np.uint8))
+    extra = Image.fromarray(np.full((4, 4), 7, np.uint8))
+    picture.save(tmp_path / "photo.jpg", format="MPO", save_all=True, append_images=[extra])
+    with Image.open(tmp_path / "photo.jpg") as img:
+        assert (img.format, img.n_frames) == ("MPO", 2)
+    images = load_images(tmp_path / "photo.jpg")
+    assert images.shape == (1, 8, 8) and abs(int(images[0, 4, 4]) - 120) <= 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
