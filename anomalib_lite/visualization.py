@@ -692,12 +692,13 @@ def _pyplot(function):
     return plt
 
 
-def _scored_labels(detector, X, y, function):
-    """Normality scores of X and validated labels with both classes present."""
+def _scored_labels(detector, X, y, function=None):
+    """Normality scores of X and validated labels; ``function`` (its name) needs
+    anomalies among them."""
     scores = np.asarray(detector.score_samples(X), dtype=np.float64)
     y = np.asarray(y)
     normal = check_labels(y, len(scores))
-    if normal.all():
+    if function is not None and normal.all():
         raise ValueError(f"{function} needs anomalies in y (label 1), got only normal samples (0).")
     return scores, (~normal).astype(int)
 
@@ -809,7 +810,7 @@ def plot_score_histogram(detector, X, y=None, *, ax=None, bins=30):
         scores = np.asarray(detector.score_samples(X), dtype=np.float64)
         groups = [("samples", scores, "C0")]
     else:
-        scores, y = _scored_labels(detector, X, y, "plot_score_histogram")
+        scores, y = _scored_labels(detector, X, y)
         groups = [("normal (0)", scores[y == 0], "C0"), ("anomaly (1)", scores[y == 1], "C3")]
     offset = float(detector.offset_)
     edges = np.histogram_bin_edges(np.r_[scores[np.isfinite(scores)], offset], bins=bins)

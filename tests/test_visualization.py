@@ -424,6 +424,10 @@ def test_plot_score_histogram_draws_the_threshold(digits_pca):
     ax = plot_score_histogram(pca, X)
     assert ax.get_legend_handles_labels()[1][1] == "samples"
     plt.close(ax.figure)
+    normal = X[labels == 0]  # labels of normal samples only: one histogram is empty
+    ax = plot_score_histogram(pca, normal, np.zeros(len(normal), int))
+    assert sum(bar.get_height() for bars in ax.containers for bar in bars) == len(normal)
+    plt.close(ax.figure)
 
 
 def test_plots_draw_an_overflowing_score_as_the_most_anomalous(digits_pca):
