@@ -376,7 +376,7 @@ def _cmd_score(args):
     out = _new_file(args.out, "--out", args.overwrite)
     color = layout.color(paths, args.skip_unreadable)
     progress = _Progress(_progress_enabled(args), "score")
-    counts = {"scored": 0, "anomalies": 0}
+    counts = {"scored": 0, "anomalies": 0, "files": 0}
 
     def write(fh):
         # Rows stream into the temporary file one batch of files at a time.
@@ -385,16 +385,16 @@ def _cmd_score(args):
         writer.writerow(["path", "score", "decision", "label"])
         for batch in _batches(paths):
             images, kept = layout.read(batch, color, args.skip_unreadable)
-            if not kept:
-                continue
-            score = model.score_samples(layout.as_input(images))
-            decision = score - model.offset_
-            for path, s, d in zip(kept, score, decision, strict=True):
-                label = "normal" if d >= 0 else "anomaly"
-                writer.writerow([path, repr(float(s)), repr(float(d)), label])
-            counts["anomalies"] += int(np.sum(decision < 0))
-            counts["scored"] += len(kept)
-            progress.count(counts["scored"], len(paths))
+            counts["files"] += len(batch)  # skipped files are done too
+            if kept:
+                score = model.score_samples(layout.as_input(images))
+                decision = score - model.offset_
+                for path, s, d in zip(kept, score, decision, strict=True):
+                    label = "normal" if d >= 0 else "anomaly"
+                    writer.writerow([path, repr(float(s)), repr(float(d)), label])
+                counts["anomalies"] += int(np.sum(decision < 0))
+                counts["scored"] += len(kept)
+            progress.count(counts["files"], len(paths))
         if not counts["scored"]:
             raise _nothing_read(paths)
         text.flush()
@@ -455,7 +455,7 @@ def _cmd_maps(args):
     color = layout.color(paths, args.skip_unreadable)
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")
-    written = 0
+    written = done = 0
     try:
         for batch in _batches(paths):
             images, kept = layout.read(batch, color, args.skip_unreadable)
@@ -473,7 +473,9 @@ def _cmd_maps(args):
                 except FileExistsError:
                     raise _exists_error(target) from None
                 written += 1
-                progress.count(written, len(paths))
+                progress.count(done + i + 1, len(paths))
+            done += len(batch)  # skipped files are done too
+            progress.count(done, len(paths))
     finally:
         progress.close()
     if not written:

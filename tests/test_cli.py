@@ -435,6 +435,22 @@ def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "maps")) == ["b.png", "c.png", "d.png"]
 
 
+def test_progress_reaches_every_file_when_some_are_skipped(pca8, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "FILES_PER_BATCH", 2)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    folder = tmp_path / "new"
+    for i, name in enumerate("abc"):
+        _noise(folder / f"{name}.png", seed=i)
+    (folder / "d.png").write_bytes(b"\x89PNG not really")
+    common = ["--skip-unreadable", "--model", str(pca8), "--data", str(folder)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["score", *common, "--out", str(tmp_path / "s.csv")]) == 0
+        assert "4/4 files (100%)" in capsys.readouterr().err
+        assert main(["maps", *common, "--out", str(tmp_path / "maps")]) == 0
+        assert "4/4 files (100%)" in capsys.readouterr().err
+
+
 def test_skip_unreadable_fails_when_no_file_can_be_read(pca8, tmp_path):
     for name in "ab":
         (tmp_path / "new" / f"{name}.png").parent.mkdir(exist_ok=True)
