@@ -619,7 +619,10 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
     bar_top = top + n * row_h + 8
     scale_kind = scale if isinstance(scale, str) else "fixed"
     bar_h = 12 + 4 + 2 * line
-    width = max(x + pad, pad + title_w + 220)
+    bars = _colorbars(panels, blocks, bar_top, scale_kind)
+    # Wide enough for every bar and the caption under it.
+    ends = (box[0] + max(box[2], _text_size(measure, label, font)[0]) for box, _, label in bars)
+    width = max(x + pad, pad + title_w + 220, *(end + pad for end in ends))
     height = bar_top + bar_h + pad
     canvas = Image.new("RGB", (width, height), _BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -660,24 +663,29 @@ def _render(panels, factor, overlay, row_titles, mask_color, scale, lut):
                 tw, _ = _text_size(draw, text, font)
                 draw.text((cx + (col_w - tw) // 2, y + tile_h + 2), text, fill=_INK, font=font)
 
-    if scale_kind != "per_detector":
-        start = min(s for s, _ in blocks.values())
-        end = max(e for _, e in blocks.values())
-        bar_w = max(120, min(end - start, 360))
-        if per_image:
-            ticks = ("low", "", "high")
-            label = "each map on its own scale; its range is under it"
-        else:
-            ticks = _ticks(*next(iter(panels.limits.values()))[0])
-            label = " / ".join(sorted(set(panels.map_kinds.values())))
-            label += " (one scale for all maps)"
-        _draw_colorbar(canvas, draw, font, (start, bar_top, bar_w), lut, ticks, label)
-    else:
-        for name, (start, end) in blocks.items():
-            ticks = _ticks(*panels.limits[name][0])
-            box = (start, bar_top, max(60, end - start))
-            _draw_colorbar(canvas, draw, font, box, lut, ticks, panels.map_kinds[name])
+    for box, ticks, label in bars:
+        _draw_colorbar(canvas, draw, font, box, lut, ticks, label)
     return canvas
+
+
+def _colorbars(panels, blocks, bar_top, scale_kind):
+    """``(box, ticks, label)`` of each colour bar: one for all maps, or one per detector."""
+    if scale_kind == "per_detector":
+        return [
+            (
+                (start, bar_top, max(60, end - start)),
+                _ticks(*panels.limits[name][0]),
+                panels.map_kinds[name],
+            )
+            for name, (start, end) in blocks.items()
+        ]
+    start = min(s for s, _ in blocks.values())
+    end = max(e for _, e in blocks.values())
+    box = (start, bar_top, max(120, min(end - start, 360)))
+    if scale_kind == "per_image":
+        return [(box, ("low", "", "high"), "each map on its own scale; its range is under it")]
+    label = " / ".join(sorted(set(panels.map_kinds.values()))) + " (one scale for all maps)"
+    return [(box, _ticks(*next(iter(panels.limits.values()))[0]), label)]
 
 
 # ---------------------------------------------------------------- matplotlib

@@ -390,6 +390,25 @@ def test_figure_path_that_is_a_folder_or_a_dangling_link(tmp_path, digits_pca):
     assert not link.is_symlink() and not (tmp_path / "elsewhere.png").exists()
 
 
+@pytest.mark.parametrize("scale", ["shared", "per_detector", "per_image"])
+def test_figure_is_wide_enough_for_every_text_it_draws(monkeypatch, scale):
+    from PIL import ImageDraw
+
+    X = np.random.default_rng(0).random((30, 64))
+    det = PCADetector(n_components=3).fit(X)
+    drawn, text = [], ImageDraw.ImageDraw.text
+
+    def record(self, xy, string, *args, **kwargs):
+        drawn.append((string, self.textbbox(xy, string, font=kwargs["font"])[2]))
+        return text(self, xy, string, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", record)
+    figure = reconstruction_figure(
+        det, X[:2], image_shape=(8, 8), scale=scale, overlay=False, upscale=1
+    )
+    assert drawn and all(right <= figure.width for _, right in drawn), drawn
+
+
 # ------------------------------------------------------------ matplotlib
 def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
     pytest.importorskip("matplotlib")
