@@ -260,7 +260,7 @@ def _display(images, value_range):
 
 def _check_value_range(value_range, X):
     if value_range is None:
-        return (0.0, 255.0) if X.dtype.kind in "biu" else (0.0, 1.0)
+        return (0.0, 255.0) if X.dtype.kind in "iu" else (0.0, 1.0)
     if not isinstance(value_range, (tuple, list)) or len(value_range) != 2:
         raise TypeError(f"value_range must be None or a pair (low, high), got {value_range!r}.")
     low = check_float(value_range[0], "value_range[0]")
@@ -333,7 +333,8 @@ def reconstruction_panels(
         Colormap of the heat maps; see :func:`colorize`.
     value_range : tuple of (float, float), default=None
         Values shown as black and white in the input and reconstruction
-        pictures; None uses (0, 255) for integer ``X``, else (0, 1).
+        pictures; None uses (0, 255) for integer ``X``, else (0, 1)
+        (boolean and float ``X``).
     overlay_alpha : float, default=0.75
         Opacity of the heat map over the input at the top of the scale,
         lower in proportion below it.

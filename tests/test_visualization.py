@@ -409,6 +409,13 @@ def test_figure_is_wide_enough_for_every_text_it_draws(monkeypatch, scale):
     assert drawn and all(right <= figure.width for _, right in drawn), drawn
 
 
+def test_boolean_images_show_true_as_white():
+    X = np.random.default_rng(0).random((30, 16)) > 0.5
+    panels = reconstruction_panels(PCADetector(n_components=2).fit(X), X[:2], image_shape=(4, 4))
+    inputs = panels.inputs.reshape(2, -1, 3)
+    np.testing.assert_array_equal(inputs, np.where(X[:2, :, None], 255, 0).repeat(3, -1))
+
+
 # ------------------------------------------------------------ matplotlib
 def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
     pytest.importorskip("matplotlib")
