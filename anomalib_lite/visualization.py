@@ -15,11 +15,11 @@ from sklearn.utils import Bunch
 from .metrics import _ranks
 from .utils._files import check_target, write_atomically
 from .utils._validation import (
+    anomaly_labels,
     check_bool,
     check_float,
     check_image_shape,
     check_int,
-    check_labels,
     check_numeric_dtype,
     check_option,
     check_path,
@@ -703,13 +703,14 @@ def _pyplot(function):
 
 def _scored_labels(detector, X, y, function=None):
     """Normality scores of X and validated labels; ``function`` (its name) needs
-    anomalies among them."""
+    both classes among them."""
     scores = np.asarray(detector.score_samples(X), dtype=np.float64)
-    y = np.asarray(y)
-    normal = check_labels(y, len(scores))
-    if function is not None and normal.all():
+    anomalous = anomaly_labels(np.asarray(y), len(scores))
+    if function is not None and not anomalous.any():
         raise ValueError(f"{function} needs anomalies in y (label 1), got only normal samples (0).")
-    return scores, (~normal).astype(int)
+    if function is not None and anomalous.all():
+        raise ValueError(f"{function} needs normal samples in y (label 0), got only anomalies (1).")
+    return scores, anomalous.astype(int)
 
 
 def plot_roc(detector, X, y, *, ax=None, name=None):

@@ -434,6 +434,8 @@ def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="anomalies"):
         plot_roc(pca, X, np.zeros(len(X), int))
+    with pytest.raises(ValueError, match="plot_roc needs normal samples"):
+        plot_roc(pca, X, np.ones(len(X), int))
 
 
 def test_plot_score_histogram_draws_the_threshold(digits_pca):
@@ -450,10 +452,11 @@ def test_plot_score_histogram_draws_the_threshold(digits_pca):
     ax = plot_score_histogram(pca, X)
     assert ax.get_legend_handles_labels()[1][1] == "samples"
     plt.close(ax.figure)
-    normal = X[labels == 0]  # labels of normal samples only: one histogram is empty
-    ax = plot_score_histogram(pca, normal, np.zeros(len(normal), int))
-    assert sum(bar.get_height() for bars in ax.containers for bar in bars) == len(normal)
-    plt.close(ax.figure)
+    for label in (0, 1):  # labels of one class only: one histogram is empty
+        part = X[labels == label]
+        ax = plot_score_histogram(pca, part, np.full(len(part), label))
+        assert sum(bar.get_height() for bars in ax.containers for bar in bars) == len(part)
+        plt.close(ax.figure)
 
 
 def test_plots_draw_an_overflowing_score_as_the_most_anomalous(digits_pca):
