@@ -120,6 +120,13 @@ def edge_scale(mean_map):
     return scale.astype(np.float32)
 
 
+def combine_map_parts(square, energy, energy_scale):
+    """The anomaly map from its two parts (arrays or tensors): their mean, the
+    energy weighted by ``energy_scale``, so that both weigh the same on the
+    training images; equal parts give that part back."""
+    return (square + energy_scale * energy) / (1 + energy_scale)
+
+
 def _auto_levels(height, width):
     """Down-sampling levels for an image: halve until the side is about 4 to 7."""
     return int(min(MAX_LEVELS, max(1, math.floor(math.log2(min(height, width))) - 2)))
@@ -567,8 +574,7 @@ class ConvAutoencoderDetector(TorchDetector):
         square, energy = (float(np.sum(t)) for t in totals)
         usable = 0 < energy < math.inf and math.isfinite(square)
         self.energy_scale_ = square / energy if usable else 1.0
-        weight = self.energy_scale_
-        mean_map = (totals[0] + weight * totals[1]) / ((1 + weight) * X.shape[0])
+        mean_map = combine_map_parts(*totals, self.energy_scale_) / X.shape[0]
         self.edge_scale_ = edge_scale(mean_map)
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
@@ -780,9 +786,7 @@ class ConvAutoencoderDetector(TorchDetector):
         """Weighted mean of :meth:`_map_parts`, the energy weighted by
         ``energy_scale_``, over ``edge_scale_``; callbacks may score before a
         first fit has set the two, which then count as 1."""
-        square, energy = self._map_parts(x, out)
-        weight = getattr(self, "energy_scale_", 1.0)
-        residual = (square + weight * energy) / (1 + weight)
+        residual = combine_map_parts(*self._map_parts(x, out), getattr(self, "energy_scale_", 1.0))
         divisor = getattr(self, "edge_scale_", None)
         if divisor is None:
             return residual

@@ -91,11 +91,9 @@ def conformal_threshold(calibration_scores, alpha):
     n = scores.size
     n_exceed = _max_exceedances(n, alpha)  # n + 1 - k
     if n_exceed < 1:
-        need = max(math.ceil(1.0 / alpha) - 1, 1)
-        while 1.0 / (need + 1.0) > alpha:  # the smallest n with 1 / (n + 1) <= alpha
+        need = max(math.ceil(1.0 / alpha) - 2, 1)  # at most the answer: rounding is tiny
+        while _max_exceedances(need, alpha) < 1:  # the smallest n that allows one
             need += 1
-        while need > 1 and 1.0 / need <= alpha:
-            need -= 1
         raise ValueError(
             f"Only {n} held-out normal scores for alpha={alpha}: the conformal "
             f"threshold needs at least ceil(1 / alpha) - 1 = {need} of them, as "
