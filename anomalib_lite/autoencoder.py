@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
-from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
@@ -21,6 +20,8 @@ from .utils._validation import (
     check_float,
     check_float32_spread,
     check_image_shape,
+    check_image_size,
+    check_images,
     check_int,
     check_int_tuple,
     check_numeric_dtype,
@@ -513,25 +514,7 @@ class ConvAutoencoderDetector(TorchDetector):
                     "image_shape=(H, W) or (C, H, W) to read each row as an image, or "
                     "pass images as (n, H, W) or (n, C, H, W)."
                 )
-            if ndim not in (3, 4):
-                raise ValueError(
-                    f"X must hold images as (n, H, W) or (n, C, H, W), got {ndim}-D X of "
-                    f"shape {np.shape(X)}."
-                )
-            X = check_array(
-                X,
-                dtype="numeric",
-                allow_nd=True,
-                ensure_2d=False,
-                ensure_min_samples=min_samples,
-                input_name="X",
-            )
-            if ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
-                raise ValueError(
-                    f"X has shape {X.shape}, which looks channels-last (n, H, W, C); "
-                    "images must be channels-first (n, C, H, W). Convert them with "
-                    "np.moveaxis(X, -1, 1)."
-                )
+            X = check_images(X, ensure_min_samples=min_samples)
             if reset:
                 self.n_features_in_ = int(math.prod(X.shape[1:]))
                 if hasattr(self, "feature_names_in_"):
@@ -615,12 +598,7 @@ class ConvAutoencoderDetector(TorchDetector):
         return np.asarray(X, dtype=np.float32).reshape(X.shape[0], *self.input_shape_)
 
     def _set_geometry(self, X):
-        shape = self._batch_shape(X)
-        if min(shape) < 1:
-            raise ValueError(
-                f"X holds images of shape (C, H, W) = {shape}; images need at least one "
-                "channel and one pixel on each side."
-            )
+        shape = check_image_size(self._batch_shape(X))
         _, H, W = self.input_shape_ = shape
         levels = len(self.channels) if self.channels is not None else _auto_levels(H, W)
         min_side = 2 ** (levels - 1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import check_array
 
 
 def check_int_tuple(value, name):
@@ -126,6 +127,48 @@ def check_image_shape(image_shape, n_features=None):
         raise ValueError(
             f"image_shape={image_shape!r} needs {math.prod(shape)} features per row, but X "
             f"has {n_features}; set image_shape to the size of the images in the rows."
+        )
+    return shape
+
+
+def check_images(X, *, dtype="numeric", ensure_min_samples=1):
+    """``X`` as a checked array of channels-first images, ``(n, H, W)`` or ``(n, C, H, W)``.
+
+    :func:`sklearn.utils.check_array` with ``allow_nd``: numeric, finite, at
+    least ``ensure_min_samples`` images, each with at least one channel and
+    pixel. A 4-D array whose last axis looks like channels (1, 3 or 4) and whose
+    second does not is refused as channels-last, as reading it channels-first
+    would mix pixels into channels.
+    """
+    X = np.asarray(X)
+    if X.ndim not in (3, 4):
+        raise ValueError(
+            f"X must hold images as (n, H, W) or (n, C, H, W), got {X.ndim}-D X of shape {X.shape}."
+        )
+    X = check_array(
+        X,
+        dtype=dtype,
+        allow_nd=True,
+        ensure_2d=False,
+        ensure_min_samples=ensure_min_samples,
+        input_name="X",
+    )
+    if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
+        raise ValueError(
+            f"X has shape {X.shape}, which looks channels-last (n, H, W, C); "
+            "images must be channels-first (n, C, H, W). Convert them with "
+            "np.moveaxis(X, -1, 1)."
+        )
+    check_image_size((1, *X.shape[1:])[-3:])
+    return X
+
+
+def check_image_size(shape):
+    """``shape``, the ``(C, H, W)`` of images, after checking that it has no zero."""
+    if min(shape) < 1:
+        raise ValueError(
+            f"X holds images of shape (C, H, W) = {tuple(shape)}; images need at least one "
+            "channel and one pixel on each side."
         )
     return shape
 
