@@ -211,8 +211,11 @@ class _ImageLayout:
                 f"--model holds a {type(inner).__name__}; the command line scores images "
                 "with PCADetector, ConvAutoencoderDetector and DraemDetector models"
             )
-        self.shape = getattr(inner, "input_shape_", None)  # (C, H, W) or None for PCA
-        self.flat = self.shape is None or inner.image_shape is not None
+        self.sample_shape = tuple(inner.sample_shape_)
+        # (C, H, W), or None for a PCA model fitted on rows, which knows only its size
+        self.shape = getattr(inner, "input_shape_", None)
+        if self.shape is None and len(self.sample_shape) > 1:
+            self.shape = (1, *self.sample_shape)[-3:]
         self.n_features = int(model.n_features_in_)
 
     def color(self, paths, skip_unreadable=False):
@@ -264,7 +267,7 @@ class _ImageLayout:
 
     def as_input(self, images):
         """Images in the layout the model was fitted on."""
-        return images.reshape(len(images), -1) if self.flat else images
+        return images.reshape(len(images), *self.sample_shape)
 
     def check(self, images, first):
         got = images.shape[1:] if images.ndim == 4 else (1, *images.shape[1:])
@@ -352,12 +355,11 @@ def _cmd_fit(args):
     detector.set_params(**params)
     out = _new_file(args.out, "--out", args.overwrite)
     images = _training_images(args)
-    X = images.reshape(len(images), -1) if args.detector == "pca" else images
     progress.show(f"{len(images)} images of {'x'.join(map(str, images.shape[1:]))}", force=True)
     if progress.enabled and "callbacks" in valid:
         detector.set_params(callbacks=[_epoch_callback(progress)])
     try:
-        detector.fit(X)
+        detector.fit(images)
     except (ValueError, TypeError) as exc:
         raise CommandError(f"fit: {exc}") from None
     finally:

@@ -17,9 +17,10 @@ dynamic batch size ``n``, and these outputs:
 * ``is_anomaly`` (bool, ``(n,)``): ``decision < 0``, that is
   ``predict(X) == -1``;
 * ``anomaly_map`` (float64, ``(n, H, W)``), for
-  :class:`~anomalib_lite.ConvAutoencoderDetector` and
-  :class:`~anomalib_lite.DraemDetector` only: :meth:`anomaly_map`, smoothing
-  included.
+  :class:`~anomalib_lite.ConvAutoencoderDetector`,
+  :class:`~anomalib_lite.DraemDetector` and a
+  :class:`~anomalib_lite.PCADetector` fitted on images only:
+  :meth:`anomaly_map`, smoothing included.
 
 The graph uses ONNX opset :data:`OPSET`. Its metadata (``metadata_props``)
 records the library version, the detector class, its parameters as JSON,
@@ -192,21 +193,25 @@ class _PCAScorer(nn.Module):
         self.statistic = detector.statistic
         self.theta1 = float(detector.theta_[0]) if detector.theta_[0] > 0 else 1.0
         self.n_components = int(detector.n_components_)
+        shape = detector.sample_shape_
+        # Images give (C, H, W) maps, summed over C as anomaly_map sums them.
+        self.map_shape = None if len(shape) == 1 else (1, *shape)[-3:]
         self.register_buffer("mean", torch.as_tensor(detector.mean_, dtype=f64))
         self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
         self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))
 
     def forward(self, x):
-        xc = x.to(torch.float64) - self.mean
+        xc = x.to(torch.float64).reshape(x.shape[0], -1) - self.mean
         t = xc @ self.components.T
+        r = xc - t @ self.components
+        maps = None if self.map_shape is None else (r * r).view(-1, *self.map_shape).sum(1)
         t2 = (t * t) @ self.inv_lambda
         if self.statistic == "t2":
-            return t2, None
-        r = xc - t @ self.components
+            return t2, maps
         spe = (r * r).sum(1)
         if self.statistic == "spe":
-            return spe, None
-        return spe / self.theta1 + t2 / self.n_components, None
+            return spe, maps
+        return spe / self.theta1 + t2 / self.n_components, maps
 
 
 class _Graph(nn.Module):
@@ -317,9 +322,9 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
         Shape of one sample, without the batch axis: the layout the graph's
         input takes. None uses the detector's ``sample_shape_`` (rows
         ``(n_features,)`` for tabular detectors and ``image_shape``
-        detectors, ``(C, H, W)`` for images). Any layout the detector
-        accepts is allowed, e.g. ``(28, 28)`` for grayscale images passed as
-        ``(n, 28, 28)``.
+        detectors, the images' shape for image detectors). Any layout the
+        detector accepts is allowed, e.g. ``(28, 28)`` for grayscale images
+        passed to a ConvAutoencoderDetector as ``(n, 28, 28)``.
     input_dtype : {'float32', 'uint8', 'float64'}, default='float32'
         dtype of the graph's input. The graph converts it as the detector
         converts arrays of that dtype.

@@ -8,17 +8,35 @@ import numpy as np
 from scipy import stats
 from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector
 from .utils._batching import rows_per_batch
 from .utils._trimming import n_kept, within_fence
-from .utils._validation import check_bool, check_float, check_int, check_option
+from .utils._validation import (
+    check_bool,
+    check_float,
+    check_images,
+    check_int,
+    check_numeric_dtype,
+    check_option,
+)
 
 __all__ = ["PCADetector"]
 
 _SCORES = ("spe", "t2", "combined")
 _SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
+
+
+def _channels_first(shape):
+    """``(C, H, W)`` of grayscale ``(H, W)`` images, which either layout may pass."""
+    return (1, *shape) if len(shape) == 2 else tuple(shape)
+
+
+def _fitted_on_images(detector):
+    """Whether :meth:`PCADetector.anomaly_map` applies: unfitted, or fitted on images."""
+    return len(getattr(detector, "sample_shape_", (0, 0))) > 1
 
 
 class PCADetector(BaseDetector):
@@ -27,6 +45,11 @@ class PCADetector(BaseDetector):
     PCA is fitted on normal samples; the anomaly score is the squared residual
     ``||x - inverse_transform(transform(x))||^2`` (SPE, the Q statistic of
     process monitoring), or Hotelling's T² inside the subspace.
+
+    ``X`` holds rows, or images, ``(n, H, W)`` or channels-first
+    ``(n, C, H, W)``, read as rows of their pixels. A detector fitted on images
+    scores images of that shape, and :meth:`anomaly_map` shows where each one
+    leaves the subspace, as the autoencoders' maps do.
 
     Parameters
     ----------
@@ -90,7 +113,8 @@ class PCADetector(BaseDetector):
     n_features_in_ : int
         Number of features seen during fit.
     sample_shape_ : tuple of int
-        ``(n_features_in_,)``: samples are flat rows.
+        Shape of one sample as ``fit`` took it: ``(n_features_in_,)`` for
+        rows, ``(H, W)`` or ``(C, H, W)`` for images.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -151,12 +175,6 @@ class PCADetector(BaseDetector):
         self.batch_size = batch_size
         self.random_state = random_state
 
-    @property
-    def sample_shape_(self):
-        """Shape of one sample of ``X`` as ``fit`` took it: ``(n_features_in_,)``."""
-        check_is_fitted(self)
-        return (self.n_features_in_,)
-
     # ------------------------------------------------------------ validation
     def _check_params(self):
         super()._check_params()
@@ -192,6 +210,35 @@ class PCADetector(BaseDetector):
                 "(leave contamination='auto' to use the control limit)."
             )
         check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
+
+    def _validate_input(self, X, *, reset):
+        """Rows of ``X``: images, ``(n, H, W)`` or ``(n, C, H, W)``, become rows of their
+        pixels, and later calls must pass samples of the fitted shape (``sample_shape_``)."""
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X, dtype=object).ndim
+        fitted = None if reset else self.sample_shape_
+        if ndim <= 2:
+            if fitted is not None and len(fitted) > 1:
+                raise ValueError(
+                    f"X is {ndim}-D, but this PCADetector was fitted on images of shape "
+                    f"{fitted}; pass images of that shape, (n, *sample_shape_)."
+                )
+            X = super()._validate_input(X, reset=reset)
+            if reset:
+                self.sample_shape_ = (self.n_features_in_,)
+            return X
+        check_numeric_dtype(X)
+        X = check_images(X, dtype=(np.float64, np.float32), ensure_min_samples=2 if reset else 1)
+        if reset:
+            self.n_features_in_ = int(np.prod(X.shape[1:]))
+            self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        elif _channels_first(X.shape[1:]) != _channels_first(fitted):
+            raise ValueError(
+                f"X holds samples of shape {X.shape[1:]}, but this PCADetector was fitted "
+                f"on samples of shape sample_shape_={fitted}; pass samples of that shape."
+            )
+        return X.reshape(X.shape[0], -1)
 
     @staticmethod
     def _check_variance(X, trimmed_by=None):
@@ -383,9 +430,10 @@ class PCADetector(BaseDetector):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A batch of training samples. The first batch needs at least
-            ``n_components`` normal samples.
+        X : array-like of shape (n_samples, n_features) or images
+            A batch of training samples, shaped as the first batch (images
+            ``(n, H, W)`` or ``(n, C, H, W)`` set ``sample_shape_``). The first
+            batch needs at least ``n_components`` normal samples.
         y : array-like of shape (n_samples,), default=None
             Optional labels, ``0`` = normal, ``1`` = anomaly.
 
@@ -491,32 +539,34 @@ class PCADetector(BaseDetector):
             self.offset_ = -self.analytic_limit(self.control_limit)
 
     def reconstruct(self, X):
-        """Projection of each sample onto the principal subspace.
+        r"""Projection of each sample onto the principal subspace.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
+        X : array-like of shape (n_samples, \*sample_shape_)
+            Samples: rows, or images as in ``fit`` (grayscale ones as
+            ``(n, H, W)`` or ``(n, 1, H, W)``).
 
         Returns
         -------
-        X_rec : ndarray of shape (n_samples, n_features), dtype float64
+        X_rec : ndarray of the shape of ``X``, dtype float64
             ``inverse_transform(transform(X))`` of the fitted PCA. A value that
             overflows float64 is ``inf`` or ``-inf`` (``inf`` where its sign is
             lost), with a warning; never NaN.
         """
-        X = self._check_fitted_input(X)
+        rows = self._check_fitted_input(X)
         with np.errstate(over="ignore", invalid="ignore"):
-            rec = self._batched(lambda b: self.mean_ + self._project(b)[1] @ self.components_, X)
-        return self._overflow_to_inf(rec, X, "reconstruct", stacklevel=3)
+            rec = self._batched(lambda b: self.mean_ + self._project(b)[1] @ self.components_, rows)
+        rec = self._overflow_to_inf(rec, rows, "reconstruct", stacklevel=3)
+        return rec.reshape(np.shape(X))
 
     def reconstruction_error(self, X):
-        """Squared distance of each sample to the principal subspace (SPE).
+        r"""Squared distance of each sample to the principal subspace (SPE).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Samples.
+        X : array-like of shape (n_samples, \*sample_shape_)
+            Samples: rows, or images as in ``fit``.
 
         Returns
         -------
@@ -531,6 +581,46 @@ class PCADetector(BaseDetector):
             return np.einsum("ij,ij->i", R, R)
 
         return self._anomaly_scores(X, spe, "reconstruction_error")  # +inf, never NaN
+
+    @available_if(_fitted_on_images)
+    def anomaly_map(self, X):
+        """Squared distance of each pixel to the principal subspace, summed over channels.
+
+        Where an image leaves the subspace: the pixels of
+        ``(X - reconstruct(X)) ** 2``, unsmoothed, so that each map sums to
+        :meth:`reconstruction_error`. Available when ``fit`` took images.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, H, W) or (n_samples, C, H, W)
+            Images of the fitted shape (``sample_shape_``).
+
+        Returns
+        -------
+        maps : ndarray of shape (n_samples, H, W), dtype float64
+            A pixel whose value overflows float64 is ``inf``, with a warning.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from anomalib_lite import PCADetector
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(50, 4, 4)) * 0.1 + np.linspace(0, 1, 4)
+        >>> det = PCADetector(n_components=3).fit(X)
+        >>> maps = det.anomaly_map(X[:2])
+        >>> maps.shape, bool(np.allclose(maps.sum((1, 2)), det.reconstruction_error(X[:2])))
+        ((2, 4, 4), True)
+        """
+        X = self._check_fitted_input(X)
+        channels_first = _channels_first(self.sample_shape_)
+
+        def pixel_map(b):
+            R = self._residual(b)
+            return np.square(R).reshape(b.shape[0], *channels_first).sum(axis=1)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            maps = self._batched(pixel_map, X)
+        return self._overflow_to_inf(maps, X, "anomaly_map", stacklevel=3)
 
     def analytic_limit(self, alpha):
         """Anomaly score a normal Gaussian sample exceeds with probability ``alpha``.

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sklearn.utils import Bunch
 
 from .metrics import _ranks
+from .pca import PCADetector
 from .utils._files import check_target, write_atomically
 from .utils._validation import (
     anomaly_labels,
@@ -314,7 +315,9 @@ def reconstruction_panels(
     detectors : detector, list of detectors or dict of str to detector
         Fitted detectors with ``reconstruct(X)``, named by the dict keys or
         their class. The map is ``anomaly_map(X)`` where the detector has
-        one, else ``(x - reconstruct(x)) ** 2`` summed over channels.
+        one, else ``(x - reconstruct(x)) ** 2`` summed over channels, which
+        is also what a PCADetector's ``anomaly_map`` is (its map kind is
+        ``'squared difference'`` either way).
     X : array-like of shape (n, H, W), (n, C, H, W) or (n, n_features)
         Grayscale or RGB images, or flat rows with ``image_shape``. Each
         detector gets ``X`` reshaped to its ``sample_shape_``, so detectors
@@ -380,7 +383,7 @@ def reconstruction_panels(
         if callable(getattr(det, "anomaly_map", None)):
             values = np.asarray(det.anomaly_map(layout), dtype=np.float64)
             maps[name] = _as_maps(values, name, "anomaly_map", images)
-            kinds[name] = "anomaly map"
+            kinds[name] = "squared difference" if isinstance(det, PCADetector) else "anomaly map"
         else:
             maps[name] = ((images.astype(np.float64) - rec) ** 2).sum(axis=1)
             kinds[name] = "squared difference"

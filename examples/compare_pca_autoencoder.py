@@ -16,8 +16,9 @@ Two built-in data sets, nothing downloaded:
   other digit an anomaly (``load_digits_one_class``).
 
 The script prints, per data set and detector, the image-level ROC-AUC, the
-pixel-level ROC-AUC where masks exist (the per-pixel squared difference for
-PCA, ``anomaly_map`` for the autoencoder), and the fit and scoring times; it
+pixel-level ROC-AUC where masks exist (``anomaly_map``: the per-pixel squared
+difference for PCA, its smoothed map for the autoencoder), and the fit and
+scoring times; it
 saves the input | reconstruction | difference figure of both detectors side
 by side for each data set.
 
@@ -67,18 +68,9 @@ def evaluate(detectors, train, test, labels, masks=None):
     """
     rows = {}
     for name, det in detectors.items():
-        flat = isinstance(det, PCADetector)  # PCA takes flat rows, the autoencoder images
-        X_train = train.reshape(len(train), -1) if flat else train
-        X_test = test.reshape(len(test), -1) if flat else test
-        _, fit_s = _timed(det.fit, X_train)
-        scores, score_s = _timed(det.score_samples, X_test)
-        pixel = None
-        if masks is not None:
-            if flat:
-                maps = ((X_test - det.reconstruct(X_test)) ** 2).reshape(test.shape)
-            else:
-                maps = det.anomaly_map(X_test)
-            pixel = pixel_roc_auc_score(masks, maps)
+        _, fit_s = _timed(det.fit, train)
+        scores, score_s = _timed(det.score_samples, test)
+        pixel = None if masks is None else pixel_roc_auc_score(masks, det.anomaly_map(test))
         rows[name] = {
             "image ROC-AUC": roc_auc_score(labels, -scores),
             "pixel ROC-AUC": pixel,

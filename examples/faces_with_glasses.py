@@ -121,7 +121,6 @@ def main(argv=None):
         "DRAEM": DraemDetector(random_state=args.seed, **epochs),
         "PCA": PCADetector(),
     }
-    flat = {"ConvAE": False, "DRAEM": False, "PCA": True}  # PCA learns flattened images
     band = eye_band(test.eyes, size)
     glasses = test.labels == 1
     print(
@@ -129,10 +128,8 @@ def main(argv=None):
         f"{'eye-band share, glasses':>23} {'no glasses':>10}"
     )
     for name, det in detectors.items():
-        fit_X = X_train.reshape(len(X_train), -1) if flat[name] else X_train
-        score_X = X_test.reshape(len(X_test), -1) if flat[name] else X_test
-        _, fit_s = timed(det.fit, fit_X)
-        scores, score_s = timed(det.score_samples, score_X)
+        _, fit_s = timed(det.fit, X_train)
+        scores, score_s = timed(det.score_samples, X_test)
         auc = roc_auc_score(test.labels, -scores)
         maps = reconstruction_panels(det, X_test).maps[type(det).__name__]
         share = band_share(maps, band)

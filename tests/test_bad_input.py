@@ -679,7 +679,23 @@ def _image_channels(ctx):
 
 @row("channels-last", ValueError, r"looks channels-last.*np\.moveaxis\(X, -1, 1\)")
 def _channels_last(ctx):
-    return [lambda: ctx.conv.score_samples(ctx.keep(np.zeros((2, 8, 8, 3))))]
+    images = ctx.keep(np.random.default_rng(0).random((6, 8, 8, 3)))
+    return [
+        lambda: ctx.conv.score_samples(ctx.keep(np.zeros((2, 8, 8, 3)))),
+        lambda: PCADetector().fit(images),
+    ]
+
+
+@row("pca-image-shape", ValueError, r"shape \(4, 16\), but .* sample_shape_=\(8, 8\)")
+def _pca_image_shape(ctx):
+    det = PCADetector(n_components=2).fit(np.random.default_rng(0).random((12, 8, 8)))
+    return [lambda: det.score_samples(ctx.keep(np.zeros((2, 4, 16))))]
+
+
+@row("pca-rows-for-images", ValueError, r"X is 2-D, but .* fitted on images of shape \(8, 8\)")
+def _pca_rows_for_images(ctx):
+    det = PCADetector(n_components=2).fit(np.random.default_rng(0).random((12, 8, 8)))
+    return [lambda: det.score_samples(ctx.keep(np.zeros((2, 64))))]
 
 
 @row("image-too-small", ValueError, r"Images of 2x2 pixels are too small.*at least 4x4")
@@ -693,7 +709,10 @@ def _image_too_small(ctx):
 )
 def _image_zero_size(ctx):
     images = ctx.keep(np.zeros((6, 0, 8)))
-    return [lambda: ConvAutoencoderDetector(max_iter=1).fit(images)]
+    return [
+        lambda: ConvAutoencoderDetector(max_iter=1).fit(images),
+        lambda: PCADetector().fit(images),
+    ]
 
 
 @row(

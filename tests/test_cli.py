@@ -167,7 +167,7 @@ def test_pca_scores_files_given_one_by_one(root, tmp_path):
     _ok("score", "--quiet", "--model", path, "--data", *files, "--out", scores)
     with open(scores, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    images = np.stack([np.asarray(Image.open(p)) for p in files]).reshape(3, -1)
+    images = np.stack([np.asarray(Image.open(p)) for p in files])
     np.testing.assert_array_equal(
         [float(r["score"]) for r in rows], io.load(path).score_samples(images)
     )
@@ -502,3 +502,32 @@ def test_unsupported_device_names_it(tmp_path):
         args = [*fit, "--param", f"device={device}", "--out", tmp_path / "m.model"]
         _fails(*args, match=f"device='{device}' but the detectors run only on CPU, CUDA and MPS")
     assert not (tmp_path / "m.model").exists()
+
+
+def test_pca_model_knows_the_geometry_of_its_images(pca8, tmp_path):
+    # 8x8 and 16x4 images hold as many values; a PCA model fitted by `fit` tells them apart.
+    _noise(tmp_path / "data" / "wide.png", shape=(4, 16))
+    _fails(
+        "score",
+        "--model",
+        pca8,
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "s.csv",
+        match="is 4x16 pixels with 1 channel(s) but the model was fitted on 8x8 pixels",
+    )
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_evaluate_gives_a_pca_models_pixel_metrics(root, tmp_path):
+    path = tmp_path / "pca.model"
+    assert (
+        _quiet("fit", "--quiet", "--data", root / "train", "--detector", "pca", "--out", path) == 0
+    )
+    stdout = io_module.StringIO()
+    with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["evaluate", "--model", str(path), "--data", str(root), "--json"]) == 0
+    metrics = json.loads(stdout.getvalue())
+    assert 0.5 < metrics["pixel_roc_auc"] <= 1 and 0 <= metrics["aupro"] <= 1

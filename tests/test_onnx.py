@@ -92,6 +92,16 @@ def test_pca_random_float32_and_uint8_input(tmp_path):
     _both_batches(det, _export(det, tmp_path, "f32.onnx"), X32)
 
 
+@pytest.mark.parametrize("statistic", ["spe", "t2", "combined"])
+@pytest.mark.parametrize("shape", [(9, 7), (1, 9, 7), (3, 6, 5)])
+def test_pca_on_images_exports_its_anomaly_map(statistic, shape, tmp_path):
+    rng = np.random.default_rng(5)
+    det = PCADetector(n_components=4, statistic=statistic).fit(rng.normal(size=(60, *shape)))
+    fresh = rng.normal(size=(11, *shape)).astype(np.float32)
+    got = _both_batches(det, _export(det, tmp_path), fresh)
+    assert got["anomaly_map"].shape == (11, *shape[-2:])
+
+
 def test_dense_autoencoder_on_digits_matches(tmp_path):
     normal, anomalous = _digits()
     det = AutoencoderDetector(max_iter=3, random_state=0).fit(normal[:120])

@@ -639,3 +639,78 @@ def test_trimming_that_leaves_too_few_rows_says_so():
         det = PCADetector(n_components=5, trim_fraction=0.2)
         with pytest.raises(ValueError, match=r"n_samples=4 rows kept by trim_fraction=0\.2"):
             getattr(det, fit)(Y)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.sampled_from([(5, 4), (1, 5, 4), (3, 4, 3), (2, 1, 6)]),
+    statistic=st.sampled_from(["spe", "t2", "combined"]),
+)
+def test_images_are_read_as_rows_of_their_pixels(seed, shape, statistic):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, *shape)) @ np.diag(np.linspace(3, 0.1, shape[-1]))
+    fresh = rng.normal(size=(6, *shape))
+    on_images = PCADetector(n_components=3, statistic=statistic).fit(X)
+    on_rows = PCADetector(n_components=3, statistic=statistic).fit(X.reshape(40, -1))
+    assert on_images.sample_shape_ == shape and on_rows.sample_shape_ == (X[0].size,)
+    np.testing.assert_array_equal(on_images.offset_, on_rows.offset_)
+    np.testing.assert_allclose(
+        on_images.score_samples(fresh), on_rows.score_samples(fresh.reshape(6, -1))
+    )
+    rec = on_images.reconstruct(fresh)
+    assert rec.shape == fresh.shape
+    np.testing.assert_allclose(rec.reshape(6, -1), on_rows.reconstruct(fresh.reshape(6, -1)))
+    maps = on_images.anomaly_map(fresh)
+    assert maps.shape == (6, *shape[-2:]) and maps.dtype == np.float64 and (maps >= 0).all()
+    # each pixel's squared residual, summed over channels: a map sums to the SPE
+    residual = (fresh - rec).reshape(6, -1, *shape[-2:])
+    np.testing.assert_allclose(maps, np.square(residual).sum(1))
+    np.testing.assert_allclose(maps.sum((1, 2)), on_images.reconstruction_error(fresh))
+
+
+def test_grayscale_images_pass_with_or_without_their_channel_axis():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 6, 5))
+    for fitted, other in ((X, X[:, None]), (X[:, None], X)):
+        det = PCADetector(n_components=2).fit(fitted)
+        np.testing.assert_array_equal(det.score_samples(other), det.score_samples(fitted))
+        assert det.reconstruct(other).shape == other.shape
+        np.testing.assert_array_equal(det.anomaly_map(other), det.anomaly_map(fitted))
+
+
+def test_samples_of_another_shape_are_refused():
+    rng = np.random.default_rng(0)
+    det = PCADetector(n_components=2).fit(rng.normal(size=(30, 6, 5)))
+    # The same number of values in another geometry is another image.
+    with pytest.raises(ValueError, match=r"shape \(5, 6\).*sample_shape_=\(6, 5\)"):
+        det.score_samples(rng.normal(size=(3, 5, 6)))
+    with pytest.raises(ValueError, match=r"X is 2-D.*fitted on images of shape \(6, 5\)"):
+        det.score_samples(rng.normal(size=(3, 30)))
+    with pytest.raises(ValueError, match="channels-last"):
+        PCADetector().fit(rng.normal(size=(30, 6, 5, 3)))
+    rows = PCADetector(n_components=2).fit(rng.normal(size=(30, 30)))
+    with pytest.raises(ValueError, match=r"sample_shape_=\(30,\)"):
+        rows.score_samples(rng.normal(size=(3, 6, 5)))
+
+
+def test_anomaly_map_exists_only_for_images():
+    rng = np.random.default_rng(0)
+    assert hasattr(PCADetector(), "anomaly_map")  # unfitted: calling it says so
+    assert not hasattr(PCADetector(n_components=2).fit(rng.normal(size=(30, 4))), "anomaly_map")
+    det = PCADetector(n_components=2).fit(rng.normal(size=(30, 2, 2)))
+    assert hasattr(det, "anomaly_map")
+    # refitting on rows takes the map away again
+    assert not hasattr(det.fit(rng.normal(size=(30, 4))), "anomaly_map")
+
+
+def test_anomaly_map_finds_a_scratch_on_digits():
+    digits = load_digits()
+    images = digits.images[digits.target == 0]
+    det = PCADetector().fit(images[:120])
+    test = images[120:].copy()
+    test[:, 3, 1:7] = 16.0  # a bright line across the middle of each zero
+    maps = det.anomaly_map(test)
+    mask = np.zeros(test.shape, dtype=bool)
+    mask[:, 3, 1:7] = True
+    assert roc_auc_score(mask.ravel(), maps.ravel()) > 0.8

@@ -184,6 +184,15 @@ def test_pca_fallback_map_sums_to_its_reconstruction_error(digits_pca):
     np.testing.assert_array_equal(panels.reconstructions["PCADetector"][..., 0], expected)
 
 
+def test_pca_fitted_on_images_draws_its_anomaly_map(digits_pca):
+    pca, test, _ = digits_pca
+    on_images = PCADetector(n_components=10).fit(load_digits_one_class(8).train_images)
+    panels = reconstruction_panels({"rows": pca, "images": on_images}, test[:5])
+    np.testing.assert_allclose(panels.maps["images"], on_images.anomaly_map(test[:5]))
+    np.testing.assert_allclose(panels.maps["images"], panels.maps["rows"])
+    assert panels.map_kinds == {"rows": "squared difference", "images": "squared difference"}
+
+
 def test_rgb_images_and_overlay():
     rng = np.random.default_rng(0)
     images = rng.random((2, 3, 6, 6))
