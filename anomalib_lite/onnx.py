@@ -191,7 +191,7 @@ class _PCAScorer(nn.Module):
         super().__init__()
         f64 = torch.float64
         self.statistic = detector.statistic
-        self.theta1 = float(detector.theta_[0]) if detector.theta_[0] > 0 else 1.0
+        theta1 = float(detector.theta_[0]) if detector.theta_[0] > 0 else 1.0
         self.n_components = int(detector.n_components_)
         shape = detector.sample_shape_
         # Images give (C, H, W) maps, summed over C as anomaly_map sums them.
@@ -199,6 +199,8 @@ class _PCAScorer(nn.Module):
         self.register_buffer("mean", torch.as_tensor(detector.mean_, dtype=f64))
         self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
         self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))
+        # A float64 tensor: a Python float would be exported as a float32 constant.
+        self.register_buffer("theta1", torch.tensor(theta1, dtype=f64))
 
     def forward(self, x):
         xc = x.to(torch.float64).reshape(x.shape[0], -1) - self.mean

@@ -83,6 +83,20 @@ def test_pca_on_digits_matches(statistic, tmp_path):
     assert got["is_anomaly"].any() and not got["is_anomaly"].all()
 
 
+def test_pca_combined_score_is_float64_exact(tmp_path):
+    # theta_[0] divides the SPE in float64: as a float32 constant it moved scores by ~5e-9.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)) * [3, 2, 1, 1, 1, 1]
+    det = PCADetector(n_components=2, statistic="combined", trim_fraction=0).fit(X)
+    assert np.float32(det.theta_[0]) != det.theta_[0]
+    fresh = rng.normal(size=(200, 6))
+    got = _run(_export(det, tmp_path, input_dtype="float64"), fresh)
+    score = det.score_samples(fresh)
+    np.testing.assert_allclose(got["score"], score, rtol=1e-12, atol=0)
+    atol = 1e-12 * np.abs(score).max()
+    np.testing.assert_allclose(got["decision"], det.decision_function(fresh), rtol=0, atol=atol)
+
+
 def test_pca_random_float32_and_uint8_input(tmp_path):
     rng = np.random.default_rng(0)
     det = PCADetector(n_components=3).fit(rng.integers(0, 256, size=(80, 12)).astype(np.uint8))
