@@ -131,7 +131,7 @@ def _check_input(detector, input_shape, input_dtype):
             "dtype of the arrays the graph will be given (uint8 for 8-bit images)."
         )
     if input_shape is None:
-        input_shape = _inner(detector).sample_shape_
+        input_shape = detector.sample_shape_
     ints = isinstance(input_shape, tuple | list) and all(
         isinstance(s, int | np.integer) and not isinstance(s, bool) for s in input_shape
     )
@@ -324,7 +324,8 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
         Shape of one sample, without the batch axis: the layout the graph's
         input takes. None uses the detector's ``sample_shape_`` (rows
         ``(n_features,)`` for tabular detectors and ``image_shape``
-        detectors, the images' shape for image detectors). Any layout the
+        detectors, the images' shape for image detectors; for a
+        CalibratedDetector, the shape it was fitted on). Any layout the
         detector accepts is allowed, e.g. ``(28, 28)`` for grayscale images
         passed to a ConvAutoencoderDetector as ``(n, 28, 28)``.
     input_dtype : {'float32', 'uint8', 'float64'}, default='float32'

@@ -315,6 +315,10 @@ class CalibratedDetector(BaseDetector):
         Whether ``detector_`` was refit on every normal row after calibration.
     n_features_in_ : int
         Number of features seen during fit.
+    sample_shape_ : tuple of int
+        Shape of one sample as ``fit`` took it: ``(n_features_in_,)`` for
+        rows, ``(H, W)`` or ``(C, H, W)`` for images; the layout the ONNX
+        export takes by default.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when ``X`` has string column names.
 
@@ -489,6 +493,7 @@ class CalibratedDetector(BaseDetector):
             self.refitted_ = bool(self.refit) and method != "conformal"
             self.detector_ = clone(self.detector).fit(X_normal) if self.refitted_ else model
         self.offset_ = -self.threshold_
+        self.sample_shape_ = tuple(X.shape[1:])
         logger.debug("method=%s threshold=%.6g", self.method_, self.threshold_)
         return self
 

@@ -190,6 +190,19 @@ def test_calibrated_detectors_export_their_threshold(tmp_path):
     assert float(threshold) == pca.threshold_
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (1, 8, 8)])
+def test_calibrated_image_detector_exports_in_its_fitted_layout_by_default(shape, tmp_path):
+    # The inner detector's sample_shape_ is (1, 8, 8) either way; the wrapper takes the layout
+    # it was fitted on.
+    rng = np.random.default_rng(7)
+    X = rng.uniform(size=(24, *shape)).astype(np.float32)
+    cal = CalibratedDetector(ConvAutoencoderDetector(**CONV), alpha=0.3, random_state=0).fit(X)
+    assert cal.sample_shape_ == shape
+    path = _export(cal, tmp_path)
+    assert json.loads(_metadata(path)["anomalib_lite.input_shape"]) == ["n", *shape]
+    _both_batches(cal, path, rng.uniform(size=(6, *shape)).astype(np.float32))
+
+
 def _metadata(path):
     return {p.key: p.value for p in onnx.load(os.fspath(path)).metadata_props}
 
