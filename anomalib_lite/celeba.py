@@ -230,8 +230,10 @@ def _read_face(path, box, size, mode, line):
             # at least ``size`` pixels wide, and give grayscale directly.
             side = box[2] - box[0]
             want = [math.ceil(s * size / side) for s in ALIGNED_SIZE]
-            img.draft(mode, tuple(want))
-            scale = img.size[0] / ALIGNED_SIZE[0]
+            drafted = img.draft(mode, tuple(want))
+            # The decoder scales by exactly 1/s but reports a size rounded up
+            # (45 for 178 / 4): the box it returns holds the exact scale.
+            scale = drafted[1][2] / ALIGNED_SIZE[0] if drafted else 1.0
             if img.mode != mode:
                 img = img.convert(mode)
             face = img.resize(

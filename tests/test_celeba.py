@@ -124,6 +124,21 @@ def test_load_celeba_small_sizes_decode_the_jpeg_scaled_down(root):
     assert np.abs(small - down).mean() < 12
 
 
+@pytest.mark.parametrize("size", [8, 12, 16, 24])
+def test_load_celeba_scaled_down_decode_crops_the_same_box(root, size):
+    # The decoder scales by exactly 1/4 or 1/8: the crop, and so the eyes, must stay where a
+    # full-resolution crop puts them (a box scaled by 45/178 or 23/178 drifts down and right).
+    data = load_celeba(root, partition="all", image_size=size, n_threads=1)
+    full = []
+    for path, box in zip(data.paths, data.boxes, strict=True):
+        with Image.open(path) as img:
+            face = img.convert("L").resize(
+                (size, size), Image.Resampling.BILINEAR, box=tuple(map(float, box))
+            )
+        full.append(np.asarray(face, dtype=float))
+    assert np.abs(data.images - np.array(full)).mean() < 2
+
+
 # -------------------------------------------------------------- bad input
 def test_load_celeba_missing_folder_says_where_celeba_comes_from(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no such folder.*mmlab.*torchvision"):
