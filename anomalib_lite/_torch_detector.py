@@ -323,26 +323,13 @@ class TorchDetector(BaseDetector):
             if name not in keep:
                 delattr(self, name)
 
-    @contextlib.contextmanager
-    def _as_before_on_failure(self):
-        """A ``fit`` or ``partial_fit`` that fails leaves the detector as it was (what a
-        user had is not lost), unless it failed while training the network it already
-        held, whose weights then changed in place."""
-        saved = dict(vars(self))
-        vars(self)["_training"] = False
-        try:
-            yield
-        except BaseException:
-            trained_in_place = self._training and getattr(self, "module_", None) is saved.get(
-                "module_"
-            )
-            if not (trained_in_place or getattr(self, "_kept_weights", False)):
-                vars(self).clear()
-                vars(self).update(saved)
-            raise
-        finally:
-            for name in ("_training", "_kept_weights"):
-                vars(self).pop(name, None)
+    _fit_flags = ("_training", "_kept_weights")
+
+    def _keeps_failed_fit(self, saved):
+        """A ``fit`` or ``partial_fit`` that failed while training the network the
+        detector already held keeps it: its weights changed in place."""
+        held = getattr(self, "module_", None) is saved.get("module_")
+        return (getattr(self, "_training", False) and held) or getattr(self, "_kept_weights", False)
 
     def _start_fresh(self, X):
         # Nothing of a previous fit (its threshold, its choice of score) may be read by

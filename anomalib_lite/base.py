@@ -7,6 +7,7 @@ is ``+1`` where the decision is ``>= 0``, else ``-1``. Subclasses implement
 ``_batch_rows(X)``; the base class derives the rest.
 """
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -26,6 +27,10 @@ __all__ = ["BaseDetector", "auto_threshold"]
 
 #: Largest absolute training value: beyond it PCA's cubed variances overflow float64.
 MAX_TRAINING_MAGNITUDE = 1e30
+
+# ids of the detectors inside an _as_before_on_failure block; a nested block (a
+# subclass's fit around the base class's) leaves the restoring to the outermost.
+_FITTING = set()
 
 
 def auto_threshold(anomaly_scores):
@@ -99,6 +104,36 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- state
+    #: Flags that a fit sets for :meth:`_keeps_failed_fit`; dropped when the fit ends.
+    _fit_flags = ()
+
+    @contextlib.contextmanager
+    def _as_before_on_failure(self):
+        """A ``fit`` that fails leaves the detector as it was: what a user had is not
+        lost, and no attribute of the failed fit sits beside the old model."""
+        if id(self) in _FITTING:
+            yield
+            return
+        for name in self._fit_flags:  # stale ones, e.g. from a checkpoint
+            vars(self).pop(name, None)
+        saved = dict(vars(self))
+        _FITTING.add(id(self))
+        try:
+            yield
+        except BaseException:
+            if not self._keeps_failed_fit(saved):
+                vars(self).clear()
+                vars(self).update(saved)
+            raise
+        finally:
+            _FITTING.discard(id(self))
+            for name in self._fit_flags:
+                vars(self).pop(name, None)
+
+    def _keeps_failed_fit(self, saved):
+        """Whether a failed fit keeps what it changed; ``saved`` is the state before it."""
+        return False
+
     def _get_state(self):
         """The fitted state, every attribute that is not a parameter, for pickle and io.
 
@@ -242,11 +277,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self : object
             The fitted detector.
         """
-        self._check_params()
-        X = self._validate_input(X, reset=True)
-        X = self._normal_rows(X, y)
-        self._fit(X)
-        self._set_offset(self._batched(self._anomaly_score, X))
+        with self._as_before_on_failure():
+            self._check_params()
+            X = self._validate_input(X, reset=True)
+            X = self._normal_rows(X, y)
+            self._fit(X)
+            self._set_offset(self._batched(self._anomaly_score, X))
         return self
 
     def score_samples(self, X):

@@ -452,48 +452,49 @@ class CalibratedDetector(BaseDetector):
         self : object
             The calibrated detector.
         """
-        self._check_params()
-        X = self._validate_input(X, reset=True)
-        normal = np.ones(X.shape[0], dtype=bool) if y is None else check_labels(y, X.shape[0])
-        X_normal, X_anomalous = X[normal], X[~normal]
-        method = self.method
-        if method in _LABELLED and X_anomalous.shape[0] == 0:
-            warnings.warn(
-                f"method={method!r} needs labelled anomalies (y == 1) but there are none; "
-                f"fell back to method='conformal' at alpha={self.alpha}. Pass y with a few "
-                "known anomalies, or set method='conformal' to silence this warning.",
-                CalibrationWarning,
-                stacklevel=2,
-            )
-            method = "conformal"
-        self.method_ = method
-
-        if method == "analytic":
-            self.detector_ = clone(self.detector).fit(X_normal)
-            self.threshold_ = float(_final_step(self.detector_).analytic_limit(self.alpha))
-            self.calibration_scores_ = None
-            self.refitted_ = False
-        else:
-            train, cal = self._split(X_normal.shape[0])
-            model = clone(self.detector).fit(X_normal[train])
-            cal_scores = _anomaly_scores(model, X_normal[cal])
-            self.calibration_scores_ = np.sort(cal_scores)
-            if method == "conformal":
-                self.threshold_ = conformal_threshold(cal_scores, self.alpha)
-            elif method == "quantile":
-                self.threshold_ = quantile_threshold(cal_scores, self.alpha)
-            else:
-                anomalous_scores = _anomaly_scores(model, X_anomalous)
-                self.threshold_ = labelled_threshold(
-                    np.r_[cal_scores, anomalous_scores],
-                    np.r_[np.zeros(cal.size, int), np.ones(anomalous_scores.size, int)],
-                    method=method,
-                    target_recall=self.target_recall,
+        with self._as_before_on_failure():
+            self._check_params()
+            X = self._validate_input(X, reset=True)
+            normal = np.ones(X.shape[0], dtype=bool) if y is None else check_labels(y, X.shape[0])
+            X_normal, X_anomalous = X[normal], X[~normal]
+            method = self.method
+            if method in _LABELLED and X_anomalous.shape[0] == 0:
+                warnings.warn(
+                    f"method={method!r} needs labelled anomalies (y == 1) but there are none; "
+                    f"fell back to method='conformal' at alpha={self.alpha}. Pass y with a few "
+                    "known anomalies, or set method='conformal' to silence this warning.",
+                    CalibrationWarning,
+                    stacklevel=2,
                 )
-            self.refitted_ = bool(self.refit) and method != "conformal"
-            self.detector_ = clone(self.detector).fit(X_normal) if self.refitted_ else model
-        self.offset_ = -self.threshold_
-        self.sample_shape_ = tuple(X.shape[1:])
+                method = "conformal"
+            self.method_ = method
+
+            if method == "analytic":
+                self.detector_ = clone(self.detector).fit(X_normal)
+                self.threshold_ = float(_final_step(self.detector_).analytic_limit(self.alpha))
+                self.calibration_scores_ = None
+                self.refitted_ = False
+            else:
+                train, cal = self._split(X_normal.shape[0])
+                model = clone(self.detector).fit(X_normal[train])
+                cal_scores = _anomaly_scores(model, X_normal[cal])
+                self.calibration_scores_ = np.sort(cal_scores)
+                if method == "conformal":
+                    self.threshold_ = conformal_threshold(cal_scores, self.alpha)
+                elif method == "quantile":
+                    self.threshold_ = quantile_threshold(cal_scores, self.alpha)
+                else:
+                    anomalous_scores = _anomaly_scores(model, X_anomalous)
+                    self.threshold_ = labelled_threshold(
+                        np.r_[cal_scores, anomalous_scores],
+                        np.r_[np.zeros(cal.size, int), np.ones(anomalous_scores.size, int)],
+                        method=method,
+                        target_recall=self.target_recall,
+                    )
+                self.refitted_ = bool(self.refit) and method != "conformal"
+                self.detector_ = clone(self.detector).fit(X_normal) if self.refitted_ else model
+            self.offset_ = -self.threshold_
+            self.sample_shape_ = tuple(X.shape[1:])
         logger.debug("method=%s threshold=%.6g", self.method_, self.threshold_)
         return self
 

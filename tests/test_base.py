@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from anomalib_lite import PCADetector
+from anomalib_lite import CalibratedDetector, PCADetector
 from anomalib_lite.base import auto_threshold
 
 
@@ -147,3 +147,50 @@ def test_fit_predict_uses_labels(X):
 def test_fit_returns_self(X):
     det = PCADetector(n_components=2)
     assert det.fit(X) is det
+
+
+# ------------------------------------------------------- failed fits
+def _pca():
+    return PCADetector(n_components=2)
+
+
+def _calibrated():
+    return CalibratedDetector(PCADetector(n_components=2), alpha=0.2, random_state=0)
+
+
+_rng = np.random.default_rng(1)
+#: Refits that fail after X is validated, by which point the old code had set
+#: n_features_in_ (and sample_shape_) from the rejected X.
+FAILING_REFITS = {
+    "y of the wrong length": (_rng.normal(size=(20, 3)), np.zeros(7)),
+    "constant rows": (np.ones((20, 3)),),
+    "constant images": (np.ones((20, 3, 3)),),
+}
+
+
+@pytest.mark.parametrize("args", FAILING_REFITS.values(), ids=FAILING_REFITS.keys())
+@pytest.mark.parametrize("shape", [(4,), (4, 4)], ids=["rows", "images"])
+@pytest.mark.parametrize("make", [_pca, _calibrated])
+def test_failed_refit_leaves_the_detector_as_it_was(make, shape, args):
+    X = np.random.default_rng(0).normal(size=(40, *shape))
+    det = make().fit(X)
+    before = dict(vars(det))
+    scores, labels = det.score_samples(X), det.predict(X)
+    with pytest.raises(ValueError):
+        det.fit(*args)
+    assert vars(det).keys() == before.keys()
+    assert all(vars(det)[k] is v for k, v in before.items())
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+    np.testing.assert_array_equal(det.predict(X), labels)
+
+
+@pytest.mark.parametrize("args", FAILING_REFITS.values(), ids=FAILING_REFITS.keys())
+@pytest.mark.parametrize("make", [_pca, _calibrated])
+def test_failed_first_fit_leaves_the_detector_unfitted(make, args):
+    det = make()
+    before = dict(vars(det))
+    with pytest.raises(ValueError):
+        det.fit(*args)
+    assert vars(det) == before
+    with pytest.raises(NotFittedError):
+        det.predict(args[0])
