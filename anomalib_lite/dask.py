@@ -128,7 +128,9 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     """Map a fitted detector over the chunks of a Dask array, lazily.
 
     Each chunk is scored by ``getattr(detector, method)`` in one task; the
-    results equal the detector's own output on each chunk.
+    results equal the detector's own output on each chunk. A score may
+    differ in its last bit with the chunk's size, so a sample whose score
+    ties the threshold to the last bit may change label with the chunking.
 
     Parameters
     ----------

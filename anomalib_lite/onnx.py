@@ -15,7 +15,12 @@ dynamic batch size ``n``, and these outputs:
 * ``decision`` (float64, ``(n,)``): :meth:`decision_function`, ``score``
   minus the fitted (or calibrated) ``offset_``;
 * ``is_anomaly`` (bool, ``(n,)``): ``decision < 0``, that is
-  ``predict(X) == -1``;
+  ``predict(X) == -1`` for every sample whose decision is not zero to
+  within rounding. The graph sums in another order than the library (which
+  itself rounds a row alone and in a batch differently), so ``score`` may
+  differ in its last bits: a sample whose score ties the threshold to the
+  last bit, such as the training or calibration sample whose score set it,
+  may get either label;
 * ``anomaly_map`` (float64, ``(n, H, W)``), for
   :class:`~anomalib_lite.ConvAutoencoderDetector`,
   :class:`~anomalib_lite.DraemDetector` and a
