@@ -395,13 +395,22 @@ class TorchDetector(BaseDetector):
     # --------------------------------------------------------------- fitting
     def fit(self, X, y=None):
         with self._as_before_on_failure():
+            self._check_params()
+            if self.warm_start:
+                with self._runtime():
+                    resume = self._is_trained() or self._load_checkpoint()
+                if resume:
+                    # fit validates X anew; checked first against the state it
+                    # continues, as in partial_fit, renamed or reordered columns are
+                    # refused rather than scaled by another column's statistics.
+                    self._validate_input(X, reset=False)
             return super().fit(X, y)
 
     fit.__doc__ = BaseDetector.fit.__doc__
 
     def _fit(self, X):
         with self._runtime():
-            resume = self.warm_start and (self._is_trained() or self._load_checkpoint())
+            resume = self.warm_start and self._is_trained()  # fit loaded a checkpoint
             self._claim_checkpoint()
             if resume:
                 self._prepare_warm(X)

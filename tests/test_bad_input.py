@@ -271,9 +271,10 @@ def _dataframe_then_array(ctx):
 @row("dataframe-other-columns", ValueError, "feature names")
 def _dataframe_other_columns(ctx):
     df = ctx.keep(_frame(_X()))
-    return [
-        lambda det=det: clone(det).fit(df).score_samples(df[["b", "a", "c", "d"]])
-        for det in ctx.unfitted
+    other = df[["b", "a", "c", "d"]]
+    return [lambda det=det: clone(det).fit(df).score_samples(other) for det in ctx.unfitted] + [
+        lambda det=det: clone(det).fit(df).set_params(warm_start=True).fit(other)
+        for det in (ctx.kinds["autoencoder"], ctx.kinds["conv"])
     ]
 
 

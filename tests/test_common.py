@@ -130,3 +130,29 @@ def test_read_only_and_non_contiguous_input_work(detector):
     X.setflags(write=False)
     det = clone(detector).fit(X)
     np.testing.assert_allclose(det.score_samples(X), det.score_samples(np.ascontiguousarray(X)))
+
+
+# ------------------------------------------------- torch detectors: resuming
+def _frame(columns="abcd"):
+    pd = pytest.importorskip("pandas")
+    X = np.random.default_rng(0).normal(size=(20, 4)) * [1, 10, 100, 1000]
+    return pd.DataFrame(X, columns=list("abcd"))[list(columns)]
+
+
+def test_resuming_refuses_columns_other_than_those_it_continues(torch_detector, tmp_path):
+    """warm_start and checkpoint_path continue per-column statistics: reordered
+    columns are refused, as partial_fit and scoring refuse them."""
+    X, reordered = _frame(), _frame("dcba")
+    det = clone(torch_detector).set_params(max_iter=2).fit(X)
+    scores = det.score_samples(X)
+    with pytest.raises(ValueError, match="feature names should match"):
+        det.set_params(warm_start=True).fit(reordered)
+    assert list(det.feature_names_in_) == list("abcd") and det.n_iter_ == 2
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+    path = tmp_path / "run.model"
+    clone(torch_detector).set_params(max_iter=2, checkpoint_path=path).fit(X)
+    resumed = clone(torch_detector).set_params(max_iter=2, checkpoint_path=path, warm_start=True)
+    with pytest.raises(ValueError, match="feature names should match"):
+        resumed.fit(reordered)
+    assert not hasattr(resumed, "module_")
+    assert resumed.fit(X).n_iter_ == 4
