@@ -331,6 +331,12 @@ class TorchDetector(BaseDetector):
         held = getattr(self, "module_", None) is saved.get("module_")
         return (getattr(self, "_training", False) and held) or getattr(self, "_kept_weights", False)
 
+    def _state_before_fit(self):
+        saved = super()._state_before_fit()
+        if "_run" in saved:
+            saved["_run"] = copy.copy(self._run)  # a new run starts by changing it in place
+        return saved
+
     def _start_fresh(self, X):
         # Nothing of a previous fit (its threshold, its choice of score) may be read by
         # a callback scoring during this one; the validation just set the input's own.
@@ -409,6 +415,7 @@ class TorchDetector(BaseDetector):
     fit.__doc__ = BaseDetector.fit.__doc__
 
     def _fit(self, X):
+        self._n_held_out(X.shape[0])  # refused before anything changes
         with self._runtime():
             resume = self.warm_start and self._is_trained()  # fit loaded a checkpoint
             self._claim_checkpoint()
@@ -460,6 +467,7 @@ class TorchDetector(BaseDetector):
             first = not self._is_trained()
             X = self._validate_input(X, reset=first)
             X = self._normal_rows(X, y)
+            self._n_held_out(X.shape[0])  # refused before anything changes
             with self._runtime():
                 self._claim_checkpoint()
                 if first:
@@ -484,15 +492,12 @@ class TorchDetector(BaseDetector):
             return AUTO_VALIDATION_FRACTION if self.early_stopping else 0.0
         return self.validation_fraction
 
-    def _held_out(self, n, gen=None):
-        """``(held out, trained on)`` positions of a fit's ``n`` rows, or None when
-        ``validation_fraction`` is 0: that share, at least ``MIN_HELD_OUT``, drawn
-        by ``gen`` or a new generator seeded as the fit's first run, so that every
-        later run (``warm_start``, ``partial_fit`` on a batch of the same size)
-        holds out the same rows."""
+    def _n_held_out(self, n):
+        """Rows a fit on ``n`` rows holds out: ``validation_fraction`` of them, at
+        least ``MIN_HELD_OUT``, or 0; refuses ``n`` that leaves none to train on."""
         share = self._validation_share()
         if share == 0:
-            return None
+            return 0
         n_val = max(MIN_HELD_OUT, math.ceil(share * n))
         if n - n_val < 1:
             raise ValueError(
@@ -501,6 +506,17 @@ class TorchDetector(BaseDetector):
                 f"none to train on. Pass at least {n_val + 1} samples or set "
                 "validation_fraction=0."
             )
+        return n_val
+
+    def _held_out(self, n, gen=None):
+        """``(held out, trained on)`` positions of a fit's ``n`` rows, or None when
+        ``validation_fraction`` is 0: :meth:`_n_held_out` rows drawn by ``gen`` or a
+        new generator seeded as the fit's first run, so that every later run
+        (``warm_start``, ``partial_fit`` on a batch of the same size) holds out the
+        same rows."""
+        n_val = self._n_held_out(n)
+        if n_val == 0:
+            return None
         perm = torch.randperm(n, generator=gen or make_generator(self._run.split_seed))
         return perm[:n_val], perm[n_val:]
 

@@ -116,7 +116,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             return
         for name in self._fit_flags:  # stale ones, e.g. from a checkpoint
             vars(self).pop(name, None)
-        saved = dict(vars(self))
+        saved = self._state_before_fit()
         _FITTING.add(id(self))
         try:
             yield
@@ -129,6 +129,11 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             _FITTING.discard(id(self))
             for name in self._fit_flags:
                 vars(self).pop(name, None)
+
+    def _state_before_fit(self):
+        """What a failed fit restores: a shallow copy of the attributes; subclasses copy
+        deeper what a fit changes in place."""
+        return dict(vars(self))
 
     def _keeps_failed_fit(self, saved):
         """Whether a failed fit keeps what it changed; ``saved`` is the state before it."""

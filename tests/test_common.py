@@ -156,3 +156,16 @@ def test_resuming_refuses_columns_other_than_those_it_continues(torch_detector, 
         resumed.fit(reordered)
     assert not hasattr(resumed, "module_")
     assert resumed.fit(X).n_iter_ == 4
+
+
+def test_a_refused_training_call_changes_nothing(torch_detector):
+    """A batch too small to hold rows out is refused before the run state changes,
+    so that the next warm start trains its full max_iter epochs."""
+    X = _data(n=20, d=4)
+    det = clone(torch_detector).set_params(max_iter=2, early_stopping=True).fit(X)
+    before = (det.best_loss_, det.n_iter_, det.offset_)
+    for refused in (det.partial_fit, det.set_params(warm_start=True).fit):
+        with pytest.raises(ValueError, match="leaves none to train on"):
+            refused(X[:2])
+        assert (det.best_loss_, det.n_iter_, det.offset_) == before
+    assert det.fit(X).n_iter_ == 4
