@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from torch.overrides import TorchFunctionMode
 
@@ -921,6 +922,18 @@ class TorchDetector(BaseDetector):
                 return func(x, out, batch).double().cpu().numpy()
 
         return self._batched(run, X)
+
+    def decision_function(self, X):
+        if self._is_trained() and not hasattr(self, "offset_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} has trained weights but no threshold "
+                "(offset_) yet: fit sets it once the last epoch is over, so "
+                "decision_function and predict cannot answer before then (in a "
+                "callback during a first fit); score_samples can."
+            )
+        return super().decision_function(X)
+
+    decision_function.__doc__ = BaseDetector.decision_function.__doc__
 
     def reconstruct(self, X):
         """Reconstruction of each sample by the autoencoder, in input units.

@@ -274,7 +274,10 @@ class ConvAutoencoderDetector(TorchDetector):
     callbacks : list of callable or None, default=None
         Each called after every epoch as ``callback(detector, record)``, with
         a copy of the epoch's ``history_`` entry; a true return value stops
-        the fit as early stopping does. Model files store ``callbacks=None``.
+        the fit as early stopping does, an exception ends it as a failed fit.
+        During a first fit ``score_samples`` works, but ``predict`` raises
+        ``NotFittedError``: the threshold is set after the last epoch. Model
+        files store ``callbacks=None``.
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` (weights, split, shuffling); with an
         int, a fit on the same device and software is reproducible bit for

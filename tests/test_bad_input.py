@@ -341,6 +341,19 @@ def _not_fitted(ctx):
     ]
 
 
+@row("threshold-not-set", NotFittedError, r"no threshold \(offset_\) yet.*score_samples can")
+def _threshold_not_set(ctx):
+    X = ctx.keep(_X())
+
+    def predicts(det, record):
+        det.predict(X)
+
+    return [
+        lambda det=det: clone(det).set_params(callbacks=[predicts]).fit(X)
+        for det in (ctx.kinds["autoencoder"], ctx.kinds["conv"])
+    ]
+
+
 # ------------------------------------------------------------ PCADetector
 @row("constant", ValueError, "zero variance: all 10 training samples are identical")
 def _constant(ctx):

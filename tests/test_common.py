@@ -10,6 +10,7 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from anomalib_lite._torch_detector import MIN_HELD_OUT, TorchDetector
 from anomalib_lite.base import auto_threshold
@@ -169,3 +170,19 @@ def test_a_refused_training_call_changes_nothing(torch_detector):
             refused(X[:2])
         assert (det.best_loss_, det.n_iter_, det.offset_) == before
     assert det.fit(X).n_iter_ == 4
+
+
+def test_predict_in_a_callback_of_a_first_fit_says_the_threshold_comes_last(torch_detector):
+    X = _data(n=20, d=4)
+    scores = []
+
+    def callback(det, record):
+        scores.append(det.score_samples(X))
+        for method in (det.predict, det.decision_function):
+            with pytest.raises(
+                NotFittedError, match=r"no threshold \(offset_\) yet.*score_samples"
+            ):
+                method(X)
+
+    det = clone(torch_detector).set_params(max_iter=2, callbacks=[callback]).fit(X)
+    assert len(scores) == 2 and set(det.predict(X)) <= {-1, 1}
