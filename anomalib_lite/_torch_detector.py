@@ -324,11 +324,14 @@ class TorchDetector(BaseDetector):
             if name not in keep:
                 delattr(self, name)
 
-    _fit_flags = ("_training", "_kept_weights")
+    _fit_flags = ("_training", "_trained_run", "_kept_weights")
 
-    def _keeps_failed_fit(self, saved):
+    def _keeps_failed_fit(self, saved, exc):
         """A ``fit`` or ``partial_fit`` that failed while training the network the
-        detector already held keeps it: its weights changed in place."""
+        detector already held keeps it: its weights changed in place. Ctrl-C once
+        training is over keeps the trained network (:meth:`_keep_unscored`)."""
+        if isinstance(exc, KeyboardInterrupt) and vars(self).get("_trained_run"):
+            self._keep_unscored()
         held = getattr(self, "module_", None) is saved.get("module_")
         return (getattr(self, "_training", False) and held) or getattr(self, "_kept_weights", False)
 
@@ -337,6 +340,24 @@ class TorchDetector(BaseDetector):
         if "_run" in saved:
             saved["_run"] = copy.copy(self._run)  # a new run starts by changing it in place
         return saved
+
+    def _keep_unscored(self):
+        """Keep the weights of a run that Ctrl-C stopped after its last epoch, while
+        fit set how samples score and the threshold: without ``offset_`` (a warm
+        start's old one no longer applies), the run left open with no epoch to go,
+        so that ``fit`` with ``warm_start=True`` sets them without training."""
+        vars(self).pop("offset_", None)
+        self._run.stop_at = self.n_iter_
+        self._run.done = False
+        vars(self)["_kept_weights"] = True
+        warnings.warn(
+            f"Interrupted (KeyboardInterrupt) after the last epoch, while the threshold "
+            f"was being set; the model keeps the weights of epoch {self.n_iter_} without "
+            "a threshold (offset_): score_samples works, and fit with warm_start=True "
+            "sets the threshold without training further.",
+            UserWarning,
+            stacklevel=5,
+        )
 
     def _start_fresh(self, X):
         # Nothing of a previous fit (its threshold, its choice of score) may be read by
@@ -432,6 +453,7 @@ class TorchDetector(BaseDetector):
             except FloatingPointError:
                 self._score_kept_weights(X)
                 raise
+            vars(self)["_trained_run"] = True
             self._choose_scoring(X)
 
     def _score_kept_weights(self, X):
@@ -477,6 +499,7 @@ class TorchDetector(BaseDetector):
                     self._prepare_warm(X)
                 self._new_run(1)
                 self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+                vars(self)["_trained_run"] = True
                 self._choose_scoring(X)
             self._set_offset(self._batched(self._anomaly_score, X))
         return self
@@ -633,6 +656,7 @@ class TorchDetector(BaseDetector):
                 stacklevel=4,
             )
             return
+        run.done = True  # also when a run left open after its last epoch is finished
         if early_stopping and run.best is not None:
             self.module_.load_state_dict(run.best)
             run.best = None  # not saved in the checkpoint
@@ -929,7 +953,8 @@ class TorchDetector(BaseDetector):
                 f"This {type(self).__name__} has trained weights but no threshold "
                 "(offset_) yet: fit sets it once the last epoch is over, so "
                 "decision_function and predict cannot answer before then (in a "
-                "callback during a first fit); score_samples can."
+                "callback during a first fit); score_samples can. After Ctrl-C at that "
+                "step, fit with warm_start=True sets it without training further."
             )
         return super().decision_function(X)
 

@@ -369,7 +369,9 @@ class ConvAutoencoderDetector(TorchDetector):
     with its peers.
 
     Ctrl-C during ``fit`` keeps the last finished epoch (with a warning);
-    ``warm_start=True`` finishes the run. A non-finite loss raises
+    ``warm_start=True`` finishes the run. After the last epoch, while the
+    threshold is set, Ctrl-C keeps the weights without ``offset_``, and
+    ``warm_start=True`` sets it without training further. A non-finite loss raises
     ``FloatingPointError``. Pickles hold CPU weights, so a GPU-trained model
     scores on a machine without one.
 

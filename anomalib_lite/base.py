@@ -120,8 +120,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         _FITTING.add(id(self))
         try:
             yield
-        except BaseException:
-            if not self._keeps_failed_fit(saved):
+        except BaseException as exc:
+            if not self._keeps_failed_fit(saved, exc):
                 vars(self).clear()
                 vars(self).update(saved)
             raise
@@ -135,8 +135,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         deeper what a fit changes in place."""
         return dict(vars(self))
 
-    def _keeps_failed_fit(self, saved):
-        """Whether a failed fit keeps what it changed; ``saved`` is the state before it."""
+    def _keeps_failed_fit(self, saved, exc):
+        """Whether a fit that raised ``exc`` keeps what it changed; ``saved`` is the
+        state before it."""
         return False
 
     def _get_state(self):

@@ -517,6 +517,24 @@ def test_keyboard_interrupt_keeps_last_epoch_and_warm_start_finishes(monkeypatch
     np.testing.assert_array_equal(det.score_samples(X), reference.score_samples(X))
 
 
+def test_interrupt_while_choosing_the_image_score_keeps_the_trained_weights(monkeypatch):
+    X = _images(n=12, h=8, w=8)
+    reference = ConvAutoencoderDetector(**FAST).fit(X)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(autoencoder, "paste_defects", interrupted)  # called after training
+    det = ConvAutoencoderDetector(**FAST)
+    with pytest.warns(UserWarning, match="epoch 3 without"), pytest.raises(KeyboardInterrupt):
+        det.fit(X)
+    assert det.n_iter_ == 3 and np.isfinite(det.score_samples(X)).all()
+    monkeypatch.undo()
+    det.set_params(warm_start=True).fit(X)
+    assert det.n_iter_ == 3 and det.image_score_ == reference.image_score_
+    np.testing.assert_array_equal(det.score_samples(X), reference.score_samples(X))
+
+
 def test_interrupt_before_the_first_epoch_propagates(monkeypatch):
     _interrupt_at(monkeypatch, 1)
     det = ConvAutoencoderDetector(**FAST)

@@ -186,3 +186,31 @@ def test_predict_in_a_callback_of_a_first_fit_says_the_threshold_comes_last(torc
 
     det = clone(torch_detector).set_params(max_iter=2, callbacks=[callback]).fit(X)
     assert len(scores) == 2 and set(det.predict(X)) <= {-1, 1}
+
+
+def test_ctrl_c_after_the_last_epoch_keeps_the_weights(torch_detector, monkeypatch):
+    """Ctrl-C while fit sets the threshold keeps the trained network without one;
+    a warm start then sets it, as the uninterrupted fit did, without training."""
+    X = _data(n=20, d=4)
+    reference = clone(torch_detector).set_params(max_iter=2).fit(X)
+    original = TorchDetector._set_offset
+
+    def interrupted(self, scores):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchDetector, "_set_offset", interrupted)
+    det = clone(torch_detector).set_params(max_iter=2, warm_start=True)
+    for i, call in enumerate((det.fit, det.fit, det.partial_fit)):  # first, warm, partial
+        with pytest.warns(UserWarning, match="without a thres"), pytest.raises(KeyboardInterrupt):
+            call(X)
+        assert not hasattr(det, "offset_") and det.history_  # a warm start's old one too
+        with pytest.raises(NotFittedError, match="warm_start=True sets it"):
+            det.predict(X)
+        monkeypatch.setattr(TorchDetector, "_set_offset", original)
+        det.fit(X)  # no epoch to go, only the threshold
+        monkeypatch.setattr(TorchDetector, "_set_offset", interrupted)
+        if i == 0:
+            assert det.n_iter_ == 2 and det.offset_ == reference.offset_
+            np.testing.assert_array_equal(det.predict(X), reference.predict(X))
+    monkeypatch.undo()
+    assert det.n_iter_ == 5 and det.fit(X).n_iter_ == 7
