@@ -424,17 +424,24 @@ class TorchDetector(BaseDetector):
     def fit(self, X, y=None):
         with self._as_before_on_failure():
             self._check_params()
-            if self.warm_start:
-                with self._runtime():
-                    resume = self._is_trained() or self._load_checkpoint()
-                if resume:
-                    # fit validates X anew; checked first against the state it
-                    # continues, as in partial_fit, renamed or reordered columns are
-                    # refused rather than scaled by another column's statistics.
-                    self._validate_input(X, reset=False)
+            if self._resumes():
+                # fit validates X anew; checked first against the state it continues,
+                # as in partial_fit, renamed or reordered columns are refused rather
+                # than scaled by another column's statistics.
+                self._validate_input(X, reset=False)
             return super().fit(X, y)
 
     fit.__doc__ = BaseDetector.fit.__doc__
+
+    def _resumes(self):
+        """Whether ``warm_start`` continues: the fitted state, or else the one at
+        ``checkpoint_path``, loaded here."""
+        if not self.warm_start:
+            return False
+        if self._is_trained():
+            return True
+        with self._runtime():
+            return self._load_checkpoint()
 
     def _fit(self, X):
         self._n_held_out(X.shape[0])  # refused before anything changes
@@ -469,7 +476,8 @@ class TorchDetector(BaseDetector):
         """Train for one more epoch over ``X``.
 
         For data that does not fit in memory, or to continue a fit. The first call
-        sets the geometry and scaling; each runs one epoch at ``learning_rate_init``
+        sets the geometry and scaling, or with ``warm_start=True`` resumes from an
+        existing ``checkpoint_path``; each runs one epoch at ``learning_rate_init``
         (optimizer state kept, no early stopping) on ``X`` less the rows a fit on
         ``X`` would hold out, and sets ``offset_`` from ``X`` as ``fit`` does.
 
@@ -487,6 +495,7 @@ class TorchDetector(BaseDetector):
         """
         with self._as_before_on_failure():
             self._check_params()
+            self._resumes()
             first = not self._is_trained()
             X = self._validate_input(X, reset=first)
             X = self._normal_rows(X, y)
@@ -791,10 +800,17 @@ class TorchDetector(BaseDetector):
         if path is None or not path.exists():
             return
         if not hasattr(self, "_run") or self._run.checkpoint != str(path.resolve()):
+            if self._is_trained():
+                hint = (
+                    "this fitted detector did not write it and continues its own state, "
+                    "not the file's: resume from the file with an unfitted copy "
+                    "(sklearn.base.clone) and warm_start=True, or choose another path."
+                )
+            else:
+                hint = "pass warm_start=True to resume from it, or choose another path."
             raise ValueError(
                 f"checkpoint_path={str(path)!r} already exists and an existing file is "
-                "never overwritten; pass warm_start=True to resume from it, or choose "
-                "another path."
+                f"never overwritten; {hint}"
             )
 
     def _write_checkpoint(self, optimizer_state):

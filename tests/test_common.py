@@ -14,6 +14,7 @@ from sklearn.exceptions import NotFittedError
 
 from anomalib_lite._torch_detector import MIN_HELD_OUT, TorchDetector
 from anomalib_lite.base import auto_threshold
+from anomalib_lite.io import load
 
 
 def test_sklearn_compatible_estimator(estimator, check):
@@ -214,3 +215,22 @@ def test_ctrl_c_after_the_last_epoch_keeps_the_weights(torch_detector, monkeypat
             np.testing.assert_array_equal(det.predict(X), reference.predict(X))
     monkeypatch.undo()
     assert det.n_iter_ == 5 and det.fit(X).n_iter_ == 7
+
+
+def test_partial_fit_resumes_a_stream_from_its_checkpoint(torch_detector, tmp_path):
+    X = _data(n=30, d=4)
+    batches = (X[:10], X[10:20], X[20:])
+    stream = clone(torch_detector)
+    for batch in batches:
+        stream.partial_fit(batch)
+    path = tmp_path / "stream.model"
+    first = clone(torch_detector).set_params(checkpoint_path=path)
+    first.partial_fit(batches[0]).partial_fit(batches[1])
+    with pytest.raises(ValueError, match="pass warm_start=True to resume from it"):
+        clone(first).partial_fit(batches[2])
+    resumed = clone(first).set_params(warm_start=True).partial_fit(batches[2])
+    assert resumed.n_iter_ == 3 and resumed.offset_ == stream.offset_
+    np.testing.assert_array_equal(resumed.score_samples(X), stream.score_samples(X))
+    loaded = load(path).set_params(checkpoint_path=path, warm_start=True)  # stores None
+    with pytest.raises(ValueError, match=r"continues its own state.*sklearn\.base\.clone"):
+        loaded.partial_fit(batches[2])
