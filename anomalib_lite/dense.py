@@ -284,6 +284,8 @@ class AutoencoderDetector(TorchDetector):
         return errors.mean(1)
 
     def _from_tensor(self, out, like):
-        scale = torch.as_tensor(self.scale_, dtype=out.dtype, device=out.device)
-        mean = torch.as_tensor(self.mean_, dtype=out.dtype, device=out.device)
-        return (out * scale + mean).reshape(like.shape)
+        # Back to input units in float64, as the input was standardized: float32
+        # would round a feature far from zero to its float32 spacing there.
+        scale = torch.as_tensor(self.scale_, dtype=torch.float64, device=out.device)
+        mean = torch.as_tensor(self.mean_, dtype=torch.float64, device=out.device)
+        return (out.double() * scale + mean).reshape(like.shape)

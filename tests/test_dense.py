@@ -50,6 +50,15 @@ def test_methods_shapes_and_dtypes(fitted):
     assert isinstance(fitted.module_, DenseAutoencoder)
 
 
+def test_reconstruct_agrees_with_the_error_far_from_zero():
+    """Standardized in float64, reconstructions come back in float64: the same data
+    shifted by 1e6 (float32 spacing 0.0625 there) keep the error's identity."""
+    X = _curve(n=40) / [1.0, 10.0, 0.1, 1000.0] + 1e6
+    det = AutoencoderDetector(**FAST).fit(X)
+    from_rec = (((det.reconstruct(X) - X) / det.scale_) ** 2).mean(1)
+    np.testing.assert_allclose(from_rec, det.reconstruction_error(X), rtol=1e-6)
+
+
 def test_automatic_sizes():
     X = _curve()
     det = AutoencoderDetector(max_iter=1, random_state=0).fit(X)
