@@ -142,7 +142,8 @@ class ConvAutoencoderDetector(TorchDetector):
     Images come as ``(n, H, W)``, channels-first ``(n, C, H, W)`` (convert
     channels-last arrays with ``np.moveaxis(X, -1, 1)``), or as rows
     ``(n, C*H*W)`` with ``image_shape`` set, for use in a
-    :class:`~sklearn.pipeline.Pipeline`. Pixel values are used as they are
+    :class:`~sklearn.pipeline.Pipeline` or for images 1, 3 or 4 pixels wide,
+    which 4-D ``X`` would take for channels-last. Pixel values are used as they are
     (uint8 included). Inside, each channel is standardized over the training
     pixels, images get a mirrored ``margin`` and are edge-padded to a multiple
     of ``2 ** len(channels_)``; every output is cropped back and reported in
@@ -519,7 +520,7 @@ class ConvAutoencoderDetector(TorchDetector):
                     "image_shape=(H, W) or (C, H, W) to read each row as an image, or "
                     "pass images as (n, H, W) or (n, C, H, W)."
                 )
-            X = check_images(X, ensure_min_samples=min_samples)
+            X = check_images(X, ensure_min_samples=min_samples, image_shape=True)
             if reset:
                 self.n_features_in_ = int(math.prod(X.shape[1:]))
                 if hasattr(self, "feature_names_in_"):

@@ -574,6 +574,19 @@ def test_divergence_after_the_first_epoch_keeps_a_model_that_scores(monkeypatch)
     assert set(np.unique(det.predict(X))) <= {-1, 1}
 
 
+def test_channels_first_images_a_few_pixels_wide_are_told_how_to_pass():
+    """Images (n, 2, 8, 4) look channels-last; the message names the way through,
+    which reads them as they are, while (n, H, W, 3) images stay refused."""
+    X = _images(n=6, h=8, w=4, channels=2)
+    with pytest.raises(ValueError, match=r"looks channels-last.*image_shape=\(2, 8, 4\)") as exc:
+        ConvAutoencoderDetector(**FAST).fit(X)
+    assert "X.reshape(len(X), -1)" in str(exc.value)
+    rows = ConvAutoencoderDetector(**{**FAST, "channels": (4,), "image_shape": (2, 8, 4)})
+    assert rows.fit(X.reshape(len(X), -1)).input_shape_ == (2, 8, 4)
+    with pytest.raises(ValueError, match="looks channels-last"):
+        ConvAutoencoderDetector(**FAST).fit(np.moveaxis(_images(n=6, channels=3), 1, -1))
+
+
 def test_a_failed_fit_leaves_the_detector_as_it_was():
     X = _images()
     det = ConvAutoencoderDetector(**FAST).fit(X)

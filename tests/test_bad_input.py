@@ -691,7 +691,12 @@ def _image_channels(ctx):
     return [lambda: ctx.conv.score_samples(ctx.keep(np.zeros((2, 3, 8, 8))))]
 
 
-@row("channels-last", ValueError, r"looks channels-last.*np\.moveaxis\(X, -1, 1\)")
+@row(
+    "channels-last",
+    ValueError,
+    r"looks channels-last.*np\.moveaxis\(X, -1, 1\)\. If they are channels-first .*"
+    r"X\.reshape\(len\(X\), -1\)",
+)
 def _channels_last(ctx):
     images = ctx.keep(np.random.default_rng(0).random((6, 8, 8, 3)))
     return [

@@ -131,14 +131,16 @@ def check_image_shape(image_shape, n_features=None):
     return shape
 
 
-def check_images(X, *, dtype="numeric", ensure_min_samples=1):
+def check_images(X, *, dtype="numeric", ensure_min_samples=1, image_shape=False):
     """``X`` as a checked array of channels-first images, ``(n, H, W)`` or ``(n, C, H, W)``.
 
     :func:`sklearn.utils.check_array` with ``allow_nd``: numeric, finite, at
     least ``ensure_min_samples`` images, each with at least one channel and
     pixel. A 4-D array whose last axis looks like channels (1, 3 or 4) and whose
     second does not is refused as channels-last, as reading it channels-first
-    would mix pixels into channels.
+    would mix pixels into channels. The message also names the way through for
+    channels-first images that are 1, 3 or 4 pixels wide: rows, with an
+    ``image_shape`` parameter where the caller has one (``image_shape=True``).
     """
     X = np.asarray(X)
     if X.ndim not in (3, 4):
@@ -154,10 +156,15 @@ def check_images(X, *, dtype="numeric", ensure_min_samples=1):
         input_name="X",
     )
     if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
+        if image_shape:
+            rows = f"rows, X.reshape(len(X), -1), with image_shape={X.shape[1:]}"
+        else:
+            rows = "rows of their pixels, X.reshape(len(X), -1)"
         raise ValueError(
             f"X has shape {X.shape}, which looks channels-last (n, H, W, C); "
             "images must be channels-first (n, C, H, W). Convert them with "
-            "np.moveaxis(X, -1, 1)."
+            f"np.moveaxis(X, -1, 1). If they are channels-first images {X.shape[-1]} "
+            f"pixels wide, pass them as {rows}."
         )
     check_image_size((1, *X.shape[1:])[-3:])
     return X
