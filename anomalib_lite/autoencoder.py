@@ -282,7 +282,9 @@ class ConvAutoencoderDetector(TorchDetector):
     random_state : int, RandomState instance or None, default=None
         Seeds a local ``torch.Generator`` (weights, split, shuffling); with an
         int, a fit on the same device and software is reproducible bit for
-        bit (cuDNN runs deterministically). Global RNGs are not used.
+        bit (cuDNN runs deterministically). None draws the seed from NumPy's
+        global RNG, as scikit-learn does; an int or a RandomState leaves the
+        global NumPy and torch RNGs alone.
     verbose : int, default=0
         ``> 0`` logs each epoch's loss and timing to logger ``'anomalib_lite'``.
 

@@ -104,7 +104,9 @@ class AutoencoderDetector(TorchDetector):
         Called as ``callback(detector, record)`` after every epoch; a true
         return value stops the fit.
     random_state : int, RandomState instance or None, default=None
-        Seeds a local ``torch.Generator``.
+        Seeds a local ``torch.Generator``. None draws the seed from NumPy's
+        global RNG, as scikit-learn does; an int or a RandomState leaves the
+        global NumPy and torch RNGs alone.
     verbose : int, default=0
         ``> 0`` logs every epoch through :mod:`logging`.
 

@@ -126,7 +126,9 @@ class DraemDetector(ConvAutoencoderDetector):
         Each called after every epoch as ``callback(detector, record)``; a true
         return value stops the fit.
     random_state : int, RandomState instance or None, default=None
-        Seeds a local ``torch.Generator`` (weights, shuffling, defects).
+        Seeds a local ``torch.Generator`` (weights, shuffling, defects). None
+        draws the seed from NumPy's global RNG, as scikit-learn does; an int or
+        a RandomState leaves the global NumPy and torch RNGs alone.
     verbose : int, default=0
         ``> 0`` logs each epoch's loss and timing to logger ``'anomalib_lite'``.
 

@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -234,3 +235,19 @@ def test_partial_fit_resumes_a_stream_from_its_checkpoint(torch_detector, tmp_pa
     loaded = load(path).set_params(checkpoint_path=path, warm_start=True)  # stores None
     with pytest.raises(ValueError, match=r"continues its own state.*sklearn\.base\.clone"):
         loaded.partial_fit(batches[2])
+
+
+def test_only_random_state_none_draws_from_a_global_rng(torch_detector):
+    """As documented: None draws the seed from NumPy's global RNG, the way
+    scikit-learn does; an int or a RandomState leaves NumPy's and torch's alone."""
+    assert "None draws the seed from NumPy's global RNG" in " ".join(
+        type(torch_detector).__doc__.split()
+    )
+    X = _data(n=20, d=4)
+    for random_state, draws in ((0, False), (np.random.RandomState(0), False), (None, True)):
+        _, keys, pos, *_ = np.random.get_state()  # noqa: NPY002 (the legacy global RNG)
+        torch_state = torch.get_rng_state()
+        clone(torch_detector).set_params(max_iter=1, random_state=random_state).fit(X)
+        _, keys_after, pos_after, *_ = np.random.get_state()  # noqa: NPY002
+        assert (pos_after != pos or not np.array_equal(keys_after, keys)) == draws
+        assert torch.equal(torch.get_rng_state(), torch_state)
