@@ -342,19 +342,25 @@ class TorchDetector(BaseDetector):
         return saved
 
     def _keep_unscored(self):
-        """Keep the weights of a run that Ctrl-C stopped after its last epoch, while
-        fit set how samples score and the threshold: without ``offset_`` (a warm
-        start's old one no longer applies), the run left open with no epoch to go,
-        so that ``fit`` with ``warm_start=True`` sets them without training."""
-        vars(self).pop("offset_", None)
-        self._run.stop_at = self.n_iter_
-        self._run.done = False
+        """Keep the weights of a run that Ctrl-C stopped after training, while fit set
+        how samples score and the threshold: without ``offset_``, and the run left
+        open, with no epoch to go if it had finished, so that ``fit`` with
+        ``warm_start=True`` finishes it and sets them."""
+        finished = self._run.done
+        if finished:
+            self._run.stop_at = self.n_iter_
+            self._run.done = False
         vars(self)["_kept_weights"] = True
+        rest = (
+            "sets the threshold without training further"
+            if finished
+            else f"trains the run's remaining {self._run.stop_at - self.n_iter_} epochs and "
+            "sets the threshold"
+        )
         warnings.warn(
-            f"Interrupted (KeyboardInterrupt) after the last epoch, while the threshold "
-            f"was being set; the model keeps the weights of epoch {self.n_iter_} without "
-            "a threshold (offset_): score_samples works, and fit with warm_start=True "
-            "sets the threshold without training further.",
+            f"Interrupted (KeyboardInterrupt) while the threshold was being set; the model "
+            f"keeps the weights of epoch {self.n_iter_} without a threshold (offset_): "
+            f"score_samples works, and fit with warm_start=True {rest}.",
             UserWarning,
             stacklevel=5,
         )
@@ -610,6 +616,9 @@ class TorchDetector(BaseDetector):
     def _train(self, x, *, early_stopping, constant_lr=False):
         """Run the current run's remaining epochs on the CPU tensor ``x``."""
         vars(self)["_training"] = True
+        # The weights are about to change: a threshold set on the old ones no longer
+        # applies (fit sets a new one), nor may a checkpoint of this run hold it.
+        vars(self).pop("offset_", None)
         run = self._run
         train, val, gen = self._split(x)
         if run.rng is not None:
@@ -665,6 +674,14 @@ class TorchDetector(BaseDetector):
                 stacklevel=4,
             )
             return
+        except BaseException:
+            # Weights part-way through an epoch match no epoch of the record: go back
+            # to the last finished one, which a warm start continues from (a first
+            # epoch that diverged has discarded the network already).
+            if self._is_trained():
+                self._restore(snapshot, optimizer)
+                run.optimizer = _cpu_copy(snapshot[1])
+            raise
         run.done = True  # also when a run left open after its last epoch is finished
         if early_stopping and run.best is not None:
             self.module_.load_state_dict(run.best)
@@ -969,8 +986,8 @@ class TorchDetector(BaseDetector):
                 f"This {type(self).__name__} has trained weights but no threshold "
                 "(offset_) yet: fit sets it once the last epoch is over, so "
                 "decision_function and predict cannot answer before then (in a "
-                "callback during a first fit); score_samples can. After Ctrl-C at that "
-                "step, fit with warm_start=True sets it without training further."
+                "callback during a fit); score_samples can. After Ctrl-C at that "
+                "step, fit with warm_start=True sets it."
             )
         return super().decision_function(X)
 

@@ -251,3 +251,75 @@ def test_only_random_state_none_draws_from_a_global_rng(torch_detector):
         _, keys_after, pos_after, *_ = np.random.get_state()  # noqa: NPY002
         assert (pos_after != pos or not np.array_equal(keys_after, keys)) == draws
         assert torch.equal(torch.get_rng_state(), torch_state)
+
+
+def test_a_warm_start_that_fails_keeps_the_last_epoch_without_the_old_threshold(
+    torch_detector, tmp_path, monkeypatch
+):
+    """An error inside a warm start's training leaves the weights of its last
+    finished epoch, no threshold (the old one was set on other weights), and a
+    checkpoint that holds the same; a warm start then sets one."""
+    X = _data(n=20, d=4)
+    path = tmp_path / "run.model"
+    det = clone(torch_detector).set_params(max_iter=2, warm_start=True, checkpoint_path=path)
+    det.fit(X)
+    original = TorchDetector._epoch
+    calls = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 2:  # part-way through the second epoch of the warm start
+            original(self, *args)  # the weights have moved
+            raise RuntimeError("out of memory")
+        return original(self, *args)
+
+    monkeypatch.setattr(TorchDetector, "_epoch", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        det.fit(X)
+    monkeypatch.undo()
+    assert det.n_iter_ == 3 == len(det.history_)
+    assert not hasattr(det, "offset_")
+    with pytest.raises(NotFittedError, match="no threshold"):
+        det.predict(X)
+    saved = load(path)  # written after epoch 3, the last finished one
+    assert saved.n_iter_ == 3 and not hasattr(saved, "offset_")
+    np.testing.assert_array_equal(saved.score_samples(X), det.score_samples(X))
+    # the next warm start finishes the run's last epoch and sets the threshold
+    assert det.fit(X).n_iter_ == 4 and set(det.predict(X)) <= {-1, 1}
+
+
+def test_a_finished_warm_starts_checkpoint_holds_no_stale_threshold(torch_detector, tmp_path):
+    X = _data(n=20, d=4)
+    path = tmp_path / "run.model"
+    det = clone(torch_detector).set_params(max_iter=2, warm_start=True, checkpoint_path=path)
+    det.fit(X).fit(X)
+    saved = load(path)
+    assert saved.n_iter_ == det.n_iter_ == 4 and not hasattr(saved, "offset_")
+    with pytest.raises(NotFittedError, match="no threshold"):
+        saved.predict(X)
+
+
+def test_ctrl_c_in_training_and_again_at_the_threshold_keeps_the_rest_of_the_run(
+    torch_detector, monkeypatch
+):
+    X = _data(n=20, d=4)
+    original_epoch = TorchDetector._epoch
+    calls = []
+
+    def epoch(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original_epoch(self, *args)
+
+    def offset(self, scores):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchDetector, "_epoch", epoch)
+    monkeypatch.setattr(TorchDetector, "_set_offset", offset)
+    det = clone(torch_detector).set_params(max_iter=4, warm_start=True)
+    with pytest.warns(UserWarning) as record, pytest.raises(KeyboardInterrupt):
+        det.fit(X)
+    assert "remaining 3 epochs" in str(record[-1].message)
+    monkeypatch.undo()
+    assert det.n_iter_ == 1 and det.fit(X).n_iter_ == 4  # the run's other 3 epochs
