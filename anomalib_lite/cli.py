@@ -166,9 +166,10 @@ def _new_file(path, option, overwrite):
 
 
 # ---------------------------------------------------------------------- models
-def _load_model(path):
+def _load_model(path, threshold=True):
     """The fitted estimator of the model file ``path``; a model file may hold an
-    unfitted one (``io.save`` allows it), which no subcommand can use."""
+    unfitted one (``io.save`` allows it), which no subcommand can use, or, with
+    ``threshold``, one without a threshold, which cannot label images."""
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -186,6 +187,13 @@ def _load_model(path):
             f"--model '{path}' holds an unfitted {type(model).__name__}; fit it first "
             "(anomalib-lite fit)"
         ) from None
+    if threshold and not hasattr(model, "offset_"):
+        raise CommandError(
+            f"--model '{path}' holds a {type(model).__name__} with trained weights but no "
+            "threshold, such as a checkpoint written during a fit; finish the fit: "
+            "anomalib-lite fit with the parameters it had and --param "
+            f"checkpoint_path={path} --param warm_start=True"
+        )
     return model
 
 
@@ -211,7 +219,7 @@ class _ImageLayout:
                 f"--model holds a {type(inner).__name__}; the command line scores images "
                 "with PCADetector, ConvAutoencoderDetector and DraemDetector models"
             )
-        self.sample_shape = tuple(inner.sample_shape_)
+        self.sample_shape = tuple(model.sample_shape_)  # a calibrated model's own layout
         # (C, H, W), or None for a PCA model fitted on rows, which knows only its size
         self.shape = getattr(inner, "input_shape_", None)
         if self.shape is None and len(self.sample_shape) > 1:
@@ -447,7 +455,7 @@ def _figure_targets(paths, root, out, overwrite):
 def _cmd_maps(args):
     from .visualization import reconstruction_figure
 
-    model = _load_model(args.model)
+    model = _load_model(args.model, threshold=False)  # maps need no threshold
     layout = _ImageLayout(model, args.size)
     paths, root = _image_files(args.data)
     out = Path(args.out)
@@ -540,9 +548,11 @@ def _cmd_export(args):
 
     model = _load_model(args.model)
     out = _new_file(args.out, "--out", args.overwrite)
-    # Grayscale images go in as the command line reads them, (n, H, W).
-    shape = getattr(_scorer(model), "sample_shape_", None)
-    input_shape = shape[1:] if shape is not None and len(shape) == 3 and shape[0] == 1 else None
+    # Grayscale images go in as the command line reads them, (n, H, W), where the model
+    # takes them so; a calibrated model takes only the layout it was fitted on.
+    shape = tuple(model.sample_shape_)
+    gray = len(shape) == 3 and shape[0] == 1 and model is _scorer(model)
+    input_shape = shape[1:] if gray else None
     try:
         export(
             model,

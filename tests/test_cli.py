@@ -531,3 +531,60 @@ def test_evaluate_gives_a_pca_models_pixel_metrics(root, tmp_path):
         assert main(["evaluate", "--model", str(path), "--data", str(root), "--json"]) == 0
     metrics = json.loads(stdout.getvalue())
     assert 0.5 < metrics["pixel_roc_auc"] <= 1 and 0 <= metrics["aupro"] <= 1
+
+
+@pytest.mark.parametrize("layout", ["hw", "chw"])
+def test_calibrated_models_get_images_in_the_layout_they_were_fitted_on(root, tmp_path, layout):
+    from anomalib_lite import CalibratedDetector, ConvAutoencoderDetector
+
+    files = sorted((root / "train" / "good").glob("*.png"))
+    images = np.stack([np.asarray(Image.open(p)) for p in files])
+    X = images if layout == "hw" else images[:, None]
+    inner = ConvAutoencoderDetector(max_iter=1, channels=(4,), random_state=0)
+    model = CalibratedDetector(inner, method="quantile", alpha=0.2, random_state=0).fit(X)
+    path = io.save(model, tmp_path / "cal.model")
+    scores = tmp_path / "scores.csv"
+    data = ["--model", path, "--data", root / "test" / "good"]
+    assert _quiet("score", "--quiet", *data, "--out", scores) == 0
+    with open(scores, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    test = sorted((root / "test" / "good").glob("*.png"))
+    expected = np.stack([np.asarray(Image.open(p)) for p in test])
+    expected = model.score_samples(expected if layout == "hw" else expected[:, None])
+    np.testing.assert_array_equal([float(r["score"]) for r in rows], expected)
+    assert _quiet("export", "--model", path, "--out", tmp_path / "cal.onnx") == 0
+
+
+def test_a_model_without_a_threshold_is_refused_where_images_get_labels(root, tmp_path):
+    from anomalib_lite import ConvAutoencoderDetector
+
+    files = sorted((root / "train" / "good").glob("*.png"))
+    images = np.stack([np.asarray(Image.open(p)) for p in files])
+    checkpoint = tmp_path / "run.model"  # written after each epoch, before the threshold
+    ConvAutoencoderDetector(max_iter=1, channels=(4,), checkpoint_path=checkpoint).fit(images)
+    assert not hasattr(io.load(checkpoint), "offset_")
+    data = ["--model", checkpoint, "--data", root / "test" / "good"]
+    for args in (
+        ["score", *data, "--out", tmp_path / "s.csv"],
+        ["evaluate", "--model", checkpoint, "--data", root],
+    ):
+        _fails(*args, match="with trained weights but no threshold")
+    assert _quiet("maps", "--quiet", *data, "--out", tmp_path / "maps") == 0
+    out = tmp_path / "fitted.model"
+    resume = ["--param", "max_iter=1", "--param", "channels=(4,)"]
+    resume += ["--param", f"checkpoint_path={checkpoint}", "--param", "warm_start=True"]
+    fit = ["fit", "--quiet", "--data", root / "train" / "good", *resume, "--out", out]
+    assert _quiet(*fit) == 0
+    assert (
+        _quiet(
+            "score",
+            "--quiet",
+            "--model",
+            out,
+            "--data",
+            root / "test" / "good",
+            "--out",
+            tmp_path / "s.csv",
+        )
+        == 0
+    )
