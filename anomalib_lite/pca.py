@@ -214,6 +214,7 @@ class PCADetector(BaseDetector):
     def _validate_input(self, X, *, reset):
         """Rows of ``X``: images, ``(n, H, W)`` or ``(n, C, H, W)``, become rows of their
         pixels, and later calls must pass samples of the fitted shape (``sample_shape_``)."""
+        check_numeric_dtype(X)  # first: a ragged X has no number of dimensions
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X, dtype=object).ndim
         fitted = None if reset else self.sample_shape_
         if ndim <= 2:
@@ -226,7 +227,6 @@ class PCADetector(BaseDetector):
             if reset:
                 self.sample_shape_ = (self.n_features_in_,)
             return X
-        check_numeric_dtype(X)
         X = check_images(X, dtype=(np.float64, np.float32), ensure_min_samples=2 if reset else 1)
         if reset:
             self.n_features_in_ = int(np.prod(X.shape[1:]))

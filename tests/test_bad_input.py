@@ -316,7 +316,9 @@ def _not_an_array(ctx):
 
 @row("ragged", TypeError, "rows of equal length")
 def _ragged(ctx):
-    return ctx.fits([[1.0, 2.0], [3.0]])
+    images = PCADetector(n_components=1).fit(np.random.default_rng(0).random((6, 2, 2)))
+    ragged_images = [[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0]]]
+    return [*ctx.fits([[1.0, 2.0], [3.0]]), lambda: images.score_samples(ragged_images)]
 
 
 @row("sparse", TypeError, r"(?i)sparse.*toarray\(\)")
