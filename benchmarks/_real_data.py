@@ -97,7 +97,9 @@ def add_accessories(images, random_state):
     Each image gets a bar, a ring or a frame (uniformly), small or large,
     in one of :data:`ACCESSORY_CONTRASTS`, drawn anti-aliased with a line
     width of 1 to 2 pixels per 28 pixels of side. The mask holds the pixels
-    the drawing changed by more than :data:`MASK_CHANGE`.
+    the drawing changed by more than :data:`MASK_CHANGE`; an accessory that
+    changed none (drawn along a stroke of its own grey) is drawn again, so
+    that every image labelled anomalous differs from its normal self.
     """
     rng = np.random.default_rng(random_state)
     out = np.array(images, dtype=np.float32, copy=True)
@@ -106,13 +108,14 @@ def add_accessories(images, random_state):
     kinds = rng.choice(ACCESSORIES, n)
     masks = np.zeros(out.shape, dtype=bool)
     for i in range(n):
-        extent = rng.uniform(*ACCESSORY_SIZES[rng.integers(len(ACCESSORY_SIZES))])
-        level = ACCESSORY_CONTRASTS[rng.integers(len(ACCESSORY_CONTRASTS))]
-        width = rng.uniform(1.0, 2.0) * side / 28
-        dist = _outline_distance(kinds[i], yy, xx, side, extent, rng)
-        alpha = np.clip(width / 2 + 0.5 - dist, 0.0, 1.0).astype(np.float32)
-        new = out[i] + alpha * (np.float32(level) - out[i])
-        masks[i] = np.abs(new - out[i]) > MASK_CHANGE
+        while not masks[i].any():
+            extent = rng.uniform(*ACCESSORY_SIZES[rng.integers(len(ACCESSORY_SIZES))])
+            level = ACCESSORY_CONTRASTS[rng.integers(len(ACCESSORY_CONTRASTS))]
+            width = rng.uniform(1.0, 2.0) * side / 28
+            dist = _outline_distance(kinds[i], yy, xx, side, extent, rng)
+            alpha = np.clip(width / 2 + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+            new = out[i] + alpha * (np.float32(level) - out[i])
+            masks[i] = np.abs(new - out[i]) > MASK_CHANGE
         out[i] = new
     return out, masks, kinds
 
