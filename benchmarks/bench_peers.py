@@ -425,7 +425,10 @@ def textures_tables(res, command):
         f"{res['size']}x{res['size']} training images (seed 0), {res['n_test']} test images "
         "(seed 1), half with one defect. Pixel ROC-AUC and AUPRO (FPR <= 0.3) score the "
         "anomaly maps: `anomaly_map` for ConvAutoencoderDetector, the squared residual "
-        "`(x - reconstruct(x))**2` for PCADetector; the peers make no maps.",
+        "`(x - reconstruct(x))**2` for PCADetector and AutoencoderDetector; the peers make no "
+        "maps. Peak memory is the largest growth of the anonymous resident set during a fit "
+        "and score, in process (memory that earlier runs freed is reused, so small values are "
+        "lower bounds).",
         "",
         "| method | image ROC-AUC | image AP | pixel ROC-AUC | AUPRO | fit (s) | "
         "score (images/s) | peak memory (MiB) |",
