@@ -427,17 +427,12 @@ class TorchDetector(BaseDetector):
         self.best_loss_ = math.inf
 
     # --------------------------------------------------------------- fitting
-    def fit(self, X, y=None):
-        with self._as_before_on_failure():
-            self._check_params()
-            if self._resumes():
-                # fit validates X anew; checked first against the state it continues,
-                # as in partial_fit, renamed or reordered columns are refused rather
-                # than scaled by another column's statistics.
-                self._validate_input(X, reset=False)
-            return super().fit(X, y)
-
-    fit.__doc__ = BaseDetector.fit.__doc__
+    def _check_continuation(self, X):
+        # Checked against the state a warm start continues, as in partial_fit:
+        # renamed or reordered columns are refused rather than scaled by another
+        # column's statistics.
+        if self._resumes():
+            self._validate_input(X, reset=False)
 
     def _resumes(self):
         """Whether ``warm_start`` continues: the fitted state, or else the one at

@@ -28,10 +28,6 @@ __all__ = ["BaseDetector", "auto_threshold"]
 #: Largest absolute training value: beyond it PCA's cubed variances overflow float64.
 MAX_TRAINING_MAGNITUDE = 1e30
 
-# ids of the detectors inside an _as_before_on_failure block; a nested block (a
-# subclass's fit around the base class's) leaves the restoring to the outermost.
-_FITTING = set()
-
 
 def auto_threshold(anomaly_scores):
     """Threshold used by ``contamination='auto'``: Tukey's upper fence.
@@ -111,13 +107,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _as_before_on_failure(self):
         """A ``fit`` that fails leaves the detector as it was: what a user had is not
         lost, and no attribute of the failed fit sits beside the old model."""
-        if id(self) in _FITTING:
-            yield
-            return
         for name in self._fit_flags:  # stale ones, e.g. from a checkpoint
             vars(self).pop(name, None)
         saved = self._state_before_fit()
-        _FITTING.add(id(self))
         try:
             yield
         except BaseException as exc:
@@ -126,7 +118,6 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 vars(self).update(saved)
             raise
         finally:
-            _FITTING.discard(id(self))
             for name in self._fit_flags:
                 vars(self).pop(name, None)
 
@@ -134,6 +125,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """What a failed fit restores: a shallow copy of the attributes; subclasses copy
         deeper what a fit changes in place."""
         return dict(vars(self))
+
+    def _check_continuation(self, X):
+        """Check ``X`` against a fitted state that ``fit`` continues, before
+        validating it anew; detectors that always fit afresh do nothing."""
 
     def _keeps_failed_fit(self, saved, exc):
         """Whether a fit that raised ``exc`` keeps what it changed; ``saved`` is the
@@ -285,6 +280,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """
         with self._as_before_on_failure():
             self._check_params()
+            self._check_continuation(X)
             X = self._validate_input(X, reset=True)
             X = self._normal_rows(X, y)
             self._fit(X)
