@@ -16,6 +16,7 @@ from .nn import ConvAutoencoder, paste_defects
 from .nn.functional import gaussian_blur, ssim_map
 from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
+    channels_first,
     check_dense,
     check_float,
     check_float32_spread,
@@ -538,7 +539,7 @@ class ConvAutoencoderDetector(TorchDetector):
     def _batch_shape(self, X):
         if self.image_shape is not None:
             return check_image_shape(self.image_shape, X.shape[1])
-        return (1, *X.shape[1:]) if X.ndim == 3 else tuple(X.shape[1:])
+        return channels_first(X.shape[1:])
 
     def _check_geometry(self, X):
         got = self._batch_shape(X)

@@ -209,6 +209,7 @@ class _ImageLayout:
 
     def __init__(self, model, size):
         from . import PCADetector
+        from .utils._validation import channels_first
 
         self.model = model
         self.size = size
@@ -223,7 +224,7 @@ class _ImageLayout:
         # (C, H, W), or None for a PCA model fitted on rows, which knows only its size
         self.shape = getattr(inner, "input_shape_", None)
         if self.shape is None and len(self.sample_shape) > 1:
-            self.shape = (1, *self.sample_shape)[-3:]
+            self.shape = channels_first(self.sample_shape)
         self.n_features = int(model.n_features_in_)
 
     def color(self, paths, skip_unreadable=False):
@@ -278,7 +279,9 @@ class _ImageLayout:
         return images.reshape(len(images), *self.sample_shape)
 
     def check(self, images, first):
-        got = images.shape[1:] if images.ndim == 4 else (1, *images.shape[1:])
+        from .utils._validation import channels_first
+
+        got = channels_first(images.shape[1:])
         if self.shape is not None and tuple(got) != tuple(self.shape):
             raise CommandError(
                 f"'{first}' is {got[1]}x{got[2]} pixels with {got[0]} channel(s) but the "

@@ -56,7 +56,7 @@ from ._version import __version__
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
-from .utils._validation import check_bool, check_path
+from .utils._validation import channels_first, check_bool, check_path
 
 __all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "export"]
 
@@ -200,7 +200,7 @@ class _PCAScorer(nn.Module):
         self.n_components = int(detector.n_components_)
         shape = detector.sample_shape_
         # Images give (C, H, W) maps, summed over C as anomaly_map sums them.
-        self.map_shape = None if len(shape) == 1 else (1, *shape)[-3:]
+        self.map_shape = None if len(shape) == 1 else channels_first(shape)
         self.register_buffer("mean", torch.as_tensor(detector.mean_, dtype=f64))
         self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
         self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))

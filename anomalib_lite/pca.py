@@ -15,6 +15,7 @@ from .base import BaseDetector
 from .utils._batching import rows_per_batch
 from .utils._trimming import n_kept, within_fence
 from .utils._validation import (
+    channels_first,
     check_bool,
     check_float,
     check_images,
@@ -27,11 +28,6 @@ __all__ = ["PCADetector"]
 
 _SCORES = ("spe", "t2", "combined")
 _SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
-
-
-def _channels_first(shape):
-    """``(C, H, W)`` of grayscale ``(H, W)`` images, which either layout may pass."""
-    return (1, *shape) if len(shape) == 2 else tuple(shape)
 
 
 def _fitted_on_images(detector):
@@ -233,7 +229,7 @@ class PCADetector(BaseDetector):
             self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        elif _channels_first(X.shape[1:]) != _channels_first(fitted):
+        elif channels_first(X.shape[1:]) != channels_first(fitted):
             raise ValueError(
                 f"X holds samples of shape {X.shape[1:]}, but this PCADetector was fitted "
                 f"on samples of shape sample_shape_={fitted}; pass samples of that shape."
@@ -612,11 +608,11 @@ class PCADetector(BaseDetector):
         ((2, 4, 4), True)
         """
         X = self._check_fitted_input(X)
-        channels_first = _channels_first(self.sample_shape_)
+        chw = channels_first(self.sample_shape_)
 
         def pixel_map(b):
             R = self._residual(b)
-            return np.square(R).reshape(b.shape[0], *channels_first).sum(axis=1)
+            return np.square(R).reshape(b.shape[0], *chw).sum(axis=1)
 
         with np.errstate(over="ignore", invalid="ignore"):
             maps = self._batched(pixel_map, X)

@@ -17,6 +17,7 @@ from .pca import PCADetector
 from .utils._files import check_target, write_atomically
 from .utils._validation import (
     anomaly_labels,
+    channels_first,
     check_bool,
     check_float,
     check_image_shape,
@@ -173,7 +174,7 @@ def _check_images(X, image_shape):
         )
     if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinite values; pass finite images.")
-    images = X.reshape(len(X), *((1, *image_shape) if len(image_shape) == 2 else image_shape))
+    images = X.reshape(len(X), *channels_first(image_shape))
     if images.shape[1] not in (1, 3):
         raise ValueError(
             f"images have {images.shape[1]} channels (shape {images.shape[1:]}); expected "

@@ -93,6 +93,11 @@ def check_path(path, name="path", *, must_exist=False):
     return path
 
 
+def channels_first(shape):
+    """``(C, H, W)`` of the shape of one image: grayscale ``(H, W)`` gets its channel."""
+    return (1, *shape) if len(shape) == 2 else tuple(shape)
+
+
 def check_image_shape(image_shape, n_features=None):
     """Validate ``image_shape`` (None, ``(H, W)`` or ``(C, H, W)``) and return
     ``(C, H, W)`` or None. One entry may be -1, as in ``numpy.reshape``; with
@@ -112,7 +117,7 @@ def check_image_shape(image_shape, n_features=None):
             f"image_shape={shape!r} must hold positive sizes, with at most one -1 "
             "(a size inferred from the number of features, as in numpy.reshape)."
         )
-    shape = (1, *shape) if len(shape) == 2 else shape
+    shape = channels_first(shape)
     if n_features is None:
         return shape
     if n_wild:
@@ -166,7 +171,7 @@ def check_images(X, *, dtype="numeric", ensure_min_samples=1, image_shape=False)
             f"np.moveaxis(X, -1, 1). If they are channels-first images {X.shape[-1]} "
             f"pixels wide, pass them as {rows}."
         )
-    check_image_size((1, *X.shape[1:])[-3:])
+    check_image_size(channels_first(X.shape[1:]))
     return X
 
 
