@@ -53,8 +53,10 @@ SMOOTHING_SIDE = 28
 #: sign and cancels. Small defects keep the map's narrower blur (``'max'``).
 SMOOTH_WIDTH = 1.5
 #: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, at least ``MIN_LATENT``.
+#: A code half as wide (one per 64 pixels) left more of the normal detail in the
+#: residual, where it hid grain defects and accessories drawn over digits.
 MIN_LATENT = 16
-PIXELS_PER_CODE = 64
+PIXELS_PER_CODE = 32
 #: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
 #: A small fraction keeps a small defect from being averaged with normal residual.
 TOP_FRACTION = 0.01
@@ -164,8 +166,9 @@ class ConvAutoencoderDetector(TorchDetector):
         with 64 channels on the deepest level and half as many on each level
         above, at least 32: ``(32, 64)`` for 28x28 images.
     latent_dim : int or None, default=None
-        Size of the code. None uses one number per 64 pixels, at least 16, as
-        large texture images need a wider code than a digit.
+        Size of the code. None uses one number per 32 pixels, at least 16, as
+        large texture images need a wider code than a digit: 24 for 28x28
+        images, 128 for 64x64.
     negative_slope : float, default=0.2
         Slope of the leaky ReLUs for negative inputs; 0 gives plain ReLUs.
     margin : 'auto' or int, default='auto'

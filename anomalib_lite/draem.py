@@ -66,7 +66,7 @@ class DraemDetector(ConvAutoencoderDetector):
         Channels of each level of the autoencoder's encoder; None chooses them
         from the image size as :class:`ConvAutoencoderDetector` does.
     latent_dim : int or None, default=None
-        Size of the autoencoder's code; None uses one number per 64 pixels,
+        Size of the autoencoder's code; None uses one number per 32 pixels,
         at least 16.
     negative_slope : float, default=0.2
         Slope of both networks' leaky ReLUs for negative inputs.

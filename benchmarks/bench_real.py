@@ -68,7 +68,7 @@ from anomalib_lite import (  # noqa: E402
     DraemDetector,
     PCADetector,
 )
-from anomalib_lite.autoencoder import reduce_map  # noqa: E402
+from anomalib_lite.autoencoder import MIN_LATENT, reduce_map  # noqa: E402
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
     load_mnist_one_class,
@@ -109,12 +109,26 @@ class TorchInitConvAutoencoder(ConvAutoencoderDetector):
 
 #: The share of the map that ``image_score='topk'`` averaged in the previous defaults.
 PREVIOUS_TOP_FRACTION = 0.05
+#: Pixels per code number of ``latent_dim=None`` before the code was widened.
+PREVIOUS_PIXELS_PER_CODE = 64
 
 
-class PreviousConvAutoencoder(TorchInitConvAutoencoder):
-    """:class:`TorchInitConvAutoencoder` whose ``'topk'`` averages the previous share of
-    the map, ``PREVIOUS_TOP_FRACTION``, of the map without the edge correction
-    (``edge_scale_``), so that its fits reproduce the previous defaults."""
+class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose ``latent_dim=None`` gives one code number per
+    ``PREVIOUS_PIXELS_PER_CODE`` pixels (at least ``MIN_LATENT``), as it did before."""
+
+    def _set_geometry(self, X):
+        super()._set_geometry(X)
+        if self.latent_dim is None:
+            _, height, width = self.input_shape_
+            self.latent_dim_ = max(MIN_LATENT, height * width // PREVIOUS_PIXELS_PER_CODE)
+
+
+class PreviousConvAutoencoder(NarrowCodeConvAutoencoder, TorchInitConvAutoencoder):
+    """:class:`TorchInitConvAutoencoder` with the previous code width whose ``'topk'``
+    averages the previous share of the map, ``PREVIOUS_TOP_FRACTION``, of the map
+    without the edge correction (``edge_scale_``), so that its fits reproduce the
+    previous defaults."""
 
     def _pixel_map(self, x, out):
         return self._residual_map(x, out)
@@ -197,7 +211,8 @@ AUTO_MAP_MEAN = "auto map mean"
 #: with the smoothed squared residual.
 SQUARE_MAP = "square map"
 #: The defaults before the high, then decaying, learning rate, the 40 epochs, the
-#: margin and the image score chosen after training (and He initialization).
+#: margin and the image score chosen after training (and He initialization and the
+#: wider code, which ``PreviousConvAutoencoder`` undoes).
 PREVIOUS_DEFAULTS = {
     "learning_rate_init": 2e-3,
     "learning_rate": "constant",
@@ -218,6 +233,12 @@ METHODS = {
         _small,
     ),
     "ConvAutoencoderDetector(margin=0)": (_conv(margin=0), *_conv_scores, True, _small),
+    "ConvAutoencoderDetector(a code number per 64 pixels)": (
+        _conv(NarrowCodeConvAutoencoder),
+        *_conv_scores,
+        True,
+        lambda n, v: _small(n, v) and n != "digits",
+    ),
     "ConvAutoencoderDetector(corruption='defects')": (
         _conv(corruption="defects"),
         *_conv_scores,
@@ -647,10 +668,14 @@ def main(argv=None):
         "machine's load; a PCA reference's time is one fit (for ELPV, the mean of the two "
         "cell types). The previous defaults are `learning_rate_init=2e-3, "
         "learning_rate='constant', max_iter=30, margin=0, image_score='topk'` with "
-        "PyTorch's default initialization and `'topk'` over the worst 5% of the map, "
+        "a code number per 64 pixels, PyTorch's default initialization and `'topk'` over "
+        "the worst 5% of the map, "
         "without the edge correction (`edge_scale_`); "
         "`PyTorch's default init` is the defaults with the network started from PyTorch's "
-        "default initialization instead of He initialization. The variants of the defaults and "
+        "default initialization instead of He initialization; `a code number per 64 pixels` "
+        "is the defaults with the code half as wide, as `latent_dim=None` chose before "
+        "(at least 16 numbers, so not on the 8x8 digits, where both give 16). The variants "
+        "of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "
         "64 pixels or less (the previous defaults not on the grain textures). The image-score "
