@@ -167,7 +167,7 @@ class _RunState:
     no_improve: int = 0  # epochs in a row without improvement
     rng: object = None  # the generator's state after the last epoch
     optimizer: object = None  # Adam's state dict on the CPU; None starts a new one
-    best: object = None  # weights of the run's best epoch so far (early stopping)
+    best: object = None  # weights of the run's epoch with the lowest monitored loss
     row_bytes: int = 0  # activation bytes of one scoring row
     # The checkpoint file this object wrote or resumed from; never saved, so that no
     # file, pickle or copy names a file for a later fit to write.
@@ -641,7 +641,7 @@ class TorchDetector(BaseDetector):
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
                 run.rng = gen.get_state()
-                self._monitor(train_loss if val is None else val_loss, early_stopping)
+                self._monitor(train_loss if val is None else val_loss)
                 entry = {
                     "epoch": self.n_iter_,
                     "train_loss": train_loss,
@@ -678,7 +678,8 @@ class TorchDetector(BaseDetector):
                 run.optimizer = _cpu_copy(snapshot[1])
             raise
         run.done = True  # also when a run left open after its last epoch is finished
-        if early_stopping and run.best is not None:
+        if run.best is not None and run.no_improve:
+            # A loss spike late in a run must not leave its weights in the model.
             self.module_.load_state_dict(run.best)
             run.best = None  # not saved in the checkpoint
             self._write_checkpoint(self._snapshot(optimizer)[1])
@@ -746,8 +747,9 @@ class TorchDetector(BaseDetector):
         """Loss of held-out batch ``xb``: the network's output on it against it."""
         return self._train_loss(self.module_(xb), xb)
 
-    def _monitor(self, loss, early_stopping):
-        """scikit-learn MLP's stopping rule, on the validation or training loss."""
+    def _monitor(self, loss):
+        """scikit-learn MLP's stopping rule, on the validation or training loss; keeps
+        the weights of the epoch with the lowest loss in ``_run.best``."""
         run = self._run
         if loss > self.best_loss_ - self.tol:
             run.no_improve += 1
@@ -755,8 +757,7 @@ class TorchDetector(BaseDetector):
             run.no_improve = 0
         if loss < self.best_loss_:
             self.best_loss_ = float(loss)
-            if early_stopping:
-                run.best = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+            run.best = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
         if run.no_improve >= self.n_iter_no_change:
             run.done = True
 

@@ -52,10 +52,12 @@ SMOOTHING_SIDE = 28
 #: wider blur keeps, while the residual of misaligned normal detail alternates in
 #: sign and cancels. Small defects keep the map's narrower blur (``'max'``).
 SMOOTH_WIDTH = 1.5
-#: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, at least ``MIN_LATENT``.
-#: A code half as wide (one per 64 pixels) left more of the normal detail in the
-#: residual, where it hid grain defects and accessories drawn over digits.
+#: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, from ``MIN_LATENT``
+#: to ``MAX_LATENT``. A code half as wide (one per 64 pixels) left more of the normal
+#: detail in the residual, where it hid grain defects and accessories drawn over
+#: digits; a code of 512 numbers (128x128 images) made training spike.
 MIN_LATENT = 16
+MAX_LATENT = 256
 PIXELS_PER_CODE = 32
 #: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
 #: A small fraction keeps a small defect from being averaged with normal residual.
@@ -166,8 +168,8 @@ class ConvAutoencoderDetector(TorchDetector):
         with 64 channels on the deepest level and half as many on each level
         above, at least 32: ``(32, 64)`` for 28x28 images.
     latent_dim : int or None, default=None
-        Size of the code. None uses one number per 32 pixels, at least 16, as
-        large texture images need a wider code than a digit: 24 for 28x28
+        Size of the code. None uses one number per 32 pixels, from 16 to 256,
+        as large texture images need a wider code than a digit: 24 for 28x28
         images, 128 for 64x64.
     negative_slope : float, default=0.2
         Slope of the leaky ReLUs for negative inputs; 0 gives plain ReLUs.
@@ -236,9 +238,11 @@ class ConvAutoencoderDetector(TorchDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=False
         Stop when the loss of the held-out images (``validation_fraction``)
-        has not improved by ``tol`` for ``n_iter_no_change`` epochs and keep
-        the best epoch's weights. Without it the training loss is monitored
-        (as in scikit-learn's MLP).
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs. Without
+        it the training loss is monitored (as in scikit-learn's MLP). Either
+        way the fit ends with the weights of the epoch whose monitored loss
+        was lowest, so that a loss spike late in training, which Adam's high
+        learning rate can cause, does not leave the network broken.
     validation_fraction : 'auto' or float, default='auto'
         Share of the images held out of training (at least 2, the same ones
         for every run of a fit). ``contamination='auto'`` then sets its
@@ -632,7 +636,8 @@ class ConvAutoencoderDetector(TorchDetector):
             else int(self.channels[i])
             for i in range(levels)
         )
-        self.latent_dim_ = int(self.latent_dim or max(MIN_LATENT, H * W // PIXELS_PER_CODE))
+        auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))
+        self.latent_dim_ = int(self.latent_dim or auto_latent)
         factor = 2**levels
         margin = 2 ** (levels - 1) if self.margin == "auto" else int(self.margin)
         # Mirroring repeats no pixel, so it reaches at most side - 1 pixels out.

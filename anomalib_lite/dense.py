@@ -72,8 +72,9 @@ class AutoencoderDetector(TorchDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=True
         Stop after ``n_iter_no_change`` epochs without a ``tol`` improvement
-        of the held-out rows' loss (``validation_fraction``), and keep the
-        best epoch's weights.
+        of the held-out rows' loss (``validation_fraction``); without it the
+        training loss is monitored. Either way the fit ends with the weights
+        of the epoch whose monitored loss was lowest.
     validation_fraction : 'auto' or float, default='auto'
         Share of the rows held out of training (at least 2, the same ones for
         every run of a fit): ``early_stopping`` watches their loss and

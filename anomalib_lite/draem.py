@@ -67,7 +67,7 @@ class DraemDetector(ConvAutoencoderDetector):
         from the image size as :class:`ConvAutoencoderDetector` does.
     latent_dim : int or None, default=None
         Size of the autoencoder's code; None uses one number per 32 pixels,
-        at least 16.
+        from 16 to 256.
     negative_slope : float, default=0.2
         Slope of both networks' leaky ReLUs for negative inputs.
     margin : 'auto' or int, default='auto'
@@ -94,7 +94,8 @@ class DraemDetector(ConvAutoencoderDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=False
         Stop when the loss of the held-out images (``validation_fraction``)
-        stops improving; keep the best epoch's weights. The held-out images
+        stops improving; without it the training loss is monitored. Either
+        way the fit ends with its best epoch's weights. The held-out images
         get synthetic defects as the training ones do, the same ones every
         epoch, so that the loss measures finding them.
     validation_fraction : 'auto' or float, default='auto'

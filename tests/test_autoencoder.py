@@ -163,10 +163,14 @@ def test_network_sees_the_image_mirrored_into_its_margin(h, w, levels, margin):
 
 
 def test_auto_architecture_follows_image_size():
-    for side, channels in [(8, (64,)), (28, (32, 64)), (64, (32, 32, 32, 64))]:
-        params = {**FAST, "channels": None, "max_iter": 1, "batch_size": "auto"}
+    sizes = [(8, (64,), 16), (28, (32, 64), 24), (64, (32, 32, 32, 64), 128)]
+    for side, channels, latent_dim in sizes:
+        params = {**FAST, "channels": None, "latent_dim": None, "max_iter": 1}
+        params["batch_size"] = "auto"
         det = ConvAutoencoderDetector(**params).fit(_images(n=4, h=side, w=side))
         assert det.channels_ == channels
+        # One code number per 32 pixels, at least 16.
+        assert det.latent_dim_ == det.module_.latent_dim == latent_dim
         assert det.batch_size_ == 8
         # The image side halves to 4 to 7 pixels; the mirrored margin adds one.
         assert min(det.module_.code_size) in range(5, 9)
@@ -415,6 +419,28 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert det.n_iter_ == 3
     losses = [h["valid_loss"] for h in det.history_]
     assert det.best_loss_ == min(losses)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_loss_spike_late_in_training_leaves_the_best_epochs_weights(early_stopping):
+    weights = []
+
+    def spike(det, record):
+        weights.append({k: v.clone() for k, v in det.module_.state_dict().items()})
+        if record["epoch"] == 3:  # a loss spike: every weight blown up
+            with torch.no_grad():
+                for p in det.module_.parameters():
+                    p.mul_(3.0)
+
+    params = {**FAST, "max_iter": 6, "n_iter_no_change": 100, "early_stopping": early_stopping}
+    det = ConvAutoencoderDetector(**params, callbacks=[spike]).fit(_images())
+    key = "valid_loss" if early_stopping else "train_loss"
+    losses = [h[key] for h in det.history_]
+    best = int(np.argmin(losses))
+    assert det.n_iter_ == 6 and best < 5  # the run went on past its best epoch
+    assert det.best_loss_ == losses[best]
+    for name, value in det.module_.state_dict().items():
+        torch.testing.assert_close(value, weights[best][name], rtol=0, atol=0)
 
 
 def test_loss_goes_down_on_average():
