@@ -679,7 +679,8 @@ def main(argv=None):
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "
         "64 pixels or less (the previous defaults not on the grain textures). The image-score "
-        "rule, the two-part map and the margin of the defaults were also measured on the ELPV "
+        "rule, the two-part map, the margin and the code width of the defaults were also "
+        "measured on the ELPV "
         "and grain test sets below, which have no separate validation split, so those tables "
         "flatter the defaults somewhat. The protocols "
         "are in the docstrings of `benchmarks/bench_real.py` and `benchmarks/_real_data.py`.",
