@@ -641,7 +641,7 @@ class TorchDetector(BaseDetector):
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
                 run.rng = gen.get_state()
-                self._monitor(train_loss if val is None else val_loss)
+                improved = self._monitor(train_loss if val is None else val_loss)
                 entry = {
                     "epoch": self.n_iter_,
                     "train_loss": train_loss,
@@ -651,6 +651,8 @@ class TorchDetector(BaseDetector):
                 }
                 self.history_.append(entry)
                 snapshot = self._snapshot(optimizer)
+                if improved:  # the snapshot's copy of the weights, never changed
+                    run.best = snapshot[0]
                 if self._call_back(entry) or self.n_iter_ >= run.stop_at:
                     run.done = True
                 self._log_epoch(entry, started)
@@ -748,18 +750,19 @@ class TorchDetector(BaseDetector):
         return self._train_loss(self.module_(xb), xb)
 
     def _monitor(self, loss):
-        """scikit-learn MLP's stopping rule, on the validation or training loss; keeps
-        the weights of the epoch with the lowest loss in ``_run.best``."""
+        """scikit-learn MLP's stopping rule, on the validation or training loss; True
+        when ``loss`` is the run's lowest yet, whose weights ``_train`` keeps."""
         run = self._run
         if loss > self.best_loss_ - self.tol:
             run.no_improve += 1
         else:
             run.no_improve = 0
-        if loss < self.best_loss_:
-            self.best_loss_ = float(loss)
-            run.best = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
         if run.no_improve >= self.n_iter_no_change:
             run.done = True
+        if loss < self.best_loss_:
+            self.best_loss_ = float(loss)
+            return True
+        return False
 
     def _snapshot(self, optimizer):
         weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
