@@ -641,7 +641,9 @@ class TorchDetector(BaseDetector):
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
                 run.rng = gen.get_state()
-                improved = self._monitor(train_loss if val is None else val_loss)
+                improved = self._monitor(
+                    train_loss if val is None else val_loss, early_stopping=val is not None
+                )
                 entry = {
                     "epoch": self.n_iter_,
                     "train_loss": train_loss,
@@ -749,15 +751,19 @@ class TorchDetector(BaseDetector):
         """Loss of held-out batch ``xb``: the network's output on it against it."""
         return self._train_loss(self.module_(xb), xb)
 
-    def _monitor(self, loss):
-        """scikit-learn MLP's stopping rule, on the validation or training loss; True
-        when ``loss`` is the run's lowest yet, whose weights ``_train`` keeps."""
+    def _monitor(self, loss, early_stopping):
+        """Track the validation or training loss; True when ``loss`` is the run's
+        lowest yet, whose weights ``_train`` keeps. With ``early_stopping``, scikit-learn
+        MLP's stopping rule ends the run. A run without it trains every epoch: the
+        learning rate's schedule is laid over them, and a run stopped on a plateau of
+        its training loss while the rate is still high would miss the decay that
+        settles the weights."""
         run = self._run
         if loss > self.best_loss_ - self.tol:
             run.no_improve += 1
         else:
             run.no_improve = 0
-        if run.no_improve >= self.n_iter_no_change:
+        if early_stopping and run.no_improve >= self.n_iter_no_change:
             run.done = True
         if loss < self.best_loss_:
             self.best_loss_ = float(loss)

@@ -239,10 +239,13 @@ class ConvAutoencoderDetector(TorchDetector):
     early_stopping : bool, default=False
         Stop when the loss of the held-out images (``validation_fraction``)
         has not improved by ``tol`` for ``n_iter_no_change`` epochs. Without
-        it the training loss is monitored (as in scikit-learn's MLP). Either
-        way the fit ends with the weights of the epoch whose monitored loss
-        was lowest, so that a loss spike late in training, which Adam's high
-        learning rate can cause, does not leave the network broken.
+        it a fit trains all ``max_iter`` epochs, over which the learning
+        rate's schedule is laid: a fit stopped on a plateau of its training
+        loss while the rate is still high misses the decay that settles the
+        weights. Either way the fit ends with the weights of the epoch whose
+        loss (held-out, else training) was lowest, so that a loss spike late
+        in training, which Adam's high learning rate can cause, does not
+        leave the network broken.
     validation_fraction : 'auto' or float, default='auto'
         Share of the images held out of training (at least 2, the same ones
         for every run of a fit). ``contamination='auto'`` then sets its
@@ -254,9 +257,9 @@ class ConvAutoencoderDetector(TorchDetector):
         most new normal images. Set 0.1 before relying on ``predict``, or use
         :class:`~anomalib_lite.CalibratedDetector`.
     n_iter_no_change : int, default=10
-        Epochs without improvement before stopping.
+        Epochs without improvement before ``early_stopping`` stops.
     tol : float, default=1e-4
-        Improvement of the monitored loss that resets the count.
+        Improvement of the held-out loss that resets the count.
     warm_start : bool, default=False
         Continue from the fitted state (or ``checkpoint_path``): finish an
         interrupted run, or train another ``max_iter`` epochs.

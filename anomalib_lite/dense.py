@@ -72,9 +72,10 @@ class AutoencoderDetector(TorchDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=True
         Stop after ``n_iter_no_change`` epochs without a ``tol`` improvement
-        of the held-out rows' loss (``validation_fraction``); without it the
-        training loss is monitored. Either way the fit ends with the weights
-        of the epoch whose monitored loss was lowest.
+        of the held-out rows' loss (``validation_fraction``); without it a fit
+        trains all ``max_iter`` epochs, over which the learning rate's
+        schedule is laid. Either way the fit ends with the weights of the
+        epoch whose loss (held-out, else training) was lowest.
     validation_fraction : 'auto' or float, default='auto'
         Share of the rows held out of training (at least 2, the same ones for
         every run of a fit): ``early_stopping`` watches their loss and
@@ -83,9 +84,9 @@ class AutoencoderDetector(TorchDetector):
         ``'auto'`` is 0.1 with ``early_stopping``, else 0 (every row trains
         and the threshold is set on the training scores).
     n_iter_no_change : int, default=10
-        Epochs without improvement before stopping.
+        Epochs without improvement before ``early_stopping`` stops.
     tol : float, default=1e-4
-        Improvement of the monitored loss that resets the count.
+        Improvement of the held-out loss that resets the count.
     warm_start : bool, default=False
         Continue from the fitted state (or ``checkpoint_path``): finish an
         interrupted run, else train another ``max_iter`` epochs.

@@ -94,8 +94,9 @@ class DraemDetector(ConvAutoencoderDetector):
         Epochs per ``fit``.
     early_stopping : bool, default=False
         Stop when the loss of the held-out images (``validation_fraction``)
-        stops improving; without it the training loss is monitored. Either
-        way the fit ends with its best epoch's weights. The held-out images
+        stops improving; without it a fit trains all ``max_iter`` epochs, as
+        :class:`ConvAutoencoderDetector`'s does. Either way the fit ends with
+        its best epoch's weights. The held-out images
         get synthetic defects as the training ones do, the same ones every
         epoch, so that the loss measures finding them.
     validation_fraction : 'auto' or float, default='auto'
@@ -106,9 +107,9 @@ class DraemDetector(ConvAutoencoderDetector):
         trains and the threshold is set on the training scores, which flags
         many new normal images.
     n_iter_no_change : int, default=10
-        Epochs without improvement before stopping.
+        Epochs without improvement before ``early_stopping`` stops.
     tol : float, default=1e-4
-        Improvement of the monitored loss that resets the count.
+        Improvement of the held-out loss that resets the count.
     warm_start : bool, default=False
         Continue from the fitted state (or ``checkpoint_path``).
     contamination : 'auto' or float, default='auto'

@@ -174,6 +174,17 @@ def test_a_refused_training_call_changes_nothing(torch_detector):
     assert det.fit(X).n_iter_ == 4
 
 
+def test_only_early_stopping_ends_a_run_before_its_last_epoch(torch_detector):
+    """Without early stopping a run trains every epoch its schedule is laid over,
+    however flat its training loss; with it, the held-out loss ends the run."""
+    X = _data(n=20, d=4)
+    params = {"max_iter": 5, "n_iter_no_change": 1, "tol": 1e9}
+    det = clone(torch_detector).set_params(**params, early_stopping=False).fit(X)
+    assert det.n_iter_ == len(det.history_) == 5
+    det = clone(torch_detector).set_params(**params, early_stopping=True).fit(X)
+    assert det.n_iter_ == len(det.history_) == 2
+
+
 def test_predict_in_a_callback_of_a_first_fit_says_the_threshold_comes_last(torch_detector):
     X = _data(n=20, d=4)
     scores = []
