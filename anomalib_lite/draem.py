@@ -72,7 +72,9 @@ class DraemDetector(ConvAutoencoderDetector):
         Slope of both networks' leaky ReLUs for negative inputs.
     margin : 'auto' or int, default='auto'
         Pixels mirrored onto each side of an image before the networks,
-        cropped off their outputs; ``'auto'`` is ``2 ** (len(channels_) - 1)``.
+        cropped off their outputs; ``'auto'`` is ``2 ** (len(channels_) - 1)``
+        at every depth, where :class:`ConvAutoencoderDetector` mirrors none
+        for networks of fewer than three levels.
     segmenter_width : int, default=8
         Channels of the segmentation network's first level (doubled at each of
         its down-sampling levels, at most 2).
@@ -273,6 +275,11 @@ class DraemDetector(ConvAutoencoderDetector):
         included (not ConvAutoencoderDetector's He initialization): this detector's
         settings were chosen with it."""
         init_weights(self.module_, generator)
+
+    def _auto_margin(self, levels):
+        # At every depth: without a margin, shallow networks too found fewer defects
+        # (28x28 one-class MNIST, and the pixels of accessories drawn over digits).
+        return 2 ** (levels - 1)
 
     def _set_geometry(self, X):
         super()._set_geometry(X)

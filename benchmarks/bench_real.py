@@ -127,8 +127,12 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
 class PreviousConvAutoencoder(NarrowCodeConvAutoencoder, TorchInitConvAutoencoder):
     """:class:`TorchInitConvAutoencoder` with the previous code width whose ``'topk'``
     averages the previous share of the map, ``PREVIOUS_TOP_FRACTION``, of the map
-    without the edge correction (``edge_scale_``), so that its fits reproduce the
-    previous defaults."""
+    without the edge correction (``edge_scale_``), and whose fits stop on their
+    training loss as early stopping stops on the held-out loss, so that its fits
+    reproduce the previous defaults."""
+
+    def _monitor(self, loss, early_stopping):
+        return super()._monitor(loss, early_stopping=True)
 
     def _pixel_map(self, x, out):
         return self._residual_map(x, out)
@@ -137,6 +141,15 @@ class PreviousConvAutoencoder(NarrowCodeConvAutoencoder, TorchInitConvAutoencode
         if statistic != "topk":
             return super()._reduce(statistic, errors, x, out)
         return reduce_map(self._pixel_map(x, out), "topk", top_fraction=PREVIOUS_TOP_FRACTION)
+
+
+class AlwaysMarginConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose ``margin='auto'`` mirrors ``2 ** (levels - 1)``
+    pixels whatever the depth, as it did before networks of fewer than
+    three levels went without a margin."""
+
+    def _auto_margin(self, levels):
+        return 2 ** (levels - 1)
 
 
 class MapMeanConvAutoencoder(ConvAutoencoderDetector):
@@ -187,6 +200,10 @@ def _pixel_size(name, variant):
     return variant if name in ("textures", "grain") else 28
 
 
+#: The smallest side whose default network (three levels) gets a mirrored margin.
+MARGIN_SIDE = 32
+
+
 def _small(name, variant):
     """The sets of 64 pixels or less, where the variants of the defaults are measured too."""
     return _pixel_size(name, variant) <= 64
@@ -232,7 +249,18 @@ METHODS = {
         True,
         _small,
     ),
-    "ConvAutoencoderDetector(margin=0)": (_conv(margin=0), *_conv_scores, True, _small),
+    "ConvAutoencoderDetector(margin=0)": (
+        _conv(margin=0),
+        *_conv_scores,
+        True,
+        lambda n, v: _small(n, v) and _pixel_size(n, v) >= MARGIN_SIDE,
+    ),
+    "ConvAutoencoderDetector(a margin under 32 pixels)": (
+        _conv(AlwaysMarginConvAutoencoder),
+        *_conv_scores,
+        True,
+        lambda n, v: _pixel_size(n, v) < MARGIN_SIDE,
+    ),
     "ConvAutoencoderDetector(a code number per 64 pixels)": (
         _conv(NarrowCodeConvAutoencoder),
         *_conv_scores,
@@ -670,11 +698,16 @@ def main(argv=None):
         "learning_rate='constant', max_iter=30, margin=0, image_score='topk'` with "
         "a code number per 64 pixels, PyTorch's default initialization and `'topk'` over "
         "the worst 5% of the map, "
-        "without the edge correction (`edge_scale_`); "
+        "without the edge correction (`edge_scale_`), stopping a fit after 10 epochs "
+        "without a 1e-4 improvement of its training loss; "
         "`PyTorch's default init` is the defaults with the network started from PyTorch's "
         "default initialization instead of He initialization; `a code number per 64 pixels` "
         "is the defaults with the code half as wide, as `latent_dim=None` chose before "
-        "(at least 16 numbers, so not on the 8x8 digits, where both give 16). The variants "
+        "(at least 16 numbers, so not on the 8x8 digits, where both give 16); "
+        "`margin=0` runs on the sets of 32 pixels or more, where the default network has "
+        "three levels or more and a mirrored margin, and `a margin under 32 pixels` on the "
+        "smaller ones, where the defaults have none: it mirrors `2 ** (levels - 1)` pixels "
+        "(2 at 28 pixels, 1 at 8), as `margin='auto'` did before at every size. The variants "
         "of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "

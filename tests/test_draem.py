@@ -110,6 +110,13 @@ def test_bad_parameters_name_themselves(params, error, match):
         DraemDetector(**{**FAST, **params}).fit(_images(10))
 
 
+def test_auto_margin_is_mirrored_at_every_depth(fitted):
+    # Two levels: the autoencoder alone mirrors no margin there.
+    assert fitted.margin_ == (2, 2)
+    top, bottom, left, right = fitted.padding_
+    assert min(top, bottom, left, right) >= 2
+
+
 @pytest.mark.parametrize(("side", "levels"), [(2, 0), (3, 1), (4, 1), (5, 2), (64, 2)])
 def test_segmenter_keeps_two_pixels_on_its_deepest_level(side, levels):
     det = DraemDetector(**{**FAST, "channels": (4,), "margin": 0, "max_iter": 1})
