@@ -641,9 +641,7 @@ class TorchDetector(BaseDetector):
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
                 run.rng = gen.get_state()
-                improved = self._monitor(
-                    train_loss if val is None else val_loss, early_stopping=val is not None
-                )
+                improved = self._monitor(train_loss if val is None else val_loss, early_stopping)
                 entry = {
                     "epoch": self.n_iter_,
                     "train_loss": train_loss,
@@ -682,8 +680,9 @@ class TorchDetector(BaseDetector):
                 run.optimizer = _cpu_copy(snapshot[1])
             raise
         run.done = True  # also when a run left open after its last epoch is finished
-        if run.best is not None and run.no_improve:
-            # A loss spike late in a run must not leave its weights in the model.
+        if run.best is not None and run.best is not snapshot[0]:
+            # The best epoch was not the last: a loss spike late in a run must not
+            # leave its weights in the model.
             self.module_.load_state_dict(run.best)
             run.best = None  # not saved in the checkpoint
             self._write_checkpoint(self._snapshot(optimizer)[1])
