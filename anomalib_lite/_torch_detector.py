@@ -233,6 +233,7 @@ class TorchDetector(BaseDetector):
         check_int(self.batch_size, "batch_size", min_value=1, allow_auto=True)
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
+        check_float(self.weight_decay, "weight_decay", low=0, closed="left")
         check_int(self.max_iter, "max_iter", min_value=1)
         check_bool(self.early_stopping, "early_stopping")
         if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":
@@ -587,14 +588,19 @@ class TorchDetector(BaseDetector):
 
     def _make_optimizer(self, constant_lr):
         fused = True if self._module_device().type in FUSED_ADAM_DEVICES else None
-        optimizer = torch.optim.Adam(
-            self.module_.parameters(), lr=self.learning_rate_init, fused=fused
+        optimizer = torch.optim.AdamW(
+            self.module_.parameters(),
+            lr=self.learning_rate_init,
+            weight_decay=self.weight_decay,
+            fused=fused,
         )
         if self._run.optimizer is not None:
             # The kernel follows this run's device, not the saved one.
             state = dict(self._run.optimizer)
+            # weight_decay is read every run, as the learning rate is.
             state["param_groups"] = [
-                {**group, "fused": fused, "foreach": None} for group in state["param_groups"]
+                {**group, "fused": fused, "foreach": None, "weight_decay": self.weight_decay}
+                for group in state["param_groups"]
             ]
             optimizer.load_state_dict(state)
             # Saved moments are C-ordered; give them their weight's layout, as a

@@ -242,6 +242,14 @@ class ConvAutoencoderDetector(TorchDetector):
         Schedule over each ``fit``: ``learning_rate_init`` for the first 70%
         of the epochs, then a half-cosine decay to zero; constant; or a
         linear warm-up over 5% of the epochs followed by a cosine decay.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW): every step shrinks the weights by
+        ``weight_decay`` times its learning rate. A decayed network reconstructs
+        what it never saw less closely, and fine normal detail more blurrily:
+        it suits an extended change (an object worn over the normal one) rather
+        than a small defect, which must stand out from that blur
+        (``docs/choosing.md``). 0 is plain Adam. A warm start trains with the
+        value set now.
     max_iter : int, default=40
         Epochs per ``fit``.
     early_stopping : bool, default=False
@@ -446,6 +454,7 @@ class ConvAutoencoderDetector(TorchDetector):
         batch_size="auto",
         learning_rate_init=4e-3,
         learning_rate="constant-then-cosine",
+        weight_decay=0.0,
         max_iter=40,
         early_stopping=False,
         validation_fraction="auto",
@@ -472,6 +481,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction

@@ -68,6 +68,10 @@ class AutoencoderDetector(TorchDetector):
         zero along a cosine; ``'constant'`` keeps ``learning_rate_init``;
         ``'constant-then-cosine'`` keeps it for 70% of the epochs, then
         decays to zero along a half cosine.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW): every step shrinks the weights by
+        ``weight_decay`` times its learning rate; 0 is plain Adam. A warm start
+        trains with the value set now.
     max_iter : int, default=100
         Epochs per ``fit``.
     early_stopping : bool, default=True
@@ -174,6 +178,7 @@ class AutoencoderDetector(TorchDetector):
         batch_size=64,
         learning_rate_init=2e-3,
         learning_rate="cosine",
+        weight_decay=0.0,
         max_iter=100,
         early_stopping=True,
         validation_fraction="auto",
@@ -196,6 +201,7 @@ class AutoencoderDetector(TorchDetector):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction

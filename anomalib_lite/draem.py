@@ -92,6 +92,10 @@ class DraemDetector(ConvAutoencoderDetector):
     learning_rate : {'constant-then-cosine', 'constant', 'cosine'}, \
             default='constant-then-cosine'
         Schedule over each ``fit``, as in :class:`ConvAutoencoderDetector`.
+    weight_decay : float, default=0.0
+        Decoupled weight decay (AdamW): every step shrinks the weights by
+        ``weight_decay`` times its learning rate, as in
+        :class:`ConvAutoencoderDetector`; 0 is plain Adam.
     max_iter : int, default=40
         Epochs per ``fit``.
     early_stopping : bool, default=False
@@ -219,6 +223,7 @@ class DraemDetector(ConvAutoencoderDetector):
         batch_size="auto",
         learning_rate_init=4e-3,
         learning_rate="constant-then-cosine",
+        weight_decay=0.0,
         max_iter=40,
         early_stopping=False,
         validation_fraction="auto",
@@ -244,6 +249,7 @@ class DraemDetector(ConvAutoencoderDetector):
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.max_iter = max_iter
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction

@@ -273,6 +273,12 @@ METHODS = {
         True,
         _small,
     ),
+    "ConvAutoencoderDetector(weight_decay=3)": (
+        _conv(weight_decay=3.0),
+        *_conv_scores,
+        True,
+        _small,
+    ),
     "ConvAutoencoderDetector(previous defaults)": (
         _conv(PreviousConvAutoencoder, **PREVIOUS_DEFAULTS),
         *_conv_scores,
@@ -707,7 +713,9 @@ def main(argv=None):
         "`margin=0` runs on the sets of 32 pixels or more, where the default network has "
         "three levels or more and a mirrored margin, and `a margin under 32 pixels` on the "
         "smaller ones, where the defaults have none: it mirrors `2 ** (levels - 1)` pixels "
-        "(2 at 28 pixels, 1 at 8), as `margin='auto'` did before at every size. The variants "
+        "(2 at 28 pixels, 1 at 8), as `margin='auto'` did before at every size; "
+        "`weight_decay=3` shrinks the weights by 3 times the learning rate every step "
+        "(AdamW). The variants "
         "of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "

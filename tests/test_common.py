@@ -185,6 +185,57 @@ def test_only_early_stopping_ends_a_run_before_its_last_epoch(torch_detector):
     assert det.n_iter_ == len(det.history_) == 2
 
 
+#: A constant learning rate at which DECAY shrinks the weights by 20% a step.
+CONSTANT_RATE = {"learning_rate": "constant", "learning_rate_init": 1e-2, "random_state": 0}
+DECAY = 20.0
+
+
+def _squared_norm(det):
+    return sum(float(p.detach().square().sum()) for p in det.module_.parameters())
+
+
+def test_weight_decay_shrinks_the_weights_and_zero_trains_as_plain_adam(
+    torch_detector, monkeypatch
+):
+    """Decoupled weight decay pulls every weight toward zero each step; at 0 a fit
+    is bit for bit the one plain Adam trains."""
+    X = _data(n=20, d=4)
+    plain = clone(torch_detector).set_params(**CONSTANT_RATE, max_iter=3).fit(X)
+    decayed = clone(plain).set_params(weight_decay=DECAY).fit(X)
+    assert _squared_norm(decayed) < 0.8 * _squared_norm(plain)
+
+    def adam(params, weight_decay, **kwargs):
+        assert weight_decay == 0.0
+        return torch.optim.Adam(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adam)
+    reference = clone(plain).fit(X)
+    np.testing.assert_array_equal(reference.score_samples(X), plain.score_samples(X))
+
+
+def test_resuming_an_interrupted_run_trains_with_the_weight_decay_set_now(
+    torch_detector, monkeypatch
+):
+    """The optimizer state a resumed run continues holds the weight_decay it was
+    saved with; the value set now replaces it, as a changed learning rate would."""
+    X = _data(n=20, d=4)
+    original_epoch = TorchDetector._epoch
+    decays = []
+
+    def epoch(self, train, optimizer, *args):
+        decays.append(optimizer.param_groups[0]["weight_decay"])
+        if len(decays) == 2:
+            raise KeyboardInterrupt
+        return original_epoch(self, train, optimizer, *args)
+
+    monkeypatch.setattr(TorchDetector, "_epoch", epoch)
+    det = clone(torch_detector).set_params(max_iter=3, weight_decay=0.5)
+    with pytest.warns(UserWarning, match="interrupted"):
+        det.fit(X)
+    det.set_params(warm_start=True, weight_decay=0.25).fit(X)
+    assert det.n_iter_ == 3 and decays == [0.5, 0.5, 0.25, 0.25]
+
+
 def test_predict_in_a_callback_of_a_first_fit_says_the_threshold_comes_last(torch_detector):
     X = _data(n=20, d=4)
     scores = []
