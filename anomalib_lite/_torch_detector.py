@@ -234,6 +234,12 @@ class TorchDetector(BaseDetector):
         check_float(self.learning_rate_init, "learning_rate_init", low=0)
         check_option(self.learning_rate, "learning_rate", _SCHEDULES)
         check_float(self.weight_decay, "weight_decay", low=0, closed="left")
+        if self.weight_decay * self.learning_rate_init >= 1:
+            raise ValueError(
+                f"weight_decay={self.weight_decay!r} times learning_rate_init="
+                f"{self.learning_rate_init!r} must be below 1: a step shrinks the weights by "
+                "that share of themselves, so at 1 or more it zeroes or flips them."
+            )
         check_int(self.max_iter, "max_iter", min_value=1)
         check_bool(self.early_stopping, "early_stopping")
         if isinstance(self.validation_fraction, str) and self.validation_fraction != "auto":

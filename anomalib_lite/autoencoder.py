@@ -244,7 +244,8 @@ class ConvAutoencoderDetector(TorchDetector):
         linear warm-up over 5% of the epochs followed by a cosine decay.
     weight_decay : float, default=0.0
         Decoupled weight decay (AdamW): every step shrinks the weights by
-        ``weight_decay`` times its learning rate. A decayed network reconstructs
+        ``weight_decay`` times its learning rate (so ``weight_decay *
+        learning_rate_init`` must be below 1). A decayed network reconstructs
         what it never saw less closely, and fine normal detail more blurrily:
         it suits an extended change (an object worn over the normal one) rather
         than a small defect, which must stand out from that blur

@@ -70,7 +70,8 @@ class AutoencoderDetector(TorchDetector):
         decays to zero along a half cosine.
     weight_decay : float, default=0.0
         Decoupled weight decay (AdamW): every step shrinks the weights by
-        ``weight_decay`` times its learning rate; 0 is plain Adam. A warm start
+        ``weight_decay`` times its learning rate (so ``weight_decay *
+        learning_rate_init`` must be below 1); 0 is plain Adam. A warm start
         trains with the value set now.
     max_iter : int, default=100
         Epochs per ``fit``.

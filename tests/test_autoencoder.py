@@ -283,6 +283,11 @@ def test_wrong_row_width_at_predict():
         (np.zeros((4, 8, 8)), {"max_iter": 0}, "max_iter=0 must be >= 1"),
         (np.zeros((4, 8, 8)), {"weight_decay": -0.5}, r"weight_decay=-0.5 must be in \[0"),
         (np.zeros((4, 8, 8)), {"weight_decay": None}, "weight_decay must be a float"),
+        (
+            np.zeros((4, 8, 8)),
+            {"weight_decay": 250.0},
+            r"weight_decay=250.0 times learning_rate_init=0.004 must be below 1",
+        ),
         (np.zeros((4, 8, 8)), {"negative_slope": -0.1}, r"negative_slope=-0.1 must be in \[0"),
         (np.zeros((4, 8, 8)), {"margin": -1}, "margin=-1 must be >= 0"),
         (np.zeros((4, 8, 8)), {"margin": 1.5}, "margin must be 'auto' or an int"),
