@@ -439,6 +439,8 @@ class ConvAutoencoderDetector(TorchDetector):
     _module_params = ("image_shape", "channels", "latent_dim", "negative_slope", "margin")
     _auto_batch_divisor = 10
     _memory_format = torch.channels_last
+    #: Fewest levels for which ``margin='auto'`` mirrors a margin.
+    _margin_levels = MARGIN_LEVELS
 
     def __init__(
         self,
@@ -640,10 +642,6 @@ class ConvAutoencoderDetector(TorchDetector):
         X = np.asarray(X)
         return np.asarray(X, dtype=np.float32).reshape(X.shape[0], *self.input_shape_)
 
-    def _auto_margin(self, levels):
-        """Pixels ``margin='auto'`` mirrors onto each side for a network of ``levels``."""
-        return 2 ** (levels - 1) if levels >= MARGIN_LEVELS else 0
-
     def _set_geometry(self, X):
         shape = check_image_size(self._batch_shape(X))
         _, H, W = self.input_shape_ = shape
@@ -666,7 +664,10 @@ class ConvAutoencoderDetector(TorchDetector):
         auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))
         self.latent_dim_ = int(self.latent_dim or auto_latent)
         factor = 2**levels
-        margin = self._auto_margin(levels) if self.margin == "auto" else int(self.margin)
+        if self.margin == "auto":
+            margin = 2 ** (levels - 1) if levels >= self._margin_levels else 0
+        else:
+            margin = int(self.margin)
         # Mirroring repeats no pixel, so it reaches at most side - 1 pixels out.
         self.margin_ = (min(margin, H - 1), min(margin, W - 1))
         m_h, m_w = self.margin_

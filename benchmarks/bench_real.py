@@ -148,8 +148,7 @@ class AlwaysMarginConvAutoencoder(ConvAutoencoderDetector):
     pixels whatever the depth, as it did before networks of fewer than
     three levels went without a margin."""
 
-    def _auto_margin(self, levels):
-        return 2 ** (levels - 1)
+    _margin_levels = 1
 
 
 class MapMeanConvAutoencoder(ConvAutoencoderDetector):

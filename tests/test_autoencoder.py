@@ -34,6 +34,7 @@ from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detecto
 from anomalib_lite.autoencoder import (
     DEFECT_STRENGTH,
     EDGE_DEPTH,
+    MARGIN_LEVELS,
     SMOOTH_WIDTH,
     edge_distance,
     edge_scale,
@@ -143,8 +144,8 @@ def test_network_sees_the_image_mirrored_into_its_margin(h, w, levels, margin):
             ConvAutoencoderDetector(**params).fit(X)
         return
     det = ConvAutoencoderDetector(**params).fit(X)
-    # 'auto' mirrors a margin for networks of three levels or more only.
-    wanted = (2 ** (levels - 1) if levels >= 3 else 0) if margin == "auto" else margin
+    # 'auto' mirrors a margin for networks of MARGIN_LEVELS levels or more only.
+    wanted = (2 ** (levels - 1) if levels >= MARGIN_LEVELS else 0) if margin == "auto" else margin
     assert det.margin_ == (min(wanted, h - 1), min(wanted, w - 1))
     seen = []
     hook = det.module_.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0]))
