@@ -23,6 +23,18 @@ LATENT_VARIANCE = 0.8
 MAX_HIDDEN = 128
 
 
+def _is_constant(std, mean, n_samples):
+    """Whether each feature is constant: its ``std`` is within float64 rounding of 0.
+
+    The standard deviation of a constant that binary fractions cannot hold
+    exactly (0.1, say) is about 1e-17, not 0; dividing by it would blow rounding
+    errors up to huge scores. The bound is :class:`sklearn.preprocessing.StandardScaler`'s.
+    """
+    eps = np.finfo(np.float64).eps
+    var = np.square(std)
+    return var <= n_samples * eps * var + np.square(n_samples * mean * eps)
+
+
 def _components_for(X, fraction):
     """Fewest principal components explaining ``fraction`` of the variance of ``X``."""
     var = np.linalg.svd(X - X.mean(axis=0), compute_uv=False) ** 2
@@ -132,7 +144,8 @@ class AutoencoderDetector(TorchDetector):
     mean_ : ndarray of shape (n_features_in_,)
         Mean of each training feature (zeros without ``standardize``).
     scale_ : ndarray of shape (n_features_in_,)
-        Standard deviation of each training feature (ones without standardize).
+        Standard deviation of each training feature, 1 where it is constant
+        (ones without ``standardize``).
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
@@ -246,7 +259,7 @@ class AutoencoderDetector(TorchDetector):
         if self.standardize:
             self.mean_ = X64.mean(axis=0)
             scale = X64.std(axis=0)
-            self.scale_ = np.where(scale > 0, scale, 1.0)
+            self.scale_ = np.where(_is_constant(scale, self.mean_, len(X64)), 1.0, scale)
         else:
             self.mean_ = np.zeros(n_features)
             self.scale_ = np.ones(n_features)

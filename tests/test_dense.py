@@ -90,6 +90,19 @@ def test_constant_features_are_not_divided_by_zero():
     assert det.scale_[-1] == 1.0 and np.isfinite(det.score_samples(X)).all()
 
 
+@settings(max_examples=15, deadline=None)
+@given(value=st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False))
+def test_a_constant_feature_is_scaled_by_one_whatever_its_value(value):
+    # np.std of a constant such as 0.1 is about 1e-17, not 0: dividing by it made a
+    # rounding change in that feature score as an anomaly of order -1e12.
+    X = np.c_[_curve(n=60), np.full(60, value)]
+    det = AutoencoderDetector(**{**FAST, "max_iter": 1}).fit(X)
+    assert det.scale_[-1] == 1.0
+    nudged = X[:5].copy()
+    nudged[:, -1] = np.nextafter(value, np.inf)
+    np.testing.assert_allclose(det.score_samples(nudged), det.score_samples(X[:5]), atol=1e-6)
+
+
 def test_dataframe_feature_names_are_kept():
     X = pd.DataFrame(_curve(), columns=["a", "b", "c", "d"])
     det = AutoencoderDetector(**FAST).fit(X)
