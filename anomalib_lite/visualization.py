@@ -386,7 +386,14 @@ def reconstruction_panels(
             maps[name] = _as_maps(values, name, "anomaly_map", images)
             kinds[name] = "squared difference" if isinstance(det, PCADetector) else "anomaly map"
         else:
-            maps[name] = ((images.astype(np.float64) - rec) ** 2).sum(axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                difference = ((images.astype(np.float64) - rec) ** 2).sum(axis=1)
+            if not np.all(np.isfinite(difference)):
+                raise ValueError(
+                    f"The squared difference between X and {name}.reconstruct(X) overflows "
+                    "float64 (or reconstruct returned NaN or inf); rescale X."
+                )
+            maps[name] = difference
             kinds[name] = "squared difference"
         reconstructions[name] = _display(rec, value_range)
 

@@ -490,6 +490,18 @@ def test_plots_draw_an_overflowing_score_as_the_most_anomalous(digits_pca):
     plt.close(ax.figure)
 
 
+def test_panels_refuse_a_squared_difference_that_overflows(digits_pca):
+    # A detector fitted on rows has no anomaly_map: the panels square its difference
+    # themselves, which overflows for finite values near 1e160.
+    pca, test, _ = digits_pca
+    X = test[:2].reshape(2, -1).astype(np.float64)
+    X[0, 0] = 1e160
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match=r"squared difference .*overflows.*rescale X"):
+            reconstruction_panels(pca, X, image_shape=(8, 8))
+
+
 def test_plots_name_the_extra_when_matplotlib_is_missing(monkeypatch, digits_pca):
     pca, test, labels = digits_pca
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
