@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, get_tags
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .base import BaseDetector
 from .utils._ranking import cut_counts
@@ -314,7 +314,7 @@ class CalibratedDetector(BaseDetector):
     refitted_ : bool
         Whether ``detector_`` was refit on every normal row after calibration.
     n_features_in_ : int
-        Number of features seen during fit.
+        Number of features seen during fit (values per image for images).
     sample_shape_ : tuple of int
         Shape of one sample as ``fit`` took it: ``(n_features_in_,)`` for
         rows, ``(H, W)`` or ``(C, H, W)`` for images; the layout the ONNX
@@ -407,18 +407,24 @@ class CalibratedDetector(BaseDetector):
             )
 
     def _validate_input(self, X, *, reset):
-        # Image stacks (n, H, W) pass through to detectors that take them.
+        # Image stacks (n, H, W) pass through to detectors that take them, which check
+        # their shape; n_features_in_ counts their pixels, as those detectors' does.
         check_numeric_dtype(X)
         allow_nan = get_tags(self).input_tags.allow_nan
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=(np.float64, np.float32),
-            allow_nd=True,
-            ensure_all_finite="allow-nan" if allow_nan else True,
-            ensure_min_samples=2 if reset else 1,
-        )
+        checks = {
+            "dtype": (np.float64, np.float32),
+            "allow_nd": True,
+            "ensure_all_finite": "allow-nan" if allow_nan else True,
+            "ensure_min_samples": 2 if reset else 1,
+        }
+        if np.ndim(X) <= 2:
+            return validate_data(self, X, reset=reset, **checks)
+        X = check_array(X, **checks)
+        if reset:
+            self.n_features_in_ = math.prod(X.shape[1:])
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        return X
 
     def _batch_rows(self, X):
         return X.shape[0]  # the wrapped detector batches its own scoring

@@ -346,6 +346,15 @@ def test_calibrates_a_conv_autoencoder_on_image_stacks():
     assert det.calibration_scores_.size == 38  # ceil(0.25 * 150)
 
 
+def test_image_stacks_count_their_pixels_as_features_and_the_detector_checks_shape():
+    images = np.random.default_rng(0).normal(size=(100, 4, 6))
+    det = CalibratedDetector(PCADetector(n_components=2), random_state=0).fit(images)
+    assert det.n_features_in_ == det.detector_.n_features_in_ == 24
+    assert det.sample_shape_ == (4, 6)
+    with pytest.raises(ValueError, match=r"samples of shape \(5, 6\).*sample_shape_=\(4, 6\)"):
+        det.predict(np.zeros((2, 5, 6)))
+
+
 def test_conformal_guarantee_holds_for_a_third_party_detector():
     """Any detector with score_samples: scikit-learn's IsolationForest."""
     fresh = _gaussian(10_000, 2000)
