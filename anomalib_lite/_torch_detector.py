@@ -468,14 +468,32 @@ class TorchDetector(BaseDetector):
             except FloatingPointError:
                 self._score_kept_weights(X)
                 raise
+            self._check_output(X)
             vars(self)["_trained_run"] = True
             self._choose_scoring(X)
+
+    def _check_output(self, X):
+        """Refuse weights whose output on the first training batch is not finite.
+
+        An epoch's loss is the mean of its steps' losses, each measured before its
+        step, so a last step that ruins the weights shows only in their output.
+        """
+        _, out = self._forward(X[: self.batch_size_])
+        if all(bool(torch.isfinite(t).all()) for t in (out if isinstance(out, tuple) else (out,))):
+            return
+        lr = self.learning_rate_init
+        raise FloatingPointError(
+            f"Training diverged: after epoch {self.n_iter_} the network's output on the "
+            f"training samples is not finite. Lower learning_rate_init (now {lr:g}), e.g. "
+            f"to {lr / 10:g}, or check the scale of the input."
+        )
 
     def _score_kept_weights(self, X):
         """After a divergence that kept the weights of the last finite epoch, set how
         they score and their threshold, as a finished fit would."""
         if not (self._is_trained() and self.history_):
             return
+        self._check_output(X)
         self._choose_scoring(X)
         self._set_offset(self._batched(self._anomaly_score, X))
         vars(self)["_kept_weights"] = True
@@ -515,7 +533,12 @@ class TorchDetector(BaseDetector):
                 else:
                     self._prepare_warm(X)
                 self._new_run(1)
-                self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+                try:
+                    self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
+                except FloatingPointError:
+                    self._score_kept_weights(X)
+                    raise
+                self._check_output(X)
                 vars(self)["_trained_run"] = True
                 self._choose_scoring(X)
             self._set_offset(self._batched(self._anomaly_score, X))

@@ -203,6 +203,7 @@ def test_auto_batch_size_is_a_tenth_of_the_images_and_a_twentieth_of_the_rows():
     assert dense.fit(rows).batch_size_ == 10
 
 
+
 def test_uint8_images_are_numbers_in_input_units():
     X8 = (_images() * 255).round().astype(np.uint8)
     a = ConvAutoencoderDetector(**FAST).fit(X8)
@@ -592,6 +593,33 @@ def test_divergence_raises_and_suggests_a_lower_learning_rate():
         det.fit(_images())
     with pytest.raises(NotFittedError):
         check_is_fitted(det)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_divergence_in_the_last_step_of_an_epoch_is_told_as_divergence(max_iter):
+    # One step per epoch: its loss is measured before the step that wrecks the weights,
+    # so only their output shows it, after the last epoch or after the one kept.
+    det = ConvAutoencoderDetector(
+        **{**FAST, "max_iter": max_iter, "learning_rate_init": 1e30, "learning_rate": "constant"}
+    )
+    with pytest.raises(
+        FloatingPointError, match=r"after epoch 1 the network's output .*not finite"
+    ):
+        det.fit(_images(n=12, h=8, w=8))
+    with pytest.raises(NotFittedError):
+        check_is_fitted(det)
+
+
+def test_divergence_in_partial_fit_keeps_a_model_that_scores():
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "learning_rate": "constant"}).partial_fit(X)
+    scores = det.score_samples(X)
+    det.set_params(learning_rate_init=1e30)
+    with pytest.raises(FloatingPointError, match="keeps the weights of epoch 1"):
+        det.partial_fit(X)
+    assert det.n_iter_ == 1 and np.isfinite(det.offset_)
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+    assert set(np.unique(det.predict(X))) <= {-1, 1}
 
 
 def test_divergence_after_the_first_epoch_keeps_a_model_that_scores(monkeypatch):
