@@ -414,8 +414,7 @@ class TorchDetector(BaseDetector):
                 "warm_start=False to fit anew."
             )
         self._check_geometry(X)
-        if self.batch_size != "auto":
-            self.batch_size_ = int(self.batch_size)
+        self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
         self.device_ = resolve_device(self.device)
         self._place_module()
 

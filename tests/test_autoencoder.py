@@ -203,6 +203,12 @@ def test_auto_batch_size_is_a_tenth_of_the_images_and_a_twentieth_of_the_rows():
     assert dense.fit(rows).batch_size_ == 10
 
 
+def test_a_warm_start_resolves_batch_size_auto_on_its_own_data():
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 1, "batch_size": 4}).fit(_images(n=12))
+    det.set_params(batch_size="auto", warm_start=True).fit(_images(n=200))
+    assert det.batch_size_ == 20
+    assert det.set_params(batch_size=8).fit(_images(n=200)).batch_size_ == 8
+
 
 def test_uint8_images_are_numbers_in_input_units():
     X8 = (_images() * 255).round().astype(np.uint8)
