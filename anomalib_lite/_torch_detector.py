@@ -610,7 +610,8 @@ class TorchDetector(BaseDetector):
             p = (progress - CONSTANT_FRACTION) / (1.0 - CONSTANT_FRACTION)
             return 0.5 * (1.0 + math.cos(math.pi * p))
         if progress < WARMUP_FRACTION:
-            return (progress + 1e-3) / WARMUP_FRACTION
+            # From a thousandth of the rate up to the rate itself, never past it.
+            return min(1.0, (progress + 1e-3) / WARMUP_FRACTION)
         p = (progress - WARMUP_FRACTION) / (1.0 - WARMUP_FRACTION)
         return 0.5 * (1.0 + math.cos(math.pi * p))
 

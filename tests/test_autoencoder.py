@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
@@ -1043,6 +1043,17 @@ def test_constant_then_cosine_holds_the_rate_then_decays_to_zero():
     assert rates[:7] == [lr] * 7  # the last step of epoch 7 is still within the first 70%
     assert all(a > b for a, b in itertools.pairwise(rates[6:]))
     assert rates[-1] < 0.05 * lr
+
+
+@given(
+    schedule=st.sampled_from(["constant", "cosine", "constant-then-cosine"]),
+    progress=st.floats(0, 1, exclude_max=True),
+)
+@example(schedule="cosine", progress=0.0495)  # the end of the warm-up
+def test_no_schedule_goes_past_learning_rate_init(schedule, progress):
+    # The cosine warm-up ended at 1.02 times the rate in runs of more than 1000 steps.
+    factor = ConvAutoencoderDetector(learning_rate=schedule)._lr_factor(progress)
+    assert 0 <= factor <= 1
 
 
 def test_corruption_trains_on_repaired_targets_reproducibly(monkeypatch):
