@@ -110,6 +110,13 @@ def _check_exportable(detector):
         ) from None
     if isinstance(detector, CalibratedDetector):
         _check_exportable(detector.detector_)
+    elif not hasattr(detector, "offset_"):
+        raise NotFittedError(
+            f"This {type(detector).__name__} has trained weights but no threshold (offset_) "
+            "yet, as a checkpoint written during a fit has: the graph's decision and label "
+            "need it. Finish the fit (fit with warm_start=True and checkpoint_path set to "
+            "the checkpoint), then export."
+        )
     return detector
 
 

@@ -26,6 +26,7 @@ from anomalib_lite import (  # noqa: E402
     __version__,
 )
 from anomalib_lite.datasets import make_textures  # noqa: E402
+from anomalib_lite.io import load  # noqa: E402
 from anomalib_lite.onnx import OPSET, export  # noqa: E402
 
 CONV = {"max_iter": 2, "random_state": 0, "channels": (8, 16), "latent_dim": 8}
@@ -269,6 +270,15 @@ def pca():
 def test_unfitted_detector_is_refused(tmp_path):
     with pytest.raises(NotFittedError, match=r"PCADetector is not fitted.*call fit"):
         export(PCADetector(), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_checkpoint_without_a_threshold_is_refused(tmp_path):
+    checkpoint = tmp_path / "run.model"
+    images = _digits()[0][:40].reshape(-1, 8, 8)
+    ConvAutoencoderDetector(**CONV, checkpoint_path=str(checkpoint)).fit(images)
+    with pytest.raises(NotFittedError, match=r"no threshold.*Finish the fit"):
+        export(load(checkpoint), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
 
 
