@@ -133,7 +133,8 @@ def _param(text):
         )
     try:
         value = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
+        # Not a literal (nested too deep to parse is not one either): a string.
         value = raw
     return name.strip(), value
 
@@ -160,7 +161,11 @@ def _new_file(path, option, overwrite):
             f"{option}: '{path}' already exists; pass --overwrite to replace it, or choose "
             "another path"
         )
-    if not path.absolute().parent.is_dir():
+    directory = path.absolute().parent
+    blocking = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise CommandError(f"{option}: '{blocking}' is a file, not a folder to write '{path}' in")
+    if not directory.is_dir():
         raise CommandError(f"{option}: the folder of '{path}' does not exist; create it first")
     return path
 
@@ -188,6 +193,12 @@ def _load_model(path, threshold=True):
             "(anomalib-lite fit)"
         ) from None
     if threshold and not hasattr(model, "offset_"):
+        if not hasattr(_scorer(model), "module_"):  # not a network: no checkpoint
+            raise CommandError(
+                f"--model '{path}' holds a {type(model).__name__}, not a detector with a "
+                "threshold; the command line uses PCADetector, ConvAutoencoderDetector and "
+                "DraemDetector models (or a CalibratedDetector around one)"
+            )
         raise CommandError(
             f"--model '{path}' holds a {type(model).__name__} with trained weights but no "
             "threshold, such as a checkpoint written during a fit; finish the fit: "
@@ -365,6 +376,17 @@ def _cmd_fit(args):
     progress = _Progress(_progress_enabled(args), f"fit {type(detector).__name__}")
     detector.set_params(**params)
     out = _new_file(args.out, "--out", args.overwrite)
+    checkpoint = params.get("checkpoint_path")
+    if (
+        isinstance(checkpoint, (str, os.PathLike))
+        and not args.overwrite
+        and Path(checkpoint).absolute().resolve() == out.absolute().resolve()
+    ):
+        raise CommandError(
+            f"--out: '{out}' is also --param checkpoint_path, which the fit writes first; "
+            "pass --overwrite to replace the checkpoint with the fitted model, or choose "
+            "another path for one of them"
+        )
     images = _training_images(args)
     progress.show(f"{len(images)} images of {'x'.join(map(str, images.shape[1:]))}", force=True)
     if progress.enabled and "callbacks" in valid:
@@ -377,7 +399,10 @@ def _cmd_fit(args):
         progress.close()
         if "callbacks" in valid:
             detector.set_params(callbacks=None)
-    io.save(detector, out, overwrite=args.overwrite)
+    try:
+        io.save(detector, out, overwrite=args.overwrite)
+    except FileExistsError:  # written by something else while the fit ran
+        raise _exists_error(out) from None
     name = type(detector).__name__
     print(f"fitted {name} on {len(images)} images from '{args.data}'; saved '{out}'")
 

@@ -270,6 +270,48 @@ def test_output_that_is_a_folder_says_so(root, model, tmp_path):
         )  # fmt: skip
 
 
+def test_output_under_a_file_names_the_file(root, model, tmp_path):
+    (tmp_path / "f").write_text("precious")
+    _fails(
+        "score", "--model", model, "--data", root / "test", "--out", tmp_path / "f" / "s.csv",
+        match="is a file, not a folder",
+    )  # fmt: skip
+    assert (tmp_path / "f").read_text() == "precious"
+
+
+def test_a_checkpoint_at_the_output_path_is_refused_before_training(root, tmp_path):
+    out = tmp_path / "same.model"
+    fit = ["fit", "--quiet", "--data", root / "train", *FAST, "--param", "max_iter=1"]
+    fit += ["--param", f"checkpoint_path={out}", "--out", out]
+    _fails(*fit, match="also --param checkpoint_path")
+    assert not out.exists()
+    assert _quiet(*fit, "--overwrite") == 0  # the fitted model replaces its checkpoint
+    assert hasattr(io.load(out), "offset_")
+
+
+def test_a_parameter_nested_too_deep_to_parse_is_a_string(root, tmp_path):
+    deep = "max_iter=" + "+" * 3000 + "1"
+    _fails("fit", "--data", root / "train", "--param", deep, "--out", tmp_path / "m.model",
+           match="max_iter must be an int, got str")  # fmt: skip
+
+
+def test_a_model_of_another_kind_is_named(root, tmp_path):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from anomalib_lite import PCADetector
+
+    path = tmp_path / "pipe.model"
+    rows = np.random.default_rng(0).normal(size=(20, SIZE * SIZE))
+    io.save(make_pipeline(StandardScaler(), PCADetector(n_components=2)).fit(rows), path)
+    data = ["--model", path, "--data", root / "test" / "good"]
+    for args in (
+        ["score", *data, "--out", tmp_path / "s.csv"],
+        ["evaluate", *data[:2], "--data", root],
+    ):
+        _fails(*args, match="holds a Pipeline, not a detector with a threshold")
+
+
 def test_missing_and_foreign_model_files(root, tmp_path):
     _fails(
         "score",
