@@ -149,6 +149,7 @@ def conformal_p_values(calibration_scores, anomaly_scores):
     [1.0, 0.5, 0.25]
     """
     cal = np.sort(check_scores(calibration_scores, "calibration_scores", allow_inf=True))
+    check_numeric_dtype(anomaly_scores, "anomaly_scores")
     s = np.asarray(anomaly_scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"anomaly_scores must be a 1-D array of scores, got shape {s.shape}.")

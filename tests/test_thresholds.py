@@ -569,3 +569,20 @@ def test_example_measures_what_the_docs_claim():
     assert np.all(conformal <= alphas + 0.03)
     # the training-score rule raises more false alarms than it promises
     assert np.all(training > conformal) and np.all(training > alphas)
+
+
+@pytest.mark.parametrize(
+    ("rule", "scores", "error", "name"),
+    [
+        (conformal_threshold, ["a", "b"], TypeError, "calibration_scores"),
+        (quantile_threshold, np.arange(30) + 5j, ValueError, "calibration_scores"),
+        (conformal_p_values, [[1.0] * 30, ["x"]], TypeError, "anomaly_scores"),
+        (labelled_threshold, [[0.1, "x"], [0, 1]], TypeError, "anomaly_scores"),
+    ],
+    ids=["strings", "complex", "string p-value", "labelled strings"],
+)
+def test_scores_that_are_not_real_numbers_are_refused_by_name(rule, scores, error, name):
+    # Complex scores lost their imaginary part with only numpy's ComplexWarning.
+    args = (scores, 0.1) if rule in (conformal_threshold, quantile_threshold) else scores
+    with pytest.raises(error, match=name):
+        rule(*args)

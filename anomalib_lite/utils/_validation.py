@@ -380,6 +380,7 @@ def check_scores(values, name, n=None, *, allow_inf=False):
     which rank above (below) every finite score: the detectors' output for a
     sample that overflows.
     """
+    check_numeric_dtype(values, name)  # strings, complex numbers: not silently cast
     s = np.asarray(values, dtype=np.float64)
     if s.ndim != 1 or s.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of scores, got shape {s.shape}.")
