@@ -260,7 +260,7 @@ class ConvAutoencoderDetector(TorchDetector):
         rate's schedule is laid: a fit stopped on a plateau of its training
         loss while the rate is still high misses the decay that settles the
         weights. Either way the fit ends with the weights of the epoch whose
-        loss (held-out, else training) was lowest, so that a loss spike late
+        loss (held-out with ``early_stopping``, else training) was lowest, so that a loss spike late
         in training, which Adam's high learning rate can cause, does not
         leave the network broken.
     validation_fraction : 'auto' or float, default='auto'

@@ -92,7 +92,7 @@ class AutoencoderDetector(TorchDetector):
         of the held-out rows' loss (``validation_fraction``); without it a fit
         trains all ``max_iter`` epochs, over which the learning rate's
         schedule is laid. Either way the fit ends with the weights of the
-        epoch whose loss (held-out, else training) was lowest.
+        epoch whose loss (held-out with ``early_stopping``, else training) was lowest.
     validation_fraction : 'auto' or float, default='auto'
         Share of the rows held out of training (at least 2, the same ones for
         every run of a fit): ``early_stopping`` watches their loss and
