@@ -3,10 +3,10 @@
 For 28x28 and 64x64 textures (:func:`anomalib_lite.datasets.make_textures`),
 fits ``ConvAutoencoderDetector`` and ``DraemDetector`` (a few epochs:
 throughput does not depend on the weights) and ``PCADetector`` on flattened
-images, exports both with
-:func:`anomalib_lite.onnx.export`, and times ``score_samples`` against one
-onnxruntime session run on the same images, in the same process, each on
-one thread (the library's default ``n_threads=None``, and
+images, exports each with :func:`anomalib_lite.onnx.export`, and times
+``score_samples`` against one onnxruntime session run on the same images, in
+the same process, each on one thread (the library's default
+``n_threads=None``, one BLAS thread for PCADetector's matrix products, and
 ``intra_op_num_threads=1``). Each timing is the median of ``--repeats``
 interleaved runs. The largest score difference is reported too.
 
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -85,7 +86,9 @@ def main(argv=None):
                 ("DraemDetector()", DraemDetector(**epochs), X_fit, X_score),
                 ("PCADetector()", PCADetector(), flat_fit, flat),
             ]:
-                result = measure(f"{size}-{len(rows)}", det, fit, score, repeats, Path(folder))
+                # One BLAS thread too: PCADetector scores with numpy's matrix products.
+                with threadpool_limits(1):
+                    result = measure(f"{size}-{len(rows)}", det, fit, score, repeats, Path(folder))
                 rows.append((name, size, len(score), result))
     load_after = os.getloadavg()
     import onnxruntime as ort
@@ -98,7 +101,8 @@ def main(argv=None):
         "Each detector is fitted on 28x28 or 64x64 textures (`make_textures`, float32), "
         "exported with `anomalib_lite.onnx.export`, and scores the same images with "
         "`score_samples` and with one onnxruntime session run (the `score` output), on one "
-        f"thread each, median of {repeats} interleaved runs. The torch detectors are fitted for a "
+        "thread each (one torch and one BLAS thread for the library), "
+        f"median of {repeats} interleaved runs. The torch detectors are fitted for a "
         "few epochs only: their throughput does not depend on the weights.",
         "",
         f"{machine_line(load_before, load_after)}, onnxruntime {ort.__version__} (the machine "
