@@ -39,6 +39,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -163,7 +164,10 @@ def main(argv=None):
     if args.fast:
         names = ["digits"]
     load_before = os.getloadavg()
-    sections = {name: run(name, classes, args.fast) for name in names}
+    # One BLAS thread, as the torch detectors have one torch thread: the fit / PCA
+    # ratio then compares like with like.
+    with threadpool_limits(1):
+        sections = {name: run(name, classes, args.fast) for name in names}
     load_after = os.getloadavg()
     command = command_line(__file__, argv)
     lines = [
@@ -175,8 +179,9 @@ def main(argv=None):
         "60/40 split, seed 0), score all held-out images, and compute the ROC-AUC of",
         "class vs rest; values are scaled globally (digits / 16, MNIST / 255). Every",
         "detector runs with its defaults (the torch ones with `random_state=0`, so",
-        "`n_threads=None`: 1 torch thread). Times are wall-clock medians over the classes",
-        "on a shared machine; the `fit / PCA` ratio is measured in the same run.",
+        "`n_threads=None`: 1 torch thread), numpy with one BLAS thread. Times are",
+        "wall-clock medians over the classes on a shared machine; the `fit / PCA`",
+        "ratio is measured in the same run.",
         "",
         f"{machine_line(load_before, load_after, python=True)}.",
         "",
