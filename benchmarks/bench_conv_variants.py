@@ -15,7 +15,8 @@ once per training seed (``random_state``; two seeds on MNIST, whose score
 is already a mean over ten fits, six on each texture set, where one seed
 can mislead). Variants: the defaults; a twentieth of the training images
 per step at a learning rate of 1e-3 (against a tenth at 4e-3); no mirrored
-margin (``margin=0``); plain ReLUs instead of leaky ones
+margin (``margin=0``, on the 64x64 textures only: under 32 pixels the defaults
+mirror none); plain ReLUs instead of leaky ones
 (``negative_slope=0``); ``max_iter=20``; 16 channels on the first level
 instead of 32; and 20 epochs on a cosine schedule from a learning rate of
 3e-3. Every variant is set through the detector's public parameters.
@@ -95,6 +96,11 @@ VARIANTS = {
         "learning_rate_init": 3e-3,
     },
 }
+
+
+#: (variant, data set) pairs left out, where the variant is the defaults: they mirror
+#: no margin under 32 pixels.
+SAME_AS_DEFAULTS = {("no margin (margin=0)", "mnist"), ("no margin (margin=0)", "textures28")}
 
 
 def task_data(name, fast):
@@ -206,6 +212,8 @@ def table(results, data_name, seeds):
         "| --- |" + " --- |" * (len(seeds) + 2),
     ]
     for variant in VARIANTS:
+        if (variant, data_name) in SAME_AS_DEFAULTS:
+            continue
         rows = [results[(data_name, variant, s)] for s in seeds]
         aucs = " | ".join(f"{auc:.4f}" for auc, _ in rows)
         mean = np.mean([auc for auc, _ in rows])
@@ -243,6 +251,7 @@ def main(argv=None):
         (name, variant, seed, args.fast)
         for name in seeds
         for variant in VARIANTS
+        if (variant, name) not in SAME_AS_DEFAULTS
         for seed in seeds[name]
     ]
     # The long curve fits first, so that the pool ends on short jobs.
