@@ -211,7 +211,10 @@ def test_progress_shows_epochs_on_a_terminal(root, tmp_path, monkeypatch, capsys
 
 # ------------------------------------------------------------------ bad input
 def test_missing_data_folder(tmp_path):
-    _fails("fit", "--data", tmp_path / "nowhere", "--out", tmp_path / "m.model", match="--data")
+    _fails(
+        "fit", "--data", tmp_path / "nowhere", "--out", tmp_path / "m.model",
+        match="--data: no such file or folder",
+    )  # fmt: skip
     assert not (tmp_path / "m.model").exists()
 
 
@@ -245,8 +248,9 @@ def test_malformed_parameter_is_a_usage_error(root, tmp_path):
 
 def test_bad_parameter_value_names_it(root, tmp_path):
     _fails(
-        "fit", "--data", root, "--param", "max_iter=0", "--out", tmp_path / "m", match="max_iter"
-    )
+        "fit", "--data", root, "--param", "max_iter=0", "--out", tmp_path / "m",
+        match="max_iter=0 must be >= 1",
+    )  # fmt: skip
 
 
 def test_unknown_subcommand_and_missing_option_are_usage_errors(tmp_path):
@@ -368,7 +372,10 @@ def test_model_of_another_image_size(model, tmp_path):
 
 
 def test_evaluate_needs_an_mvtec_root(model, root):
-    _fails("evaluate", "--model", model, "--data", root / "train", match="--data")
+    _fails(
+        "evaluate", "--model", model, "--data", root / "train",
+        match="--data: train_dir: no such file or folder",
+    )  # fmt: skip
 
 
 def test_tabular_model_is_refused(root, tmp_path):

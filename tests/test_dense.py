@@ -1,5 +1,6 @@
 """AutoencoderDetector: tabular rows, automatic sizes, training control, quality."""
 
+import copy
 import pickle
 import re
 
@@ -7,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
@@ -132,7 +133,20 @@ def test_dropout_layers_follow_the_parameter_and_only_train(fitted):
     assert [m.p for m in layers] == [0.3, 0.3]
     assert all(m.generator is None for m in layers)  # the fit's generator is not kept
     X = _curve(n=30, seed=4)
-    np.testing.assert_array_equal(fitted.score_samples(X), fitted.score_samples(X))
+    # Scoring runs without dropout: the same scores as the network with its dropout
+    # layers replaced by identities, while in training mode they drop units.
+    without = copy.deepcopy(fitted)
+    for name, layer in list(without.module_.named_modules()):
+        if isinstance(layer, GeneratorDropout):
+            without.module_.set_submodule(name, torch.nn.Identity())
+    np.testing.assert_array_equal(fitted.score_samples(X), without.score_samples(X))
+    x = torch.ones(4, X.shape[1])
+    fitted.module_.train()
+    try:
+        with torch.random.fork_rng():  # the masks draw from the global RNG here
+            assert not torch.equal(fitted.module_(x), without.module_.eval()(x))
+    finally:
+        fitted.module_.eval()
     plain = AutoencoderDetector(**{**FAST, "dropout": 0.0}).fit(_curve())
     assert not any(isinstance(m, GeneratorDropout) for m in plain.module_.modules())
     assert not np.array_equal(plain.score_samples(X), fitted.score_samples(X))
@@ -298,6 +312,9 @@ def test_digits_roc_auc_floor():
     errors=arrays(np.float32, st.tuples(st.integers(1, 40), st.just(3)), elements=st.floats(-5, 5)),
     fraction=st.floats(0.0, 0.95),
 )
+# The float-error cases: 1/3 of 15 rows leaves out 5 and 0.7 of 10 leaves out 7.
+@example(errors=np.arange(45, dtype=np.float32).reshape(15, 3), fraction=1 / 3)
+@example(errors=np.arange(30, dtype=np.float32).reshape(10, 3), fraction=0.7)
 def test_trimmed_loss_drops_the_worst_rows(fitted, errors, fraction):
     det = clone(fitted).set_params(loss_trim_fraction=fraction)
     det.module_ = fitted.module_
@@ -307,6 +324,7 @@ def test_trimmed_loss_drops_the_worst_rows(fitted, errors, fraction):
     # floor(fraction * n) rows go, the product rounded first: with fraction 1/3 and
     # 15 rows, ceil((1 - fraction) * 15) is 11 by float error, not the 10 meant.
     keep = max(1, len(per_row) - int(np.floor(round(fraction * len(per_row), 9))))
+    assert keep == {(15, 1 / 3): 10, (10, 0.7): 3}.get((len(per_row), fraction), keep)
     det.module_.train()
     try:
         trimmed = float(det._train_loss(out, x))

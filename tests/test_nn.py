@@ -309,15 +309,21 @@ def test_activation_bytes_counts_the_functions_between_layers_once_each():
     assert activation_bytes(nn.Identity(), torch.zeros(5, 4)) == 0
 
 
-def test_deterministic_cudnn_sets_and_restores_the_flags():
+def test_deterministic_cudnn_sets_and_restores_the_flags(monkeypatch):
     cudnn = torch.backends.cudnn
     before = (cudnn.deterministic, cudnn.benchmark)
     with deterministic_cudnn():
-        if cudnn.is_available():
-            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
-        else:
+        if not cudnn.is_available():
             assert (cudnn.deterministic, cudnn.benchmark) == before
     assert (cudnn.deterministic, cudnn.benchmark) == before
+    # With cuDNN (told so on a machine without it): set inside, restored after an error.
+    monkeypatch.setattr(cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(cudnn, "deterministic", False)
+    monkeypatch.setattr(cudnn, "benchmark", True)
+    with pytest.raises(RuntimeError, match="inside"), deterministic_cudnn():
+        assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+        raise RuntimeError("inside")
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
 
 
 def test_resolve_device():

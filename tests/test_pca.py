@@ -714,3 +714,9 @@ def test_anomaly_map_finds_a_scratch_on_digits():
     mask = np.zeros(test.shape, dtype=bool)
     mask[:, 3, 1:7] = True
     assert roc_auc_score(mask.ravel(), maps.ravel()) > 0.8
+    # What the scratch adds to the map lies on it, and the map explains the normal
+    # variation, which a map of the distance to the mean (a subspace of nothing) does not.
+    clean = det.anomaly_map(images[120:])
+    added = maps - clean
+    assert added[mask].mean() > 10 * np.abs(added[~mask]).mean()
+    assert clean.mean() < 0.5 * ((images[120:] - images[:120].mean(axis=0)) ** 2).mean()
