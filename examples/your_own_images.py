@@ -11,12 +11,15 @@ and run::
 
     python examples/your_own_images.py --data my_parts [--size 128] [--output-dir DIR]
 
-The script fits a ``ConvAutoencoderDetector`` on ``train/good``, prints the
-image ROC-AUC (and the pixel ROC-AUC where masks exist), writes the input |
+The script fits a ``ConvAutoencoderDetector`` on ``train/good``, holding a
+tenth out to set the threshold on (``validation_fraction=0.1``: a threshold
+on the training images would flag most new normal ones), prints the image
+ROC-AUC (and the pixel ROC-AUC where masks exist), writes the input |
 reconstruction | difference figure of the test images it ranks most
-anomalous, and saves the model to a file that holds no code (``io.save``).
-Any folder of new images is then scored with ``load_images`` (see
-``score_new_images``).
+anomalous (of training images without a labelled ``test`` folder), and
+saves the model to a file that holds no code (``io.save``); it keeps an
+earlier figure and model unless given ``--overwrite``. Any folder of new
+images is then scored with ``load_images`` (see ``score_new_images``).
 
 Without ``--data`` it first writes a demonstration folder of woven textures
 (``make_textures``) as PNG files into a temporary directory; ``--fast`` makes
@@ -38,15 +41,23 @@ from anomalib_lite.metrics import pixel_roc_auc_score
 from anomalib_lite.visualization import reconstruction_figure
 
 
-def fit_and_evaluate(root, size, max_iter, output_dir, seed=0):
+def fit_and_evaluate(root, size, max_iter, output_dir, overwrite=False, seed=0):
     """The lines to adapt: load the folder, fit on normal images, evaluate, save."""
-    data = load_folder_dataset(root, size=size)  # uint8, (n, H, W) grayscale
+    figure, model = output_dir / "your_own_images.png", output_dir / "your_model.npz"
+    if not overwrite and (figure.exists() or model.exists()):
+        raise SystemExit(f"{figure} or {model} exists; pass --overwrite to replace them")
+    if (root / "test").is_dir():
+        data = load_folder_dataset(root, size=size)  # uint8, (n, H, W) grayscale
+        train = data.train_images
+    else:  # only train/good: nothing to evaluate on
+        data, train = None, load_images(root / "train" / "good", size=size)
     epochs = {} if max_iter is None else {"max_iter": max_iter}  # None: the default
-    det = ConvAutoencoderDetector(random_state=seed, **epochs)
-    det.fit(data.train_images)  # normal images only
-    print(f"fitted on {len(data.train_images)} images of {data.train_images.shape[1:]}")
+    # A tenth held out of training sets the threshold that predict uses.
+    det = ConvAutoencoderDetector(validation_fraction=0.1, random_state=seed, **epochs)
+    det.fit(train)  # normal images only
+    print(f"fitted on {len(train)} images of {train.shape[1:]}")
 
-    if len(data.test_images) and len(np.unique(data.test_labels)) == 2:
+    if data is not None and len(np.unique(data.test_labels)) == 2:
         scores = -det.score_samples(data.test_images)  # higher = more anomalous
         print(f"image ROC-AUC: {roc_auc_score(data.test_labels, scores):.3f}")
         if data.test_masks is not None:
@@ -58,14 +69,12 @@ def fit_and_evaluate(root, size, max_iter, output_dir, seed=0):
             data.test_images[worst],
             masks=None if data.test_masks is None else data.test_masks[worst],
             row_titles=list(data.test_defect_types[worst]),
-            path=output_dir / "your_own_images.png",
-            overwrite=True,
+            path=figure,
+            overwrite=overwrite,
         )
     else:  # no labelled test folder: show training images instead
-        reconstruction_figure(
-            det, data.train_images[:4], path=output_dir / "your_own_images.png", overwrite=True
-        )
-    io.save(det, output_dir / "your_model.npz", overwrite=True)
+        reconstruction_figure(det, train[:4], path=figure, overwrite=overwrite)
+    io.save(det, model, overwrite=overwrite)
     return det
 
 
@@ -103,11 +112,14 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: max_iter's)")
     parser.add_argument("--fast", action="store_true", help="tiny demo folder, few epochs")
-    parser.add_argument("--output-dir", type=Path, default=Path("examples/output"))
+    parser.add_argument("--output-dir", type=Path, default=Path(__file__).parent / "output")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier figure and model"
+    )
     args = parser.parse_args(argv)
     fast = args.fast or os.environ.get("ANOMALIB_LITE_FAST") == "1"
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    epochs = args.epochs or (3 if fast else None)
+    epochs = args.epochs if args.epochs is not None else (3 if fast else None)
     size = None if args.size is None else (args.size, args.size)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -116,7 +128,7 @@ def main(argv=None):
             root = Path(tmp) / "demo_textures"
             write_demo_folder(root, n_train=24 if fast else 200, image_size=32 if fast else 64)
             print(f"wrote a demonstration folder to {root}")
-        det = fit_and_evaluate(root, size, epochs, args.output_dir)
+        det = fit_and_evaluate(root, size, epochs, args.output_dir, args.overwrite)
         if (root / "test" / "good").is_dir():
             print(f"predictions for {root / 'test' / 'good'}:")
             score_new_images(det, root / "test" / "good", size)
