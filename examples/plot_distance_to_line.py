@@ -19,19 +19,23 @@ import numpy as np
 from anomalib_lite import PCADetector
 
 
-def main(output_dir="examples/output"):
+def main(output_dir=str(Path(__file__).parent / "output")):
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)  # before the work: a bad path fails first
     rng = np.random.default_rng(0)
     t = rng.uniform(-4, 4, size=300)
     normal = np.c_[t, 0.6 * t + 0.5] + rng.normal(scale=0.25, size=(300, 2))
     outliers = rng.uniform(-5, 5, size=(15, 2))
-    X_test = np.vstack([normal[:100], outliers])
+    t_new = rng.uniform(-4, 4, size=100)  # new normal points, not trained on
+    new_normal = np.c_[t_new, 0.6 * t_new + 0.5] + rng.normal(scale=0.25, size=(100, 2))
+    X_test = np.vstack([new_normal, outliers])
 
     det = PCADetector(n_components=1, contamination=0.01).fit(normal)
     flagged = det.predict(X_test) == -1
     print(f"threshold (squared distance): {-det.offset_:.3f}")
     print(
-        f"flagged {flagged.sum()} of {len(X_test)} test points "
-        f"({flagged[100:].sum()} of {len(outliers)} planted outliers)"
+        f"flagged {flagged.sum()} of {len(X_test)} test points: {flagged[100:].sum()} of "
+        f"{len(outliers)} planted outliers and {flagged[:100].sum()} of 100 new normal points"
     )
 
     xx, yy = np.meshgrid(np.linspace(-6, 6, 300), np.linspace(-6, 6, 300))
@@ -50,8 +54,6 @@ def main(output_dir="examples/output"):
     ax.scatter(*X_test[flagged].T, s=45, c="red", marker="X", edgecolors="k", label="test: anomaly")
     ax.set(xlim=(-6, 6), ylim=(-6, 6), aspect="equal", title="PCADetector: distance to a line")
     ax.legend(loc="lower right", fontsize=8)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "distance_to_line.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -61,6 +63,6 @@ def main(output_dir="examples/output"):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output-dir", default="examples/output")
+    parser.add_argument("--output-dir", default=str(Path(__file__).parent / "output"))
     parser.add_argument("--fast", action="store_true", help="accepted for uniformity; already fast")
     main(parser.parse_args().output_dir)
