@@ -160,7 +160,7 @@ def run_digits(fast, seed, output_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="small data, few epochs")
-    parser.add_argument("--output-dir", type=Path, default=Path("examples/output"))
+    parser.add_argument("--output-dir", type=Path, default=Path(__file__).parent / "output")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     fast = args.fast or os.environ.get("ANOMALIB_LITE_FAST") == "1"

@@ -85,17 +85,20 @@ def main(argv=None):
     )
     parser.add_argument("--celeba-dir", type=Path, help="folder of your CelebA copy")
     parser.add_argument("--fast", action="store_true", help="few faces, small, 2 epochs")
-    parser.add_argument("--output-dir", type=Path, default=Path("examples/output"))
-    parser.add_argument("--n-train", type=int, default=4000, help="faces without glasses")
-    parser.add_argument("--n-test", type=int, default=500, help="test faces of each kind")
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--output-dir", type=Path, default=Path(__file__).parent / "output")
+    parser.add_argument("--n-train", type=int, help="faces without glasses (4000; --fast 40)")
+    parser.add_argument("--n-test", type=int, help="test faces of each kind (500; --fast 8)")
+    parser.add_argument("--image-size", type=int, help="side in pixels (64; --fast 32)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.celeba_dir is None:
         print(HOW_TO_GET_CELEBA, file=sys.stderr, end="")
         return 2
     fast = args.fast or os.environ.get("ANOMALIB_LITE_FAST") == "1"
-    n_train, n_test, size = (40, 8, 32) if fast else (args.n_train, args.n_test, args.image_size)
+    # What is given wins; --fast only shrinks the defaults.
+    defaults = (40, 8, 32) if fast else (4000, 500, 64)
+    given = (args.n_train, args.n_test, args.image_size)
+    n_train, n_test, size = (d if g is None else g for g, d in zip(given, defaults, strict=True))
     args.output_dir.mkdir(parents=True, exist_ok=True)
 
     options = dict(image_size=size, color_mode="rgb", random_state=args.seed)

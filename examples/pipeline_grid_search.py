@@ -4,8 +4,10 @@ A detector learns from normal data only, but choosing its size needs a few
 *labelled* anomalies: the reconstruction error of normal data alone always
 prefers a bigger model, which also reconstructs the anomalies better. Every
 detector accepts ``fit(X, y)`` and learns from the rows with ``y == 0`` only,
-so scikit-learn's ``GridSearchCV`` works unchanged: each fold trains on its
-normal rows and is scored, normal and anomalous rows alike, by the library's
+so scikit-learn's ``GridSearchCV`` works unchanged: each fold's detector trains
+on its normal rows (a ``StandardScaler`` before it in the Pipeline is fitted on
+every row of the fold, anomalies included: see "Pipelines" in
+``docs/thresholds.md``) and is scored, normal and anomalous rows alike, by the library's
 anomaly scorers (``anomalib_lite.metrics.get_scorer``), which rank by the
 anomaly score and never mistake the sign.
 
@@ -15,7 +17,9 @@ test part (scored once, by the refitted best model).
 
 Two searches:
 
-* ``StandardScaler`` + ``PCADetector`` over ``n_components`` and ``statistic``;
+* ``StandardScaler`` + ``PCADetector`` over ``n_components`` and ``statistic``
+  (the scaler standardizes each pixel, after the global division by 16; pixels
+  that never vary keep a scale of 1);
 * ``ConvAutoencoderDetector`` on the flat rows (``image_shape=(8, 8)``) over
   ``latent_dim`` and ``image_score``.
 
@@ -114,7 +118,7 @@ def plot_pca_search(result, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="small grids, few epochs")
-    parser.add_argument("--output-dir", type=Path, default=Path("examples/output"))
+    parser.add_argument("--output-dir", type=Path, default=Path(__file__).parent / "output")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     fast = args.fast or os.environ.get("ANOMALIB_LITE_FAST") == "1"
