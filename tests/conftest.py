@@ -42,6 +42,15 @@ def detector_kinds():
         "calibrated": CalibratedDetector(
             PCADetector(n_components=1), method="quantile", random_state=0
         ),
+        "draem": DraemDetector(
+            image_shape=(1, -1),
+            channels=(4,),
+            latent_dim=2,
+            segmenter_width=2,
+            max_iter=3,
+            contamination=0.1,
+            random_state=0,
+        ),
     }
 
 
