@@ -66,3 +66,12 @@ def test_paste_defects_changes_the_images_it_marks():
     out, _ = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
     changed = (out != x).flatten(1).any(1)
     assert changed.float().mean() > 0.9  # a 'patch' of an equal image could change nothing
+
+
+def test_paste_defects_keeps_the_dtype_of_its_input():
+    # Half-precision images came back in float32: the shift, noise and flat fills
+    # are drawn in float32.
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        x = torch.randn(6, 2, 8, 8).to(dtype)
+        out, _ = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
+        assert out.dtype == dtype

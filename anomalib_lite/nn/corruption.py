@@ -49,7 +49,8 @@ def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"
     >>> tuple(masks.shape), bool(masks.flatten(1).any(1).all())
     ((4, 1, 16, 16), True)
     """
-    grid = MASK_GRIDS[int(torch.randint(len(MASK_GRIDS), (1,), generator=generator))]
+    pick = torch.randint(len(MASK_GRIDS), (1,), generator=generator, device=generator.device)
+    grid = MASK_GRIDS[int(pick)]
     noise = _draw((n, 1, grid + 1, grid + 1), generator, device)
     smooth = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)
     flat = smooth.flatten(1)
@@ -88,9 +89,13 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     Returns
     -------
     corrupted : torch.Tensor
-        A new tensor like ``x``, equal to it outside ``masks``.
+        A new tensor of the shape, dtype and device of ``x``, equal to it
+        outside ``masks``.
     masks : torch.Tensor of bool, shape (n, 1, H, W)
-        Where each image was changed; empty for images left as they were.
+        Where a defect was placed; empty for images left as they were. A
+        pasted patch may equal what it covers (another image's blank ground,
+        or the image itself in a batch of one), so not every masked pixel
+        need change.
 
     Examples
     --------
@@ -106,10 +111,11 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     masks = defect_masks(n, height, width, generator, area=area, device=device)
     masks &= (_draw((n,), generator, device) < probability).view(n, 1, 1, 1)
     fill = (_draw((n,), generator, device) * len(DEFECT_FILLS)).long().view(n, 1, 1, 1)
+    on = generator.device  # every draw on the generator's device (see _draw)
     shift_y, shift_x = (
-        int(v) for v in torch.randint(0, max(height, width), (2,), generator=generator)
+        int(v) for v in torch.randint(0, max(height, width), (2,), generator=generator, device=on)
     )
-    other = int(torch.randint(1, max(n, 2), (1,), generator=generator)) % n
+    other = int(torch.randint(1, max(n, 2), (1,), generator=generator, device=on)) % n
     patch = torch.roll(x, (other, shift_y % height, shift_x % width), (0, 2, 3))
     sign = torch.where(_draw((n,), generator, device) < 0.5, -1.0, 1.0)
     shifted = x + ((0.5 + 1.5 * _draw((n,), generator, device)) * sign).view(n, 1, 1, 1)
@@ -119,4 +125,4 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     content = torch.where(fill == 0, patch, shifted)
     content = torch.where(fill == 2, noise, content)
     content = torch.where(fill == 3, flat, content)
-    return torch.where(masks, content, x), masks
+    return torch.where(masks, content.to(x.dtype), x), masks
