@@ -462,14 +462,19 @@ class TorchDetector(BaseDetector):
             if self._run.done:
                 self._new_run(self.max_iter)
                 self._run.optimizer = None
-            try:
-                self._train(self._to_tensor(X), early_stopping=self.early_stopping)
-            except FloatingPointError:
-                self._score_kept_weights(X)
-                raise
-            self._check_output(X)
+            self._train_checked(X, early_stopping=self.early_stopping)
             vars(self)["_trained_run"] = True
             self._choose_scoring(X)
+
+    def _train_checked(self, X, **train_options):
+        """Train on validated ``X``; after a divergence, score the kept weights and
+        re-raise; after training, refuse weights whose output is not finite."""
+        try:
+            self._train(self._to_tensor(X), **train_options)
+        except FloatingPointError:
+            self._score_kept_weights(X)
+            raise
+        self._check_output(X)
 
     def _check_output(self, X):
         """Refuse weights whose output on the first training batch is not finite.
@@ -532,12 +537,7 @@ class TorchDetector(BaseDetector):
                 else:
                     self._prepare_warm(X)
                 self._new_run(1)
-                try:
-                    self._train(self._to_tensor(X), early_stopping=False, constant_lr=True)
-                except FloatingPointError:
-                    self._score_kept_weights(X)
-                    raise
-                self._check_output(X)
+                self._train_checked(X, early_stopping=False, constant_lr=True)
                 vars(self)["_trained_run"] = True
                 self._choose_scoring(X)
             self._set_offset(self._batched(self._anomaly_score, X))

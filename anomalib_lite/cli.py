@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .utils._files import write_atomically
+from .utils._files import file_above, write_atomically
 
 __all__ = ["main"]
 
@@ -162,8 +162,8 @@ def _new_file(path, option, overwrite):
             "another path"
         )
     directory = path.absolute().parent
-    blocking = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
+    blocking = file_above(directory)
+    if blocking is not None:
         raise CommandError(f"{option}: '{blocking}' is a file, not a folder to write '{path}' in")
     if not directory.is_dir():
         raise CommandError(f"{option}: the folder of '{path}' does not exist; create it first")

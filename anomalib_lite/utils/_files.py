@@ -118,6 +118,13 @@ def _remove_stale_temporaries(path):
                     os.close(fd)
 
 
+def file_above(directory):
+    """The file that stands where ``directory`` or one of its parents should be, or None:
+    the nearest of them that exists, when it is not a folder."""
+    nearest = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    return None if nearest is None or nearest.is_dir() else nearest
+
+
 def check_target(path, *, overwrite, exists_error, example):
     """Refuse a target that is a folder, exists (without ``overwrite``; a
     dangling link too, never written through) or lies in a folder that does
@@ -132,8 +139,8 @@ def check_target(path, *, overwrite, exists_error, example):
     if not overwrite and os.path.lexists(path):
         raise exists_error(path)
     directory = path.absolute().parent
-    blocking = next((p for p in (directory, *directory.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
+    blocking = file_above(directory)
+    if blocking is not None:
         raise NotADirectoryError(
             errno.ENOTDIR,
             "A file stands where the folder to write the file in should be; pass a path "
