@@ -328,6 +328,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Channels of each level of the network.
     latent_dim_ : int
         Size of the code.
+    negative_slope_ : float
+        Slope of the network's leaky ReLUs: a copy or a model file rebuilds the
+        network from it, whatever ``negative_slope`` is set to later.
     batch_size_ : int
         Images per optimizer step.
     margin_ : tuple of int
@@ -663,6 +666,7 @@ class ConvAutoencoderDetector(TorchDetector):
         )
         auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))
         self.latent_dim_ = int(self.latent_dim or auto_latent)
+        self.negative_slope_ = float(self.negative_slope)
         factor = 2**levels
         if self.margin == "auto":
             margin = 2 ** (levels - 1) if levels >= self._margin_levels else 0
@@ -696,7 +700,7 @@ class ConvAutoencoderDetector(TorchDetector):
         return H + top + bottom, W + left + right
 
     def _make_module(self):
-        act = functools.partial(nn.LeakyReLU, self.negative_slope)
+        act = functools.partial(nn.LeakyReLU, self.negative_slope_)
         return ConvAutoencoder(
             self.input_shape_[0],
             self._padded_size(),

@@ -152,8 +152,13 @@ class DraemDetector(ConvAutoencoderDetector):
         Channels of each level of the autoencoder.
     latent_dim_ : int
         Size of the autoencoder's code.
+    negative_slope_ : float
+        Slope of both networks' leaky ReLUs (``negative_slope`` at fit).
     segmenter_levels_ : int
         Down-sampling levels of the segmentation network.
+    segmenter_width_ : int
+        Channels of the segmentation network's first level (``segmenter_width``
+        at fit), from which a copy or a model file rebuilds it.
     batch_size_ : int
         Images per optimizer step.
     margin_ : tuple of int
@@ -290,14 +295,15 @@ class DraemDetector(ConvAutoencoderDetector):
         # The deepest level keeps at least 2 pixels a side, for batch statistics.
         side = min(self._padded_size())
         self.segmenter_levels_ = min(SEGMENTER_LEVELS, math.ceil(math.log2(side)) - 1)
+        self.segmenter_width_ = int(self.segmenter_width)
 
     def _make_module(self):
         autoencoder = super()._make_module()
         segmenter = SegmentationNet(
             2 * self.input_shape_[0],
-            self.segmenter_width,
+            self.segmenter_width_,
             self.segmenter_levels_,
-            act_layer=functools.partial(nn.LeakyReLU, self.negative_slope),
+            act_layer=functools.partial(nn.LeakyReLU, self.negative_slope_),
         )
         return ReconstructAndSegment(autoencoder, segmenter)
 

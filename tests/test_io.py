@@ -849,3 +849,28 @@ def test_forged_payloads_are_refused(saved, tmp_path, edit, match):
     )
     with pytest.raises(ModelFileError, match=match):
         load(forged)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ("ConvAutoencoderDetector", {"negative_slope": 0.0}),
+        ("DraemDetector", {"negative_slope": 0.0, "segmenter_width": 4}),
+    ],
+    ids=["conv", "draem"],
+)
+def test_a_copy_rebuilds_the_network_as_fitted_not_as_set_later(changed, tmp_path):
+    # The shaping parameters may change after fit; copies must rebuild the fitted network.
+    name, params = changed
+    X = np.random.default_rng(0).uniform(0.4, 0.6, size=(40, 8, 8))
+    det = getattr(anomalib_lite, name)(max_iter=1, random_state=0).fit(X)
+    before = det.score_samples(X)
+    det.set_params(**params)
+    copies = {
+        "deepcopy": copy.deepcopy(det),
+        "pickle": pickle.loads(pickle.dumps(det)),
+        "model file": load(save(det, tmp_path / "model")),
+    }
+    for how, copied in copies.items():
+        np.testing.assert_array_equal(copied.score_samples(X), before, err_msg=how)
+        assert copied.get_params()["negative_slope"] == 0.0, how
