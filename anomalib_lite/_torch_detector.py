@@ -334,13 +334,17 @@ class TorchDetector(BaseDetector):
     _fit_flags = ("_training", "_trained_run", "_kept_weights")
 
     def _keeps_failed_fit(self, saved, exc):
-        """A ``fit`` or ``partial_fit`` that failed while training the network the
-        detector already held keeps it: its weights changed in place. Ctrl-C once
+        """A ``fit`` or ``partial_fit`` that failed after training the network the
+        detector already held for an epoch or more keeps it: its weights changed in
+        place. One that failed before an epoch finished has its weights back as they
+        were, so it restores the rest too (the threshold among them). Ctrl-C once
         training is over keeps the trained network (:meth:`_keep_unscored`)."""
         if isinstance(exc, KeyboardInterrupt) and vars(self).get("_trained_run"):
             self._keep_unscored()
         held = getattr(self, "module_", None) is saved.get("module_")
-        return (getattr(self, "_training", False) and held) or getattr(self, "_kept_weights", False)
+        trained = getattr(self, "n_iter_", None) != saved.get("n_iter_")
+        changed = getattr(self, "_training", False) and held and trained
+        return changed or getattr(self, "_kept_weights", False)
 
     def _state_before_fit(self):
         saved = super()._state_before_fit()
@@ -467,14 +471,39 @@ class TorchDetector(BaseDetector):
             self._choose_scoring(X)
 
     def _train_checked(self, X, **train_options):
-        """Train on validated ``X``; after a divergence, score the kept weights and
-        re-raise; after training, refuse weights whose output is not finite."""
+        """Train on validated ``X``; after a divergence that kept an epoch of this
+        call, score its weights and re-raise; after training, refuse weights whose
+        output is not finite.
+
+        Weights that cannot be scored go back to those the call started from, so
+        that a failed ``partial_fit`` or warm start leaves the detector as it was.
+        """
+        start = (self.n_iter_, len(self.history_))
+        weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
         try:
             self._train(self._to_tensor(X), **train_options)
         except FloatingPointError:
-            self._score_kept_weights(X)
+            # A first epoch that diverged discarded the network; a later one that
+            # finished none of this call's epochs has the weights back as they were.
+            if getattr(self, "n_iter_", 0) > start[0]:
+                try:
+                    self._score_kept_weights(X)
+                except (FloatingPointError, ValueError):
+                    self._back_to(weights, start)
+                    raise
             raise
-        self._check_output(X)
+        try:
+            self._check_output(X)
+        except FloatingPointError:
+            self._back_to(weights, start)
+            raise
+
+    def _back_to(self, weights, start):
+        """The weights and record of the epoch ``start = (n_iter_, len(history_))``."""
+        self.module_.load_state_dict(weights)
+        self.module_.eval()
+        self.n_iter_ = start[0]
+        del self.history_[start[1] :]
 
     def _check_output(self, X):
         """Refuse weights whose output on the first training batch is not finite.
@@ -624,8 +653,11 @@ class TorchDetector(BaseDetector):
             fused=fused,
         )
         if self._run.optimizer is not None:
+            # A copy: on the CPU load_state_dict would keep the saved moments
+            # themselves, which the steps update in place, so that a run that fails
+            # would leave the state a resumed run starts from changed.
+            state = _cpu_copy(self._run.optimizer)
             # The kernel follows this run's device, not the saved one.
-            state = dict(self._run.optimizer)
             # weight_decay is read every run, as the learning rate is.
             state["param_groups"] = [
                 {**group, "fused": fused, "foreach": None, "weight_decay": self.weight_decay}

@@ -411,7 +411,9 @@ class ConvAutoencoderDetector(TorchDetector):
     ``warm_start=True`` finishes the run. After the last epoch, while the
     threshold is set, Ctrl-C keeps the weights without ``offset_``, and
     ``warm_start=True`` sets it without training further. A non-finite loss raises
-    ``FloatingPointError``. Pickles hold CPU weights, so a GPU-trained model
+    ``FloatingPointError``; the model keeps the last finite epoch of the call, with
+    its threshold, or, when the call finished none (a bad ``partial_fit`` batch),
+    stays as it was. Pickles hold CPU weights, so a GPU-trained model
     scores on a machine without one.
 
     Examples

@@ -628,6 +628,33 @@ def test_divergence_in_partial_fit_keeps_a_model_that_scores():
     assert set(np.unique(det.predict(X))) <= {-1, 1}
 
 
+def test_a_batch_that_diverges_at_once_leaves_the_model_as_it_was():
+    # No epoch of the call finished: weights, threshold, record and optimizer state
+    # stay as they were, so that the stream goes on as if the batch had been skipped.
+    X = _images()
+    det = ConvAutoencoderDetector(**FAST).fit(X)
+    offset, scores = det.offset_, det.score_samples(X)
+    with pytest.raises(FloatingPointError, match="training loss of epoch 4 is nan"):
+        det.partial_fit(X * 1e30)
+    assert det.offset_ == offset and det.n_iter_ == len(det.history_) == 3
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+    skipped = ConvAutoencoderDetector(**FAST).fit(X).partial_fit(X)
+    np.testing.assert_array_equal(det.partial_fit(X).score_samples(X), skipped.score_samples(X))
+
+
+def test_a_last_step_that_ruins_the_weights_of_a_partial_fit_leaves_the_model_as_it_was():
+    # One step per epoch: the ruin shows only in the output, after the epoch is counted.
+    X = _images(n=12, h=8, w=8)
+    det = ConvAutoencoderDetector(**{**FAST, "max_iter": 1, "learning_rate": "constant"})
+    det.fit(X)
+    offset, scores = det.offset_, det.score_samples(X)
+    det.set_params(learning_rate_init=1e30)
+    with pytest.raises(FloatingPointError, match="after epoch 2 the network's output"):
+        det.partial_fit(X)
+    assert det.offset_ == offset and det.n_iter_ == len(det.history_) == 1
+    np.testing.assert_array_equal(det.score_samples(X), scores)
+
+
 def test_divergence_after_the_first_epoch_keeps_a_model_that_scores(monkeypatch):
     original = ConvAutoencoderDetector._train_loss
     calls = {"n": 0}
