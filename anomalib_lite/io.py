@@ -205,7 +205,16 @@ class _Encoder:
             return {"$": "strings", "shape": list(value.shape), "v": flat}
         if value.dtype.kind not in _NUMERIC_KINDS or value.dtype.fields is not None:
             raise TypeError(f"{where} is an array of dtype {value.dtype}; {_HOLDS}")
-        return {"$": "array", "ref": self._ref(value)}
+        # .npy stores C or Fortran order only, while numpy's arithmetic, and so its
+        # rounding, follows a view's layout: store a reversed axis unreversed with
+        # its axis named, and a transposed view (strides ascending) in Fortran order.
+        flip = [i for i, step in enumerate(value.strides) if step < 0]
+        value = _reversed(value, flip)
+        contiguous = value.flags.c_contiguous or value.flags.f_contiguous
+        if not contiguous and list(value.strides) == sorted(value.strides):
+            value = np.asfortranarray(value)
+        node = {"$": "array", "ref": self._ref(value)}
+        return {**node, "flip": flip} if flip else node
 
     def _encode_tensor(self, tensor, where):
         name = str(tensor.dtype).removeprefix("torch.")
@@ -270,6 +279,13 @@ class ModelFileError(ValueError):
     """
 
 
+def _reversed(array, axes):
+    """A view of ``array`` with the ``axes`` reversed (``array`` itself for none)."""
+    if not axes:
+        return array
+    return array[tuple(slice(None, None, -1 if i in axes else 1) for i in range(array.ndim))]
+
+
 class _Corrupt(ValueError):
     """The content of a model file does not make sense."""
 
@@ -281,11 +297,17 @@ class _Decoder:
         self.arrays = arrays
         self.header = header
         self.classes = _allowed_classes(import_all=False)
+        self.used = set()
 
     def _array(self, node):
         ref = node.get("ref")
         if type(ref) is not int or not 0 <= ref < len(self.arrays):
             raise _Corrupt(f"array reference {ref!r} out of range")
+        # Each array is written once: copies of one referenced over and over would
+        # make loading allocate far more than the file's size.
+        if ref in self.used:
+            raise _Corrupt(f"array {ref} is referenced twice")
+        self.used.add(ref)
         return self.arrays[ref]
 
     def decode(self, node):
@@ -316,7 +338,12 @@ class _Decoder:
                 out[key] = self.decode(pair[1])
             return out
         if kind == "array":
-            return self._array(node)
+            array, flip = self._array(node), node.get("flip", [])
+            if not isinstance(flip, list) or any(
+                type(i) is not int or not 0 <= i < array.ndim for i in flip
+            ):
+                raise _Corrupt(f"bad reversed axes {flip!r}")
+            return _reversed(array, flip)
         if kind == "scalar":
             array = self._array(node)
             if array.ndim != 0:

@@ -22,7 +22,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import BaseEstimator, clone
-from sklearn.decomposition import PCA
+from sklearn.decomposition import PCA, IncrementalPCA
 from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -104,6 +104,14 @@ def _rewrite(src, dst, *, header=None, entries=None, rehash=True):
     return dst
 
 
+def _first_array(node):
+    """The first ``{"$": "array"}`` node of a payload tree."""
+    if isinstance(node, dict) and node.get("$") == "array":
+        return node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    return next(filter(None, map(_first_array, children)), None)
+
+
 def _payload(path):
     with zipfile.ZipFile(path) as zf:
         return json.loads(zf.read("payload.json"))
@@ -148,8 +156,11 @@ def test_save_does_not_modify_the_estimator(detector, tmp_path):
         [MinMaxScaler(), PCA(n_components=4, random_state=0)],
         [RobustScaler(), MaxAbsScaler()],
         ["passthrough"],
+        # Their components_ are transposed views, which must keep their layout.
+        [RobustScaler(), IncrementalPCA(n_components=3)],
+        [PCA(n_components=3, svd_solver="arpack", random_state=0)],
     ],
-    ids=["standard", "minmax-pca", "robust-maxabs", "passthrough"],
+    ids=["standard", "minmax-pca", "robust-maxabs", "passthrough", "incremental", "arpack"],
 )
 def test_pipeline_round_trip(transformers, tmp_path):
     X = np.random.default_rng(1).normal(size=(80, 6)) * [1, 2, 3, 4, 5, 6]
@@ -823,6 +834,13 @@ def test_pickle_and_torch_files_are_never_unpickled(tmp_path):
         (lambda p: p["state"].update({"x_": {"$": "pickle", "v": "x"}}), "unknown node"),
         (lambda p: p["state"].update({"x_": {"$": "array", "ref": 99}}), "out of range"),
         (
+            lambda p: p["state"].update(
+                {"x_": [{"$": "tensor", "dtype": "float64", "ref": 0}] * 2}
+            ),
+            "array 0 is referenced twice",
+        ),
+        (lambda p: _first_array(p).update({"flip": [5]}), "bad reversed axes"),
+        (
             lambda p: p["state"]["pca_"].update({"class": "sklearn.svm.SVC"}),
             "'sklearn.svm.SVC' is not one",
         ),
@@ -836,6 +854,8 @@ def test_pickle_and_torch_files_are_never_unpickled(tmp_path):
         "dunder",
         "unknown-node",
         "bad-ref",
+        "repeated-ref",
+        "bad-flip",
         "nested-class",
         "no-estimator",
     ],
