@@ -295,6 +295,18 @@ def _object(ctx):
     return ctx.fits(X)
 
 
+@row("object-numeric-strings", TypeError, r"entry that is not a number \(str '2'\)")
+def _object_numeric_strings(ctx):
+    # numpy would read these as numbers: an ID column must not become a feature
+    X = ctx.keep(np.array([[1.0, "2"], [2.0, "3"], [4.0, "5"]], dtype=object))
+    return ctx.fits(X)
+
+
+@row("object-complex", ValueError, "Complex data not supported.*complex entry")
+def _object_complex(ctx):
+    return ctx.fits(ctx.keep(np.array([[1.0, 2j], [2.0, 3.0], [4.0, 5.0]], dtype=object)))
+
+
 @row("complex", ValueError, "Complex data not supported")
 def _complex(ctx):
     X = ctx.keep(_X() + 1j)

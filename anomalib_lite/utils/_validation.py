@@ -3,7 +3,7 @@ says what was expected and hints at a fix."""
 
 import math
 import os
-from numbers import Integral, Real
+from numbers import Complex, Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -268,13 +268,26 @@ def check_numeric_dtype(X, name="X"):
                 "that is what you mean."
             )
         if kind == "O":
-            try:
-                np.asarray(X, dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(
-                    f"{name} has dtype object with an entry that is not a number "
-                    f"({exc}); expected a numeric array."
-                ) from None
+            _check_object_entries(X, name)
+            return
+
+
+def _check_object_entries(X, name):
+    """Refuse an object array (or column) unless every entry is a real number: numpy
+    would convert numeric strings such as ``'0001'`` silently."""
+    for value in np.asarray(X, dtype=object).ravel():
+        if isinstance(value, (Real, np.bool_)):
+            continue
+        if isinstance(value, Complex):
+            raise ValueError(
+                f"Complex data not supported: {name} has dtype object with the complex "
+                f"entry {value!r}; expected real numbers."
+            )
+        raise TypeError(
+            f"{name} has dtype object with an entry that is not a number "
+            f"({type(value).__name__} {value!r:.40}); expected a numeric array. Convert "
+            f"the columns you mean as numbers first, e.g. np.asarray({name}, dtype=float)."
+        )
 
 
 def check_magnitude(X, limit, name="X"):
