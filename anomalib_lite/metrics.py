@@ -33,18 +33,21 @@ __all__ = [
 ]
 
 
-def _anomaly_labels(y_true, *, name="y_true", need_normal=True, need_anomaly=True):
-    """Validate 0/1 labels for a metric and return a boolean array, True = anomaly."""
-    anomaly = anomaly_labels(y_true, name=name)
+def _anomaly_labels(
+    y_true, n_samples=None, *, other="X has {n} samples", need_normal=True, need_anomaly=True
+):
+    """Validate 0/1 labels for a metric (``n_samples`` of them, which ``other`` names,
+    if given) and return a boolean array, True = anomaly."""
+    anomaly = anomaly_labels(y_true, n_samples, name="y_true", other=other)
     if need_anomaly and not anomaly.any():
         raise ValueError(
-            f"{name} holds no anomaly (1), so the metric is undefined. When "
+            "y_true holds no anomaly (1), so the metric is undefined. When "
             "scoring cross-validation folds, split with StratifiedKFold so that "
             "every fold holds some anomalies."
         )
     if need_normal and anomaly.all():
         raise ValueError(
-            f"{name} holds no normal sample (0), so the metric is undefined. "
+            "y_true holds no normal sample (0), so the metric is undefined. "
             "Score on data that holds normal samples too."
         )
     return anomaly
@@ -105,8 +108,10 @@ def _average_precision_of_decision(y_true, decision):
 
 
 def _confusion_of_predict(y_true, y_pred):
-    anomaly = _anomaly_labels(y_true, need_normal=False)
     pred = np.asarray(y_pred)
+    anomaly = _anomaly_labels(
+        y_true, pred.size, other="predict returned {n} predictions", need_normal=False
+    )
     if not np.all(np.isin(pred, (-1, 1))):
         raise ValueError(
             "predict must return +1 (normal) and -1 (anomaly), got values "

@@ -91,6 +91,11 @@ def conformal_threshold(calibration_scores, alpha):
     n = scores.size
     n_exceed = _max_exceedances(n, alpha)  # n + 1 - k
     if n_exceed < 1:
+        if not math.isfinite(1.0 / alpha):
+            raise ValueError(
+                f"alpha={alpha} is too small: the conformal threshold would need more "
+                "held-out normal scores than a float can count (1 / alpha overflows)."
+            )
         need = max(math.ceil(1.0 / alpha) - 2, 1)  # at most the answer: rounding is tiny
         while _max_exceedances(need, alpha) < 1:  # the smallest n that allows one
             need += 1
@@ -226,7 +231,7 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     method = check_option(method, "method", _LABELLED)
     target_recall = check_float(target_recall, "target_recall", low=0, high=1, closed="right")
     s = check_scores(anomaly_scores, "anomaly_scores", allow_inf=True)
-    anomaly = ~check_labels(y, s.size)
+    anomaly = ~check_labels(y, s.size, other="anomaly_scores has {n} scores")
     n_pos = int(anomaly.sum())
     if n_pos == 0:
         raise ValueError(

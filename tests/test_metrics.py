@@ -126,6 +126,11 @@ def test_scorers_refuse_folds_without_both_classes_and_bad_labels():
         anomaly_roc_auc(det, X, np.where(y == 1, -1, 1))
     with pytest.raises(TypeError, match="expected labels 0"):
         anomaly_f1(det, X, np.array(["a"] * len(X)))
+    # one label must not broadcast over every prediction, nor a short y fail in numpy
+    for scorer in (anomaly_f1, anomaly_recall, anomaly_precision):
+        for y_short in ([1], y[:-1]):
+            with pytest.raises(ValueError, match=r"y_true has \d+ labels but predict returned"):
+                scorer(det, X, y_short)
 
 
 def test_scorers_are_picklable():

@@ -110,6 +110,9 @@ def test_conformal_threshold_boundary_sizes():
     assert conformal_threshold(np.arange(99.0), 0.01) == 98.0
     with pytest.raises(ValueError, match="= 99"):
         conformal_threshold(np.arange(98.0), 0.01)
+    # 1 / alpha overflows for a subnormal alpha: still the documented ValueError
+    with pytest.raises(ValueError, match=r"alpha=1e-310 is too small"):
+        conformal_threshold(np.arange(3.0), 1e-310)
 
 
 def test_p_values_hand_computed():
@@ -178,6 +181,12 @@ def test_quantile_threshold_is_numpy_quantile():
         (quantile_threshold, ([1.0], "0.1"), TypeError, "alpha must be a float"),
         (labelled_threshold, ([1.0, 2.0], [0, 0]), ValueError, "needs labelled anomalies"),
         (labelled_threshold, ([1.0, 2.0], [0, 2]), ValueError, "only 0"),
+        (
+            labelled_threshold,
+            ([0.1, 0.2, 0.9], [0, 1]),
+            ValueError,
+            "y has 2 labels but anomaly_scores has 3 scores",
+        ),
     ],
 )
 def test_rule_input_errors(func, args, error, match):

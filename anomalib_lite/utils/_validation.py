@@ -344,9 +344,10 @@ def check_float32_spread(spread, varies, center, where, name="X"):
     )
 
 
-def anomaly_labels(y, n_samples=None, *, name="y"):
+def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
     """Validate labels ``0`` = normal, ``1`` = anomaly (bools, a column vector, and
-    ``n_samples`` of them if given) and return the boolean mask of anomalies."""
+    ``n_samples`` of them if given, which ``other`` names) and return the boolean
+    mask of anomalies."""
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
@@ -357,7 +358,7 @@ def anomaly_labels(y, n_samples=None, *, name="y"):
         )
     if n_samples is not None and y_arr.shape[0] != n_samples:
         raise ValueError(
-            f"{name} has {y_arr.shape[0]} labels but X has {n_samples} samples; they must match."
+            f"{name} has {y_arr.shape[0]} labels but {other.format(n=n_samples)}; they must match."
         )
     if y_arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -374,10 +375,10 @@ def anomaly_labels(y, n_samples=None, *, name="y"):
     return y_arr == 1
 
 
-def check_labels(y, n_samples):
+def check_labels(y, n_samples, other="X has {n} samples"):
     """Validate training labels (:func:`anomaly_labels`) with at least one normal
     row, and return the boolean mask of normal rows."""
-    normal = ~anomaly_labels(y, n_samples)
+    normal = ~anomaly_labels(y, n_samples, other=other)
     if not normal.any():
         raise ValueError(
             "y marks every sample as an anomaly (1); detectors learn from normal "
