@@ -554,20 +554,23 @@ def _read_masks(mask_paths, image_sizes, test_paths, size):
     for i, (path, image_size) in enumerate(zip(mask_paths, image_sizes, strict=True)):
         if path is None:
             continue
+        # In [0, 1] of the file's own range: a 16-bit mask of 0 and 1 would read as
+        # all 0 in 8 bits, and pass as empty.
         arr, original = _read_image(
-            path, color_mode="gray", size=size, resample="nearest", dtype="uint8"
+            path, color_mode="gray", size=size, resample="nearest", dtype="float32"
         )
         if original != image_size:
             raise ValueError(
                 f"Mask '{path}' is {original[0]}x{original[1]} (H x W) but its image "
                 f"'{test_paths[i]}' is {image_size[0]}x{image_size[1]}; they must match."
             )
-        masks[i] = arr > 127
+        masks[i] = arr > 0.5
         if arr.any() and not masks[i].any():
             raise ValueError(
-                f"Mask '{path}' marks no pixel above 127 (its grey levels reach "
-                f"{int(arr.max())}), so its defect would be empty: masks mark the defect in "
-                "white (> 127) on black. Save 0/1, palette or colour masks as 0 and 255."
+                f"Mask '{path}' marks no pixel above half its value range (127 of 255 in "
+                f"8 bits; its brightest pixel is {arr.max():.2%} of white), so its defect "
+                "would be empty: masks mark the defect in white on black. Save 0/1, "
+                "palette or colour masks as 0 and white (255 in 8 bits)."
             )
     return masks
 
@@ -615,9 +618,10 @@ def load_folder_dataset(
         Test folder under ``root``; one sub-folder per defect type.
     mask_dir : str or None, default='ground_truth'
         Mask folder under ``root``: ``<defect type>/<name><mask_suffix>.<ext>``
-        per defective image; pixels > 127 mark the defect, and a mask whose
-        pixels are not all 0 but none above 127 (0/1, palette or dark colour
-        masks) is refused. None or a missing folder loads no masks.
+        per defective image; pixels above half the value range (> 127 in 8
+        bits) mark the defect, and a mask whose pixels are not all 0 but none
+        above it (0/1 in 8 or 16 bits, palette or dark colour masks) is
+        refused. None or a missing folder loads no masks.
     normal_dir : str, default='good'
         Name of the folders that hold normal images.
     mask_suffix : str, default='_mask'

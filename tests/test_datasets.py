@@ -416,18 +416,31 @@ def test_load_folder_dataset_labels_match_masks(tmp_path):
     assert data.test_masks[4].sum() == 4 * 3
 
 
-@pytest.mark.parametrize("mask_kind", ["zero-one", "palette"])
-def test_load_folder_dataset_refuses_a_mask_that_marks_nothing_above_127(tmp_path, mask_kind):
+@pytest.mark.parametrize("mask_kind", ["zero-one", "zero-one-16-bit", "palette"])
+def test_load_folder_dataset_refuses_a_mask_that_marks_nothing_above_half(tmp_path, mask_kind):
     _make_tree(tmp_path)
     mask = np.zeros((6, 8), np.uint8)
     mask[2, 1:4] = 1
     image = Image.fromarray(mask)
+    if mask_kind == "zero-one-16-bit":  # 1 of 65535 rounds to 0 in 8 bits
+        image = Image.fromarray(mask.astype(np.uint16))
     if mask_kind == "palette":  # class 1 in dark red, as VOC-style annotations store it
         image = Image.frombytes("P", (8, 6), mask.tobytes())
         image.putpalette([0, 0, 0, 128, 0, 0])
     image.save(tmp_path / "ground_truth" / "hole" / "000_mask.png")
-    with pytest.raises(ValueError, match=r"000_mask.png' marks no pixel above 127"):
+    with pytest.raises(ValueError, match=r"000_mask.png' marks no pixel above half its value"):
         load_folder_dataset(tmp_path)
+
+
+def test_load_folder_dataset_reads_16_bit_masks_at_half_their_range(tmp_path):
+    _make_tree(tmp_path)
+    mask = np.zeros((6, 8), np.uint16)
+    mask[2, 1:4] = 65535
+    mask[3, 1:4] = 32767  # below half the range, as 127 is in 8 bits
+    Image.fromarray(mask).save(tmp_path / "ground_truth" / "hole" / "000_mask.png")
+    data = load_folder_dataset(tmp_path)
+    hole = [i for i, p in enumerate(data.test_paths) if p.endswith("000.png") and "hole" in p]
+    np.testing.assert_array_equal(data.test_masks[hole[0]], mask == 65535)
 
 
 @needs_symlinks
