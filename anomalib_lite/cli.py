@@ -395,6 +395,8 @@ def _cmd_fit(args):
         detector.fit(images)
     except (ValueError, TypeError) as exc:
         raise CommandError(f"fit: {exc}") from None
+    except FloatingPointError as exc:  # training diverged
+        raise CommandError(f"fit: {exc} Nothing was saved.") from None
     finally:
         progress.close()
         if "callbacks" in valid:
@@ -418,7 +420,9 @@ def _cmd_score(args):
 
     def write(fh):
         # Rows stream into the temporary file one batch of files at a time.
-        text = TextIOWrapper(fh, encoding="utf-8", newline="")
+        # A file name that is not UTF-8 is written as its own bytes, as the file
+        # system holds it (os.fsencode of the path read back undoes the escape).
+        text = TextIOWrapper(fh, encoding="utf-8", errors="surrogateescape", newline="")
         writer = csv.writer(text)
         writer.writerow(["path", "score", "decision", "label"])
         for batch in _batches(paths):
@@ -758,7 +762,7 @@ def main(argv=None):
     except CommandError as exc:
         print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, OSError, ImportError) as exc:
+    except (ValueError, TypeError, ArithmeticError, OSError, ImportError) as exc:
         print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -458,6 +458,26 @@ def test_score_reads_several_folders_and_files_in_order(pca8, tmp_path):
     assert paths == [str(tmp_path / name) for name in expected]
 
 
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="needs byte file names")
+def test_score_writes_a_file_name_that_is_not_utf8_as_its_bytes(pca8, tmp_path):
+    folder = tmp_path / "x"
+    _noise(folder / "a.png")
+    odd = os.fsdecode(bytes(folder) + b"/\xff.png")
+    _noise(Path(odd), seed=1)
+    out = tmp_path / "s.csv"
+    assert _quiet("score", "--quiet", "--model", pca8, "--data", folder, "--out", out) == 0
+    rows = out.read_bytes().splitlines()[1:]
+    assert [row.split(b",")[0] for row in rows] == [bytes(folder) + b"/a.png", os.fsencode(odd)]
+
+
+def test_fit_that_diverges_fails_with_one_line(root, tmp_path):
+    out = tmp_path / "m.model"
+    params = ("--param", "learning_rate_init=1e30", "--param", "learning_rate=constant")
+    args = ("fit", "--data", root, "--detector", "conv-ae", *FAST, *params, "--out", out)
+    message = _fails(*args, match="fit: Training diverged")
+    assert "Nothing was saved" in message and not out.exists()
+
+
 def test_maps_never_draws_over_an_input_image(pca8, tmp_path):
     folder = tmp_path / "new"
     for name in ("a", "b"):
