@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -432,6 +433,15 @@ def test_overwrite_replaces_the_file(saved):
     save(new, path, overwrite=True)
     assert load(path).n_components_ == 1
     assert os.listdir(path.parent) == [path.name]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_overwrite_keeps_the_permissions_of_the_file_it_replaces(saved, mode):
+    path, det, _ = saved
+    path.chmod(mode)
+    save(det, path, overwrite=True)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")

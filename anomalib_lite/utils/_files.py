@@ -39,8 +39,13 @@ def write_atomically(path, write, *, overwrite, exists_error):
         _TEMPORARY_NAME.format(digest=_name_digest(path), token=secrets.token_hex(8))
     )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666)
+    # A file replaced keeps its permissions (a private model stays private), set
+    # before anything is written.
+    keep = _permissions(path) if overwrite else None
+    fd = os.open(tmp, flags, 0o666 if keep is None else 0o600)
     try:
+        if keep is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, keep)
         _try_lock(fd)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -52,6 +57,15 @@ def write_atomically(path, write, *, overwrite, exists_error):
             os.unlink(tmp)
         raise
     _fsync_directory(path.absolute().parent)
+
+
+def _permissions(path):
+    """The permission bits of the regular file at ``path``, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
 
 
 def _fsync_directory(directory):
