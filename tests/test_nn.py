@@ -369,3 +369,23 @@ def test_generator_dropout_is_seeded_scaled_and_leaves_global_rng_alone():
     assert torch.equal(GeneratorDropout(0.0)(x), x)
     with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 1.0"):
         GeneratorDropout(1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"sigma": 1.0, "size": 4}, ValueError, "size must be an odd int >= 1 or None, got 4"),
+        ({"sigma": 1.0, "size": 0}, ValueError, "size must be an odd int >= 1"),
+        ({"sigma": 1.0, "size": 3.0}, TypeError, "size must be an odd int or None"),
+        ({"sigma": -2.0}, ValueError, "sigma must be a finite number >= 0"),
+        ({"sigma": float("nan")}, ValueError, "sigma must be a finite number >= 0"),
+    ],
+)
+def test_blur_refuses_a_kernel_without_a_centre_or_a_negative_sigma(kwargs, error, match):
+    # An even kernel returned an image one pixel larger; ssim_map passes size on.
+    x = torch.rand(1, 1, 16, 16)
+    with pytest.raises(error, match=match):
+        gaussian_blur(x, **kwargs)
+    if "size" in kwargs:
+        with pytest.raises(error, match=match):
+            ssim_map(x, x, **kwargs)

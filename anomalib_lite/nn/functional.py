@@ -1,6 +1,7 @@
 """Image similarity maps used as losses and anomaly maps, and a transposed convolution."""
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +43,16 @@ def gaussian_blur(x, sigma, size=None):
     >>> torch.allclose(gaussian_blur(x, 1.0), x)
     True
     """
+    sigma = float(sigma)
+    if not sigma >= 0 or math.isinf(sigma):
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}.")
     if size is None:
         size = 2 * math.ceil(3.0 * sigma) + 1
+    elif not isinstance(size, numbers.Integral) or isinstance(size, bool):
+        raise TypeError(f"size must be an odd int or None, got {type(size).__name__} {size!r}.")
+    elif size < 1 or size % 2 == 0:
+        # An even kernel has no centre: the output would grow by a pixel.
+        raise ValueError(f"size must be an odd int >= 1 or None, got {size}.")
     height, width = x.shape[-2:]
     size_h = min(size, 2 * ((height - 1) // 2) + 1)
     size_w = min(size, 2 * ((width - 1) // 2) + 1)
