@@ -15,6 +15,7 @@ from anomalib_lite.nn import (
     ConvAutoencoder,
     DenseAutoencoder,
     GeneratorDropout,
+    SegmentationNet,
     gaussian_blur,
     ssim_map,
 )
@@ -389,3 +390,24 @@ def test_blur_refuses_a_kernel_without_a_centre_or_a_negative_sigma(kwargs, erro
     if "size" in kwargs:
         with pytest.raises(error, match=match):
             ssim_map(x, x, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: ConvAutoencoder(1, (0, 0)), "input_size must hold sizes >= 1"),
+        (lambda: ConvAutoencoder(1, (-8, 8)), "input_size must hold sizes >= 1"),
+        (lambda: ConvAutoencoder(0, (8, 8)), "in_channels must hold sizes >= 1"),
+        (lambda: ConvAutoencoder(1, (8, 8), channels=(0,)), "channels must hold sizes >= 1"),
+        (lambda: ConvAutoencoder(1, (8, 8), latent_dim=0), "latent_dim must hold sizes >= 1"),
+        (lambda: DenseAutoencoder(0), "n_features must hold sizes >= 1"),
+        (lambda: DenseAutoencoder(4, hidden_sizes=(3, 0)), "hidden_sizes must hold sizes >= 1"),
+        (lambda: DenseAutoencoder(4, dropout=1.0), r"dropout must be in \[0, 1\)"),
+        (lambda: SegmentationNet(2, width=0), "width must hold sizes >= 1"),
+        (lambda: SegmentationNet(2, levels=-1), "levels must be >= 0"),
+    ],
+)
+def test_modules_name_a_size_that_holds_no_unit(build, match):
+    # Such sizes failed deep inside torch (ZeroDivisionError, negative dimension).
+    with pytest.raises(ValueError, match=match):
+        build()

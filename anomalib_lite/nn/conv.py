@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from ._sizes import positive_sizes
 from .functional import conv_transpose2d_unfolded
 
 __all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
@@ -115,7 +116,12 @@ class ConvAutoencoder(nn.Module):
         channels = tuple(int(c) for c in channels)
         if not channels:
             raise ValueError("channels must hold at least one level, got ().")
-        height, width = (int(s) for s in input_size)
+        in_channels, (height, width), channels, latent_dim = positive_sizes(
+            in_channels=in_channels,
+            input_size=tuple(input_size),
+            channels=channels,
+            latent_dim=latent_dim,
+        )
         factor = 2 ** len(channels)
         if height % factor or width % factor:
             raise ValueError(

@@ -4,6 +4,7 @@ import itertools
 
 from torch import nn
 
+from ._sizes import positive_sizes
 from .dropout import GeneratorDropout
 
 __all__ = ["DenseAutoencoder"]
@@ -53,9 +54,11 @@ class DenseAutoencoder(nn.Module):
         dropout=0.0,
     ):
         super().__init__()
-        self.n_features = int(n_features)
-        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
-        self.latent_dim = int(latent_dim)
+        self.n_features, self.hidden_sizes, self.latent_dim = positive_sizes(
+            n_features=n_features, hidden_sizes=tuple(hidden_sizes), latent_dim=latent_dim
+        )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
 
         def stack(sizes):
             layers = []

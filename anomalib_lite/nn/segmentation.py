@@ -4,6 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._sizes import positive_sizes
+
 __all__ = ["ReconstructAndSegment", "SegmentationNet"]
 
 
@@ -53,9 +55,12 @@ class SegmentationNet(nn.Module):
         self, in_channels, width=16, levels=2, *, act_layer=nn.ReLU, norm_layer=nn.BatchNorm2d
     ):
         super().__init__()
-        widths = [int(width) * 2**i for i in range(int(levels) + 1)]
+        in_channels, width = positive_sizes(in_channels=in_channels, width=width)
+        if int(levels) < 0:
+            raise ValueError(f"levels must be >= 0, got {levels!r}.")
+        widths = [width * 2**i for i in range(int(levels) + 1)]
         self.down = nn.ModuleList()
-        n_in = int(in_channels)
+        n_in = in_channels
         for w in widths:
             self.down.append(_double_conv(n_in, w, act_layer, norm_layer))
             n_in = w
