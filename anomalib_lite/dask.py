@@ -2,8 +2,8 @@
 
 A fitted detector is mapped over the chunks of a :class:`dask.array.Array`, so
 data too large for memory or for one machine is scored in parallel; the
-detector reaches each worker once. Needs ``pip install "anomalib_lite[dask]"``;
-the rest of the library never imports Dask.
+detector reaches each worker once. Needs the ``dask`` extra (``pip install -e
+".[dask]"`` from the repository root); the rest of the library never imports Dask.
 """
 
 import logging
@@ -21,8 +21,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without dask installed
     raise ImportError(
         "anomalib_lite.dask needs Dask, which is not installed. Install the "
-        'extra with: pip install "anomalib_lite[dask]" (dask[array,bag] and '
-        "distributed)."
+        'dask extra with: pip install -e ".[dask]" from the repository root '
+        "(dask[array,bag] and distributed)."
     ) from exc
 
 __all__ = ["METHODS", "score_array", "score_files"]

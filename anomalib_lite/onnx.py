@@ -34,7 +34,8 @@ score (``-offset_``).
 
 Exporting needs the optional packages ``onnx`` and ``onnxscript`` (PyTorch's
 ``torch.export``-based ONNX exporter runs on them), and scoring the file with
-Python needs ``onnxruntime``: ``pip install "anomalib_lite[onnx]"``.
+Python needs ``onnxruntime``: the ``onnx`` extra, ``pip install -e ".[onnx]"`` from the
+repository root.
 """
 
 import contextlib
@@ -80,7 +81,7 @@ def _import_exporter():
     except ImportError as exc:
         raise ImportError(
             f"anomalib_lite.onnx.export needs the optional packages onnx and onnxscript "
-            f'({exc}); install them with: pip install "anomalib_lite[onnx]"'
+            f'({exc}); install them with: pip install -e ".[onnx]" from the repository root'
         ) from None
 
 

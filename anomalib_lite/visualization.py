@@ -707,7 +707,7 @@ def _pyplot(function):
     except ImportError as exc:
         raise ImportError(
             f"{function} draws with matplotlib, which is not installed; install it "
-            'with pip install "anomalib_lite[plot]".'
+            'with pip install -e ".[plot]" from the repository root.'
         ) from exc
     return plt
 

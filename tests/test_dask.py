@@ -99,7 +99,7 @@ def test_missing_dask_raises_an_error_naming_the_extra(monkeypatch):
     for name in _DASK_PACKAGES:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "anomalib_lite.dask")
-    with pytest.raises(ImportError, match=r"pip install \"anomalib_lite\[dask\]\""):
+    with pytest.raises(ImportError, match=r"pip install -e \"\.\[dask\]\""):
         importlib.import_module("anomalib_lite.dask")
 
 

