@@ -273,20 +273,26 @@ def check_numeric_dtype(X, name="X"):
 
 
 def _check_object_entries(X, name):
-    """Refuse an object array (or column) unless every entry is a real number: numpy
-    would convert numeric strings such as ``'0001'`` silently."""
+    """Refuse an object array (or column) unless every entry is a number: numpy would
+    convert numbers given as text, such as ``'0001'``, silently."""
     for value in np.asarray(X, dtype=object).ravel():
-        if isinstance(value, (Real, np.bool_)):
-            continue
-        if isinstance(value, Complex):
+        if isinstance(value, (str, bytes)):
+            detail = f"the {type(value).__name__} {value!r:.40}: text is not read as a number"
+        elif isinstance(value, Complex) and not isinstance(value, Real):
             raise ValueError(
                 f"Complex data not supported: {name} has dtype object with the complex "
                 f"entry {value!r}; expected real numbers."
             )
+        else:
+            try:
+                float(value)
+                continue
+            except (TypeError, ValueError) as exc:
+                detail = str(exc)
         raise TypeError(
-            f"{name} has dtype object with an entry that is not a number "
-            f"({type(value).__name__} {value!r:.40}); expected a numeric array. Convert "
-            f"the columns you mean as numbers first, e.g. np.asarray({name}, dtype=float)."
+            f"{name} has dtype object with an entry that is not a number ({detail}); "
+            f"expected a numeric array. Convert the columns you mean as numbers first, "
+            f"e.g. np.asarray({name}, dtype=float)."
         )
 
 
