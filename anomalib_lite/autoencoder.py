@@ -225,12 +225,16 @@ class ConvAutoencoderDetector(TorchDetector):
         ones included: the network reconstructs those it trained on better
         than new ones, but a held-out tenth alone holds too few images to
         tell two close scores apart. Read when scoring: another value set
-        after ``fit`` applies at once, and ``'auto'`` is the fitted choice.
+        after ``fit`` applies at once to ``score_samples`` and
+        :meth:`anomaly_map`, and ``'auto'`` is the fitted choice; the threshold
+        ``offset_`` holds for the fitted one only, so ``decision_function``
+        and ``predict`` refuse another (``offset_scoring_``).
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the residual in
         :meth:`anomaly_map` (and, ``SMOOTH_WIDTH`` times wider, in
         ``image_score='smooth'``); 0 disables it; ``'auto'`` is the smaller
-        side / 28. Read when scoring, so it can be changed after ``fit``.
+        side / 28. Read when scoring, so it can be changed after ``fit``
+        (for ``predict`` too only where ``offset_scoring_`` allows it).
     batch_size : int or 'auto', default='auto'
         Images per optimizer step; ``'auto'`` is a tenth of the training
         images clipped to [8, 32]. Resolved into ``batch_size_``. Scoring
@@ -374,6 +378,11 @@ class ConvAutoencoderDetector(TorchDetector):
         (digits on a blank ground), it is 1 everywhere.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
+    offset_scoring_ : dict
+        ``{'image_score': ..., 'smoothing': ...}`` (the statistic and sigma in pixels;
+        None for ``'mean'``, which is not smoothed) of the scores ``offset_`` was set
+        on: ``decision_function`` and ``predict`` refuse to compare it with scores
+        computed otherwise.
     n_features_in_ : int
         Values per image, ``C * H * W``.
     sample_shape_ : tuple of int
@@ -825,13 +834,24 @@ class ConvAutoencoderDetector(TorchDetector):
             return residual
         return residual / torch.as_tensor(divisor, dtype=residual.dtype, device=residual.device)
 
-    def _score_errors(self, errors, x, out):
+    def _statistic(self):
+        """The image score in use: ``image_score``, or the fitted choice for ``'auto'``."""
         check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
-        statistic = self.image_score
-        if statistic == "auto":
+        if self.image_score == "auto":
             # Callbacks may score before a first fit has chosen.
-            statistic = getattr(self, "image_score_", AUTO_IMAGE_SCORES[0])
-        return self._reduce(statistic, errors, x, out)
+            return getattr(self, "image_score_", AUTO_IMAGE_SCORES[0])
+        return self.image_score
+
+    def _scoring(self):
+        statistic = self._statistic()
+        # The mean squared error is not smoothed.
+        return {
+            "image_score": statistic,
+            "smoothing": None if statistic == "mean" else self._sigma(),
+        }
+
+    def _score_errors(self, errors, x, out):
+        return self._reduce(self._statistic(), errors, x, out)
 
     def _reduce(self, statistic, errors, x, out):
         """Image score ``statistic`` (one of ``_IMAGE_SCORES`` but 'auto') of each image."""

@@ -251,6 +251,29 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             self.offset_ = -auto_threshold(self._fence_scores(anomaly_scores))
         else:
             self.offset_ = float(np.percentile(-anomaly_scores, 100.0 * self.contamination))
+        scoring = self._scoring()
+        if scoring is not None:
+            self.offset_scoring_ = scoring
+
+    def _scoring(self):
+        """The settings read when scoring that the scores depend on, as a dict, or None
+        for a detector without any: ``offset_`` holds only for those of its fit."""
+        return None
+
+    def _check_offset_scoring(self):
+        """Refuse a threshold set on scores computed otherwise than they are now."""
+        fitted = getattr(self, "offset_scoring_", None)
+        if fitted is None or fitted == self._scoring():
+            return
+        now = self._scoring()
+        settings = ", ".join(f"{k}={now[k]!r}" for k in now)
+        before = ", ".join(f"{k}={fitted[k]!r}" for k in fitted)
+        raise ValueError(
+            f"offset_ was set on scores computed with {before}, and this "
+            f"{type(self).__name__} now scores with {settings}: the threshold does not "
+            "apply to those scores. Set them back for decision_function and predict, "
+            "or fit again; score_samples and anomaly_map follow the new values."
+        )
 
     def _fence_scores(self, anomaly_scores):
         """The anomaly scores ``contamination='auto'`` puts its fence on: all of them;
@@ -314,7 +337,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         -------
         decision : ndarray of shape (n_samples,), dtype float64
         """
-        return self.score_samples(X) - self.offset_
+        scores = self.score_samples(X)
+        self._check_offset_scoring()
+        return scores - self.offset_
 
     def predict(self, X):
         """Predict ``+1`` (decision ``>= 0``) for normal samples and ``-1`` for anomalies.

@@ -80,10 +80,13 @@ class DraemDetector(ConvAutoencoderDetector):
         its down-sampling levels, at most 2).
     image_score : {'max', 'topk', 'mean'}, default='max'
         Image score from :meth:`anomaly_map`: its maximum, the mean of its
-        worst 1% pixels (at least 16), or its mean. Read when scoring.
+        worst 1% pixels (at least 16), or its mean. Read when scoring, by
+        ``score_samples``; ``predict``, whose threshold was set on the fitted
+        one, refuses another (``offset_scoring_``).
     smoothing : 'auto' or float, default='auto'
         Sigma in pixels of the Gaussian that smooths the probability map; 0
-        disables it; ``'auto'`` is the smaller side / 28. Read when scoring.
+        disables it; ``'auto'`` is the smaller side / 28. Read when scoring,
+        as ``image_score`` is.
     batch_size : int or 'auto', default='auto'
         Images per optimizer step; ``'auto'`` is a tenth of the training
         images clipped to [8, 32]. Resolved into ``batch_size_``.
@@ -180,6 +183,9 @@ class DraemDetector(ConvAutoencoderDetector):
         Best monitored loss of the last run.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
+    offset_scoring_ : dict
+        ``{'image_score': ..., 'smoothing': ...}`` of the scores ``offset_`` was set
+        on: ``decision_function`` and ``predict`` refuse another.
     n_features_in_ : int
         Values per image, ``C * H * W``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -356,9 +362,16 @@ class DraemDetector(ConvAutoencoderDetector):
         # The image score reduces the segmenter's map; no reconstruction error needed.
         return self._score_errors(None, x, out)
 
-    def _score_errors(self, errors, x, out):
+    def _statistic(self):
         check_option(self.image_score, "image_score", _IMAGE_SCORES)  # read when scoring
-        return reduce_map(self._pixel_map(x, out), self.image_score)
+        return self.image_score
+
+    def _scoring(self):
+        # Every image score reduces the smoothed map.
+        return {"image_score": self._statistic(), "smoothing": self._sigma()}
+
+    def _score_errors(self, errors, x, out):
+        return reduce_map(self._pixel_map(x, out), self._statistic())
 
     def anomaly_map(self, X):
         """Per-pixel anomaly score: the segmentation network's probability that the

@@ -111,7 +111,9 @@ def _check_exportable(detector):
         ) from None
     if isinstance(detector, CalibratedDetector):
         _check_exportable(detector.detector_)
-    elif not hasattr(detector, "offset_"):
+    elif hasattr(detector, "offset_"):
+        detector._check_offset_scoring()  # the graph compares its scores with offset_
+    else:
         raise NotFittedError(
             f"This {type(detector).__name__} has trained weights but no threshold (offset_) "
             "yet, as a checkpoint written during a fit has: the graph's decision and label "

@@ -1402,3 +1402,34 @@ def test_image_score_set_after_fit_is_checked_when_scoring(cls):
     det.set_params(image_score="median")
     with pytest.raises(ValueError, match="image_score='median' is not supported"):
         det.score_samples(_images(2))
+
+
+def test_predict_refuses_a_score_its_threshold_was_not_set_on(tmp_path):
+    # score_samples follows image_score and smoothing set after fit; offset_ does not.
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "image_score": "max"}).fit(X)
+    assert det.offset_scoring_ == {"image_score": "max", "smoothing": det._sigma()}
+    labels = det.predict(X)
+    for changed in ({"image_score": "smooth"}, {"smoothing": 2.0}):
+        det.set_params(**changed)
+        assert np.isfinite(det.score_samples(X)).all()
+        for method in (det.predict, det.decision_function):
+            with pytest.raises(
+                ValueError,
+                match=r"offset_ was set on scores computed with "
+                r"image_score='max', smoothing=[\d.]+, and .* now scores",
+            ):
+                method(X)
+        det.set_params(image_score="max", smoothing="auto")
+        np.testing.assert_array_equal(det.predict(X), labels)
+    # The mean squared error is not smoothed: another smoothing keeps its threshold.
+    mean = ConvAutoencoderDetector(**{**FAST, "image_score": "mean"}).fit(X)
+    before = mean.predict(X)
+    np.testing.assert_array_equal(mean.set_params(smoothing=3.0).predict(X), before)
+    # 'auto' is the fitted choice, so setting it again keeps the threshold.
+    auto = ConvAutoencoderDetector(**FAST).fit(X)
+    auto.set_params(image_score=auto.image_score_).predict(X)
+    auto.set_params(image_score="auto").predict(X)
+    restored = load(save(auto.set_params(image_score="mean"), tmp_path / "model"))
+    with pytest.raises(ValueError, match="offset_ was set on scores"):
+        restored.predict(X)

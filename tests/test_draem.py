@@ -218,3 +218,13 @@ def test_interrupted_fit_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     assert resumed.n_iter_ == 4 and len(epochs) == 4 - saved  # continued, not refitted
     reference = DraemDetector(**params).fit(X)
     np.testing.assert_array_equal(resumed.anomaly_map(X[:4]), reference.anomaly_map(X[:4]))
+
+
+def test_predict_refuses_a_score_its_threshold_was_not_set_on():
+    X = _images()
+    det = DraemDetector(**FAST).fit(X)
+    assert det.offset_scoring_ == {"image_score": "max", "smoothing": det._sigma()}
+    assert np.isfinite(det.set_params(image_score="mean").score_samples(X)).all()
+    with pytest.raises(ValueError, match="offset_ was set on scores computed with"):
+        det.predict(X)
+    det.set_params(image_score="max").predict(X)

@@ -364,3 +364,12 @@ def test_missing_exporter_packages_name_the_extra(pca, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(ImportError, match=r"pip install -e \"\.\[onnx\]\""):
         export(pca, tmp_path / "m.onnx")
+
+
+def test_export_refuses_a_score_the_threshold_was_not_set_on(tmp_path):
+    X = np.random.default_rng(0).uniform(0.4, 0.6, size=(24, 8, 8))
+    det = ConvAutoencoderDetector(max_iter=1, image_score="max", random_state=0).fit(X)
+    det.set_params(image_score="mean")  # the graph would compare its scores with offset_
+    with pytest.raises(ValueError, match="offset_ was set on scores computed with"):
+        export(det, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
