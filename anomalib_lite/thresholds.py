@@ -15,8 +15,9 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state, get_tags
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import _num_samples, check_array, check_is_fitted, validate_data
 
 from .base import BaseDetector
 from .utils._ranking import cut_counts
@@ -273,6 +274,11 @@ def _anomaly_scores(model, X):
     return -np.asarray(model.score_samples(X), dtype=np.float64)
 
 
+def _wrapped_has(name):
+    """Whether the wrapped detector (the fitted one once fitted) has method ``name``."""
+    return lambda self: hasattr(getattr(self, "detector_", self.detector), name)
+
+
 class CalibratedDetector(BaseDetector):
     """Detector whose threshold is set on held-out data, with a stated meaning.
 
@@ -287,6 +293,11 @@ class CalibratedDetector(BaseDetector):
         Unfitted outlier detector with ``fit`` and ``score_samples`` (higher =
         more normal), or a Pipeline ending in one; clones are fitted on normal
         rows only, so a wrapped Pipeline's transformers never see anomalies.
+        A Pipeline, or a detector from outside this library, gets ``X`` as
+        given (a DataFrame's columns by name, text columns for an encoder,
+        NaN for an imputer); this library's detectors get it validated.
+        ``anomaly_map``, ``reconstruct`` and ``reconstruction_error`` are the
+        wrapped detector's, where it has them.
     method : {'conformal', 'quantile', 'analytic', 'f1', 'youden', 'recall'}, \
             default='conformal'
         How the threshold is set; see Notes.
@@ -405,6 +416,13 @@ class CalibratedDetector(BaseDetector):
             )
         check_bool(self.refit, "refit")
         final = _final_step(det)
+        if getattr(final, "checkpoint_path", None) is not None:
+            raise ValueError(
+                f"The wrapped detector has checkpoint_path={final.checkpoint_path!r}: "
+                "CalibratedDetector fits clones of it (on the training part, and again "
+                "on every normal row), which would all write that file. Set "
+                "checkpoint_path=None on the wrapped detector."
+            )
         if self.method == "analytic" and not hasattr(final, "analytic_limit"):
             raise TypeError(
                 f"method='analytic' needs a detector with an analytic_limit(alpha) "
@@ -412,7 +430,21 @@ class CalibratedDetector(BaseDetector):
                 "none. Use method='conformal' instead."
             )
 
+    def _passes_through(self):
+        """Whether ``X`` reaches the wrapped estimator as given: a Pipeline or a foreign
+        detector validates it itself."""
+        return not isinstance(self.detector, BaseDetector)
+
     def _validate_input(self, X, *, reset):
+        if self._passes_through():
+            if not hasattr(X, "shape"):  # a list, as a Pipeline takes it
+                X = np.asarray(X)
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if reset and _num_samples(X) < 2:
+                raise ValueError(
+                    f"X has {_num_samples(X)} sample(s); CalibratedDetector needs at least 2."
+                )
+            return X
         # Image stacks (n, H, W) pass through to detectors that take them, which check
         # their shape; n_features_in_ counts their pixels, as those detectors' does.
         check_numeric_dtype(X)
@@ -423,7 +455,9 @@ class CalibratedDetector(BaseDetector):
             "ensure_all_finite": "allow-nan" if allow_nan else True,
             "ensure_min_samples": 2 if reset else 1,
         }
-        if np.ndim(X) <= 2:
+        # np.ndim would call an array-like's __array_function__, which need not exist.
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+        if ndim <= 2:
             return validate_data(self, X, reset=reset, **checks)
         X = check_array(X, **checks)
         if reset:
@@ -434,6 +468,12 @@ class CalibratedDetector(BaseDetector):
 
     def _batch_rows(self, X):
         return X.shape[0]  # the wrapped detector batches its own scoring
+
+    def _anomaly_scores(self, X, func=None, output="score_samples"):
+        # The wrapped detector warns of its own overflow, so only NaN (a foreign
+        # detector's) is made +inf here, silently.
+        values = self._batched(self._anomaly_score if func is None else func, X)
+        return np.where(np.isnan(values), np.inf, values)
 
     def _split(self, n_normal):
         size = self.calibration_size
@@ -467,10 +507,12 @@ class CalibratedDetector(BaseDetector):
         with self._as_before_on_failure():
             self._check_params()
             X = self._validate_input(X, reset=True)
-            normal = np.ones(X.shape[0], dtype=bool) if y is None else check_labels(y, X.shape[0])
-            X_normal, X_anomalous = X[normal], X[~normal]
+            n = _num_samples(X)
+            normal = np.ones(n, dtype=bool) if y is None else check_labels(y, n)
+            X_normal = _safe_indexing(X, np.flatnonzero(normal))
+            X_anomalous = _safe_indexing(X, np.flatnonzero(~normal))
             method = self.method
-            if method in _LABELLED and X_anomalous.shape[0] == 0:
+            if method in _LABELLED and _num_samples(X_anomalous) == 0:
                 warnings.warn(
                     f"method={method!r} needs labelled anomalies (y == 1) but there are none; "
                     f"fell back to method='conformal' at alpha={self.alpha}. Pass y with a few "
@@ -487,9 +529,9 @@ class CalibratedDetector(BaseDetector):
                 self.calibration_scores_ = None
                 self.refitted_ = False
             else:
-                train, cal = self._split(X_normal.shape[0])
-                model = clone(self.detector).fit(X_normal[train])
-                cal_scores = _anomaly_scores(model, X_normal[cal])
+                train, cal = self._split(_num_samples(X_normal))
+                model = clone(self.detector).fit(_safe_indexing(X_normal, train))
+                cal_scores = _anomaly_scores(model, _safe_indexing(X_normal, cal))
                 self.calibration_scores_ = np.sort(cal_scores)
                 if method == "conformal":
                     self.threshold_ = conformal_threshold(cal_scores, self.alpha)
@@ -539,3 +581,51 @@ class CalibratedDetector(BaseDetector):
                 "method='conformal', or refit=False with 'quantile'."
             )
         return conformal_p_values(self.calibration_scores_, -self.score_samples(X))
+
+    @available_if(_wrapped_has("anomaly_map"))
+    def anomaly_map(self, X):
+        """The wrapped detector's per-pixel anomaly map of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            Images, in the layout ``fit`` took.
+
+        Returns
+        -------
+        maps : ndarray
+            As the wrapped detector's ``anomaly_map`` returns them.
+        """
+        return self.detector_.anomaly_map(self._check_fitted_input(X))
+
+    @available_if(_wrapped_has("reconstruct"))
+    def reconstruct(self, X):
+        """The wrapped detector's reconstruction of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in the layout ``fit`` took.
+
+        Returns
+        -------
+        reconstruction : ndarray
+            As the wrapped detector's ``reconstruct`` returns it.
+        """
+        return self.detector_.reconstruct(self._check_fitted_input(X))
+
+    @available_if(_wrapped_has("reconstruction_error"))
+    def reconstruction_error(self, X):
+        """The wrapped detector's reconstruction error of each sample of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in the layout ``fit`` took.
+
+        Returns
+        -------
+        errors : ndarray of shape (n_samples,)
+            As the wrapped detector's ``reconstruction_error`` returns them.
+        """
+        return self.detector_.reconstruction_error(self._check_fitted_input(X))

@@ -602,3 +602,75 @@ def test_scores_that_are_not_real_numbers_are_refused_by_name(rule, scores, erro
     args = (scores, 0.1) if rule in (conformal_threshold, quantile_threshold) else scores
     with pytest.raises(error, match=name):
         rule(*args)
+
+
+# ------------------------------------------------------------ wrapping
+def test_a_wrapped_pipeline_gets_the_dataframe_as_given():
+    # Columns by name, a text column for an encoder and NaN for an imputer: the
+    # Pipeline validates X itself, so the wrapper must not convert it first.
+    pd = pytest.importorskip("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    df["kind"] = rng.choice(["x", "y"], 200)
+    df.loc[::17, "a"] = np.nan
+    columns = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["a", "b", "c"]),
+            ("cat", OneHotEncoder(sparse_output=False), ["kind"]),
+        ]
+    )
+    pipe = make_pipeline(columns, PCADetector(n_components=2))
+    det = CalibratedDetector(pipe, random_state=0).fit(df)
+    assert det.calibration_scores_.shape == (50,)
+    np.testing.assert_array_equal(det.feature_names_in_, ["a", "b", "c", "kind"])
+    assert set(det.predict(df.iloc[:20])) <= {-1, 1}
+    with pytest.raises(ValueError, match="feature names"):
+        det.predict(df[["b", "a", "c", "kind"]])
+
+
+def test_an_array_like_without_ndim_is_read():
+    from sklearn.utils.estimator_checks import _NotAnArray
+
+    X = _gaussian(0, 120)
+    det = CalibratedDetector(PCADetector(n_components=2), random_state=0)
+    np.testing.assert_array_equal(
+        det.fit(_NotAnArray(X)).score_samples(X), clone(det).fit(X).score_samples(X)
+    )
+
+
+def test_an_overflow_of_the_wrapped_detector_warns_once():
+    det = CalibratedDetector(PCADetector(n_components=1), random_state=0).fit(_gaussian(0, 200))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scores = det.score_samples(np.full((2, 5), 1.5e308))
+    assert np.all(scores == -np.inf)
+    assert len(caught) == 1 and "overflowed" in str(caught[0].message)
+
+
+def test_the_wrapped_image_detector_keeps_its_maps_and_reconstructions():
+    from anomalib_lite.visualization import reconstruction_panels
+
+    X = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8)).astype(np.uint8)
+    det = CalibratedDetector(PCADetector(n_components=3), alpha=0.25, random_state=0).fit(X)
+    np.testing.assert_array_equal(det.anomaly_map(X[:3]), det.detector_.anomaly_map(X[:3]))
+    np.testing.assert_array_equal(det.reconstruct(X[:3]), det.detector_.reconstruct(X[:3]))
+    np.testing.assert_array_equal(
+        det.reconstruction_error(X[:3]), det.detector_.reconstruction_error(X[:3])
+    )
+    panels = reconstruction_panels(det, X[:3])
+    assert panels["map_kinds"] == {"CalibratedDetector": "anomaly map"}
+    with pytest.raises(ValueError, match="shape"):
+        det.anomaly_map(X[:3, :4])
+    rows = CalibratedDetector(IsolationForest(random_state=0), random_state=0)
+    assert not hasattr(rows.fit(_gaussian(0, 100)), "anomaly_map")
+
+
+def test_a_wrapped_checkpoint_path_is_refused(tmp_path):
+    inner = ConvAutoencoderDetector(max_iter=1, checkpoint_path=tmp_path / "ck.model")
+    with pytest.raises(ValueError, match=r"checkpoint_path=.*Set checkpoint_path=None"):
+        CalibratedDetector(inner, method="quantile").fit(np.zeros((8, 8, 8)))
+    assert not (tmp_path / "ck.model").exists()
