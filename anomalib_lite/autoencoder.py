@@ -513,6 +513,13 @@ class ConvAutoencoderDetector(TorchDetector):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Images come 3-D or 4-D; 2-D rows only with image_shape.
+        tags.input_tags.three_d_array = True
+        tags.input_tags.two_d_array = self.image_shape is not None
+        return tags
+
     @property
     def sample_shape_(self):
         """Shape of one sample of ``X`` as ``fit`` takes it: flat rows with ``image_shape``."""

@@ -172,6 +172,11 @@ class PCADetector(BaseDetector):
         self.random_state = random_state
 
     # ------------------------------------------------------------ validation
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # images, (n, H, W) or (n, C, H, W)
+        return tags
+
     def _check_params(self):
         super()._check_params()
         n = self.n_components

@@ -388,7 +388,10 @@ class CalibratedDetector(BaseDetector):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = get_tags(self.detector).input_tags.allow_nan
+        wrapped = get_tags(self.detector).input_tags
+        tags.input_tags.allow_nan = wrapped.allow_nan
+        tags.input_tags.two_d_array = wrapped.two_d_array
+        tags.input_tags.three_d_array = wrapped.three_d_array
         return tags
 
     def _check_params(self):

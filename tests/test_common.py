@@ -385,3 +385,18 @@ def test_ctrl_c_in_training_and_again_at_the_threshold_keeps_the_rest_of_the_run
     assert "remaining 3 epochs" in str(record[-1].message)
     monkeypatch.undo()
     assert det.n_iter_ == 1 and det.fit(X).n_iter_ == 4  # the run's other 3 epochs
+
+
+def test_input_tags_say_which_arrays_each_detector_takes():
+    from sklearn.utils import get_tags
+
+    from anomalib_lite import CalibratedDetector, ConvAutoencoderDetector, PCADetector
+
+    def shapes(est):
+        tags = get_tags(est).input_tags
+        return tags.two_d_array, tags.three_d_array
+
+    assert shapes(PCADetector()) == (True, True)
+    assert shapes(ConvAutoencoderDetector()) == (False, True)
+    assert shapes(ConvAutoencoderDetector(image_shape=(8, 8))) == (True, True)
+    assert shapes(CalibratedDetector(ConvAutoencoderDetector())) == (False, True)
