@@ -162,8 +162,8 @@ def make_grain(n_samples, image_size, anomaly_ratio, random_state):
     and pixel noise, so that no two images share a phase. Defects:
     ``'scratch'`` (a thin bright line across the grain), ``'knot'`` (an
     ellipse whose grain runs crosswise, same brightness and contrast),
-    ``'dent'`` (a darker, smooth disc) and ``'smear'`` (a blurred, flattened
-    blob).
+    ``'dent'`` (a disc 0.2 darker, its grain kept) and ``'smear'`` (a blob
+    whose contrast is cut to 30% around its mean).
 
     Returns a dict with ``images`` (float32, ``(n, S, S)`` in [0, 1]),
     ``labels`` (1 = defect), ``masks`` and ``defect_types``.

@@ -389,7 +389,8 @@ def speed_section(fast, command):
     out += [
         "### CPU training throughput",
         "",
-        f"`ConvAutoencoderDetector(random_state=0)` on one MNIST class ({t['n_train']} "
+        f"`ConvAutoencoderDetector(random_state=0, max_iter={t['epochs']})` on one MNIST "
+        f"class ({t['n_train']} "
         f"training images, {t['epochs']} epochs, "
         f"n_threads={t['threads']} i.e. one torch thread): median epoch "
         f"{t['epoch_s']:.3f} s, **{t['images_per_s']:,.0f} images/s**. "
