@@ -292,8 +292,9 @@ class ConvAutoencoderDetector(TorchDetector):
         :class:`~anomalib_lite.base.BaseDetector`. For a stated false-alarm
         rate use :class:`~anomalib_lite.CalibratedDetector`.
     device : str, default='auto'
-        Torch device: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), ``'mps'``, or
-        ``'auto'``, which picks CUDA when available. Resolved into ``device_``.
+        Torch device: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), or ``'auto'``,
+        which picks CUDA when available. Resolved into ``device_``. Apple's
+        ``'mps'`` is refused: it has no float64, which scoring needs.
     n_threads : int or None, default=None
         torch CPU threads during ``fit`` and scoring, restored afterwards.
         None uses 1, so that processes sharing a machine do not slow each

@@ -112,9 +112,9 @@ class AutoencoderDetector(TorchDetector):
         rows' scores, a float ``c`` so that the share ``c`` of all the fit's
         rows is flagged; see :class:`~anomalib_lite.base.BaseDetector`.
     device : str, default='auto'
-        Torch device of the fit: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), ``'mps'``,
-        or ``'auto'``, which picks CUDA when available; resolved in ``fit`` into
-        ``device_``.
+        Torch device of the fit: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), or
+        ``'auto'``, which picks CUDA when available; resolved in ``fit`` into
+        ``device_`` (``'mps'`` is refused: it has no float64).
     n_threads : int or None, default=None
         torch CPU threads during ``fit`` and scoring; None uses 1.
     checkpoint_path : str, os.PathLike or None, default=None

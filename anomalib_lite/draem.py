@@ -126,8 +126,8 @@ class DraemDetector(ConvAutoencoderDetector):
         on the held-out images' scores, or the training scores when none are
         held out.
     device : str, default='auto'
-        Torch device: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), ``'mps'``, or
-        ``'auto'``, which picks CUDA when available.
+        Torch device: ``'cpu'``, ``'cuda'`` (or ``'cuda:1'``), or ``'auto'``,
+        which picks CUDA when available (``'mps'`` is refused: no float64).
     n_threads : int or None, default=None
         torch CPU threads during ``fit`` and scoring; None uses 1.
     checkpoint_path : str, os.PathLike or None, default=None

@@ -529,6 +529,16 @@ def _device_unsupported(ctx):
     ]
 
 
+@row("device-mps", ValueError, r"device='mps': the detectors .* float64, which Apple's MPS")
+def _device_mps(ctx):
+    # MPS has no float64: every fit failed in its first epoch, every scoring call after.
+    return [
+        lambda det=det: clone(det).set_params(device="mps").fit(_X())
+        for det in ctx.unfitted
+        if "device" in det.get_params()
+    ]
+
+
 # ------------------------------------------------------------ model files
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory, fitted_detectors):

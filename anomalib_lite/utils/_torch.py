@@ -36,7 +36,7 @@ def check_device(device):
         except RuntimeError:
             raise ValueError(
                 f"device={device!r} is not a torch device; expected 'auto', 'cpu', "
-                "'cuda', 'cuda:1' or 'mps'."
+                "'cuda' or 'cuda:1'."
             ) from None
     return device
 
@@ -51,26 +51,30 @@ def device_available(device):
         return False
     if dev.type == "cuda":
         return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
-    if dev.type == "mps":
-        return torch.backends.mps.is_available()
     return dev.type == "cpu"
 
 
 def resolve_device(device):
     """The device a fit runs on, as a string: ``'auto'`` picks CUDA when present.
 
-    Only CPU, CUDA and MPS are accepted, the devices a model file's device may be
+    Only CPU and CUDA are accepted, the devices a model file's device may be
     restored on (:func:`device_available`); any other backend is refused here,
-    before torch fails deep inside a fit.
+    before torch fails deep inside a fit. Apple's MPS has no float64, in which
+    the detectors sum losses, reduce scores and standardize tabular data.
     """
     check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type not in ("cpu", "cuda", "mps"):
+    if dev.type == "mps":
         raise ValueError(
-            f"device={device!r} but the detectors run only on CPU, CUDA and MPS devices; "
-            "use device='auto', 'cpu', 'cuda' or 'mps'."
+            f"device={device!r}: the detectors sum losses, reduce scores and standardize "
+            "in float64, which Apple's MPS backend does not have; use device='cpu'."
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"device={device!r} but the detectors run only on CPU and CUDA devices; "
+            "use device='auto', 'cpu' or 'cuda'."
         )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -83,8 +87,6 @@ def resolve_device(device):
                 f"device={device!r} but this machine has {torch.cuda.device_count()} "
                 "CUDA device(s); pick an existing index."
             )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device={device!r} but MPS is not available; use device='cpu'.")
     return str(dev)
 
 
