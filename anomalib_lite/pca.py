@@ -8,6 +8,7 @@ import numpy as np
 from scipy import stats
 from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
+from sklearn.utils import gen_batches
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -298,9 +299,12 @@ class PCADetector(BaseDetector):
         t = self._batched(lambda b: self._project(b)[1], X)
         self._set_explained_variance(np.einsum("ij,ij->j", t, t) / (n - 1))
         self.theta_ = self._residual_moments(X)
-        # per-feature mean square about mean_, what partial_fit continues from
-        squares = self._batched(lambda b: np.square(b - self.mean_).sum(0, keepdims=True), X)
-        self._var_ = squares.sum(axis=0) / n
+        # per-feature mean square about mean_, what partial_fit continues from; summed
+        # batch by batch (_batched stacks one row per row, not one per batch)
+        squares = np.zeros(X.shape[1])
+        for batch in gen_batches(n, self._batch_rows(X)):
+            squares += np.square(X[batch] - self.mean_).sum(axis=0)
+        self._var_ = squares / n
 
     def _untrimmed_rows(self, X, ranker=None):
         """Indices, in order, of the rows ``trim_fraction`` keeps, ranked by ``ranker``.

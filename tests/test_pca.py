@@ -720,3 +720,17 @@ def test_anomaly_map_finds_a_scratch_on_digits():
     added = maps - clean
     assert added[mask].mean() > 10 * np.abs(added[~mask]).mean()
     assert clean.mean() < 0.5 * ((images[120:] - images[:120].mean(axis=0)) ** 2).mean()
+
+
+@pytest.mark.parametrize("batch_size", [None, 7, 50])
+def test_a_trimmed_fit_continues_from_the_same_spread_whatever_the_batch_size(batch_size):
+    # The spread a trimmed fit measures over every row, batch by batch, is what
+    # partial_fit continues from: each batch's sum once, not once per row.
+    rng = np.random.default_rng(0)
+    X = rng.standard_t(3, size=(300, 6)) @ rng.normal(size=(6, 6))
+    det = PCADetector(n_components=3, batch_size=batch_size).fit(X)
+    assert det.n_trimmed_ > 0
+    np.testing.assert_allclose(det._var_, np.mean(np.square(X - det.mean_), axis=0))
+    more = det.partial_fit(X[:50])
+    whole = PCADetector(n_components=3, batch_size=1000).fit(X).partial_fit(X[:50])
+    np.testing.assert_allclose(more.theta_[0], whole.theta_[0])
