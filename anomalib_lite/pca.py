@@ -57,7 +57,10 @@ class PCADetector(BaseDetector):
     statistic : {'spe', 't2', 'combined'}, default='spe'
         ``'spe'``: squared distance to the subspace. ``'t2'``: Hotelling's
         ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
-        each divided by its expected value on normal data.
+        each divided by its expected value on normal data. Read when scoring:
+        ``score_samples`` follows a value set after ``fit``, while
+        ``decision_function``, ``predict`` and the ONNX export refuse it, as the
+        threshold was set on the fitted one (``offset_scoring_``).
     whiten : bool, default=False
         Passed to :class:`~sklearn.decomposition.PCA`; SPE and T² do not
         depend on it.
@@ -107,6 +110,8 @@ class PCADetector(BaseDetector):
         Training rows left out by ``trim_fraction``.
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
+    offset_scoring_ : dict
+        ``{'statistic': ...}`` of the scores ``offset_`` was set on.
     n_features_in_ : int
         Number of features seen during fit.
     sample_shape_ : tuple of int
@@ -177,6 +182,9 @@ class PCADetector(BaseDetector):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True  # images, (n, H, W) or (n, C, H, W)
         return tags
+
+    def _scoring(self):
+        return {"statistic": self.statistic}
 
     def _check_params(self):
         super()._check_params()
@@ -542,6 +550,7 @@ class PCADetector(BaseDetector):
             super()._set_offset(anomaly_scores)
         else:
             self.offset_ = -self.analytic_limit(self.control_limit)
+            self.offset_scoring_ = self._scoring()
 
     def reconstruct(self, X):
         r"""Projection of each sample onto the principal subspace.

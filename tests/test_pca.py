@@ -734,3 +734,16 @@ def test_a_trimmed_fit_continues_from_the_same_spread_whatever_the_batch_size(ba
     more = det.partial_fit(X[:50])
     whole = PCADetector(n_components=3, batch_size=1000).fit(X).partial_fit(X[:50])
     np.testing.assert_allclose(more.theta_[0], whole.theta_[0])
+
+
+@pytest.mark.parametrize("control_limit", [None, 0.05])
+def test_predict_refuses_a_statistic_its_threshold_was_not_set_on(control_limit):
+    X, _, _ = _subspace_data(0, n=300, d=6, k=2, noise=0.2)
+    det = PCADetector(n_components=2, control_limit=control_limit).fit(X)
+    assert det.offset_scoring_ == {"statistic": "spe"}
+    labels = det.predict(X)
+    det.set_params(statistic="t2")
+    assert np.isfinite(det.score_samples(X)).all()  # scores follow the new statistic
+    with pytest.raises(ValueError, match=r"statistic='spe'.* now scores with statistic='t2'"):
+        det.predict(X)
+    np.testing.assert_array_equal(det.set_params(statistic="spe").predict(X), labels)
