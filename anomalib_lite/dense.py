@@ -275,8 +275,10 @@ class AutoencoderDetector(TorchDetector):
         else:
             self.hidden_sizes_ = tuple(int(h) for h in self.hidden_sizes)
         if self.latent_dim is None:
-            Z = (X64 - self.mean_) / self.scale_
-            self.latent_dim_ = _components_for(Z, LATENT_VARIANCE)
+            # Standardized variance, as documented, also where the network sees X as is.
+            mean, spread = X64.mean(axis=0), X64.std(axis=0)
+            scale = np.where(_is_constant(spread, mean, len(X64)), 1.0, spread)
+            self.latent_dim_ = _components_for((X64 - mean) / scale, LATENT_VARIANCE)
         else:
             self.latent_dim_ = int(self.latent_dim)
         self.dropout_ = float(self.dropout)

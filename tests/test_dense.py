@@ -349,3 +349,15 @@ def test_trimming_keeps_training_outliers_anomalous():
         det = AutoencoderDetector(loss_trim_fraction=fraction, random_state=0).fit(train)
         aucs[fraction] = roc_auc_score(is_outlier, -det.score_samples(train))
     assert aucs[0.2] > aucs[0.0] + 0.01, aucs
+
+
+def test_the_code_is_sized_on_standardized_variance_with_or_without_standardize():
+    # One feature 1000 times wider must not make its variance the only component.
+    X = np.random.default_rng(0).normal(size=(300, 5)) * np.r_[1000, 1, 1, 1, 1]
+    sizes = {
+        standardize: AutoencoderDetector(standardize=standardize, max_iter=1, random_state=0)
+        .fit(X)
+        .latent_dim_
+        for standardize in (True, False)
+    }
+    assert sizes[True] == sizes[False] == 4
