@@ -102,8 +102,9 @@ class PCADetector(BaseDetector):
         trimmed fit it need not decrease).
     theta_ : ndarray of shape (3,)
         ``sum(lambda_j ** i)``, i = 1, 2, 3, over the covariance eigenvalues
-        outside the subspace (Jackson–Mudholkar); after :meth:`partial_fit`
-        only ``theta_[0]`` is known, the others are NaN.
+        outside the subspace (Jackson–Mudholkar). Where :meth:`partial_fit`
+        continued a ``fit``, or started from a first batch with fewer rows
+        than features, only ``theta_[0]`` is known and the others are NaN.
     n_samples_fit_ : int
         Rows the mean and the subspace were learned from.
     n_trimmed_ : int
@@ -674,8 +675,9 @@ class PCADetector(BaseDetector):
         if self.statistic == "spe" and np.isnan(theta2):
             raise ValueError(
                 "The SPE control limit needs the discarded eigenvalues, which are "
-                "only known after fit(); after partial_fit use statistic='t2' or "
-                "calibrate the threshold on held-out data."
+                "unknown where partial_fit continued a fit or started from fewer rows "
+                "than features; use statistic='t2' or calibrate the threshold on "
+                "held-out data."
             )
         if theta1 <= 0:  # no variance outside the subspace
             if self.statistic == "spe":
@@ -686,8 +688,9 @@ class PCADetector(BaseDetector):
             return float(stats.chi2.ppf(1 - alpha, k) / k)
         if self.statistic == "combined" and np.isnan(theta2):
             raise ValueError(
-                "The combined control limit needs the discarded eigenvalues, "
-                "which are only known after fit(); calibrate on held-out data instead."
+                "The combined control limit needs the discarded eigenvalues, which "
+                "are unknown where partial_fit continued a fit or started from fewer "
+                "rows than features; calibrate on held-out data instead."
             )
         with np.errstate(all="ignore"):
             # Moments relative to theta1 stay near 1 at any scale of X, where

@@ -272,7 +272,7 @@ def test_partial_fit_spe_limit_needs_full_spectrum():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 50))
     det = PCADetector(n_components=2).partial_fit(X)
-    with pytest.raises(ValueError, match="only known after fit"):
+    with pytest.raises(ValueError, match="unknown where partial_fit continued a fit"):
         det.analytic_limit(0.05)
 
 
@@ -533,7 +533,7 @@ def test_partial_fit_that_the_limits_refuse_leaves_the_detector_as_it_was():
     # the SPE limit, which needs the whole spectrum, refuses an update likewise
     spe = PCADetector(n_components=2, control_limit=0.05).fit(X)
     before = spe.score_samples(Y)
-    with pytest.raises(ValueError, match="only known after fit"):
+    with pytest.raises(ValueError, match="unknown where partial_fit continued a fit"):
         spe.partial_fit(Y)
     np.testing.assert_array_equal(spe.score_samples(Y), before)
     assert spe.n_samples_fit_ == 300 - spe.n_trimmed_
