@@ -327,6 +327,22 @@ def test_deterministic_cudnn_sets_and_restores_the_flags(monkeypatch):
     assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
 
 
+def test_overlapping_deterministic_blocks_restore_the_flags_once_all_are_out(monkeypatch):
+    # The flags are the process's: threads scoring side by side overlap their blocks,
+    # which must neither drop determinism while one runs nor leave it set after.
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(cudnn, "deterministic", False)
+    monkeypatch.setattr(cudnn, "benchmark", True)
+    first, second = deterministic_cudnn(), deterministic_cudnn()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert (cudnn.deterministic, cudnn.benchmark) == (True, False)  # the second still runs
+    second.__exit__(None, None, None)
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+
+
 def test_resolve_device():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto") == expected

@@ -2,6 +2,7 @@
 
 import contextlib
 import math
+import threading
 
 import numpy as np
 import torch
@@ -134,6 +135,12 @@ def check_threads(n_threads):
     return check_int(n_threads, "n_threads", min_value=1, allow_none=True)
 
 
+#: cuDNN's flags are the process's, not a thread's: blocks that overlap (threads
+#: scoring side by side) count themselves, and the last one out restores the flags
+#: the first one in found.
+_CUDNN = {"lock": threading.Lock(), "blocks": 0, "before": None}
+
+
 @contextlib.contextmanager
 def deterministic_cudnn():
     """Run the block with cuDNN's deterministic algorithms, then restore the flags,
@@ -142,12 +149,18 @@ def deterministic_cudnn():
     if not cudnn.is_available():
         yield
         return
-    before = (cudnn.deterministic, cudnn.benchmark)
-    cudnn.deterministic, cudnn.benchmark = True, False
+    with _CUDNN["lock"]:
+        if _CUDNN["blocks"] == 0:
+            _CUDNN["before"] = (cudnn.deterministic, cudnn.benchmark)
+            cudnn.deterministic, cudnn.benchmark = True, False
+        _CUDNN["blocks"] += 1
     try:
         yield
     finally:
-        cudnn.deterministic, cudnn.benchmark = before
+        with _CUDNN["lock"]:
+            _CUDNN["blocks"] -= 1
+            if _CUDNN["blocks"] == 0:
+                cudnn.deterministic, cudnn.benchmark = _CUDNN["before"]
 
 
 @contextlib.contextmanager
