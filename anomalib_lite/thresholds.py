@@ -279,6 +279,29 @@ def _wrapped_has(name):
     return lambda self: hasattr(getattr(self, "detector_", self.detector), name)
 
 
+def _forwarded(name, what, returns):
+    """Method ``name`` of the wrapped detector, on ``X`` validated as ``fit`` took it;
+    present where the wrapped detector has it."""
+
+    def method(self, X):
+        return getattr(self.detector_, name)(self._check_fitted_input(X))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"""The wrapped detector's {what} of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples, in the layout ``fit`` took.
+
+        Returns
+        -------
+        {returns}
+            As the wrapped detector's ``{name}`` returns it.
+        """
+    return available_if(_wrapped_has(name))(method)
+
+
 class CalibratedDetector(BaseDetector):
     """Detector whose threshold is set on held-out data, with a stated meaning.
 
@@ -585,50 +608,10 @@ class CalibratedDetector(BaseDetector):
             )
         return conformal_p_values(self.calibration_scores_, -self.score_samples(X))
 
-    @available_if(_wrapped_has("anomaly_map"))
-    def anomaly_map(self, X):
-        """The wrapped detector's per-pixel anomaly map of ``X``.
-
-        Parameters
-        ----------
-        X : array-like
-            Images, in the layout ``fit`` took.
-
-        Returns
-        -------
-        maps : ndarray
-            As the wrapped detector's ``anomaly_map`` returns them.
-        """
-        return self.detector_.anomaly_map(self._check_fitted_input(X))
-
-    @available_if(_wrapped_has("reconstruct"))
-    def reconstruct(self, X):
-        """The wrapped detector's reconstruction of ``X``.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples, in the layout ``fit`` took.
-
-        Returns
-        -------
-        reconstruction : ndarray
-            As the wrapped detector's ``reconstruct`` returns it.
-        """
-        return self.detector_.reconstruct(self._check_fitted_input(X))
-
-    @available_if(_wrapped_has("reconstruction_error"))
-    def reconstruction_error(self, X):
-        """The wrapped detector's reconstruction error of each sample of ``X``.
-
-        Parameters
-        ----------
-        X : array-like
-            Samples, in the layout ``fit`` took.
-
-        Returns
-        -------
-        errors : ndarray of shape (n_samples,)
-            As the wrapped detector's ``reconstruction_error`` returns them.
-        """
-        return self.detector_.reconstruction_error(self._check_fitted_input(X))
+    anomaly_map = _forwarded("anomaly_map", "per-pixel anomaly map", "maps : ndarray")
+    reconstruct = _forwarded("reconstruct", "reconstruction", "reconstruction : ndarray")
+    reconstruction_error = _forwarded(
+        "reconstruction_error",
+        "reconstruction error of each sample",
+        "errors : ndarray of shape (n_samples,)",
+    )
