@@ -489,6 +489,9 @@ class PCADetector(BaseDetector):
         X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
         if first:
             self._check_variance(X)
+            if isinstance(self.n_components, Integral) and self.n_components > X.shape[1]:
+                # The features limit it, whatever the batches: say so, not "too few rows".
+                self._check_n_components(*X.shape, trimmed=False)
         learned = X
         if self._trims(updating=True):
             # Rank by the decomposition so far, or the first batch by its own.

@@ -747,3 +747,9 @@ def test_predict_refuses_a_statistic_its_threshold_was_not_set_on(control_limit)
     with pytest.raises(ValueError, match=r"statistic='spe'.* now scores with statistic='t2'"):
         det.predict(X)
     np.testing.assert_array_equal(det.set_params(statistic="spe").predict(X), labels)
+
+
+def test_partial_fit_names_the_features_when_they_limit_n_components():
+    X = np.random.default_rng(0).normal(size=(100, 6))
+    with pytest.raises(ValueError, match=r"n_components=8 must be <= .*n_features=6"):
+        PCADetector(n_components=8).partial_fit(X)
