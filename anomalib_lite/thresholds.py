@@ -476,7 +476,9 @@ class CalibratedDetector(BaseDetector):
         check_numeric_dtype(X)
         allow_nan = get_tags(self).input_tags.allow_nan
         checks = {
-            "dtype": (np.float64, np.float32),
+            # 8- and 16-bit images pass as they are: the wrapped detector reads them,
+            # and a float64 copy would take 8 (or 4) times their memory.
+            "dtype": (np.float64, np.float32, np.uint8, np.uint16),
             "allow_nd": True,
             "ensure_all_finite": "allow-nan" if allow_nan else True,
             "ensure_min_samples": 2 if reset else 1,

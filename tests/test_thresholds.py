@@ -674,3 +674,21 @@ def test_a_wrapped_checkpoint_path_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint_path=.*Set checkpoint_path=None"):
         CalibratedDetector(inner, method="quantile").fit(np.zeros((8, 8, 8)))
     assert not (tmp_path / "ck.model").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_images_reach_the_wrapped_detector_without_a_float_copy(dtype, monkeypatch):
+    X = np.random.default_rng(0).integers(0, 200, size=(40, 8, 8)).astype(dtype)
+    seen = []
+    fit = PCADetector.fit
+
+    def spy(self, X, y=None):
+        seen.append(np.asarray(X).dtype)
+        return fit(self, X, y)
+
+    monkeypatch.setattr(PCADetector, "fit", spy)
+    det = CalibratedDetector(PCADetector(n_components=3), alpha=0.25, random_state=0).fit(X)
+    assert seen == [dtype]
+    floats = CalibratedDetector(PCADetector(n_components=3), alpha=0.25, random_state=0)
+    floats.fit(X.astype(np.float64))
+    np.testing.assert_array_equal(det.score_samples(X), floats.score_samples(X))
