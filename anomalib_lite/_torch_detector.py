@@ -332,7 +332,7 @@ class TorchDetector(BaseDetector):
             if name not in keep:
                 delattr(self, name)
 
-    _fit_flags = ("_training", "_trained_run", "_kept_weights")
+    _fit_flags = ("_training", "_trained_run", "_kept_weights", "_wrote_checkpoint")
 
     def _keeps_failed_fit(self, saved, exc):
         """A ``fit`` or ``partial_fit`` that failed after training the network the
@@ -911,6 +911,20 @@ class TorchDetector(BaseDetector):
         path.parent.mkdir(parents=True, exist_ok=True)
         model_file.save(self, path, overwrite=True)
         self._run.checkpoint = str(path.resolve())
+        vars(self)["_wrote_checkpoint"] = True
+
+    def _after_restore(self, failed):
+        """A failed call restored to the trained state it started from writes that
+        state back over the epochs it had checkpointed, so that the file and the
+        detector agree and a resumed run does not start from a ruined epoch."""
+        # Only a call that wrote one, so with a valid checkpoint_path: a failure to
+        # validate the parameters must surface as itself.
+        if not (failed.get("_wrote_checkpoint") and self._is_trained()):
+            return
+        path = self._checkpoint_file()
+        if path is not None and self._run.checkpoint == str(path.resolve()):
+            self._write_checkpoint(self._run.optimizer)
+            vars(self).pop("_wrote_checkpoint", None)
 
     def _load_checkpoint(self):
         """Resume from the model file at ``checkpoint_path``; False when there is none."""

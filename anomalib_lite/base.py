@@ -114,8 +114,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             yield
         except BaseException as exc:
             if not self._keeps_failed_fit(saved, exc):
+                failed = dict(vars(self))
                 vars(self).clear()
                 vars(self).update(saved)
+                self._after_restore(failed)
             raise
         finally:
             for name in self._fit_flags:
@@ -129,6 +131,10 @@ class BaseDetector(OutlierMixin, BaseEstimator):
     def _check_continuation(self, X):
         """Check ``X`` against a fitted state that ``fit`` continues, before
         validating it anew; detectors that always fit afresh do nothing."""
+
+    def _after_restore(self, failed):
+        """After a failed fit restored the detector: undo what the failed one, whose
+        attributes are ``failed``, left outside it."""
 
     def _keeps_failed_fit(self, saved, exc):
         """Whether a fit that raised ``exc`` keeps what it changed; ``saved`` is the

@@ -361,3 +361,23 @@ def test_the_code_is_sized_on_standardized_variance_with_or_without_standardize(
         for standardize in (True, False)
     }
     assert sizes[True] == sizes[False] == 4
+
+
+def test_a_rolled_back_partial_fit_writes_the_restored_state_over_its_checkpoint(tmp_path):
+    # One step per epoch: the ruined epoch is checkpointed before its output is checked.
+    X = np.random.default_rng(0).normal(size=(40, 6))
+    path = tmp_path / "ck.model"
+    params = {"max_iter": 2, "batch_size": 64, "random_state": 0, "checkpoint_path": path}
+    det = AutoencoderDetector(**params).fit(X)
+    scores = det.score_samples(X)
+    det.set_params(learning_rate_init=1e39)
+    with pytest.raises(FloatingPointError):
+        det.partial_fit(X)
+    assert det.n_iter_ == 2
+    saved = load(path)
+    assert saved.n_iter_ == 2
+    np.testing.assert_array_equal(saved.score_samples(X), scores)
+    assert all(bool(torch.isfinite(p).all()) for p in saved.module_.parameters())
+    # The detector, still holding the file, keeps training from it.
+    det.set_params(learning_rate_init=1e-3).partial_fit(X)
+    assert det.n_iter_ == load(path).n_iter_ == 3
