@@ -411,6 +411,11 @@ def _cmd_fit(args):
 
 def _cmd_score(args):
     model = _load_model(args.model)
+    # Labels compare scores with offset_, which holds only for the fitted scoring.
+    try:
+        model._check_offset_scoring()
+    except ValueError as exc:
+        raise CommandError(f"--model: {exc}") from None
     layout = _ImageLayout(model, args.size)
     paths, _ = _image_files(args.data)
     out = _new_file(args.out, "--out", args.overwrite)

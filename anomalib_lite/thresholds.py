@@ -13,6 +13,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, check_random_state, get_tags
@@ -465,6 +466,8 @@ class CalibratedDetector(BaseDetector):
         if self._passes_through():
             if not hasattr(X, "shape"):  # a list, as a Pipeline takes it
                 X = np.asarray(X)
+            elif sp.issparse(X) and X.format not in ("csr", "csc"):
+                X = X.tocsr()  # the split indexes rows, which COO and others cannot
             validate_data(self, X, skip_check_array=True, reset=reset)
             if reset and _num_samples(X) < 2:
                 raise ValueError(
@@ -496,6 +499,13 @@ class CalibratedDetector(BaseDetector):
 
     def _batch_rows(self, X):
         return X.shape[0]  # the wrapped detector batches its own scoring
+
+    def _check_offset_scoring(self):
+        # The threshold was set on the wrapped detector's scores as it was fitted: it
+        # holds while that detector's own threshold would.
+        check = getattr(_final_step(self.detector_), "_check_offset_scoring", None)
+        if check is not None:
+            check()
 
     def _anomaly_scores(self, X, func=None, output="score_samples"):
         # The wrapped detector warns of its own overflow, so only NaN (a foreign

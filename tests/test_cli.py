@@ -657,3 +657,13 @@ def test_a_model_without_a_threshold_is_refused_where_images_get_labels(root, tm
         )
         == 0
     )
+
+
+def test_score_refuses_a_model_saved_with_another_statistic_than_its_threshold(pca8, tmp_path):
+    det = io.load(pca8).set_params(statistic="t2")
+    model = io.save(det, tmp_path / "t2.model")
+    _noise(tmp_path / "x" / "a.png")
+    out = tmp_path / "s.csv"
+    args = ("score", "--model", model, "--data", tmp_path / "x", "--out", out)
+    _fails(*args, match="--model: offset_ was set on scores computed with statistic='spe'")
+    assert not out.exists()

@@ -692,3 +692,23 @@ def test_integer_images_reach_the_wrapped_detector_without_a_float_copy(dtype, m
     floats = CalibratedDetector(PCADetector(n_components=3), alpha=0.25, random_state=0)
     floats.fit(X.astype(np.float64))
     np.testing.assert_array_equal(det.score_samples(X), floats.score_samples(X))
+
+
+def test_predict_refuses_a_wrapped_detector_scoring_otherwise_than_calibrated():
+    X = _gaussian(0, 200)
+    det = CalibratedDetector(PCADetector(n_components=2), alpha=0.2, random_state=0).fit(X)
+    labels = det.predict(X)
+    det.detector_.set_params(statistic="t2")
+    with pytest.raises(ValueError, match=r"statistic='spe'.* now scores with statistic='t2'"):
+        det.predict(X)
+    det.detector_.set_params(statistic="spe")
+    np.testing.assert_array_equal(det.predict(X), labels)
+
+
+def test_a_foreign_detector_gets_sparse_rows_it_can_split():
+    import scipy.sparse as sp
+
+    X = _gaussian(0, 100)
+    det = CalibratedDetector(IsolationForest(n_estimators=5, random_state=0), random_state=0)
+    dense = clone(det).fit(X).score_samples(X)
+    np.testing.assert_allclose(det.fit(sp.coo_matrix(X)).score_samples(sp.coo_matrix(X)), dense)
