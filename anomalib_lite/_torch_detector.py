@@ -480,7 +480,7 @@ class TorchDetector(BaseDetector):
         that a failed ``partial_fit`` or warm start leaves the detector as it was.
         """
         start = (self.n_iter_, len(self.history_))
-        weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+        weights = self._weights_copy()
         try:
             self._train(self._to_tensor(X), **train_options)
         except FloatingPointError:
@@ -837,9 +837,11 @@ class TorchDetector(BaseDetector):
             return True
         return False
 
+    def _weights_copy(self):
+        return {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
+
     def _snapshot(self, optimizer):
-        weights = {k: v.detach().clone() for k, v in self.module_.state_dict().items()}
-        return weights, copy.deepcopy(optimizer.state_dict())
+        return self._weights_copy(), copy.deepcopy(optimizer.state_dict())
 
     def _restore(self, snapshot, optimizer):
         self.module_.load_state_dict(snapshot[0])
@@ -924,7 +926,6 @@ class TorchDetector(BaseDetector):
         path = self._checkpoint_file()
         if path is not None and self._run.checkpoint == str(path.resolve()):
             self._write_checkpoint(self._run.optimizer)
-            vars(self).pop("_wrote_checkpoint", None)
 
     def _load_checkpoint(self):
         """Resume from the model file at ``checkpoint_path``; False when there is none."""

@@ -242,7 +242,15 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         return np.where(np.isnan(values), np.inf, values)
 
     def _set_offset(self, anomaly_scores):
-        """Set ``offset_`` from the anomaly scores of the normal training rows."""
+        """Set ``offset_`` from the anomaly scores of the normal training rows, and
+        record the scoring settings it holds for (``offset_scoring_``)."""
+        self.offset_ = self._fitted_offset(anomaly_scores)
+        scoring = self._scoring()
+        if scoring is not None:
+            self.offset_scoring_ = scoring
+
+    def _fitted_offset(self, anomaly_scores):
+        """The threshold ``contamination`` places on the training anomaly scores."""
         anomaly_scores = np.asarray(anomaly_scores, dtype=np.float64)
         overflow = ~np.isfinite(anomaly_scores)
         if overflow.any():
@@ -254,12 +262,8 @@ class BaseDetector(OutlierMixin, BaseEstimator):
                 "dividing by a constant."
             )
         if self.contamination == "auto":
-            self.offset_ = -auto_threshold(self._fence_scores(anomaly_scores))
-        else:
-            self.offset_ = float(np.percentile(-anomaly_scores, 100.0 * self.contamination))
-        scoring = self._scoring()
-        if scoring is not None:
-            self.offset_scoring_ = scoring
+            return -auto_threshold(self._fence_scores(anomaly_scores))
+        return float(np.percentile(-anomaly_scores, 100.0 * self.contamination))
 
     def _scoring(self):
         """The settings read when scoring that the scores depend on, as a dict, or None
@@ -268,10 +272,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
 
     def _check_offset_scoring(self):
         """Refuse a threshold set on scores computed otherwise than they are now."""
-        fitted = getattr(self, "offset_scoring_", None)
-        if fitted is None or fitted == self._scoring():
+        fitted, now = getattr(self, "offset_scoring_", None), self._scoring()
+        if fitted is None or fitted == now:
             return
-        now = self._scoring()
         settings = ", ".join(f"{k}={now[k]!r}" for k in now)
         before = ", ".join(f"{k}={fitted[k]!r}" for k in fitted)
         raise ValueError(

@@ -256,10 +256,11 @@ class AutoencoderDetector(TorchDetector):
     def _set_geometry(self, X):
         X64 = np.asarray(X, dtype=np.float64)
         n_features = X64.shape[1]
+        # The standardization: applied with standardize, and the code is sized on it.
+        mean, std = X64.mean(axis=0), X64.std(axis=0)
+        scale = np.where(_is_constant(std, mean, len(X64)), 1.0, std)
         if self.standardize:
-            self.mean_ = X64.mean(axis=0)
-            scale = X64.std(axis=0)
-            self.scale_ = np.where(_is_constant(scale, self.mean_, len(X64)), 1.0, scale)
+            self.mean_, self.scale_ = mean, scale
         else:
             self.mean_ = np.zeros(n_features)
             self.scale_ = np.ones(n_features)
@@ -276,8 +277,6 @@ class AutoencoderDetector(TorchDetector):
             self.hidden_sizes_ = tuple(int(h) for h in self.hidden_sizes)
         if self.latent_dim is None:
             # Standardized variance, as documented, also where the network sees X as is.
-            mean, spread = X64.mean(axis=0), X64.std(axis=0)
-            scale = np.where(_is_constant(spread, mean, len(X64)), 1.0, spread)
             self.latent_dim_ = _components_for((X64 - mean) / scale, LATENT_VARIANCE)
         else:
             self.latent_dim_ = int(self.latent_dim)

@@ -549,12 +549,10 @@ class PCADetector(BaseDetector):
         row_bytes = 8 * (3 * X.shape[1] + self.components_.shape[0])
         return rows_per_batch(row_bytes, self.batch_size)
 
-    def _set_offset(self, anomaly_scores):
+    def _fitted_offset(self, anomaly_scores):
         if self.control_limit is None:
-            super()._set_offset(anomaly_scores)
-        else:
-            self.offset_ = -self.analytic_limit(self.control_limit)
-            self.offset_scoring_ = self._scoring()
+            return super()._fitted_offset(anomaly_scores)
+        return -self.analytic_limit(self.control_limit)
 
     def reconstruct(self, X):
         r"""Projection of each sample onto the principal subspace.
