@@ -272,10 +272,23 @@ def check_numeric_dtype(X, name="X"):
             return
 
 
+#: Entry types of an object array that are numbers ``float()`` reads as they are.
+_REAL_TYPES = (float, int, np.floating, np.integer)
+
+
 def _check_object_entries(X, name):
     """Refuse an object array (or column) unless every entry is a number: numpy would
     convert numbers given as text, such as ``'0001'``, silently."""
-    for value in np.asarray(X, dtype=object).ravel():
+    entries = np.asarray(X, dtype=object).ravel()
+    # The usual case, Python's and numpy's floats and integers only, is told from the
+    # set of their types, without looking at each entry in Python. numpy counts its
+    # timedelta64 as an integer, but float() refuses it: the loop below says so.
+    if all(
+        issubclass(kind, _REAL_TYPES) and not issubclass(kind, np.timedelta64)
+        for kind in set(map(type, entries))
+    ):
+        return
+    for value in entries:
         if isinstance(value, (str, bytes)):
             detail = f"the {type(value).__name__} {value!r:.40}: text is not read as a number"
         elif isinstance(value, Complex) and not isinstance(value, Real):
