@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 from PIL import Image
@@ -34,7 +34,12 @@ D = 5
 DOCUMENTED = (ValueError, TypeError)
 #: The refusals a fit may give valid rows: too few of them (for a split, a holdout or
 #: PCA), or rows that do not vary.
-TRAINING_REFUSALS = r"sample\(s\)|leaves none to train on|held-out normal scores|zero variance"
+#: The detectors' documented refusals of a training set: too small, constant, or with
+#: values whose squares overflow the arithmetic (64-bit integers near 2**64, say).
+TRAINING_REFUSALS = (
+    r"sample\(s\)|leaves none to train on|held-out normal scores|zero variance"
+    r"|too large for the detector's arithmetic"
+)
 
 fuzz = settings(
     max_examples=20,
@@ -156,6 +161,12 @@ def _methods(det):
 # ------------------------------------------------------------ public methods
 @fuzz
 @given(X=valid_rows())
+# Summed squares that overflow float32: ConvAutoencoderDetector refuses a threshold.
+@example(
+    X=np.array(
+        [0] + [13394354553416056833] * 41 + [0] + [13394354553416056833] * 7, np.uint64
+    ).reshape(10, D)
+)
 def test_valid_input_gives_well_formed_output(fitted_detectors, kind, X):
     det = fitted_detectors[kind]
     for method in _methods(det):
@@ -171,7 +182,7 @@ def test_valid_input_gives_well_formed_output(fitted_detectors, kind, X):
         try:
             out = _call(det, method, X)
         except ValueError as exc:
-            # the detectors' own documented refusals of too-small or constant training sets
+            # the detectors' own documented refusals of training sets (TRAINING_REFUSALS)
             assert method in ("fit", "partial_fit", "fit_predict"), exc
             assert re.search(TRAINING_REFUSALS, str(exc)), exc
             continue
