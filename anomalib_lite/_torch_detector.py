@@ -60,9 +60,8 @@ _SCHEDULES = ("constant", "cosine", "constant-then-cosine")
 WARMUP_FRACTION = 0.05
 #: Fraction of a ``'constant-then-cosine'`` run at the full learning rate before it decays.
 CONSTANT_FRACTION = 0.7
-#: Devices with a fused Adam kernel (one kernel per step, not one per tensor): the
-#: CPU's arrived in torch 2.4, and older releases refuse fused=True there.
-FUSED_ADAM_DEVICES = ("cpu", "cuda") if torch.__version__ >= (2, 4) else ("cuda",)
+#: Devices with a fused Adam kernel (one kernel per step, not one per tensor).
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
 #: ``batch_size='auto'``: one in ``AUTO_BATCH_DIVISOR`` samples, clipped to ``AUTO_BATCH``,
 #: so that small training sets still get that many optimizer steps per epoch.
 AUTO_BATCH = (8, 32)

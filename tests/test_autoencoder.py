@@ -1433,19 +1433,3 @@ def test_predict_refuses_a_score_its_threshold_was_not_set_on(tmp_path):
     restored = load(save(auto.set_params(image_score="mean"), tmp_path / "model"))
     with pytest.raises(ValueError, match="offset_ was set on scores"):
         restored.predict(X)
-
-
-def test_fused_adam_on_the_cpu_only_where_torch_has_its_kernel():
-    # torch before 2.4 refuses fused=True for CPU parameters: every CPU fit would fail.
-    code = textwrap.dedent(
-        """
-        import torch
-        from torch.torch_version import TorchVersion
-        torch.__version__ = TorchVersion("2.3.1")
-        from anomalib_lite._torch_detector import FUSED_ADAM_DEVICES
-        print(FUSED_ADAM_DEVICES)
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "('cuda',)"
-    assert _torch_detector.FUSED_ADAM_DEVICES == ("cpu", "cuda")  # torch >= 2.4 here

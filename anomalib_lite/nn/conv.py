@@ -11,9 +11,6 @@ from .functional import conv_transpose2d_unfolded
 
 __all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
 
-#: Whether ``torch.export`` is tracing (torch >= 2.6 tells; older ones never trace here).
-_is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-
 
 class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` computed on the CPU by a matrix product and a fold.
@@ -38,7 +35,7 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     def forward(self, input, output_size=None):
         """Transposed convolution of ``input``; ``output_size`` as in the base class."""
         unfolded = output_size is None and self.groups == 1 and input.dim() == 4
-        if not unfolded or input.device.type != "cpu" or _is_exporting():
+        if not unfolded or input.device.type != "cpu" or torch.compiler.is_exporting():
             return super().forward(input, output_size)
         return conv_transpose2d_unfolded(
             input,
