@@ -54,6 +54,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._version import __version__
+from .nn.conv import UnfoldedConvTranspose2d
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
@@ -190,6 +191,9 @@ class _TorchScorer(nn.Module):
         super().__init__()
         self.detector = detector
         self.network = copy.deepcopy(detector.module_).cpu().eval()
+        for layer in self.network.modules():
+            if isinstance(layer, UnfoldedConvTranspose2d):
+                layer.unfolded = False  # one plain ConvTranspose in the graph
 
     def forward(self, x):
         det = self.detector

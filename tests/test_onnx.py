@@ -27,6 +27,7 @@ from anomalib_lite import (  # noqa: E402
 )
 from anomalib_lite.datasets import make_textures  # noqa: E402
 from anomalib_lite.io import load  # noqa: E402
+from anomalib_lite.nn import conv  # noqa: E402
 from anomalib_lite.onnx import OPSET, export  # noqa: E402
 
 CONV = {"max_iter": 2, "random_state": 0, "channels": (8, 16), "latent_dim": 8}
@@ -233,6 +234,21 @@ def test_graph_has_opset_dynamic_batch_and_metadata(tmp_path):
         "is_anomaly",
         "anomaly_map",
     ]
+
+
+def test_graph_holds_plain_transposed_convolutions_where_torch_does_not_tell_it_traces(
+    tmp_path, monkeypatch
+):
+    # Without torch telling that it traces (torch 2.6 and older could not), the exporter's
+    # copy of the network runs the plain kernel, and the detector's keeps its fast one.
+    monkeypatch.setattr(conv, "_is_exporting", lambda: False)
+    X = np.random.default_rng(4).uniform(size=(20, 8, 8))
+    det = ConvAutoencoderDetector(**CONV).fit(X)
+    model = onnx.load(os.fspath(_export(det, tmp_path)))
+    ops = {node.op_type for node in model.graph.node}
+    assert "ConvTranspose" in ops and "Col2Im" not in ops
+    layers = [m for m in det.module_.modules() if isinstance(m, conv.UnfoldedConvTranspose2d)]
+    assert layers and all(m.unfolded for m in layers)
 
 
 @pytest.fixture(scope="module")

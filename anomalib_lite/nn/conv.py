@@ -11,6 +11,10 @@ from .functional import conv_transpose2d_unfolded
 
 __all__ = ["ConvAutoencoder", "UnfoldedConvTranspose2d"]
 
+#: Whether ``torch.export`` is tracing: a graph exported from the network directly
+#: gets the plain kernel too.
+_is_exporting = torch.compiler.is_exporting
+
 
 class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     """:class:`torch.nn.ConvTranspose2d` computed on the CPU by a matrix product and a fold.
@@ -18,8 +22,9 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     The same layer as its base class, to rounding. Batched CPU input with
     ``groups=1`` runs :func:`~anomalib_lite.nn.functional.conv_transpose2d_unfolded`,
     faster than oneDNN's kernel for few output channels; the rest runs the base, and
-    so does a ``torch.export`` trace, so that an exported graph holds one plain
-    ``ConvTranspose`` (more runtimes support it, and onnxruntime runs it faster).
+    so does a layer whose ``unfolded`` is False or a ``torch.export`` trace, so that an
+    exported graph holds one plain ``ConvTranspose`` (more runtimes support it, and
+    onnxruntime runs it faster).
 
     Examples
     --------
@@ -32,10 +37,14 @@ class UnfoldedConvTranspose2d(nn.ConvTranspose2d):
     ((3, 1, 14, 14), True)
     """
 
+    #: False runs the base class's kernel always: :func:`anomalib_lite.onnx.export` sets
+    #: it on its copy of the network rather than rely on torch to tell that it traces.
+    unfolded = True
+
     def forward(self, input, output_size=None):
         """Transposed convolution of ``input``; ``output_size`` as in the base class."""
-        unfolded = output_size is None and self.groups == 1 and input.dim() == 4
-        if not unfolded or input.device.type != "cpu" or torch.compiler.is_exporting():
+        unfolded = self.unfolded and output_size is None and self.groups == 1 and input.dim() == 4
+        if not unfolded or input.device.type != "cpu" or _is_exporting():
             return super().forward(input, output_size)
         return conv_transpose2d_unfolded(
             input,
