@@ -315,8 +315,10 @@ class DraemDetector(ConvAutoencoderDetector):
 
     def _parts(self, out):
         """``(reconstruction, logits)`` of the network's output."""
-        C = self.input_shape_[0]
-        return out[:, :C], out[:, C:]
+        # No slice of the batch dimension, here or in _pixel_map: torch.export up to
+        # 2.7 at least guards one against the largest size, failing the ONNX export.
+        reconstruction, logits = out.split([self.input_shape_[0], 1], dim=1)
+        return reconstruction, logits
 
     # ------------------------------------------------------------- training
     def _batch_loss(self, module, xb, gen):
@@ -356,7 +358,7 @@ class DraemDetector(ConvAutoencoderDetector):
         sigma = self._sigma()
         if sigma > 0:
             probability = gaussian_blur(probability, sigma)
-        return probability[:, 0]
+        return probability.squeeze(1)
 
     def _score_tensor(self, x, out):
         # The image score reduces the segmenter's map; no reconstruction error needed.
