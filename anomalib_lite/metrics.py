@@ -12,7 +12,6 @@ anomaly score ranks above every finite one. NaN has no rank and is refused.
 
 import numpy as np
 from scipy import ndimage
-from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score
 
 from .utils._ranking import cut_counts
@@ -55,8 +54,10 @@ def _anomaly_labels(
 
 def _ranks(scores):
     """Dense ranks of scores, ties equal: what rank-based metrics depend on,
-    finite even where the scores are ``+-inf``."""
-    return rankdata(scores, method="dense").astype(np.float64)
+    finite even where the scores are ``+-inf`` (SciPy 1.10's ``rankdata`` gives NaN
+    for every rank when both infinities are present)."""
+    _, inverse = np.unique(np.ravel(scores), return_inverse=True)
+    return inverse.reshape(np.shape(scores)).astype(np.float64) + 1.0
 
 
 def best_f1_score(y_true, anomaly_scores):

@@ -25,6 +25,7 @@ from .utils._validation import (
     check_numeric_dtype,
     check_option,
     check_path,
+    check_scores,
 )
 
 __all__ = [
@@ -715,7 +716,7 @@ def _pyplot(function):
 def _scored_labels(detector, X, y, function=None):
     """Normality scores of X and validated labels; ``function`` (its name) needs
     both classes among them."""
-    scores = np.asarray(detector.score_samples(X), dtype=np.float64)
+    scores = check_scores(detector.score_samples(X), "score_samples", allow_inf=True)
     anomalous = anomaly_labels(np.asarray(y), len(scores))
     if function is not None and not anomalous.any():
         raise ValueError(f"{function} needs anomalies in y (label 1), got only normal samples (0).")

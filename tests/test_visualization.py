@@ -1,5 +1,6 @@
 """Tests of anomalib_lite.visualization, by the pixels of the pictures."""
 
+import copy
 import os
 import sys
 import warnings
@@ -445,6 +446,11 @@ def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
         plot_roc(pca, X, np.zeros(len(X), int))
     with pytest.raises(ValueError, match="plot_roc needs normal samples"):
         plot_roc(pca, X, np.ones(len(X), int))
+    # A detector from elsewhere that scores NaN: refused, not ranked.
+    broken = copy.copy(pca)
+    broken.score_samples = lambda X: np.where(np.arange(len(X)) == 3, np.nan, 0.0)
+    with pytest.raises(ValueError, match=r"score_samples contains NaN .* index 3"):
+        plot_roc(broken, X, labels)
 
 
 def test_plot_score_histogram_draws_the_threshold(digits_pca):
