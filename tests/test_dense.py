@@ -309,7 +309,9 @@ def test_digits_roc_auc_floor():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    errors=arrays(np.float32, st.tuples(st.integers(1, 40), st.just(3)), elements=st.floats(-5, 5)),
+    errors=arrays(
+        np.float32, st.tuples(st.integers(1, 40), st.just(3)), elements=st.floats(-5, 5, width=32)
+    ),
     fraction=st.floats(0.0, 0.95),
 )
 # The float-error cases: 1/3 of 15 rows leaves out 5 and 0.7 of 10 leaves out 7.
