@@ -317,8 +317,7 @@ class DraemDetector(ConvAutoencoderDetector):
         """``(reconstruction, logits)`` of the network's output."""
         # No slice of the batch dimension, here or in _pixel_map: torch.export up to
         # 2.7 at least guards one against the largest size, failing the ONNX export.
-        reconstruction, logits = out.split([self.input_shape_[0], 1], dim=1)
-        return reconstruction, logits
+        return out.split([self.input_shape_[0], 1], dim=1)
 
     # ------------------------------------------------------------- training
     def _batch_loss(self, module, xb, gen):

@@ -119,7 +119,7 @@ class ConvAutoencoder(nn.Module):
         norm_layer=None,
     ):
         super().__init__()
-        channels = tuple(int(c) for c in channels)
+        channels = tuple(channels)
         if not channels:
             raise ValueError("channels must hold at least one level, got ().")
         in_channels, (height, width), channels, latent_dim = positive_sizes(
