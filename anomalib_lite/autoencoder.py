@@ -81,6 +81,8 @@ SYNTHETIC_COPIES = 4
 SYNTHETIC_STRENGTH = 0.5
 SYNTHETIC_CHUNK = 64
 CHOICE_IMAGES = 1000
+#: ``projection_steps``: Adam's step size on the standardized image being moved.
+PROJECTION_RATE = 0.05
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
 #: ``edge_scale_`` covers the outer rings of pixels, 1/``EDGE_DEPTH`` of the smaller side deep.
@@ -235,6 +237,26 @@ class ConvAutoencoderDetector(TorchDetector):
         ``image_score='smooth'``); 0 disables it; ``'auto'`` is the smaller
         side / 28. Read when scoring, so it can be changed after ``fit``
         (for ``predict`` too only where ``offset_scoring_`` allows it).
+    projection_steps : int, default=0
+        Before scoring, move each image this many Adam steps (of size 0.05 in
+        standardized units) toward one that the network reconstructs closely
+        while it stays near the input: the steps lower ``||y - f(y)||^2 +
+        projection_penalty * ||y - x||_1`` over ``y``, starting from ``y = x``
+        (the energy-based projection of Dehaene et al., ICLR 2020). Every
+        score, :meth:`anomaly_map` and :meth:`reconstruct` then use ``f(y)``
+        in place of ``f(x)``. Where the network half-copies what it never saw
+        (an object worn over the normal one, another digit), ``y`` moves away
+        from it and ``f(y)`` falls back toward the normal class, so that the
+        residual ``x - f(y)`` shows it more fully (``docs/choosing.md``). Each
+        step runs the network forward and backward, so scoring, and the
+        threshold and ``'auto'`` choice at the end of ``fit``, take a few times
+        ``projection_steps`` as long; the ONNX export refuses it (the graph
+        has no gradients). 0 scores ``f(x)``. Read when scoring, as
+        ``smoothing`` is (``offset_scoring_``).
+    projection_penalty : float, default=0.1
+        Weight of the L1 distance to the input in the projection's objective,
+        per pixel of the standardized image: a higher one keeps ``y`` closer
+        to ``x``. Used only with ``projection_steps > 0``.
     batch_size : int or 'auto', default='auto'
         Images per optimizer step; ``'auto'`` is a tenth of the training
         images clipped to [8, 32]. Resolved into ``batch_size_``. Scoring
@@ -380,10 +402,11 @@ class ConvAutoencoderDetector(TorchDetector):
     offset_ : float
         Threshold on ``score_samples``; see ``decision_function``.
     offset_scoring_ : dict
-        ``{'image_score': ..., 'smoothing': ...}`` (the statistic and sigma in pixels;
-        None for ``'mean'``, which is not smoothed) of the scores ``offset_`` was set
-        on: ``decision_function`` and ``predict`` refuse to compare it with scores
-        computed otherwise.
+        ``{'image_score': ..., 'smoothing': ..., 'projection_steps': ...,
+        'projection_penalty': ...}`` (the statistic; the sigma in pixels, None for
+        ``'mean'``, which is not smoothed; the penalty None without steps) of the
+        scores ``offset_`` was set on: ``decision_function`` and ``predict``
+        refuse to compare it with scores computed otherwise.
     n_features_in_ : int
         Values per image, ``C * H * W``.
     sample_shape_ : tuple of int
@@ -469,6 +492,8 @@ class ConvAutoencoderDetector(TorchDetector):
         corruption=None,
         image_score="auto",
         smoothing="auto",
+        projection_steps=0,
+        projection_penalty=0.1,
         batch_size="auto",
         learning_rate_init=4e-3,
         learning_rate="constant-then-cosine",
@@ -496,6 +521,8 @@ class ConvAutoencoderDetector(TorchDetector):
         self.corruption = corruption
         self.image_score = image_score
         self.smoothing = smoothing
+        self.projection_steps = projection_steps
+        self.projection_penalty = projection_penalty
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.learning_rate = learning_rate
@@ -557,6 +584,7 @@ class ConvAutoencoderDetector(TorchDetector):
             )
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
         check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
+        self._projection()
 
     def _validate_input(self, X, *, reset):
         check_dense(X)
@@ -852,11 +880,48 @@ class ConvAutoencoderDetector(TorchDetector):
 
     def _scoring(self):
         statistic = self._statistic()
+        steps, penalty = self._projection()
         # The mean squared error is not smoothed.
         return {
             "image_score": statistic,
             "smoothing": None if statistic == "mean" else self._sigma(),
+            "projection_steps": steps,
+            "projection_penalty": penalty if steps else None,
         }
+
+    # ------------------------------------------------------------ projection
+    def _projection(self):
+        """``(projection_steps, projection_penalty)``, checked: read when scoring."""
+        check_int(self.projection_steps, "projection_steps", min_value=0)
+        check_float(self.projection_penalty, "projection_penalty", low=0, closed="left")
+        return int(self.projection_steps), float(self.projection_penalty)
+
+    def _forward(self, X):
+        steps, penalty = self._projection()
+        if not steps:
+            return super()._forward(X)
+        module = self.module_
+        module.eval()
+        x = self._placed(self._to_tensor(X))
+        moved = self._project(module, x, steps, penalty)
+        with torch.inference_mode():
+            return x, module(moved)
+
+    def _project(self, module, x, steps, penalty):
+        """The padded batch ``x`` with its images moved ``steps`` Adam steps down
+        ``||y - f(y)||^2 + penalty * ||y - x||_1`` (each image's own sum, so that
+        no image moves another); the padding is laid again from each step."""
+        start = self._crop(x)
+        with torch.inference_mode(False), torch.enable_grad():
+            moved = start.clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([moved], lr=PROJECTION_RATE)
+            for _ in range(steps):
+                padded = self._pad(moved)
+                energy = (self._crop(module(padded)) - moved).square().sum()
+                energy = energy + penalty * (moved - start).abs().sum()
+                (moved.grad,) = torch.autograd.grad(energy, moved)
+                optimizer.step()
+        return self._pad(moved.detach())
 
     def _score_errors(self, errors, x, out):
         return self._reduce(self._statistic(), errors, x, out)

@@ -371,6 +371,10 @@ class DraemDetector(ConvAutoencoderDetector):
         # Every image score reduces the smoothed map.
         return {"image_score": self._statistic(), "smoothing": self._sigma()}
 
+    def _projection(self):
+        # The segmenter learned to read the plain reconstruction's output: no projection.
+        return 0, None
+
     def _score_errors(self, errors, x, out):
         return reduce_map(self._pixel_map(x, out), self._statistic())
 

@@ -112,7 +112,15 @@ def _check_exportable(detector):
         ) from None
     if isinstance(detector, CalibratedDetector):
         _check_exportable(detector.detector_)
-    elif hasattr(detector, "offset_"):
+        return detector
+    steps = detector._projection()[0] if hasattr(detector, "_projection") else 0
+    if steps:
+        raise ValueError(
+            f"projection_steps={steps}: the projection moves each image by gradients "
+            "of the network, which an ONNX graph does not compute. Only a detector "
+            "fitted and scoring with projection_steps=0 exports."
+        )
+    if hasattr(detector, "offset_"):
         detector._check_offset_scoring()  # the graph compares its scores with offset_
     else:
         raise NotFittedError(

@@ -60,8 +60,9 @@ def detector_kinds():
 #: Every detector of the library, with the variants the contract tests cover.
 DETECTORS = [
     *detector_kinds().values(),
-    # Every contract holds with a corrupting fit, and with one fixed image score
-    # rather than the one chosen after training.
+    # Every contract holds with a corrupting fit, with one fixed image score
+    # rather than the one chosen after training, and with images projected
+    # before they are scored.
     ConvAutoencoderDetector(
         image_shape=(1, -1),
         channels=(4,),
@@ -69,6 +70,7 @@ DETECTORS = [
         max_iter=3,
         corruption="defects",
         image_score="topk",
+        projection_steps=3,
         random_state=0,
     ),
     PCADetector(),

@@ -389,3 +389,14 @@ def test_export_refuses_a_score_the_threshold_was_not_set_on(tmp_path):
     with pytest.raises(ValueError, match="offset_ was set on scores computed with"):
         export(det, tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_export_refuses_the_projection_whose_gradients_a_graph_lacks(calibrated, tmp_path):
+    images = _digits()[0][:40].reshape(-1, 8, 8)
+    det = ConvAutoencoderDetector(**CONV, projection_steps=2).fit(images)
+    if calibrated:
+        det = CalibratedDetector(det, method="quantile", random_state=0).fit(images)
+    with pytest.raises(ValueError, match=r"projection_steps=2: .*does not compute"):
+        export(det, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
