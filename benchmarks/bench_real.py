@@ -278,6 +278,12 @@ METHODS = {
         True,
         _small,
     ),
+    "ConvAutoencoderDetector(projection_steps=20)": (
+        _conv(projection_steps=20),
+        *_conv_scores,
+        True,
+        _small,
+    ),
     "ConvAutoencoderDetector(previous defaults)": (
         _conv(PreviousConvAutoencoder, **PREVIOUS_DEFAULTS),
         *_conv_scores,
@@ -716,7 +722,10 @@ def main(argv=None):
         "smaller ones, where the defaults have none: it mirrors `2 ** (levels - 1)` pixels "
         "(2 at 28 pixels, 1 at 8), as `margin='auto'` did before at every size; "
         "`weight_decay=3` shrinks the weights by 3 times the learning rate every step "
-        "(AdamW). The variants "
+        "(AdamW); `projection_steps=20` moves each image 20 Adam steps toward one the "
+        "network reconstructs closely before scoring it, at every score, the fit's own "
+        "included (its fit times count the projections of the threshold and of the "
+        "`'auto'` choice). The variants "
         "of the defaults and "
         "`DraemDetector()` (the autoencoder joined to a segmentation network trained on "
         "synthetic defects; its image score is the maximum of its map) run on the sets of "
