@@ -511,7 +511,8 @@ class TorchDetector(BaseDetector):
         An epoch's loss is the mean of its steps' losses, each measured before its
         step, so a last step that ruins the weights shows only in their output.
         """
-        _, out = self._forward(X[: self.batch_size_])
+        # The network's own output: a subclass's scoring path may do more (a projection).
+        _, out = TorchDetector._forward(self, X[: self.batch_size_])
         if all(bool(torch.isfinite(t).all()) for t in (out if isinstance(out, tuple) else (out,))):
             return
         lr = self.learning_rate_init

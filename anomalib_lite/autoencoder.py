@@ -13,7 +13,7 @@ from torch import nn
 from ._torch_detector import TorchDetector
 from .metrics import _ranks
 from .nn import ConvAutoencoder, paste_defects
-from .nn.functional import gaussian_blur, ssim_map
+from .nn.functional import gaussian_blur, pad_by_slices, ssim_map
 from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
     channels_first,
@@ -240,7 +240,7 @@ class ConvAutoencoderDetector(TorchDetector):
     projection_steps : int, default=0
         Before scoring, move each image this many Adam steps (of size 0.05 in
         standardized units) toward one that the network reconstructs closely
-        while it stays near the input: the steps lower ``||y - f(y)||^2 +
+        while it stays near the input: Adam steps on ``||y - f(y)||^2 +
         projection_penalty * ||y - x||_1`` over ``y``, starting from ``y = x``
         (the energy-based projection of Dehaene et al., ICLR 2020). Every
         score, :meth:`anomaly_map` and :meth:`reconstruct` then use ``f(y)``
@@ -770,15 +770,17 @@ class ConvAutoencoderDetector(TorchDetector):
         mean, scale = self._stats(x)
         return self._pad((x - mean) / scale)
 
-    def _pad(self, x):
-        """Standardized images with their mirrored margin and edge padding."""
+    def _pad(self, x, pad=F.pad):
+        """Standardized images with their mirrored margin and edge padding, laid by
+        ``pad``: F.pad, or :func:`~anomalib_lite.nn.functional.pad_by_slices` where a
+        gradient flows back through it."""
         m_h, m_w = self.margin_
         if m_h or m_w:
-            x = F.pad(x, (m_w, m_w, m_h, m_h), mode="reflect")
+            x = pad(x, (m_w, m_w, m_h, m_h), mode="reflect")
         top, bottom, left, right = self.padding_
         edge = (left - m_w, right - m_w, top - m_h, bottom - m_h)
         if any(edge):
-            x = F.pad(x, edge, mode="replicate")
+            x = pad(x, edge, mode="replicate")
         return x
 
     def _crop(self, t):
@@ -908,15 +910,16 @@ class ConvAutoencoderDetector(TorchDetector):
             return x, module(moved)
 
     def _project(self, module, x, steps, penalty):
-        """The padded batch ``x`` with its images moved ``steps`` Adam steps down
+        """The padded batch ``x`` with its images moved ``steps`` Adam steps on
         ``||y - f(y)||^2 + penalty * ||y - x||_1`` (each image's own sum, so that
-        no image moves another); the padding is laid again from each step."""
+        no image moves another); the padding is laid again from each step, by
+        slices whose backward is deterministic on CUDA as well."""
         start = self._crop(x)
         with torch.inference_mode(False), torch.enable_grad():
             moved = start.clone().requires_grad_(True)
             optimizer = torch.optim.Adam([moved], lr=PROJECTION_RATE)
             for _ in range(steps):
-                padded = self._pad(moved)
+                padded = self._pad(moved, pad_by_slices)
                 energy = (self._crop(module(padded)) - moved).square().sum()
                 energy = energy + penalty * (moved - start).abs().sum()
                 (moved.grad,) = torch.autograd.grad(energy, moved)

@@ -1517,3 +1517,15 @@ def test_projection_is_read_when_scoring_and_kept_by_files(tmp_path):
     np.testing.assert_array_equal(restored.score_samples(X), projected)
     np.testing.assert_array_equal(restored.predict(X), det.predict(X))
     assert not np.array_equal(det.set_params(projection_steps=0).score_samples(X), projected)
+
+
+def test_the_divergence_check_reads_the_network_without_the_projection(monkeypatch):
+    # The check after the last epoch asks whether the network's output is finite;
+    # projecting its batch would only cost time.
+    det = ConvAutoencoderDetector(**{**FAST, "projection_steps": 2}).fit(_images(n=16))
+
+    def no_projection(*args):
+        raise AssertionError("the divergence check projected its batch")
+
+    monkeypatch.setattr(det, "_project", no_projection)
+    det._check_output(det._validate_input(_images(n=16), reset=False))

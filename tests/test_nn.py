@@ -20,7 +20,7 @@ from anomalib_lite.nn import (
     ssim_map,
 )
 from anomalib_lite.nn.conv import UnfoldedConvTranspose2d
-from anomalib_lite.nn.functional import conv_transpose2d_unfolded
+from anomalib_lite.nn.functional import conv_transpose2d_unfolded, pad_by_slices
 from anomalib_lite.utils._torch import (
     build_quietly,
     check_device,
@@ -427,3 +427,25 @@ def test_modules_name_a_size_that_holds_no_unit(build, match):
     # Such sizes failed deep inside torch (ZeroDivisionError, negative dimension).
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    height=st.integers(1, 7),
+    width=st.integers(1, 7),
+    pad=st.tuples(*[st.integers(0, 8)] * 4),
+    mode=st.sampled_from(["reflect", "replicate"]),
+    seed=st.integers(0, 2**16),
+)
+def test_pad_by_slices_gives_the_values_and_gradient_of_f_pad(height, width, pad, mode, seed):
+    left, right, top, bottom = pad
+    if mode == "reflect":
+        assume(max(left, right) < width and max(top, bottom) < height)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, height, width, generator=gen, dtype=torch.float64, requires_grad=True)
+    expected, got = F.pad(x, pad, mode=mode), pad_by_slices(x, pad, mode)
+    assert torch.equal(got, expected)
+    weights = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    (want,) = torch.autograd.grad((expected * weights).sum(), x)
+    (have,) = torch.autograd.grad((got * weights).sum(), x)
+    torch.testing.assert_close(have, want, rtol=1e-12, atol=1e-12)

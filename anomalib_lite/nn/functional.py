@@ -1,4 +1,5 @@
-"""Image similarity maps used as losses and anomaly maps, and a transposed convolution."""
+"""Image similarity maps used as losses and anomaly maps, a transposed convolution,
+and padding with a deterministic backward."""
 
 import math
 import numbers
@@ -6,7 +7,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-__all__ = ["conv_transpose2d_unfolded", "gaussian_blur", "ssim_map"]
+__all__ = ["conv_transpose2d_unfolded", "gaussian_blur", "pad_by_slices", "ssim_map"]
 
 
 def _gaussian_kernel(size, sigma, dtype, device):
@@ -185,3 +186,35 @@ def conv_transpose2d_unfolded(
     if bias is not None:
         out = out + bias.view(1, c_out, 1, 1)
     return out
+
+
+def pad_by_slices(x, pad, mode):
+    """``F.pad(x, pad, mode)`` for ``mode`` ``'reflect'`` or ``'replicate'`` on the
+    last two dimensions, ``pad = (left, right, top, bottom)``, built from slices,
+    flips and concatenations.
+
+    The values are F.pad's; the backward is deterministic on CUDA too, where the
+    backward of F.pad's two modes adds into the input atomically, in an order that
+    varies between runs. Reflection needs each pad below its side's length.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    >>> bool((pad_by_slices(x, (2, 1, 1, 2), "reflect") == F.pad(x, (2, 1, 1, 2), "reflect")).all())
+    True
+    """
+
+    def side(t, before, after, dim):
+        n = t.shape[dim]
+        if mode == "reflect":
+            head = t.narrow(dim, 1, before).flip(dim)
+            tail = t.narrow(dim, n - 1 - after, after).flip(dim)
+        else:  # expand's backward is a sum, not an indexed add
+            head = t.narrow(dim, 0, 1).expand(*t.shape[:dim], before, *t.shape[dim + 1 :])
+            tail = t.narrow(dim, n - 1, 1).expand(*t.shape[:dim], after, *t.shape[dim + 1 :])
+        return torch.cat([head, t, tail], dim)
+
+    left, right, top, bottom = pad
+    return side(side(x, left, right, x.dim() - 1), top, bottom, x.dim() - 2)
