@@ -7,8 +7,9 @@ preprocessing path, which scoring, training and :mod:`anomalib_lite.onnx` all ru
 ``_from_tensor(out, like)`` (network space to input units), ``_make_module()``,
 ``_train_loss(out, x)``, ``_corrupt(x, gen)`` (the training input made from batch ``x``,
 which stays the target), ``_errors(x, out)`` (squared error per value, input units) and
-``_score_errors(errors, x, out)`` (chained by ``_score_tensor``). Every output comes
-from one forward pass, ``_forward``.
+``_score_errors(errors, x, out)`` (chained by ``_score_tensor``), and may supply
+``_network_input(module, x)`` (what the network reads when scoring). Every output
+comes from one forward pass, ``_forward``.
 """
 
 import contextlib
@@ -511,8 +512,7 @@ class TorchDetector(BaseDetector):
         An epoch's loss is the mean of its steps' losses, each measured before its
         step, so a last step that ruins the weights shows only in their output.
         """
-        # The network's own output: a subclass's scoring path may do more (a projection).
-        _, out = TorchDetector._forward(self, X[: self.batch_size_])
+        _, out = self._forward(X[: self.batch_size_], plain=True)
         if all(bool(torch.isfinite(t).all()) for t in (out if isinstance(out, tuple) else (out,))):
             return
         lr = self.learning_rate_init
@@ -1045,14 +1045,20 @@ class TorchDetector(BaseDetector):
         """Anomaly score of each sample from the network input ``x`` and output ``out``."""
         return self._score_errors(self._errors(x, out), x, out)
 
-    def _forward(self, X):
-        """The one inference path: ``(x, out)`` tensors of a validated batch."""
+    def _forward(self, X, *, plain=False):
+        """The one inference path: ``(x, out)`` tensors of a validated batch; the
+        network reads :meth:`_network_input`, or ``x`` itself with ``plain``."""
         module = self.module_
         module.eval()
         x = self._placed(self._to_tensor(X))
+        network_input = x if plain else self._network_input(module, x)
         with torch.inference_mode():
-            out = module(x)
+            out = module(network_input)
         return x, out
+
+    def _network_input(self, module, x):
+        """What the network reads when scoring the batch ``x``: ``x`` itself."""
+        return x
 
     def _anomaly_score(self, X):
         return self._outputs(X, lambda x, out, _: self._score_tensor(x, out))

@@ -898,16 +898,9 @@ class ConvAutoencoderDetector(TorchDetector):
         check_float(self.projection_penalty, "projection_penalty", low=0, closed="left")
         return int(self.projection_steps), float(self.projection_penalty)
 
-    def _forward(self, X):
+    def _network_input(self, module, x):
         steps, penalty = self._projection()
-        if not steps:
-            return super()._forward(X)
-        module = self.module_
-        module.eval()
-        x = self._placed(self._to_tensor(X))
-        moved = self._project(module, x, steps, penalty)
-        with torch.inference_mode():
-            return x, module(moved)
+        return self._project(module, x, steps, penalty) if steps else x
 
     def _project(self, module, x, steps, penalty):
         """The padded batch ``x`` with its images moved ``steps`` Adam steps on

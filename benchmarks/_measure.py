@@ -1,6 +1,14 @@
-"""Memory measurement shared by the benchmark scripts."""
+"""Time and memory measurement shared by the benchmark scripts."""
 
 import threading
+import time
+
+
+def seconds(func):
+    """Wall-clock seconds that ``func()`` takes."""
+    t0 = time.perf_counter()
+    func()
+    return time.perf_counter() - t0
 
 
 def anon_rss():

@@ -32,3 +32,9 @@ def machine_line(load_before, load_after, *, python=False):
         f"Machine: {', '.join(pieces)}; load average {load_before[0]:.1f} at the start "
         f"and {load_after[0]:.1f} at the end"
     )
+
+
+def write_page(path, lines):
+    """Write the page ``lines`` (joined by newlines) to ``path``, its folder created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))

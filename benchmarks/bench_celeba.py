@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _celeba_layout import make_celeba_layout  # noqa: E402
 from _measure import PeakRSS  # noqa: E402
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite.datasets import load_celeba  # noqa: E402
 
@@ -175,8 +175,7 @@ def main(argv=None):
         ),
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

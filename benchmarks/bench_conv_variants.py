@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: E402
@@ -313,10 +313,9 @@ def main(argv=None):
             for line in (f"### {title}", "", *curve_table(curves, name, curve_seeds[name]), "")
         ],
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.parent.mkdir(parents=True, exist_ok=True)
     curve_figure(curves, curve_seeds, TITLES, figure)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

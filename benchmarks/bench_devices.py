@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _measure import ForwardRows  # noqa: E402
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 from anomalib_lite.datasets import load_mnist_one_class  # noqa: E402
@@ -145,8 +145,7 @@ def main(argv=None):
     for r in results:
         lines.append(f"- {r['device_']}: " + ", ".join(f"{t:.2f}" for t in r["fits"]))
     lines.append("")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

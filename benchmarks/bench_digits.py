@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import (  # noqa: E402
     AutoencoderDetector,
@@ -188,8 +188,7 @@ def main(argv=None):
     ]
     for name, results in sections.items():
         lines += [*table(name, results, classes), ""]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print(f"wrote {args.output}")
 
 

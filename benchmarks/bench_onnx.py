@@ -22,7 +22,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _measure import seconds  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector, DraemDetector, PCADetector  # noqa: E402
 from anomalib_lite.datasets import make_textures  # noqa: E402
 from anomalib_lite.onnx import export  # noqa: E402
-
-
-def seconds(func):
-    t0 = time.perf_counter()
-    func()
-    return time.perf_counter() - t0
 
 
 def measure(name, det, X_fit, X, repeats, folder):
@@ -118,8 +112,7 @@ def main(argv=None):
             f"{r['onnxruntime'] / r['library']:.2f}x | {r['diff']:.1e} |"
         )
     lines.append("")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

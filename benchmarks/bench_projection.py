@@ -20,7 +20,6 @@ import datetime
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _measure import seconds  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 from anomalib_lite.datasets import make_textures  # noqa: E402
 
 STEPS = (0, 5, 10, 20)
-
-
-def seconds(func):
-    t0 = time.perf_counter()
-    func()
-    return time.perf_counter() - t0
 
 
 def measure(size, n_score, repeats, fast):
@@ -93,8 +87,7 @@ def main(argv=None):
                 f"{counts[size] / t:,.0f} | {t / times[0]:.1f}x |"
             )
     lines.append("")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

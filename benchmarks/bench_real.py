@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _real_data import accessory_split, elpv_split, make_grain  # noqa: E402
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import (  # noqa: E402
     ConvAutoencoderDetector,
@@ -804,8 +804,7 @@ def main(argv=None):
             *edge_pixel_table(results),
             "",
         ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

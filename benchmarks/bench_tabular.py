@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line  # noqa: E402
+from _report import command_line, write_page  # noqa: E402
 
 from anomalib_lite import AutoencoderDetector, PCADetector  # noqa: E402
 
@@ -116,8 +116,7 @@ def main(argv=None):
         f"AutoencoderDetector has the higher ROC-AUC on {wins} of {len(rows)} sets.",
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print(f"wrote {args.output}")
 
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 
@@ -117,8 +117,7 @@ def main(argv=None):
         f"2 threads take {slow:.2f}x as long as 1 thread.",
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _report import command_line, machine_line  # noqa: E402
+from _report import command_line, machine_line, write_page  # noqa: E402
 from bench_real import _rows, load_set  # noqa: E402
 
 from anomalib_lite import CalibratedDetector, ConvAutoencoderDetector, PCADetector  # noqa: E402
@@ -155,8 +155,7 @@ def main(argv=None):
         *table(results),
         "",
     ]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    write_page(args.output, lines)
     print("\n".join(lines))
 
 
