@@ -1063,11 +1063,12 @@ class TorchDetector(BaseDetector):
     def _anomaly_score(self, X):
         return self._outputs(X, lambda x, out, _: self._score_tensor(x, out))
 
-    def _outputs(self, X, func):
-        """``func(x, out, batch)`` over the batches of validated ``X``, as float64."""
+    def _outputs(self, X, func, *, plain=False):
+        """``func(x, out, batch)`` over the batches of validated ``X``, as float64;
+        ``plain`` as in :meth:`_forward`."""
 
         def run(batch):
-            x, out = self._forward(batch)
+            x, out = self._forward(batch, plain=plain)
             with torch.inference_mode():
                 return func(x, out, batch).double().cpu().numpy()
 

@@ -249,9 +249,10 @@ class ConvAutoencoderDetector(TorchDetector):
         from it and ``f(y)`` falls back toward the normal class, so that the
         residual ``x - f(y)`` shows it more fully (``docs/choosing.md``). Each
         step runs the network forward and backward, so scoring, and the
-        threshold and ``'auto'`` choice at the end of ``fit``, take a few times
-        ``projection_steps`` as long; the ONNX export refuses it (the graph
-        has no gradients). 0 scores ``f(x)``. Read when scoring, as
+        threshold at the end of ``fit``, take a few times ``projection_steps``
+        as long (the ``'auto'`` choice and ``edge_scale_`` read the plain
+        output: a fit chooses as it would without projection); the ONNX export
+        refuses it (the graph has no gradients). 0 scores ``f(x)``. Read when scoring, as
         ``smoothing`` is (``offset_scoring_``).
     projection_penalty : float, default=0.1
         Weight of the L1 distance to the input in the projection's objective,
@@ -636,7 +637,10 @@ class ConvAutoencoderDetector(TorchDetector):
     def _choose_scoring(self, X):
         """From the images ``X`` (at most ``CHOICE_IMAGES`` of them): ``edge_scale_``,
         then for ``image_score='auto'`` the score of :data:`AUTO_IMAGE_SCORES` that
-        best tells them from copies with synthetic defects blended in."""
+        best tells them from copies with synthetic defects blended in. Both read the
+        network's plain output, without ``projection_steps``: they describe the
+        network and the data, and projecting each of the copies too would multiply
+        the cost of the fit's end by the steps."""
         gen = make_generator(draw_seed(self.random_state))
         if X.shape[0] > CHOICE_IMAGES:
             X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
@@ -648,7 +652,7 @@ class ConvAutoencoderDetector(TorchDetector):
                 totals[i] = totals[i] + part.double().sum(0).cpu().numpy()
             return x.new_zeros(x.shape[0])  # _outputs stacks one value per image
 
-        self._outputs(X, add_maps)
+        self._outputs(X, add_maps, plain=True)
         square, energy = (float(np.sum(t)) for t in totals)
         usable = 0 < energy < math.inf and math.isfinite(square)
         self.energy_scale_ = square / energy if usable else 1.0
@@ -673,8 +677,9 @@ class ConvAutoencoderDetector(TorchDetector):
             pasted, _ = paste_defects(z, gen, probability=1.0, area=DEFECT_AREA)
             z = z + SYNTHETIC_STRENGTH * (pasted - z)
             rows = (z.numpy() * scale + mean).reshape(-1, *X.shape[1:])
-            defective.append(self._outputs(rows, scores))
-        normal, defective = self._outputs(X, scores), np.concatenate(defective)
+            defective.append(self._outputs(rows, scores, plain=True))
+        normal = self._outputs(X, scores, plain=True)
+        defective = np.concatenate(defective)
         labels = np.r_[np.zeros(normal.shape[0]), np.ones(defective.shape[0])]
         # Ranks: an overflowing score (inf, or NaN from inf - inf) ranks highest;
         # a training set whose own scores overflow is refused by the offset next.

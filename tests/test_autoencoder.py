@@ -767,9 +767,9 @@ def test_scoring_batches_are_sized_by_activation_memory(fitted, monkeypatch, bud
     sizes = []
     original = ConvAutoencoderDetector._forward
 
-    def spy(self, X):
+    def spy(self, X, **kwargs):
         sizes.append(len(X))
-        return original(self, X)
+        return original(self, X, **kwargs)
 
     monkeypatch.setattr(ConvAutoencoderDetector, "_forward", spy)
     assert fitted.batch_size_ == 16
@@ -1529,3 +1529,19 @@ def test_the_divergence_check_reads_the_network_without_the_projection(monkeypat
 
     monkeypatch.setattr(det, "_project", no_projection)
     det._check_output(det._validate_input(_images(n=16), reset=False))
+
+
+def test_a_projecting_fit_chooses_its_scoring_as_a_plain_fit_does():
+    # The 'auto' choice, energy_scale_ and edge_scale_ read the network's plain
+    # output, and projecting trains the same weights: so the projecting fit makes
+    # the plain fit's choice, and only its threshold reads the projection.
+    X = load_digits().images[:150]
+    plain = ConvAutoencoderDetector(max_iter=3, random_state=0).fit(X)
+    projected = clone(plain).set_params(projection_steps=2).fit(X)
+    for name, value in plain.module_.state_dict().items():
+        torch.testing.assert_close(projected.module_.state_dict()[name], value, rtol=0, atol=0)
+    assert projected.image_score_ == plain.image_score_
+    assert projected.image_score_aucs_ == plain.image_score_aucs_
+    assert projected.energy_scale_ == plain.energy_scale_
+    np.testing.assert_array_equal(projected.edge_scale_, plain.edge_scale_)
+    assert projected.offset_ != plain.offset_
