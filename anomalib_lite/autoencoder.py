@@ -251,9 +251,9 @@ class ConvAutoencoderDetector(TorchDetector):
         step runs the network forward and backward, so scoring, and the
         threshold at the end of ``fit``, take a few times ``projection_steps``
         as long (the ``'auto'`` choice and ``edge_scale_`` read the plain
-        output: a fit chooses as it would without projection); the ONNX export
-        refuses it (the graph has no gradients). 0 scores ``f(x)``. Read when scoring, as
-        ``smoothing`` is (``offset_scoring_``).
+        output: a fit chooses as it would without projection); the ONNX
+        export refuses it (the graph has no gradients). 0 scores ``f(x)``.
+        Read when scoring, as ``smoothing`` is (``offset_scoring_``).
     projection_penalty : float, default=0.1
         Weight of the L1 distance to the input in the projection's objective,
         per pixel of the standardized image: a higher one keeps ``y`` closer
