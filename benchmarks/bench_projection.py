@@ -72,8 +72,9 @@ def main(argv=None):
         "(set after the fit: it is read when scoring), on one torch thread; median of "
         f"{repeats} interleaved runs, and the ratio to `projection_steps=0` in the same "
         "run. Each step runs the network forward and backward on every image. The fit's "
-        "own threshold and `'auto'` choice score the training images in the same way: "
-        "`benchmarks_real.md` gives what that adds to a fit.",
+        "own threshold scores the training images in the same way (its `'auto'` choice "
+        "reads the network's plain output): `benchmarks_real.md` gives what that adds "
+        "to a fit.",
         "",
         f"{machine_line(load_before, load_after)} (the machine is shared).",
         "",
