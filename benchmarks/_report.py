@@ -16,15 +16,30 @@ def command_line(script, argv=None):
     return "python " + " ".join(shlex.quote(a) for a in args)
 
 
+def cpu_model():
+    """The processor's name (Linux's ``/proc/cpuinfo``), else what :mod:`platform` says.
+
+    Pages name it because timings, and the last digits of long fits, depend on the
+    processor: torch picks its float32 kernels by the instruction set.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine_line(load_before, load_after, *, python=False):
-    """``Machine: <arch>, <n> CPUs, torch <v>; load average <a> at the start and <b> at the end``.
+    """``Machine: <arch> (<processor>, <kernels>), <n> CPUs, torch <v>; load average <a>
+    at the start and <b> at the end``.
 
     ``load_before`` and ``load_after`` are :func:`os.getloadavg` tuples; the
     caller ends the sentence. ``python=True`` names the Python version too.
     """
     import torch
 
-    pieces = [platform.machine(), f"{os.cpu_count()} CPUs"]
+    kernels = torch.backends.cpu.get_cpu_capability()
+    pieces = [f"{platform.machine()} ({cpu_model()}, {kernels} kernels)", f"{os.cpu_count()} CPUs"]
     if python:
         pieces.append(f"Python {platform.python_version()}")
     pieces.append(f"torch {torch.__version__}")

@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _measure import PeakRSS  # noqa: E402
 from _peer_methods import select  # noqa: E402
-from _report import command_line  # noqa: E402
+from _report import command_line, cpu_model  # noqa: E402
 
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
@@ -324,12 +324,7 @@ def machine_lines():
         pyod_version = pyod.__version__
     except ImportError:
         pyod_version = "not installed"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     import anomalib_lite
 
     return [

@@ -164,3 +164,14 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     score_rows = after[: next(i for i, line in enumerate(after) if not line.startswith("|"))]
     assert len(score_rows) == 11  # ELPV 4, MNIST and accessories, digits, textures 3, grain
     assert all(r.count(" | ") == header.count(" | ") and "nan" not in r for r in score_rows)
+
+
+def test_pages_name_the_processor_and_its_kernels(monkeypatch):
+    """Timings and the last digits of long fits depend on the processor."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import _report
+
+    line = _report.machine_line((1.04, 0, 0), (2.0, 0, 0))
+    assert _report.cpu_model().strip()
+    assert f"({_report.cpu_model()}, {torch.backends.cpu.get_cpu_capability()} kernels)" in line
+    assert line.endswith("load average 1.0 at the start and 2.0 at the end")
