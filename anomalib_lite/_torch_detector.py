@@ -575,7 +575,16 @@ class TorchDetector(BaseDetector):
 
     @contextlib.contextmanager
     def _runtime(self):
-        with torch_threads(self.n_threads), deterministic_cudnn(), _progress_logging(self.verbose):
+        """What fitting runs under: the thread count, deterministic cuDNN, progress
+        logging, and gradients on, also in a caller's ``torch.no_grad()`` or
+        ``torch.inference_mode()`` block, where training could not step."""
+        with (
+            torch_threads(self.n_threads),
+            deterministic_cudnn(),
+            _progress_logging(self.verbose),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+        ):
             yield
 
     def _validation_share(self):

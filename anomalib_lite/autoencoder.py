@@ -813,7 +813,7 @@ class ConvAutoencoderDetector(TorchDetector):
         pasted, masks = self._paste_defects(xb, gen)
         low, high = DEFECT_STRENGTH
         strength = low + (high - low) * torch.rand(
-            (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device
+            (xb.shape[0], 1, 1, 1), generator=gen, device=gen.device, dtype=xb.dtype
         ).to(xb.device)
         return xb + strength * (pasted - xb), masks
 

@@ -15,7 +15,7 @@ from sklearn.exceptions import NotFittedError
 
 from anomalib_lite._torch_detector import MIN_HELD_OUT, TorchDetector
 from anomalib_lite.base import auto_threshold
-from anomalib_lite.io import load
+from anomalib_lite.io import load, save
 
 
 def test_sklearn_compatible_estimator(estimator, check):
@@ -76,6 +76,40 @@ def test_clone_and_pickle_give_identical_scores(detector):
     refit = clone(fitted).fit(X)
     np.testing.assert_array_equal(fitted.score_samples(X), refit.score_samples(X))
     assert _comparable(clone(fitted).get_params()) == _comparable(fitted.get_params())
+
+
+def test_torch_detectors_ignore_a_float64_default_dtype(torch_detector, tmp_path):
+    """A process may set torch's default dtype to float64 (Gaussian-process code
+    does); the networks stay float32, so fits, scores, pickles and saved models give
+    exactly what they give under the float32 default."""
+    X = _data(n=40)
+    fitted = clone(torch_detector).fit(X)
+    expected = fitted.score_samples(X)
+    blob = pickle.dumps(fitted)
+    save(fitted, tmp_path / "det.model")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        refit = clone(torch_detector).fit(X)
+        for det in (refit, fitted, pickle.loads(blob), load(tmp_path / "det.model")):
+            np.testing.assert_array_equal(det.score_samples(X), expected)
+        assert refit.offset_ == fitted.offset_
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_torch_detectors_train_inside_a_callers_no_grad_block(torch_detector, mode):
+    """fit and partial_fit turn gradients on for themselves: a caller's ``no_grad``
+    or ``inference_mode`` block gives the scores of a fit outside it."""
+    X = _data(n=40)
+    expected = clone(torch_detector).fit(X).score_samples(X)
+    streamed = clone(torch_detector).partial_fit(X).score_samples(X)
+    with mode():
+        fitted = clone(torch_detector).fit(X)
+        resumed = clone(torch_detector).partial_fit(X)
+        np.testing.assert_array_equal(fitted.score_samples(X), expected)
+        np.testing.assert_array_equal(resumed.score_samples(X), streamed)
 
 
 def test_fit_learns_from_normal_rows_only(detector):

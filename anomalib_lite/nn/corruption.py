@@ -13,9 +13,10 @@ DEFECT_FILLS = ("patch", "shift", "noise", "flat")
 MASK_GRIDS = (2, 3, 4, 6, 8)
 
 
-def _draw(shape, generator, device):
-    """Uniform [0, 1) numbers drawn on the generator's device, moved to ``device``."""
-    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+def _draw(shape, generator, device, dtype=torch.float32):
+    """Uniform [0, 1) numbers drawn on the generator's device, moved to ``device``;
+    ``dtype`` explicit, so that a process's float64 default does not leak into a batch."""
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
 def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"):
@@ -119,7 +120,7 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     patch = torch.roll(x, (other, shift_y % height, shift_x % width), (0, 2, 3))
     sign = torch.where(_draw((n,), generator, device) < 0.5, -1.0, 1.0)
     shifted = x + ((0.5 + 1.5 * _draw((n,), generator, device)) * sign).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=generator, device=generator.device).to(device)
+    noise = torch.randn(x.shape, generator=generator, device=on, dtype=x.dtype).to(device)
     low, high = x.min(), x.max()
     flat = (low + (high - low) * _draw((n, 1, 1, 1), generator, device)).expand_as(x)
     content = torch.where(fill == 0, patch, shifted)

@@ -108,9 +108,11 @@ def generator_seed(generator):
 
 def build_quietly(factory):
     """Call ``factory()`` (layer constructors draw from the global torch RNG)
-    with the global RNG state restored afterwards; see :func:`init_weights`."""
+    with the global RNG state restored afterwards (see :func:`init_weights`),
+    and return the module in float32, the dtype of every input, whatever
+    ``torch.get_default_dtype()`` a caller's process has set."""
     with torch.random.fork_rng(devices=[]):
-        return factory()
+        return factory().float()
 
 
 def init_weights(module, generator):
