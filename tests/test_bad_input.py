@@ -124,11 +124,15 @@ def _huge_training(ctx):
     return ctx.fits(ctx.keep(_X() * 1e40))
 
 
-@row("training-overflow", ValueError, "non-finite anomaly score.*Rescale X")
+@row("training-overflow", ValueError, r"float32, which overflow above.*Rescale X")
 def _training_overflow(ctx):
-    # within the accepted range, but squared float32 errors in input units overflow
+    # within the accepted range, but squared float32 errors in input units would
+    # overflow: refused before training
     X = ctx.keep(_X() * 1e25)
-    return [lambda: clone(ctx.kinds["conv"]).fit(X)]
+    return [
+        lambda: clone(ctx.kinds["conv"]).fit(X),
+        lambda: clone(ctx.kinds["autoencoder"]).set_params(standardize=False).fit(X),
+    ]
 
 
 @row("huge-scoring-values", UserWarning, "overflowed float64.*score_samples -inf")

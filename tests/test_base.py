@@ -194,3 +194,12 @@ def test_failed_first_fit_leaves_the_detector_unfitted(make, args):
     assert vars(det) == before
     with pytest.raises(NotFittedError):
         det.predict(args[0])
+
+
+@pytest.mark.parametrize("contamination", ["auto", 0.1])
+def test_no_threshold_is_set_on_non_finite_training_scores(contamination):
+    """The last guard of every fit: the autoencoders refuse data whose float32 errors
+    would overflow before training, but a threshold is never NaN or infinite."""
+    det = PCADetector(contamination=contamination)
+    with pytest.raises(ValueError, match=r"1 of 3 training samples got a non-finite.*Rescale X"):
+        det._fitted_offset(np.array([1.0, np.inf, 2.0]))

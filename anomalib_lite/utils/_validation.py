@@ -326,6 +326,9 @@ def check_magnitude(X, limit, name="X"):
 #: down to float32 precision relative to the spread stay normal float32
 #: numbers, sqrt(tiny / eps), about 3.2e-16.
 MIN_FLOAT32_SPREAD = float(np.sqrt(np.finfo(np.float32).tiny / np.finfo(np.float32).eps))
+#: Largest such standard deviation: then the squared error of a sample up to
+#: 1,000 spreads from its reconstruction stays finite in float32, about 1.8e16.
+MAX_FLOAT32_SPREAD = float(np.sqrt(np.finfo(np.float32).max)) / 1e3
 
 
 def check_float32_spread(spread, varies, center, where, name="X"):
@@ -338,11 +341,21 @@ def check_float32_spread(spread, varies, center, where, name="X"):
     its variation to float32 rounding; one whose spread is below
     :data:`MIN_FLOAT32_SPREAD` (values that underflow included) would have
     its squared errors underflow, so that every score would be 0 and no
-    anomaly would be seen.
+    anomaly would be seen; one above :data:`MAX_FLOAT32_SPREAD` would have
+    them overflow, so that training would end in non-finite scores.
     """
     spread, varies, center = (
         np.atleast_1d(np.asarray(a, dtype=np.float64)) for a in (spread, varies, center)
     )
+    wide = np.flatnonzero(spread > MAX_FLOAT32_SPREAD)
+    if wide.size:
+        i = int(wide[0])
+        raise ValueError(
+            f"{name} has a standard deviation of {spread[i]:.3g} in {where.format(i=i)}; "
+            "the detector measures squared errors in input units in float32, which "
+            f"overflow above a spread of {MAX_FLOAT32_SPREAD:.2g}. Rescale {name}, e.g. "
+            "divide it by a constant or use sklearn.preprocessing.StandardScaler."
+        )
     bad = np.flatnonzero(varies.astype(bool) & (spread < MIN_FLOAT32_SPREAD))
     if bad.size == 0:
         return
