@@ -53,7 +53,9 @@ class PCADetector(BaseDetector):
     n_components : int, float or None, default=0.9
         An int keeps that many components; a float in (0, 1) the fewest whose
         explained variance ratio exceeds it; None ``min(n_samples,
-        n_features)``. Keeping every dimension makes SPE rounding noise.
+        n_features)``. Keeping every dimension makes SPE rounding noise, and
+        keeping ``n_samples`` components of fewer images than pixels keeps one
+        without variance, whose T² flags every new sample (both warn).
     statistic : {'spe', 't2', 'combined'}, default='spe'
         ``'spe'``: squared distance to the subspace. ``'t2'``: Hotelling's
         ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
@@ -356,8 +358,10 @@ class PCADetector(BaseDetector):
             )
         self._check_variance(X, self.trim_fraction if trimmed else None)
         self._check_n_components(n_samples, n_features, trimmed)
+        n = self.n_components
         self.pca_ = PCA(
-            n_components=self.n_components,
+            # scikit-learn's PCA refuses NumPy's float32 where its own checks accept it
+            n_components=n if n is None or isinstance(n, Integral) else float(n),
             whiten=self.whiten,
             svd_solver=self.svd_solver,
             random_state=self.random_state,
@@ -425,6 +429,20 @@ class PCADetector(BaseDetector):
                 f"n_samples={self.n_samples_fit_}): the distance to the subspace "
                 "is zero on the training data and its scores are rounding noise "
                 "there. Lower n_components, e.g. to a float such as 0.9.",
+                UserWarning,
+                stacklevel=4,
+            )
+        null = int(np.sum(self.explained_variance_ <= 1e-10 * total))
+        if self.statistic != "spe" and null:
+            k = self.n_components_
+            warnings.warn(
+                f"{null} of the n_components_={k} components have no training variance "
+                f"(the centred training data, n_samples={self.n_samples_fit_} by "
+                f"n_features_in_={self.n_features_in_}, span at most "
+                f"{min(self.n_samples_fit_ - 1, self.n_features_in_)} directions): "
+                f"statistic={self.statistic!r} divides by their variance, so almost every "
+                f"new sample scores as an anomaly. Lower n_components, e.g. to {k - null} "
+                "or a float such as 0.9.",
                 UserWarning,
                 stacklevel=4,
             )

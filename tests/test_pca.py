@@ -753,3 +753,32 @@ def test_partial_fit_names_the_features_when_they_limit_n_components():
     X = np.random.default_rng(0).normal(size=(100, 6))
     with pytest.raises(ValueError, match=r"n_components=8 must be <= .*n_features=6"):
         PCADetector(n_components=8).partial_fit(X)
+
+
+@pytest.mark.parametrize("statistic", ["t2", "combined"])
+def test_t2_warns_of_components_without_training_variance(statistic):
+    """Fewer images than pixels: centring leaves n_samples - 1 directions, and T²
+    divides by the variance of a component kept beyond them, so every new normal
+    sample would score as an anomaly."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(1, 256))
+    train = base + 0.1 * rng.normal(size=(40, 256))
+    new = base + 0.1 * rng.normal(size=(100, 256))
+    with pytest.warns(UserWarning, match=r"1 of the n_components_=40 components have no "):
+        det = PCADetector(n_components=None, statistic=statistic).fit(train)
+    assert np.all(det.predict(new) == -1)  # what the warning is about
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*rounding noise")  # combined's SPE
+        warnings.filterwarnings("error", message=".*no training variance")
+        det = PCADetector(n_components=39, statistic=statistic).fit(train)
+    if statistic == "t2":
+        assert np.mean(det.predict(new) == -1) < 0.5
+
+
+def test_numpy_float_n_components_fit_as_python_floats():
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    expected = PCADetector(n_components=0.5).fit(X)
+    for n_components in (np.float32(0.5), np.float64(0.5)):
+        det = PCADetector(n_components=n_components).fit(X)
+        assert det.n_components_ == expected.n_components_
+        np.testing.assert_array_equal(det.score_samples(X), expected.score_samples(X))
