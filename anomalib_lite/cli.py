@@ -352,7 +352,7 @@ def _training_images(args):
         raise CommandError(f"--data: '{root}' is not a folder")
     options = {"size": args.size, "color_mode": args.color}
     if (root / "train").is_dir() and (root / "test").is_dir():
-        return load_folder_dataset(root, mask_dir=None, **options).train_images
+        return load_folder_dataset(root, test_dir=None, **options).train_images
     return load_images(root, **options)
 
 
@@ -544,7 +544,7 @@ def _cmd_evaluate(args):
     test = root / "test"
     color = layout.color(_image_files([test])[0]) if test.is_dir() else "gray"
     try:
-        data = load_folder_dataset(root, size=args.size, color_mode=color)
+        data = load_folder_dataset(root, train_dir=None, size=args.size, color_mode=color)
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(f"--data: {exc}") from None
     images, labels = data.test_images, data.test_labels

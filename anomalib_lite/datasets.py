@@ -611,11 +611,13 @@ def load_folder_dataset(
     resample : {'bilinear', 'nearest', 'box', 'bicubic', 'lanczos'}, \
             default='bilinear'
         As in :func:`load_images`.
-    train_dir : str, default='train'
+    train_dir : str or None, default='train'
         Training folder under ``root``: its ``normal_dir`` sub-folder if it
         exists, else the folder itself, which must then have no sub-folders.
-    test_dir : str, default='test'
-        Test folder under ``root``; one sub-folder per defect type.
+        None loads no training images (to evaluate a fitted model).
+    test_dir : str or None, default='test'
+        Test folder under ``root``; one sub-folder per defect type. None loads
+        no test images (to fit), nor masks.
     mask_dir : str or None, default='ground_truth'
         Mask folder under ``root``: ``<defect type>/<name><mask_suffix>.<ext>``
         per defective image; pixels above half the value range (> 127 in 8
@@ -644,6 +646,10 @@ def load_folder_dataset(
         * ``test_mask_paths``: list of str or None (None for normal images),
           or None when no masks are loaded.
 
+        The training keys are None with ``train_dir=None``, the test keys
+        with ``test_dir=None``. Images of both parts must have one size (or
+        are resized to ``size``); a part not loaded is not read at all.
+
     Examples
     --------
     >>> import numpy as np, tempfile, pathlib
@@ -669,20 +675,81 @@ def load_folder_dataset(
     check_option(dtype, "dtype", _DTYPES)
     check_option(resample, "resample", tuple(_RESAMPLE))
     check_option(on_error, "on_error", _ON_ERROR)
-    for value, name in [
-        (train_dir, "train_dir"),
-        (test_dir, "test_dir"),
-        (normal_dir, "normal_dir"),
-    ]:
-        if not isinstance(value, str) or not value:
-            raise TypeError(f"{name} must be a non-empty str, got {value!r}.")
+    for value, name in [(train_dir, "train_dir"), (test_dir, "test_dir")]:
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"{name} must be a non-empty str or None, got {value!r}.")
+    if train_dir is None and test_dir is None:
+        raise ValueError("train_dir and test_dir are both None; nothing would be loaded.")
+    if not isinstance(normal_dir, str) or not normal_dir:
+        raise TypeError(f"normal_dir must be a non-empty str, got {normal_dir!r}.")
     if mask_dir is not None and not isinstance(mask_dir, str):
         raise TypeError(f"mask_dir must be a str or None, got {mask_dir!r}.")
     if not isinstance(mask_suffix, str):
         raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
 
-    train_paths = _list_images(_train_folder(root, train_dir, normal_dir))
-    test_root = check_path(root / test_dir, "test_dir", must_exist=True)
+    train_paths = (
+        [] if train_dir is None else _list_images(_train_folder(root, train_dir, normal_dir))
+    )
+    test_root = (
+        None if test_dir is None else check_path(root / test_dir, "test_dir", must_exist=True)
+    )
+    test_paths, test_types = _test_files(test_root, normal_dir) if test_root else ([], [])
+
+    options = dict(color_mode=color_mode, size=size, resample=resample, dtype=dtype)
+    images, kept, sizes = _read_all(train_paths + test_paths, on_error=on_error, **options)
+    train_set = set(train_paths)
+    n_train = sum(1 for p in kept if p in train_set)
+    for part, folder, n in [
+        ("training", train_dir, n_train),
+        ("test", test_dir, len(kept) - n_train),
+    ]:
+        if folder is not None and n == 0:
+            raise ValueError(f"No {part} image of '{root}' could be read.")
+    train = dict(train_images=images[:n_train], train_paths=kept[:n_train])
+    if train_dir is None:
+        train = dict.fromkeys(train)
+    if test_root is None:
+        return Bunch(**train, **dict.fromkeys(_TEST_KEYS))
+    type_of = dict(zip(test_paths, test_types, strict=True))
+    test_kept = kept[n_train:]
+    defect_types = np.asarray([type_of[p] for p in test_kept])
+    labels = (defect_types != normal_dir).astype(np.int64)
+
+    masks = mask_paths = None
+    mask_root = None if mask_dir is None else root / mask_dir
+    if mask_root is not None and mask_root.is_dir():
+        mask_paths = [
+            None
+            if t == normal_dir
+            else _find_mask(mask_root, t, Path(p).relative_to(test_root / t), mask_suffix)
+            for p, t in zip(test_kept, defect_types, strict=True)
+        ]
+        masks = _read_masks(mask_paths, sizes[n_train:], test_kept, size)
+
+    return Bunch(
+        **train,
+        test_images=images[n_train:],
+        test_labels=labels,
+        test_masks=masks,
+        test_defect_types=defect_types,
+        test_paths=test_kept,
+        test_mask_paths=mask_paths,
+    )
+
+
+#: The keys of :func:`load_folder_dataset`'s test part.
+_TEST_KEYS = (
+    "test_images",
+    "test_labels",
+    "test_masks",
+    "test_defect_types",
+    "test_paths",
+    "test_mask_paths",
+)
+
+
+def _test_files(test_root, normal_dir):
+    """``(paths, defect types)`` of the images in the defect-type folders of ``test_root``."""
     loose = [
         e.name
         for e in os.scandir(test_root)
@@ -705,40 +772,7 @@ def load_folder_dataset(
         found = _list_images(test_root / defect_type)
         test_paths += found
         test_types += [defect_type] * len(found)
-
-    options = dict(color_mode=color_mode, size=size, resample=resample, dtype=dtype)
-    images, kept, sizes = _read_all(train_paths + test_paths, on_error=on_error, **options)
-    train_set = set(train_paths)
-    n_train = sum(1 for p in kept if p in train_set)
-    if n_train == 0 or n_train == len(kept):
-        which = "training" if n_train == 0 else "test"
-        raise ValueError(f"No {which} image of '{root}' could be read.")
-    type_of = dict(zip(test_paths, test_types, strict=True))
-    test_kept = kept[n_train:]
-    defect_types = np.asarray([type_of[p] for p in test_kept])
-    labels = (defect_types != normal_dir).astype(np.int64)
-
-    masks = mask_paths = None
-    mask_root = None if mask_dir is None else root / mask_dir
-    if mask_root is not None and mask_root.is_dir():
-        mask_paths = [
-            None
-            if t == normal_dir
-            else _find_mask(mask_root, t, Path(p).relative_to(test_root / t), mask_suffix)
-            for p, t in zip(test_kept, defect_types, strict=True)
-        ]
-        masks = _read_masks(mask_paths, sizes[n_train:], test_kept, size)
-
-    return Bunch(
-        train_images=images[:n_train],
-        test_images=images[n_train:],
-        test_labels=labels,
-        test_masks=masks,
-        test_defect_types=defect_types,
-        train_paths=kept[:n_train],
-        test_paths=test_kept,
-        test_mask_paths=mask_paths,
-    )
+    return test_paths, test_types
 
 
 # ------------------------------------------------------- synthetic textures

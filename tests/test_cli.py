@@ -5,6 +5,7 @@ import csv
 import io as io_module
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -374,8 +375,36 @@ def test_model_of_another_image_size(model, tmp_path):
 def test_evaluate_needs_an_mvtec_root(model, root):
     _fails(
         "evaluate", "--model", model, "--data", root / "train",
-        match="--data: train_dir: no such file or folder",
+        match="--data: test_dir: no such file or folder",
     )  # fmt: skip
+
+
+def _evaluate_json(model, data):
+    stdout = io_module.StringIO()
+    with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["evaluate", "--model", str(model), "--data", str(data), "--json"]) == 0
+    return json.loads(stdout.getvalue())
+
+
+def test_fit_reads_only_the_training_part_and_evaluate_only_the_test_part(root, tmp_path):
+    """fit learns from train/good/ whatever test/ holds (here an unreadable file, a
+    loose image and one of another size); evaluate needs test/ and masks alone, and
+    a broken training image does not stop it."""
+    fit_root, eval_root = tmp_path / "fit", tmp_path / "evaluate"
+    shutil.copytree(root / "train", fit_root / "train")
+    (fit_root / "test" / "scratch").mkdir(parents=True)
+    (fit_root / "test" / "scratch" / "broken.png").write_bytes(b"not an image")
+    _noise(fit_root / "test" / "loose.png", shape=(SIZE + 4, SIZE + 4))
+    path = tmp_path / "pca.model"
+    assert _quiet("fit", "--quiet", "--data", fit_root, "--detector", "pca", "--out", path) == 0
+    for part in ("test", "ground_truth"):
+        shutil.copytree(root / part, eval_root / part)
+    expected = _evaluate_json(path, root)
+    assert _evaluate_json(path, eval_root) == expected
+    shutil.copytree(fit_root / "train", eval_root / "train")
+    (eval_root / "train" / "good" / "broken.png").write_bytes(b"not an image")
+    assert _evaluate_json(path, eval_root) == expected
 
 
 def test_tabular_model_is_refused(root, tmp_path):

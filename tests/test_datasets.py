@@ -517,6 +517,29 @@ def test_load_folder_dataset_train_and_test_sizes_must_match(tmp_path):
         load_folder_dataset(tmp_path)
 
 
+def test_load_folder_dataset_loads_one_part_without_reading_the_other(tmp_path):
+    _make_tree(tmp_path)
+    full = load_folder_dataset(tmp_path)
+    # What the other part holds is not read: an unreadable file, another size.
+    _save(tmp_path / "test/good/000.png", np.zeros((5, 5), np.uint8))
+    (tmp_path / "train/good/zz.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"Cannot read|different sizes"):
+        load_folder_dataset(tmp_path)
+    with pytest.warns(UserWarning, match="zz.png"):
+        train = load_folder_dataset(tmp_path, test_dir=None, on_error="warn")
+    assert train.test_images is None and train.test_masks is None and train.test_paths is None
+    np.testing.assert_array_equal(train.train_images, full.train_images)
+    (tmp_path / "train/good/zz.png").unlink()
+    _make_tree(tmp_path)  # the test part as it was
+    (tmp_path / "train/good/zz.png").write_bytes(b"not an image")
+    test = load_folder_dataset(tmp_path, train_dir=None)
+    assert test.train_images is None and test.train_paths is None
+    for key in ("test_images", "test_labels", "test_masks", "test_defect_types"):
+        np.testing.assert_array_equal(test[key], full[key])
+    with pytest.raises(ValueError, match="both None"):
+        load_folder_dataset(tmp_path, train_dir=None, test_dir=None)
+
+
 def test_load_folder_dataset_missing_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="train"):
         load_folder_dataset(tmp_path)
