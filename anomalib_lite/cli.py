@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from io import TextIOWrapper
 from pathlib import Path
@@ -167,6 +168,15 @@ def _new_file(path, option, overwrite):
         raise CommandError(f"{option}: '{blocking}' is a file, not a folder to write '{path}' in")
     if not directory.is_dir():
         raise CommandError(f"{option}: the folder of '{path}' does not exist; create it first")
+    # Before any work: a fit would otherwise train, then fail to write.
+    try:
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".anomalib-lite-", suffix=".probe")
+    except OSError as exc:
+        raise CommandError(
+            f"{option}: cannot write in the folder of '{path}' ({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 

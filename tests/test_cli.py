@@ -284,6 +284,18 @@ def test_output_under_a_file_names_the_file(root, model, tmp_path):
     assert (tmp_path / "f").read_text() == "precious"
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(root, tmp_path):
+    """/proc takes no new files; the message names --out, not a temporary file."""
+    checkpoint = tmp_path / "epoch.model"
+    _fails(
+        "fit", "--quiet", "--data", root / "train", *FAST,
+        "--param", f"checkpoint_path={checkpoint}", "--out", "/proc/m.model",
+        match="--out: cannot write in the folder of '/proc/m.model'",
+    )  # fmt: skip
+    assert not checkpoint.exists()  # not one epoch trained
+
+
 def test_a_checkpoint_at_the_output_path_is_refused_before_training(root, tmp_path):
     out = tmp_path / "same.model"
     fit = ["fit", "--quiet", "--data", root / "train", *FAST, "--param", "max_iter=1"]

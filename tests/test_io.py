@@ -138,6 +138,15 @@ def test_round_trip_gives_identical_parameters_state_and_scores(detector, tmp_pa
     assert restored.offset_ == fitted.offset_
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_that_cannot_be_written_is_named_by_the_target():
+    """The temporary file next to the target is an implementation detail."""
+    det = PCADetector(n_components=1).fit(np.random.default_rng(0).normal(size=(9, 3)))
+    with pytest.raises(OSError) as info:
+        save(det, "/proc/m.model")
+    assert info.value.filename == "/proc/m.model" and ".tmp" not in str(info.value)
+
+
 def test_unfitted_round_trip_keeps_parameters(detector, tmp_path):
     restored = load(save(clone(detector), tmp_path / "model"))
     assert_same_state(clone(detector), restored)

@@ -42,7 +42,10 @@ def write_atomically(path, write, *, overwrite, exists_error):
     # A file replaced keeps its permissions (a private model stays private), set
     # before anything is written.
     keep = _permissions(path) if overwrite else None
-    fd = os.open(tmp, flags, 0o666 if keep is None else 0o600)
+    try:
+        fd = os.open(tmp, flags, 0o666 if keep is None else 0o600)
+    except OSError as exc:  # named for the target: the temporary name means nothing to a caller
+        raise OSError(exc.errno, f"{exc.strerror} (writing next to it)", str(path)) from exc
     try:
         if keep is not None and hasattr(os, "fchmod"):
             os.fchmod(fd, keep)
