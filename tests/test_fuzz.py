@@ -38,7 +38,7 @@ DOCUMENTED = (ValueError, TypeError)
 #: values whose squares overflow the arithmetic (64-bit integers near 2**64, say).
 TRAINING_REFUSALS = (
     r"sample\(s\)|leaves none to train on|held-out normal scores|zero variance"
-    r"|too large for the detector's arithmetic"
+    r"|too large for the detector's arithmetic|overflow above a spread of"
 )
 
 fuzz = settings(
