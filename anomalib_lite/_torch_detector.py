@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import math
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +41,7 @@ from .utils._torch import (
     generator_seed,
     init_weights,
     make_generator,
+    process_wide,
     resolve_device,
     seeded_dropout,
     torch_threads,
@@ -198,20 +200,29 @@ def _progress_logging(verbose):
     if not verbose:
         yield
         return
-    handler = None
-    old_level = logger.level
-    if not logger.hasHandlers():
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
+
+    def enter():
+        handler, old_level = None, logger.level
+        if not logger.hasHandlers():
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        return handler, old_level
+
+    def leave(kept):
+        handler, old_level = kept
         logger.setLevel(old_level)
         if handler is not None:
             logger.removeHandler(handler)
+
+    # Verbose fits in several threads share the handler: the last one out removes it.
+    with process_wide(_LOGGING, enter, leave):
+        yield
+
+
+_LOGGING = {"lock": threading.Lock(), "blocks": 0, "kept": None}
 
 
 class TorchDetector(BaseDetector):
@@ -619,7 +630,8 @@ class TorchDetector(BaseDetector):
         n_val = self._n_held_out(n)
         if n_val == 0:
             return None
-        perm = torch.randperm(n, generator=gen or make_generator(self._run.split_seed))
+        gen = gen or make_generator(self._run.split_seed)
+        perm = torch.randperm(n, generator=gen, device=gen.device)
         return perm[:n_val], perm[n_val:]
 
     def _split(self, x):
@@ -771,7 +783,7 @@ class TorchDetector(BaseDetector):
         module = self.module_
         module.train()
         n = train.shape[0]
-        order = torch.randperm(n, generator=gen).to(train.device)
+        order = torch.randperm(n, generator=gen, device=gen.device).to(train.device)
         total = torch.zeros((), dtype=torch.float64, device=train.device)
         with seeded_dropout(module, gen):
             for step, start in enumerate(range(0, n, self.batch_size_)):

@@ -643,7 +643,8 @@ class ConvAutoencoderDetector(TorchDetector):
         the cost of the fit's end by the steps."""
         gen = make_generator(draw_seed(self.random_state))
         if X.shape[0] > CHOICE_IMAGES:
-            X = X[np.sort(torch.randperm(X.shape[0], generator=gen)[:CHOICE_IMAGES].numpy())]
+            order = torch.randperm(X.shape[0], generator=gen, device=gen.device)
+            X = X[np.sort(order[:CHOICE_IMAGES].numpy())]
         totals = [0.0, 0.0]
 
         # Running sums: the maps of all X would take n * H * W floats.

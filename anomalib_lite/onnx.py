@@ -227,7 +227,7 @@ class _PCAScorer(nn.Module):
         self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
         self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))
         # A float64 tensor: a Python float would be exported as a float32 constant.
-        self.register_buffer("theta1", torch.tensor(theta1, dtype=f64))
+        self.register_buffer("theta1", torch.tensor(theta1, dtype=f64, device="cpu"))
 
     def forward(self, x):
         xc = x.to(torch.float64).reshape(x.shape[0], -1) - self.mean
@@ -250,7 +250,8 @@ class _Graph(nn.Module):
         super().__init__()
         self.scorer = _scorer(detector)
         # A float64 tensor: a Python float would be exported as a float32 constant.
-        self.register_buffer("offset", torch.tensor(float(detector.offset_), dtype=torch.float64))
+        offset = torch.tensor(float(detector.offset_), dtype=torch.float64, device="cpu")
+        self.register_buffer("offset", offset)
 
     def forward(self, x):
         anomaly, maps = self.scorer(x)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -527,6 +528,44 @@ def test_verbose_logs_each_epoch_and_silent_by_default(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3
     assert "epoch 2/3: train loss" in messages[1] and "s left" in messages[1]
+
+
+def test_overlapping_verbose_fits_both_log_and_leave_the_logger_as_it_was(caplog):
+    """Verbose fits in two threads share the level they set: the one that ends
+    first does not silence the other, nor does the last leave the level set."""
+    logger = logging.getLogger("anomalib_lite")
+    level = logger.level
+    entered, go = threading.Event(), threading.Event()
+
+    def hold(det, record):
+        if not entered.is_set():
+            entered.set()
+            assert go.wait(60)
+
+    first = threading.Thread(
+        target=ConvAutoencoderDetector(**{**FAST, "verbose": 1}, callbacks=[hold]).fit,
+        args=(_images(),),
+    )
+    first.start()
+    assert entered.wait(60)
+    second_done = threading.Event()
+
+    def second():
+        def release(det, record):
+            if record["epoch"] == 1:
+                go.set()
+                first.join()  # the first fit ends while this one runs
+
+        ConvAutoencoderDetector(**{**FAST, "verbose": 1}, callbacks=[release]).fit(_images())
+        second_done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join()
+    assert second_done.is_set()
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("anomalib_lite")]
+    assert sum("epoch 3/3" in m for m in messages) == 2  # both fits to their end
+    assert logger.level == level and not logger.handlers
 
 
 # ------------------------------------------- interruption and divergence

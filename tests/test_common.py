@@ -78,24 +78,35 @@ def test_clone_and_pickle_give_identical_scores(detector):
     assert _comparable(clone(fitted).get_params()) == _comparable(fitted.get_params())
 
 
-def test_torch_detectors_ignore_a_float64_default_dtype(torch_detector, tmp_path):
-    """A process may set torch's default dtype to float64 (Gaussian-process code
-    does); the networks stay float32, so fits, scores, pickles and saved models give
-    exactly what they give under the float32 default."""
+@pytest.mark.parametrize(
+    "setting",
+    [
+        (torch.set_default_dtype, torch.get_default_dtype, torch.float64),
+        # 'meta' stands in for a GPU as the default: tensors made there are not on the CPU
+        (torch.set_default_device, torch.get_default_device, "meta"),
+    ],
+    ids=["float64 dtype", "meta device"],
+)
+def test_torch_detectors_ignore_the_process_defaults(torch_detector, setting, tmp_path):
+    """A process may set torch's default dtype (Gaussian-process code sets float64)
+    or device (to a GPU); the networks stay float32 on the CPU unless ``device``
+    says otherwise, so fits, scores, pickles and saved models give exactly what
+    they give under torch's defaults."""
+    set_default, get_default, value = setting
     X = _data(n=40)
     fitted = clone(torch_detector).fit(X)
     expected = fitted.score_samples(X)
     blob = pickle.dumps(fitted)
     save(fitted, tmp_path / "det.model")
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    before = get_default()
+    set_default(value)
     try:
         refit = clone(torch_detector).fit(X)
         for det in (refit, fitted, pickle.loads(blob), load(tmp_path / "det.model")):
             np.testing.assert_array_equal(det.score_samples(X), expected)
         assert refit.offset_ == fitted.offset_
     finally:
-        torch.set_default_dtype(before)
+        set_default(before)
 
 
 @pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])

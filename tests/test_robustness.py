@@ -3,6 +3,7 @@
 The value ranges tested here are those documented in docs/bad_input.md.
 """
 
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -278,3 +279,51 @@ def test_repeated_scoring_is_bit_identical(detectors, name):
     first = det.score_samples(X)
     for _ in range(3):
         np.testing.assert_array_equal(det.score_samples(X), first)
+
+
+@pytest.mark.parametrize("first_out", [0, 1])
+def test_overlapping_fits_in_threads_give_back_the_callers_thread_count(first_out):
+    """torch's thread count is process-wide, and a thread takes it up at its first
+    torch call: a fit's thread started while another fit runs finds that fit's
+    count. Whichever ends first, the last fit out gives the process back the count
+    the first one in found, and both score as fits run one after the other."""
+    X = _train(n=40)
+    before = torch.get_num_threads()
+    caller = 2 if before != 2 else 3
+    torch.set_num_threads(caller)
+    entered = [threading.Event(), threading.Event()]
+    go = [threading.Event(), threading.Event()]
+    scores = {}
+
+    def fit(i):
+        def hold(det, record):
+            if not entered[i].is_set():
+                entered[i].set()
+                assert go[i].wait(60)
+
+        det = AutoencoderDetector(max_iter=2, random_state=i, n_threads=1 + i, callbacks=[hold])
+        scores[i] = det.fit(X).score_samples(X)
+
+    def count_in_a_new_thread():
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    try:
+        threads = [threading.Thread(target=fit, args=(i,)) for i in (0, 1)]
+        threads[0].start()
+        assert entered[0].wait(60)
+        threads[1].start()  # its first torch call finds fit 0's count
+        assert entered[1].wait(60)  # both fits are in their first epoch
+        for i in (first_out, 1 - first_out):
+            go[i].set()
+            threads[i].join()
+        assert torch.get_num_threads() == caller
+        assert count_in_a_new_thread() == caller
+        for i in (0, 1):
+            expected = AutoencoderDetector(max_iter=2, random_state=i, n_threads=1 + i)
+            np.testing.assert_array_equal(scores[i], expected.fit(X).score_samples(X))
+    finally:
+        torch.set_num_threads(before)

@@ -47,5 +47,6 @@ class GeneratorDropout(nn.Dropout):
         if not self.training or self.p == 0:
             return x
         keep = 1.0 - self.p
-        mask = torch.empty(x.shape, dtype=x.dtype).bernoulli_(keep, generator=self.generator)
+        mask = torch.empty(x.shape, dtype=x.dtype, device="cpu")
+        mask.bernoulli_(keep, generator=self.generator)
         return x * mask.to(x.device).div_(keep)

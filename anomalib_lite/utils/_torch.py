@@ -103,15 +103,18 @@ def make_generator(seed):
 
 def generator_seed(generator):
     """Draw a fresh 31-bit seed from ``generator`` (for sub-streams)."""
-    return int(torch.randint(np.iinfo(np.int32).max, (1,), generator=generator))
+    return int(
+        torch.randint(np.iinfo(np.int32).max, (1,), generator=generator, device=generator.device)
+    )
 
 
 def build_quietly(factory):
     """Call ``factory()`` (layer constructors draw from the global torch RNG)
     with the global RNG state restored afterwards (see :func:`init_weights`),
-    and return the module in float32, the dtype of every input, whatever
-    ``torch.get_default_dtype()`` a caller's process has set."""
-    with torch.random.fork_rng(devices=[]):
+    and return the module on the CPU in float32, the dtype of every input,
+    whatever default device and dtype a caller's process has set (the fit then
+    places it on its ``device_``)."""
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         return factory().float()
 
 
@@ -137,10 +140,28 @@ def check_threads(n_threads):
     return check_int(n_threads, "n_threads", min_value=1, allow_none=True)
 
 
-#: cuDNN's flags are the process's, not a thread's: blocks that overlap (threads
-#: scoring side by side) count themselves, and the last one out restores the flags
-#: the first one in found.
-_CUDNN = {"lock": threading.Lock(), "blocks": 0, "before": None}
+@contextlib.contextmanager
+def process_wide(state, enter, leave):
+    """Run the block with a process-wide setting that overlapping blocks (fits or
+    scoring calls in several threads) share: the first one in calls ``enter()``
+    and keeps what it returns, the last one out calls ``leave(kept)``. Without the
+    count, a block that ended first would restore what a later one found, the
+    earlier block's temporary setting, and leave it so. ``state`` is the
+    setting's ``{"lock": threading.Lock(), "blocks": 0, "kept": None}``."""
+    with state["lock"]:
+        if state["blocks"] == 0:
+            state["kept"] = enter()
+        state["blocks"] += 1
+    try:
+        yield
+    finally:
+        with state["lock"]:
+            state["blocks"] -= 1
+            if state["blocks"] == 0:
+                leave(state["kept"])
+
+
+_CUDNN = {"lock": threading.Lock(), "blocks": 0, "kept": None}
 
 
 @contextlib.contextmanager
@@ -151,18 +172,17 @@ def deterministic_cudnn():
     if not cudnn.is_available():
         yield
         return
-    with _CUDNN["lock"]:
-        if _CUDNN["blocks"] == 0:
-            _CUDNN["before"] = (cudnn.deterministic, cudnn.benchmark)
-            cudnn.deterministic, cudnn.benchmark = True, False
-        _CUDNN["blocks"] += 1
-    try:
+
+    def enter():
+        before = (cudnn.deterministic, cudnn.benchmark)
+        cudnn.deterministic, cudnn.benchmark = True, False
+        return before
+
+    def leave(before):
+        cudnn.deterministic, cudnn.benchmark = before
+
+    with process_wide(_CUDNN, enter, leave):
         yield
-    finally:
-        with _CUDNN["lock"]:
-            _CUDNN["blocks"] -= 1
-            if _CUDNN["blocks"] == 0:
-                cudnn.deterministic, cudnn.benchmark = _CUDNN["before"]
 
 
 @contextlib.contextmanager
@@ -179,16 +199,38 @@ def seeded_dropout(module, generator):
             layer.generator = None
 
 
+_THREADS = {"lock": threading.Lock(), "blocks": 0, "kept": None}
+
+
 @contextlib.contextmanager
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` torch threads (None: :data:`DEFAULT_THREADS`),
-    then restore torch's process-wide count."""
+    then restore the count.
+
+    torch keeps one process-wide count, which a thread takes up at its first
+    torch call, and one per thread that has called. A block that ends while
+    another runs (fits in several threads) gives its own thread back the count
+    it found; the last one out gives the process back the count that the first
+    one in found, not a count another block had set for itself.
+    """
     wanted = DEFAULT_THREADS if n_threads is None else int(n_threads)
-    before = torch.get_num_threads()
-    if wanted != before:
-        torch.set_num_threads(wanted)
+
+    def set_count(count):
+        if torch.get_num_threads() != count:
+            torch.set_num_threads(count)
+
+    with _THREADS["lock"]:
+        before = torch.get_num_threads()
+        if _THREADS["blocks"] == 0:
+            _THREADS["kept"] = before
+        _THREADS["blocks"] += 1
+        set_count(wanted)
     try:
         yield wanted
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        with _THREADS["lock"]:
+            _THREADS["blocks"] -= 1
+            if _THREADS["blocks"]:
+                set_count(before)
+            else:  # the process-wide count too, whatever this thread's is
+                torch.set_num_threads(_THREADS["kept"])
