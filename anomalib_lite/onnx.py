@@ -44,6 +44,7 @@ import errno
 import json
 import logging
 import math
+import threading
 import warnings
 
 import numpy as np
@@ -58,6 +59,7 @@ from .nn.conv import UnfoldedConvTranspose2d
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
+from .utils._torch import process_wide
 from .utils._validation import channels_first, check_bool, check_path
 
 __all__ = ["INPUT_DTYPES", "INPUT_NAME", "OPSET", "OUTPUT_NAMES", "export"]
@@ -301,20 +303,32 @@ def _metadata(detector, input_shape, input_dtype, outputs):
     }
 
 
+#: The loggers of the exporter and of the graph optimizer it runs, whose INFO notices
+#: (tens per export) say nothing about the exported graph.
+_EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+_QUIET = {"lock": threading.Lock(), "blocks": 0, "kept": None}
+
+
 @contextlib.contextmanager
 def _quiet_exporter():
     """Silence the exporter's notices about packages and APIs the graph does not use."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message=".*training mode.*")
-            yield
-    finally:
-        logger.setLevel(level)
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+
+    def enter():
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        return levels
+
+    def leave(levels):
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+    with process_wide(_QUIET, enter, leave), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*training mode.*")
+        yield
 
 
 def _exists_error(path):

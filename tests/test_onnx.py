@@ -1,6 +1,7 @@
 """ONNX export: onnxruntime scores, decides and maps as the library does."""
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -106,6 +107,20 @@ def test_pca_random_float32_and_uint8_input(tmp_path):
     _both_batches(det, _export(det, tmp_path, "u8.onnx", input_dtype="uint8"), X8)
     X32 = rng.normal(128, 60, size=(33, 12)).astype(np.float32)
     _both_batches(det, _export(det, tmp_path, "f32.onnx"), X32)
+
+
+def test_export_keeps_the_exporters_notices_out_of_the_callers_log(tmp_path, caplog):
+    """An application that logs at INFO gets no notices from the exporter or its
+    graph optimizer, and their loggers keep the levels they had."""
+    names = ("torch.onnx", "onnxscript", "onnx_ir")
+    levels = [logging.getLogger(name).level for name in names]
+    det = PCADetector(n_components=3).fit(np.random.default_rng(0).normal(size=(40, 12)))
+    with caplog.at_level(logging.INFO):
+        _export(det, tmp_path)
+    assert not [
+        r for r in caplog.records if r.name.split(".")[0] in ("torch", "onnxscript", "onnx_ir")
+    ]
+    assert [logging.getLogger(name).level for name in names] == levels
 
 
 @pytest.mark.parametrize("statistic", ["spe", "t2", "combined"])
