@@ -298,7 +298,7 @@ class ConvAutoencoderDetector(TorchDetector):
         trains, as the ranking of a few hundred images suffers from a tenth
         fewer, and the threshold is set on the training scores, which the
         network reconstructs more closely than new images, so that it flags
-        most new normal images. Set 0.1 before relying on ``predict``, or use
+        many new normal images. Set 0.1 before relying on ``predict``, or use
         :class:`~anomalib_lite.CalibratedDetector`.
     n_iter_no_change : int, default=10
         Epochs without improvement before ``early_stopping`` stops.

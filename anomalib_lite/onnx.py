@@ -391,6 +391,12 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
     TypeError
         If the detector is not one the export can represent (a Pipeline, a
         detector of another library).
+    ValueError
+        If ``input_shape`` or ``input_dtype`` is one the detector refuses; if
+        the detector now scores otherwise than its threshold was set on (an
+        ``image_score``, ``smoothing`` or ``statistic`` changed after the fit),
+        as ``predict`` refuses it then; or if it projects before scoring
+        (``projection_steps > 0``), which takes gradients the graph cannot hold.
     FileExistsError
         If ``path`` exists and ``overwrite=False``.
 
