@@ -153,7 +153,10 @@ def _exists_error(path):
     )
 
 
-def _new_file(path, option, overwrite):
+def _new_file(path, option, overwrite, inputs=()):
+    """``path`` checked as a new output file: not a folder, not an existing file unless
+    ``overwrite``, never one of the files ``inputs`` the command reads, and in a folder
+    that exists and can be written."""
     path = Path(path)
     if path.is_dir():
         raise CommandError(f"{option}: '{path}' is a folder; pass a file path inside it")
@@ -162,6 +165,14 @@ def _new_file(path, option, overwrite):
             f"{option}: '{path}' already exists; pass --overwrite to replace it, or choose "
             "another path"
         )
+    if os.path.lexists(path):
+        target = path.resolve()
+        read = next((p for p in inputs if Path(p).resolve() == target), None)
+        if read is not None:
+            raise CommandError(
+                f"{option}: '{path}' is '{read}', which this command reads; --overwrite "
+                "never replaces an input, so choose another path"
+            )
     directory = path.absolute().parent
     blocking = file_above(directory)
     if blocking is not None:
@@ -428,7 +439,7 @@ def _cmd_score(args):
         raise CommandError(f"--model: {exc}") from None
     layout = _ImageLayout(model, args.size)
     paths, _ = _image_files(args.data)
-    out = _new_file(args.out, "--out", args.overwrite)
+    out = _new_file(args.out, "--out", args.overwrite, inputs=[args.model, *paths])
     color = layout.color(paths, args.skip_unreadable)
     progress = _Progress(_progress_enabled(args), "score")
     counts = {"scored": 0, "anomalies": 0, "files": 0}
@@ -594,7 +605,7 @@ def _cmd_export(args):
     from .onnx import export
 
     model = _load_model(args.model)
-    out = _new_file(args.out, "--out", args.overwrite)
+    out = _new_file(args.out, "--out", args.overwrite, inputs=[args.model])
     # Grayscale images go in as the command line reads them, (n, H, W), where the model
     # takes them so; a calibrated model takes only the layout it was fitted on.
     shape = tuple(model.sample_shape_)

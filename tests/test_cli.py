@@ -275,6 +275,20 @@ def test_output_that_is_a_folder_says_so(root, model, tmp_path):
         )  # fmt: skip
 
 
+def test_overwrite_never_replaces_an_input(root, model, tmp_path):
+    """--overwrite replaces an earlier output, not the model or an image read."""
+    image = tmp_path / "copy.png"
+    image.write_bytes(next((root / "test" / "good").iterdir()).read_bytes())
+    kept = {path: path.read_bytes() for path in (model, image)}
+    for command, out in [("score", model), ("score", image), ("export", model)]:
+        data = ["--data", image] if command == "score" else []
+        _fails(
+            command, "--model", model, *data, "--out", out, "--overwrite",
+            match="which this command reads; --overwrite never replaces an input",
+        )  # fmt: skip
+    assert {path: path.read_bytes() for path in kept} == kept
+
+
 def test_output_under_a_file_names_the_file(root, model, tmp_path):
     (tmp_path / "f").write_text("precious")
     _fails(
