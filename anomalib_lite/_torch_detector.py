@@ -991,25 +991,28 @@ class TorchDetector(BaseDetector):
 
     def _set_state(self, state):
         """Take back a state; the network is rebuilt on ``device_``, or on the CPU (warning)."""
-        state = dict(state)
-        weights = state.pop("_weights", None)
-        if "_run" in state:
-            state["_run"] = _RunState.from_tree(state["_run"])
-        super()._set_state(state)
-        if weights is None:
-            return
-        if not device_available(self.device_):
-            warnings.warn(
-                f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
-                "is not available here; it is loaded on the CPU (device_='cpu').",
-                UserWarning,
-                stacklevel=3,
-            )
-            self.device_ = "cpu"
-        self._check_weights(weights)
-        self._build_module()
-        self.module_.load_state_dict(_tensors(weights))
-        self._place_module()
+        # Tensors made inside a caller's torch.inference_mode() block (a model unpickled
+        # or loaded there) could never be trained on: partial_fit and warm starts train.
+        with torch.inference_mode(False):
+            state = dict(state)
+            weights = state.pop("_weights", None)
+            if "_run" in state:
+                state["_run"] = _RunState.from_tree(state["_run"])
+            super()._set_state(state)
+            if weights is None:
+                return
+            if not device_available(self.device_):
+                warnings.warn(
+                    f"This {type(self).__name__} was trained on device_={self.device_!r}, which "
+                    "is not available here; it is loaded on the CPU (device_='cpu').",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                self.device_ = "cpu"
+            self._check_weights(weights)
+            self._build_module()
+            self.module_.load_state_dict(_tensors(weights))
+            self._place_module()
 
     def _check_weights(self, weights):
         """Refuse stored weights that do not fit the network the state declares,

@@ -225,9 +225,12 @@ class _PCAScorer(nn.Module):
         shape = detector.sample_shape_
         # Images give (C, H, W) maps, summed over C as anomaly_map sums them.
         self.map_shape = None if len(shape) == 1 else channels_first(shape)
-        self.register_buffer("mean", torch.as_tensor(detector.mean_, dtype=f64))
-        self.register_buffer("components", torch.as_tensor(detector.components_, dtype=f64))
-        self.register_buffer("inv_lambda", torch.as_tensor(detector._inv_lambda, dtype=f64))
+        for name, value in [
+            ("mean", detector.mean_),
+            ("components", detector.components_),
+            ("inv_lambda", detector._inv_lambda),
+        ]:
+            self.register_buffer(name, torch.as_tensor(value, dtype=f64, device="cpu"))
         # A float64 tensor: a Python float would be exported as a float32 constant.
         self.register_buffer("theta1", torch.tensor(theta1, dtype=f64, device="cpu"))
 

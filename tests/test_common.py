@@ -111,16 +111,23 @@ def test_torch_detectors_ignore_the_process_defaults(torch_detector, setting, tm
 
 @pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
 def test_torch_detectors_train_inside_a_callers_no_grad_block(torch_detector, mode):
-    """fit and partial_fit turn gradients on for themselves: a caller's ``no_grad``
-    or ``inference_mode`` block gives the scores of a fit outside it."""
+    """fit and partial_fit turn gradients on for themselves, and a model is loaded
+    with tensors that can train: a caller's ``no_grad`` or ``inference_mode`` block
+    gives the scores of the same calls outside it."""
     X = _data(n=40)
     expected = clone(torch_detector).fit(X).score_samples(X)
     streamed = clone(torch_detector).partial_fit(X).score_samples(X)
+    blob = pickle.dumps(clone(torch_detector).fit(X))
+    further = pickle.loads(blob).partial_fit(X).score_samples(X)
     with mode():
         fitted = clone(torch_detector).fit(X)
         resumed = clone(torch_detector).partial_fit(X)
         np.testing.assert_array_equal(fitted.score_samples(X), expected)
         np.testing.assert_array_equal(resumed.score_samples(X), streamed)
+        # a model loaded inside the block trains on, inside it and after it
+        inside, after = pickle.loads(blob), pickle.loads(blob)
+        np.testing.assert_array_equal(inside.partial_fit(X).score_samples(X), further)
+    np.testing.assert_array_equal(after.partial_fit(X).score_samples(X), further)
 
 
 def test_fit_learns_from_normal_rows_only(detector):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -107,6 +108,25 @@ def test_pca_random_float32_and_uint8_input(tmp_path):
     _both_batches(det, _export(det, tmp_path, "u8.onnx", input_dtype="uint8"), X8)
     X32 = rng.normal(128, 60, size=(33, 12)).astype(np.float32)
     _both_batches(det, _export(det, tmp_path, "f32.onnx"), X32)
+
+
+@pytest.mark.parametrize("which", ["pca", "autoencoder"])
+def test_export_under_another_default_device(which, tmp_path):
+    """'meta' stands in for a GPU as torch's default device: the graph is built on
+    the CPU from the detector's arrays, and scores as the detector does."""
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    det = (
+        PCADetector(n_components=2)
+        if which == "pca"
+        else AutoencoderDetector(hidden_sizes=(8,), max_iter=2, random_state=0)
+    ).fit(X)
+    before = torch.get_default_device()
+    torch.set_default_device("meta")
+    try:
+        path = _export(det, tmp_path)
+    finally:
+        torch.set_default_device(before)
+    _both_batches(det, path, X.astype(np.float32))
 
 
 def test_export_keeps_the_exporters_notices_out_of_the_callers_log(tmp_path, caplog):

@@ -113,8 +113,9 @@ def build_quietly(factory):
     with the global RNG state restored afterwards (see :func:`init_weights`),
     and return the module on the CPU in float32, the dtype of every input,
     whatever default device and dtype a caller's process has set (the fit then
-    places it on its ``device_``)."""
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+    places it on its ``device_``), with parameters that can train, also when
+    built (a model loaded) inside a caller's ``torch.inference_mode()`` block."""
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.inference_mode(False):
         return factory().float()
 
 
