@@ -36,6 +36,12 @@ def _fitted_on_images(detector):
     return len(getattr(detector, "sample_shape_", (0, 0))) > 1
 
 
+#: A component whose training variance is at most this share of the largest holds
+#: rounding noise, not variation: float64 leaves a direction without variance about
+#: eps² (5e-32) of the largest, while real data vary far more in every direction.
+NULL_VARIANCE = 1e-20
+
+
 class PCADetector(BaseDetector):
     """Anomaly detection by the distance to the principal subspace of normal data.
 
@@ -432,12 +438,14 @@ class PCADetector(BaseDetector):
                 UserWarning,
                 stacklevel=4,
             )
-        null = int(np.sum(self.explained_variance_ <= 1e-10 * total))
+        lam = self.explained_variance_
+        null = int(np.sum(lam <= NULL_VARIANCE * lam.max(initial=0.0)))
         if self.statistic != "spe" and null:
             k = self.n_components_
             warnings.warn(
-                f"{null} of the n_components_={k} components have no training variance "
-                f"(the centred training data, n_samples={self.n_samples_fit_} by "
+                f"{null} of the n_components_={k} components have no training variance, "
+                f"only rounding noise (below {NULL_VARIANCE:g} of the largest; the centred "
+                f"training data, n_samples={self.n_samples_fit_} by "
                 f"n_features_in_={self.n_features_in_}, span at most "
                 f"{min(self.n_samples_fit_ - 1, self.n_features_in_)} directions): "
                 f"statistic={self.statistic!r} divides by their variance, so almost every "

@@ -773,6 +773,11 @@ def test_t2_warns_of_components_without_training_variance(statistic):
         det = PCADetector(n_components=39, statistic=statistic).fit(train)
     if statistic == "t2":
         assert np.mean(det.predict(new) == -1) < 0.5
+    # a small variance that is real is no rounding noise: no warning
+    scaled = rng.normal(size=(500, 4)) * [1e6, 1e6, 1e6, 1]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*no training variance")
+        PCADetector(n_components=None, statistic=statistic).fit(scaled)
 
 
 def test_numpy_float_n_components_fit_as_python_floats():
