@@ -365,16 +365,33 @@ def _batches(paths):
 
 
 # ----------------------------------------------------------------- subcommands
-def _training_images(args):
-    from .datasets import load_folder_dataset, load_images
-
+def _training_root(args):
+    """``(root, whether it is an MVTec-style root)`` of fit's ``--data``."""
     root = _existing(args.data, "--data")
     if not root.is_dir():
         raise CommandError(f"--data: '{root}' is not a folder")
+    return root, (root / "train").is_dir() and (root / "test").is_dir()
+
+
+def _training_images(args):
+    from .datasets import load_folder_dataset, load_images
+
+    root, mvtec = _training_root(args)
     options = {"size": args.size, "color_mode": args.color}
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if mvtec:
         return load_folder_dataset(root, test_dir=None, **options).train_images
     return load_images(root, **options)
+
+
+def _training_files(args):
+    """The image files fit reads, which its --out must never be."""
+    from .datasets import _train_folder, list_images
+
+    root, mvtec = _training_root(args)
+    try:
+        return list_images(_train_folder(root, "train", "good") if mvtec else root)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(f"--data: {exc}") from None
 
 
 def _cmd_fit(args):
@@ -396,7 +413,8 @@ def _cmd_fit(args):
         raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
     progress = _Progress(_progress_enabled(args), f"fit {type(detector).__name__}")
     detector.set_params(**params)
-    out = _new_file(args.out, "--out", args.overwrite)
+    inputs = _training_files(args) if os.path.lexists(args.out) else ()
+    out = _new_file(args.out, "--out", args.overwrite, inputs=inputs)
     checkpoint = params.get("checkpoint_path")
     if (
         isinstance(checkpoint, (str, os.PathLike))

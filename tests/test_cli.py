@@ -286,6 +286,13 @@ def test_overwrite_never_replaces_an_input(root, model, tmp_path):
             command, "--model", model, *data, "--out", out, "--overwrite",
             match="which this command reads; --overwrite never replaces an input",
         )  # fmt: skip
+    training = next((root / "train" / "good").iterdir())
+    kept[training] = training.read_bytes()
+    for data in (root, root / "train"):  # an MVTec-style root, a folder of images
+        _fails(
+            "fit", "--data", data, "--detector", "pca", "--out", training, "--overwrite",
+            match="which this command reads; --overwrite never replaces an input",
+        )  # fmt: skip
     assert {path: path.read_bytes() for path in kept} == kept
 
 
