@@ -193,6 +193,9 @@ def _as_tuples(value):
     return value
 
 
+_LOGGING = {"lock": threading.Lock(), "blocks": 0, "kept": None}
+
+
 @contextlib.contextmanager
 def _progress_logging(verbose):
     """Let ``verbose`` progress messages reach the user for the duration of the call:
@@ -220,9 +223,6 @@ def _progress_logging(verbose):
     # Verbose fits in several threads share the handler: the last one out removes it.
     with process_wide(_LOGGING, enter, leave):
         yield
-
-
-_LOGGING = {"lock": threading.Lock(), "blocks": 0, "kept": None}
 
 
 class TorchDetector(BaseDetector):

@@ -365,32 +365,19 @@ def _batches(paths):
 
 
 # ----------------------------------------------------------------- subcommands
-def _training_root(args):
-    """``(root, whether it is an MVTec-style root)`` of fit's ``--data``."""
+def _training_folder(args):
+    """The folder fit learns from: ``--data``, or the training folder of an
+    MVTec-style root (``train/good/``, as :func:`load_folder_dataset` finds it)."""
+    from .datasets import _train_folder
+
     root = _existing(args.data, "--data")
     if not root.is_dir():
         raise CommandError(f"--data: '{root}' is not a folder")
-    return root, (root / "train").is_dir() and (root / "test").is_dir()
-
-
-def _training_images(args):
-    from .datasets import load_folder_dataset, load_images
-
-    root, mvtec = _training_root(args)
-    options = {"size": args.size, "color_mode": args.color}
-    if mvtec:
-        return load_folder_dataset(root, test_dir=None, **options).train_images
-    return load_images(root, **options)
-
-
-def _training_files(args):
-    """The image files fit reads, which its --out must never be."""
-    from .datasets import _train_folder, list_images
-
-    root, mvtec = _training_root(args)
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+        return root
     try:
-        return list_images(_train_folder(root, "train", "good") if mvtec else root)
-    except (ValueError, FileNotFoundError) as exc:
+        return _train_folder(root, "train", "good")
+    except ValueError as exc:
         raise CommandError(f"--data: {exc}") from None
 
 
@@ -398,6 +385,7 @@ def _cmd_fit(args):
     import anomalib_lite
 
     from . import io
+    from .datasets import list_images, load_images
 
     # Looked up by name, so that a PCA fit does not import torch.
     detector = getattr(anomalib_lite, DETECTORS[args.detector])()
@@ -413,7 +401,9 @@ def _cmd_fit(args):
         raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
     progress = _Progress(_progress_enabled(args), f"fit {type(detector).__name__}")
     detector.set_params(**params)
-    inputs = _training_files(args) if os.path.lexists(args.out) else ()
+    folder = _training_folder(args)
+    # Listed only where --out exists, the one case in which it could be an input.
+    inputs = list_images(folder) if os.path.lexists(args.out) else ()
     out = _new_file(args.out, "--out", args.overwrite, inputs=inputs)
     checkpoint = params.get("checkpoint_path")
     if (
@@ -426,7 +416,7 @@ def _cmd_fit(args):
             "pass --overwrite to replace the checkpoint with the fitted model, or choose "
             "another path for one of them"
         )
-    images = _training_images(args)
+    images = load_images(folder, size=args.size, color_mode=args.color)
     progress.show(f"{len(images)} images of {'x'.join(map(str, images.shape[1:]))}", force=True)
     if progress.enabled and "callbacks" in valid:
         detector.set_params(callbacks=[_epoch_callback(progress)])
