@@ -21,6 +21,7 @@ from .utils._validation import (
     check_bool,
     check_float,
     check_image_shape,
+    check_image_size,
     check_int,
     check_numeric_dtype,
     check_option,
@@ -100,9 +101,11 @@ def _lut(cmap):
 
 def _normalized(values, vmin, vmax):
     """``(values - vmin) / (vmax - vmin)`` clipped to [0, 1]; 0 where vmax <= vmin."""
-    values = np.asarray(values, dtype=np.float64)
-    vmin = np.asarray(vmin, dtype=np.float64)
-    span = np.asarray(vmax, dtype=np.float64) - vmin
+    # Halved, so that differences of finite values as far apart as -1e308 and
+    # 1e308 do not overflow to inf (and inf / inf to NaN); exact but for subnormals.
+    values = np.asarray(values, dtype=np.float64) / 2
+    vmin = np.asarray(vmin, dtype=np.float64) / 2
+    span = np.asarray(vmax, dtype=np.float64) / 2 - vmin
     safe = np.where(span > 0, span, 1.0)
     return np.where(span > 0, np.clip((values - vmin) / safe, 0.0, 1.0), 0.0)
 
@@ -130,14 +133,17 @@ def colorize(values, *, cmap="inferno", vmin=None, vmax=None):
     >>> colorize([0.0, 0.5, 1.0]).tolist()
     [[0, 0, 4], [188, 55, 84], [252, 255, 164]]
     """
+    check_numeric_dtype(values, "values")  # strings, complex numbers: not silently cast
     values = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError("values must be finite; found NaN or infinite values.")
     lut = _lut(cmap)
+    vmin = None if vmin is None else check_float(vmin, "vmin")
+    vmax = None if vmax is None else check_float(vmax, "vmax")
     if values.size == 0:
         return np.zeros((*values.shape, 3), dtype=np.uint8)
-    vmin = float(values.min()) if vmin is None else check_float(vmin, "vmin")
-    vmax = float(values.max()) if vmax is None else check_float(vmax, "vmax")
+    vmin = float(values.min()) if vmin is None else vmin
+    vmax = float(values.max()) if vmax is None else vmax
     return _apply_lut(lut, _normalized(values, vmin, vmax))
 
 
@@ -163,7 +169,10 @@ def _check_images(X, image_shape):
         image_shape = check_image_shape(image_shape, X.shape[1])
     elif X.ndim in (3, 4):
         given = check_image_shape(image_shape)
-        if given is not None and math.prod(given) != math.prod(X.shape[1:]):
+        # The same number of pixels in another shape (8x8 against 4x16) is a mistake
+        # too; -1 stands for any size, as in numpy.reshape.
+        actual = channels_first(X.shape[1:])
+        if given is not None and not all(g in (-1, a) for g, a in zip(given, actual, strict=True)):
             raise ValueError(
                 f"image_shape={image_shape!r} does not match the images of X, {X.shape[1:]}."
             )
@@ -175,7 +184,7 @@ def _check_images(X, image_shape):
         )
     if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or infinite values; pass finite images.")
-    images = X.reshape(len(X), *channels_first(image_shape))
+    images = X.reshape(len(X), *check_image_size(channels_first(image_shape)))
     if images.shape[1] not in (1, 3):
         raise ValueError(
             f"images have {images.shape[1]} channels (shape {images.shape[1:]}); expected "
@@ -198,6 +207,14 @@ def _named_detectors(detectors):
         items = [(type(detectors).__name__, detectors)]
     if not items:
         raise ValueError("detectors is empty; pass at least one fitted detector.")
+    # The pictures are keyed by name: a second detector of a name would replace the first.
+    names = [name for name, _ in items]
+    for name in names:
+        if names.count(name) > 1:
+            raise ValueError(
+                f"detectors has {names.count(name)} detectors named {name!r}; pass a dict "
+                "whose keys are distinct as strings."
+            )
     for name, det in items:
         if not callable(getattr(det, "reconstruct", None)):
             raise TypeError(
@@ -501,8 +518,9 @@ def reconstruction_figure(
     """Figure of input | reconstruction | difference heat map, one row per image.
 
     Each detector gets a block of columns: reconstruction, heat map and an
-    overlay of the map on the input. Masks are outlined; each map's maximum is
-    written under it, colour bars are at the bottom. Small images are enlarged
+    overlay of the map on the input. Masks are outlined; each map's maximum (its
+    range, with ``scale='per_image'``) is written under it, colour bars are at the
+    bottom. Small images are enlarged
     by an integer nearest-neighbour factor.
 
     Parameters
@@ -555,6 +573,7 @@ def reconstruction_figure(
     ('RGB', True)
     """
     check_bool(overlay, "overlay")
+    check_bool(overwrite, "overwrite")
     if (
         not isinstance(mask_color, (tuple, list))
         or len(mask_color) != 3
@@ -829,7 +848,7 @@ def plot_score_histogram(detector, X, y=None, *, ax=None, bins=30):
     plt = _pyplot("plot_score_histogram")
     bins = check_int(bins, "bins", min_value=1)
     if y is None:
-        scores = np.asarray(detector.score_samples(X), dtype=np.float64)
+        scores = check_scores(detector.score_samples(X), "score_samples", allow_inf=True)
         groups = [("samples", scores, "C0")]
     else:
         scores, y = _scored_labels(detector, X, y)

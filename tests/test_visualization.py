@@ -129,6 +129,31 @@ def test_colorize_limits():
         colorize([0.0], cmap="jet")
 
 
+def test_colorize_extreme_finite_values():
+    # vmax - vmin overflows float64: the values are finite, so they still get colours.
+    rgb = colorize([-1e308, 0.0, 1e308])
+    np.testing.assert_array_equal(rgb, colorize([0.0, 0.5, 1.0]))
+    np.testing.assert_array_equal(colorize([0.0], vmin=-1e308, vmax=1e308), rgb[1:2])
+
+
+@pytest.mark.parametrize(
+    ("values", "error", "match"),
+    [
+        (["0.5", "1"], TypeError, "values has dtype <U"),
+        (np.array([1 + 2j, 0j]), ValueError, "values has complex dtype"),
+        (None, TypeError, "values must be an array-like of numbers"),
+    ],
+)
+def test_colorize_refuses_values_that_are_not_real_numbers(values, error, match):
+    with pytest.raises(error, match=match):
+        colorize(values)
+
+
+def test_colorize_checks_the_limits_of_empty_values():
+    with pytest.raises(TypeError, match="vmin must be a float"):
+        colorize([], vmin="low")
+
+
 # --------------------------------------------------------------- panels
 def test_heatmap_is_brighter_where_the_difference_is_larger():
     images = _square_images()
@@ -279,12 +304,22 @@ def test_detector_errors_reach_the_caller_unchanged():
         ({"masks": np.full((2, 8, 8), 2)}, ValueError, "0 and 1"),
         ({"value_range": (1, 1)}, ValueError, "low < high"),
         ({"overlay_alpha": 2.0}, ValueError, "overlay_alpha"),
+        ({"X": np.zeros((2, 4, 16)), "image_shape": (8, 8)}, ValueError, "does not match"),
+        ({"X": np.zeros((2, 0, 8))}, ValueError, "at least one channel and one pixel"),
+        ({"detectors": {1: ZeroReconstruction(), "1": FlatOnly()}}, ValueError, "named '1'"),
     ],
 )
 def test_reconstruction_panels_rejects_bad_input(kwargs, error, match):
     arguments = {"detectors": ZeroReconstruction(), "X": _square_images(), **kwargs}
     with pytest.raises(error, match=match):
         reconstruction_panels(arguments.pop("detectors"), arguments.pop("X"), **arguments)
+
+
+def test_image_shape_of_images_may_add_the_channel_or_infer_a_size():
+    images = _square_images()
+    for image_shape in ((1, 8, 8), (-1, 8), (1, 8, -1)):
+        panels = reconstruction_panels(ZeroReconstruction(), images, image_shape=image_shape)
+        assert panels.inputs.shape == (2, 8, 8, 3)
 
 
 def test_unfitted_detector_says_so():
@@ -380,6 +415,9 @@ def test_figure_is_saved_without_overwriting(tmp_path, digits_pca):
     with pytest.raises(FileExistsError, match="overwrite=True"):
         reconstruction_figure(pca, X, path=path, upscale=2)
     assert path.read_bytes() == before
+    with pytest.raises(TypeError, match="overwrite must be a bool"):
+        reconstruction_figure(pca, X, path=path, upscale=2, overwrite="no")
+    assert path.read_bytes() == before
     reconstruction_figure(pca, X, path=str(path), upscale=2, overwrite=True)
     assert path.read_bytes() != before
 
@@ -451,6 +489,9 @@ def test_plot_roc_draws_the_curve_and_the_threshold(digits_pca):
     broken.score_samples = lambda X: np.where(np.arange(len(X)) == 3, np.nan, 0.0)
     with pytest.raises(ValueError, match=r"score_samples contains NaN .* index 3"):
         plot_roc(broken, X, labels)
+    for y in (labels, None):  # without labels too: a NaN is not left out of the counts
+        with pytest.raises(ValueError, match=r"score_samples contains NaN .* index 3"):
+            plot_score_histogram(broken, X, y)
 
 
 def test_plot_score_histogram_draws_the_threshold(digits_pca):
