@@ -116,10 +116,11 @@ def _walk(folder):
     """``(dirpath, filenames)`` under ``folder``, top-down, following links to folders.
 
     Hidden folders are skipped. A link to a folder that already lies on the
-    way down (a link loop) is not followed, with a warning.
+    way down (a link loop) is not followed, with a warning. A folder that
+    cannot be read raises its OSError: os.walk would leave its images out.
     """
     ancestors = {os.fspath(folder): {_folder_id(folder)}}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_reraise):
         above = ancestors.pop(dirpath)
         kept = []
         for name in dirnames:
@@ -142,6 +143,10 @@ def _walk(folder):
             kept.append(name)
         dirnames[:] = kept
         yield dirpath, filenames
+
+
+def _reraise(error):
+    raise error
 
 
 def _folder_id(path):
@@ -230,6 +235,8 @@ def list_images(path_or_paths):
     ------
     FileNotFoundError
         When a path does not exist.
+    PermissionError
+        When a folder, or one inside it, cannot be read.
     ValueError
         When a folder holds no image files or a list holds a folder.
 
@@ -377,9 +384,10 @@ def _bomb_message(path, exc):
 
 
 def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
-    """Read ``paths`` into one array; return it, the paths read and their sizes."""
+    """Read ``paths`` into one array; return it, the positions in ``paths`` of the
+    files read and their sizes."""
     images, kept, sizes = [], [], []
-    for path in paths:
+    for position, path in enumerate(paths):
         try:
             arr, original = _read_image(
                 path, color_mode=color_mode, size=size, resample=resample, dtype=dtype
@@ -391,12 +399,12 @@ def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
             continue
         if size is None and images and arr.shape != images[0].shape:
             raise ValueError(
-                f"Images have different sizes: '{kept[0]}' is {sizes[0][0]}x{sizes[0][1]} "
+                f"Images have different sizes: '{paths[kept[0]]}' is {sizes[0][0]}x{sizes[0][1]} "
                 f"(H x W) but '{path}' is {original[0]}x{original[1]}. Pass size=(H, W) "
                 "to resize every image to one size, or load them separately."
             )
         images.append(arr)
-        kept.append(path)
+        kept.append(position)
         sizes.append(original)
     if not images:
         raise _NothingRead(
@@ -456,6 +464,8 @@ def load_images(
     ------
     FileNotFoundError
         When a path does not exist.
+    PermissionError
+        When a folder, or one inside it, cannot be read.
     ValueError
         When a folder holds no image files, a file cannot be read (with
         ``on_error='raise'``), or images differ in size and ``size`` is None.
@@ -496,7 +506,7 @@ def load_images(
     images, kept, _ = _read_all(
         paths, color_mode=color_mode, size=size, resample=resample, dtype=dtype, on_error=on_error
     )
-    return (images, kept) if return_paths else images
+    return (images, [paths[i] for i in kept]) if return_paths else images
 
 
 # ------------------------------------------------------------ folder dataset
@@ -508,8 +518,15 @@ def _subfolders(folder):
     )
 
 
+def _check_folder(path, name):
+    """``path``, which exists, if it is a folder; a NotADirectoryError naming ``name`` if not."""
+    if not path.is_dir():
+        raise NotADirectoryError(f"{name}: '{path}' is a file, not a folder.")
+    return path
+
+
 def _train_folder(root, train_dir, normal_dir):
-    train = check_path(root / train_dir, "train_dir", must_exist=True)
+    train = _check_folder(check_path(root / train_dir, "train_dir", must_exist=True), "train_dir")
     if (train / normal_dir).is_dir():
         return train / normal_dir
     others = _subfolders(train)
@@ -625,7 +642,7 @@ def load_folder_dataset(
         above it (0/1 in 8 or 16 bits, palette or dark colour masks) is
         refused. None or a missing folder loads no masks.
     normal_dir : str, default='good'
-        Name of the folders that hold normal images.
+        Name of the folders that hold normal images: one folder name, not a path.
     mask_suffix : str, default='_mask'
         Appended to an image's name to name its mask.
     on_error : {'raise', 'warn'}, default='raise'
@@ -669,21 +686,27 @@ def load_folder_dataset(
     >>> data.test_masks.sum(axis=(1, 2)).tolist()
     [0, 2]
     """
-    root = check_path(root, "root", must_exist=True)
+    root = _check_folder(check_path(root, "root", must_exist=True), "root")
     size = _check_size(size)
     check_option(color_mode, "color_mode", _COLOR_MODES)
     check_option(dtype, "dtype", _DTYPES)
     check_option(resample, "resample", tuple(_RESAMPLE))
     check_option(on_error, "on_error", _ON_ERROR)
-    for value, name in [(train_dir, "train_dir"), (test_dir, "test_dir")]:
+    # An empty name would be root itself.
+    for value, name in [(train_dir, "train_dir"), (test_dir, "test_dir"), (mask_dir, "mask_dir")]:
         if value is not None and (not isinstance(value, str) or not value):
             raise TypeError(f"{name} must be a non-empty str or None, got {value!r}.")
     if train_dir is None and test_dir is None:
         raise ValueError("train_dir and test_dir are both None; nothing would be loaded.")
     if not isinstance(normal_dir, str) or not normal_dir:
         raise TypeError(f"normal_dir must be a non-empty str, got {normal_dir!r}.")
-    if mask_dir is not None and not isinstance(mask_dir, str):
-        raise TypeError(f"mask_dir must be a str or None, got {mask_dir!r}.")
+    # Test labels compare it with the names of the test sub-folders: a path ('good/',
+    # './good') would still find train/good but label every test image an anomaly.
+    if normal_dir == ".." or Path(normal_dir).name != normal_dir:
+        raise ValueError(
+            f"normal_dir={normal_dir!r} must be the name of one folder, as it appears under "
+            "train_dir and test_dir (e.g. 'good'), not a path."
+        )
     if not isinstance(mask_suffix, str):
         raise TypeError(f"mask_suffix must be a str, got {mask_suffix!r}.")
 
@@ -691,14 +714,19 @@ def load_folder_dataset(
         [] if train_dir is None else _list_images(_train_folder(root, train_dir, normal_dir))
     )
     test_root = (
-        None if test_dir is None else check_path(root / test_dir, "test_dir", must_exist=True)
+        None
+        if test_dir is None
+        else _check_folder(check_path(root / test_dir, "test_dir", must_exist=True), "test_dir")
     )
     test_paths, test_types = _test_files(test_root, normal_dir) if test_root else ([], [])
 
     options = dict(color_mode=color_mode, size=size, resample=resample, dtype=dtype)
-    images, kept, sizes = _read_all(train_paths + test_paths, on_error=on_error, **options)
-    train_set = set(train_paths)
-    n_train = sum(1 for p in kept if p in train_set)
+    paths = train_paths + test_paths
+    images, read, sizes = _read_all(paths, on_error=on_error, **options)
+    # Parts are told apart by position, not by path: a folder in both (train_dir='test'
+    # trains on test/good) lists the same files in each.
+    n_train = sum(1 for i in read if i < len(train_paths))
+    kept = [paths[i] for i in read]
     for part, folder, n in [
         ("training", train_dir, n_train),
         ("test", test_dir, len(kept) - n_train),
@@ -710,9 +738,8 @@ def load_folder_dataset(
         train = dict.fromkeys(train)
     if test_root is None:
         return Bunch(**train, **dict.fromkeys(_TEST_KEYS))
-    type_of = dict(zip(test_paths, test_types, strict=True))
     test_kept = kept[n_train:]
-    defect_types = np.asarray([type_of[p] for p in test_kept])
+    defect_types = np.asarray([test_types[i - len(train_paths)] for i in read[n_train:]])
     labels = (defect_types != normal_dir).astype(np.int64)
 
     masks = mask_paths = None

@@ -250,6 +250,25 @@ def test_load_images_follows_links_to_folders_but_not_loops(tmp_path):
     np.testing.assert_array_equal(images[1], _gray(1))
 
 
+def test_load_images_unreadable_sub_folder_raises_rather_than_being_left_out(tmp_path, monkeypatch):
+    # A folder without read permission (simulated: root reads every folder) held images
+    # that os.walk silently left out.
+    _save(tmp_path / "a.png", _gray(0))
+    _save(tmp_path / "locked" / "b.png", _gray(1))
+    scandir = os.scandir
+
+    def refuse(path="."):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(PermissionError, match="locked"):
+        datasets.list_images(tmp_path)
+    with pytest.raises(PermissionError, match="locked"):
+        load_images(tmp_path)
+
+
 @needs_symlinks
 def test_load_images_dangling_link_is_named_or_skipped(tmp_path):
     _save(tmp_path / "good.png", _gray(0))
@@ -548,6 +567,45 @@ def test_load_folder_dataset_missing_folders(tmp_path):
         load_folder_dataset(tmp_path)
     with pytest.raises(TypeError, match="normal_dir"):
         load_folder_dataset(tmp_path, normal_dir="")
+
+
+def test_load_folder_dataset_a_folder_in_both_parts_is_read_into_each(tmp_path):
+    # train_dir='test' trains on test/good, whose files the test part lists too: each part
+    # keeps its own images (counted by path, the test part's good images went to training).
+    _make_tree(tmp_path)
+    full = load_folder_dataset(tmp_path)
+    data = load_folder_dataset(tmp_path, train_dir="test")
+    assert data.train_paths == full.test_paths[:2]
+    np.testing.assert_array_equal(data.train_images, full.test_images[:2])
+    assert data.test_paths == full.test_paths
+    for key in ("test_images", "test_labels", "test_masks", "test_defect_types"):
+        np.testing.assert_array_equal(data[key], full[key])
+
+
+@pytest.mark.parametrize("normal_dir", ["good/", "./good", "..", "."])
+def test_load_folder_dataset_normal_dir_must_be_a_folder_name(tmp_path, normal_dir):
+    # 'good/' finds train/good, but no test sub-folder is named 'good/': without masks to
+    # look up, every normal test image was silently labelled an anomaly.
+    _make_tree(tmp_path)
+    with pytest.raises(ValueError, match=r"normal_dir=.* must be the name of one folder"):
+        load_folder_dataset(tmp_path, normal_dir=normal_dir, mask_dir=None)
+
+
+def test_load_folder_dataset_files_where_folders_belong_are_named(tmp_path):
+    _make_tree(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a folder")
+    for kwargs, name in [
+        ({"train_dir": "notes.txt"}, "train_dir"),
+        ({"test_dir": "notes.txt"}, "test_dir"),
+        ({"train_dir": "train/good/000.png"}, "train_dir"),
+    ]:
+        with pytest.raises(NotADirectoryError, match=rf"{name}: .*is a file, not a folder"):
+            load_folder_dataset(tmp_path, **kwargs)
+    with pytest.raises(NotADirectoryError, match=r"root: .*notes.txt' is a file, not a folder"):
+        load_folder_dataset(tmp_path / "notes.txt")
+    # An empty name is root itself: masks would be looked for in root/<defect type>.
+    with pytest.raises(TypeError, match="mask_dir must be a non-empty str or None"):
+        load_folder_dataset(tmp_path, mask_dir="")
 
 
 # ----------------------------------------------------------- make_textures
