@@ -216,7 +216,11 @@ def _load_chunk(paths, loader, sample_shape, dtype, load_kwargs):
 def _checked_chunk(images, paths, sample_shape, dtype):
     """``images`` of ``paths`` in the layout of the first file, or a ValueError."""
     images = np.asarray(images)
-    span = f"the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r}"
+    span = (
+        f"the file {str(paths[0])!r}"
+        if len(paths) == 1
+        else f"the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r}"
+    )
     if images.shape[:1] != (len(paths),):
         raise ValueError(
             f"Loading {span} gave {images.shape[0] if images.ndim else 0} images; the "
@@ -228,6 +232,14 @@ def _checked_chunk(images, paths, sample_shape, dtype):
             f"Loading {span} gave shape {images.shape}; expected "
             f"{(len(paths), *sample_shape)} like the first file. Images of differing "
             "sizes need a common size, e.g. size=(H, W) for load_images."
+        )
+    # The results' dtype was found on the first file's dtype, hence the cast; an
+    # unsafe one (16-bit pixels into uint8) would wrap values without a word.
+    if not np.can_cast(images.dtype, dtype, casting="safe"):
+        raise ValueError(
+            f"Loading {span} gave dtype {images.dtype}; expected {np.dtype(dtype)} like "
+            "the first file, which cannot hold all its values. Make the loader return "
+            "one dtype for every file, e.g. with .astype('float32')."
         )
     return images.astype(dtype, copy=False)
 
@@ -242,15 +254,17 @@ def _load_each(paths, loader, sample_shape, dtype, load_kwargs):
     images, read = [], np.zeros(len(paths), dtype=bool)
     for i, path in enumerate(paths):
         try:
-            images.append(np.asarray(loader([path], **kwargs)))
+            image = loader([path], **kwargs)
         except ValueError as exc:
             warnings.warn(f"{exc} Skipped.", UserWarning, stacklevel=2)
             continue
+        # Checked file by file: one of another size would otherwise fail the
+        # concatenation below with NumPy's message, which names no file.
+        images.append(_checked_chunk(image, [path], sample_shape, dtype))
         read[i] = True
     if not images:
         return np.empty((0, *sample_shape), dtype=dtype), read
-    kept = [p for p, ok in zip(paths, read, strict=True) if ok]
-    return _checked_chunk(np.concatenate(images), kept, sample_shape, dtype), read
+    return np.concatenate(images), read
 
 
 def _score_chunk(paths, detector, method, load, out_tail, out_dtype):
@@ -296,12 +310,19 @@ class _Loader:
 def _first_image(paths, loader, load_kwargs, each):
     """The first image that loads, to learn the layout; with ``each``, unreadable
     files before it are passed over (their chunk warns about them)."""
-    kwargs = {**load_kwargs, "on_error": "raise"} if each else load_kwargs
+    from .datasets import _NothingRead
+
     for path in paths if each else paths[:1]:
+        # With on_error='warn' load_images skips an unreadable file and then raises
+        # _NothingRead, while a bad keyword (color_mode='bgr') still raises at once,
+        # naming itself, rather than after a try at every file.
         try:
-            first = np.asarray(loader([path], **kwargs))
-        except ValueError:
-            if not each:
+            with warnings.catch_warnings():
+                if each:  # the skipped file's chunk warns about it
+                    warnings.simplefilter("ignore", UserWarning)
+                first = np.asarray(loader([path], **load_kwargs))
+        except _NothingRead:
+            if not each:  # a custom loader that skips: the message says it all
                 raise
             continue
         if first.ndim < 2 or first.shape[0] != 1:
@@ -337,9 +358,12 @@ def score_files(
         Files read and scored per task. Memory per task grows with it.
     loader : callable or None, default=None
         ``loader(list_of_paths, **load_kwargs)`` returns one image per path
-        along axis 0; None uses :func:`anomalib_lite.datasets.load_images`.
+        along axis 0, of the first file's shape and in a dtype that casts
+        safely to the first file's (else the chunk raises a ValueError); None
+        uses :func:`anomalib_lite.datasets.load_images`.
     **load_kwargs : dict
-        Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``.
+        Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``
+        (not ``return_paths``: entry ``i`` of the result is ``paths[i]``'s).
         With the default loader, ``on_error='warn'`` skips files that cannot
         be read (see :func:`~anomalib_lite.datasets.load_images`) and keeps
         their place in the result; see Returns.
@@ -385,6 +409,11 @@ def score_files(
     files_per_chunk = check_int(files_per_chunk, "files_per_chunk", min_value=1)
     default = loader is None
     if default:
+        if "return_paths" in load_kwargs:
+            raise TypeError(
+                "score_files takes no return_paths: result i is that of paths[i] (NaN "
+                "for a file skipped with on_error='warn'), so the paths are known."
+            )
         loader = _default_loader()
     elif not callable(loader):
         raise TypeError(f"loader must be callable or None, got {type(loader).__name__}.")

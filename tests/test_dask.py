@@ -335,6 +335,54 @@ def test_score_files_reports_a_file_of_another_size(fitted, png_files, tmp_path)
         result.compute(scheduler="synchronous")
 
 
+def test_score_files_skipping_unreadable_files_reports_a_file_of_another_size(png_files, tmp_path):
+    paths, images = png_files
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    odd = tmp_path / "odd.png"
+    _write_pngs(tmp_path, [np.zeros((9, 9), np.uint8)])[0].rename(odd)
+    result = score_files(conv, [*paths[:3], odd], files_per_chunk=4, on_error="warn")
+    with pytest.raises(ValueError, match=r"odd\.png.*shape \(1, 9, 9\); expected \(1, 8, 8\)"):
+        result.compute(scheduler="synchronous")
+
+
+def _read_npy(files):
+    return np.stack([np.load(f) for f in files])
+
+
+def test_score_files_refuses_a_chunk_whose_dtype_would_wrap(tmp_path):
+    rows = np.arange(6 * 4, dtype=np.uint8).reshape(6, 4)
+    paths = [tmp_path / f"{i}.npy" for i in range(6)]
+    for i, (row, path) in enumerate(zip(rows, paths, strict=True)):
+        np.save(path, row if i < 3 else row.astype(np.uint16) * 300)  # 16-bit from file 3
+    det = PCADetector(n_components=2).fit(_read_npy(paths).astype(float))
+    result = score_files(det, paths, files_per_chunk=3, loader=_read_npy)
+    with pytest.raises(ValueError, match=r"3\.npy.*gave dtype uint16; expected uint8"):
+        result.compute(scheduler="synchronous")
+    # A dtype that holds the first file's values is taken.
+    widened = score_files(det, paths[3:] + paths[:3], files_per_chunk=3, loader=_read_npy)
+    np.testing.assert_array_equal(
+        widened.compute(scheduler="synchronous"),
+        _per_chunk(det, _read_npy(paths[3:] + paths[:3]), (3, 3)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"color_mode": "bgr"}, ValueError, "color_mode='bgr' is not supported"),
+        ({"size": -3}, ValueError, r"size=\(-3, -3\)"),
+        ({"return_paths": True}, TypeError, "no return_paths"),
+    ],
+)
+def test_score_files_skipping_unreadable_files_names_a_bad_loader_keyword(
+    png_files, kwargs, error, match
+):
+    paths, images = png_files
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    with pytest.raises(error, match=match):
+        score_files(conv, paths, on_error="warn", **kwargs)
+
+
 def _pngs_with_a_corrupt_file(folder, images):
     paths = _write_pngs(folder, images)
     paths[3].write_bytes(b"not a png")
