@@ -5,6 +5,7 @@ import math
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch.overrides import TorchFunctionMode
 
 from anomalib_lite.nn import defect_masks, paste_defects
 
@@ -75,3 +76,28 @@ def test_paste_defects_keeps_the_dtype_of_its_input():
         x = torch.randn(6, 2, 8, 8).to(dtype)
         out, _ = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
         assert out.dtype == dtype
+
+
+def test_paste_defects_computes_a_float32_batch_in_float32_under_a_float64_default():
+    # The defect signs came from torch.where on two Python scalars, which take the
+    # default dtype: under float64, every fill of a float32 batch was made in float64.
+    made = set()
+
+    class RecordDtypes(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor):
+                made.add(out.dtype)
+            return out
+
+    x = _images(6, 2, 8, 8, 0)
+    expected = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with RecordDtypes():
+            out, masks = paste_defects(x, torch.Generator().manual_seed(0), probability=1.0)
+    finally:
+        torch.set_default_dtype(default)
+    assert torch.float64 not in made
+    assert torch.equal(out, expected[0]) and torch.equal(masks, expected[1])

@@ -174,7 +174,8 @@ def test_ssim_drops_with_noise():
     assert 1.0 > small > large
 
 
-@pytest.mark.parametrize("sigma", [1e-30, 1e-300, 1e39, 1e300])
+# 1.7976931348623157e308: 3 sigma overflowed to inf, which ceil refused (OverflowError).
+@pytest.mark.parametrize("sigma", [1e-30, 1e-300, 1e39, 1e300, 1.7976931348623157e308])
 def test_gaussian_blur_of_an_extreme_sigma_is_finite(sigma):
     x = torch.rand(2, 1, 9, 7, generator=torch.Generator().manual_seed(0))
     out = gaussian_blur(x, sigma)
@@ -429,6 +430,24 @@ def test_modules_name_a_size_that_holds_no_unit(build, match):
         build()
 
 
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: ConvAutoencoder(1, (8, 8), latent_dim=2.5), "latent_dim must hold ints"),
+        (lambda: ConvAutoencoder(1, (8.0, 8)), "input_size must hold ints"),
+        (lambda: ConvAutoencoder(None, (8, 8)), "in_channels must hold ints"),
+        (lambda: DenseAutoencoder(4, hidden_sizes=(3.7,)), "hidden_sizes must hold ints"),
+        (lambda: SegmentationNet(2, width=2.7), "width must hold ints"),
+        (lambda: SegmentationNet(2, levels=1.5), "levels must be an int >= 0"),
+        (lambda: SegmentationNet(2, levels=None), "levels must be an int >= 0"),
+    ],
+)
+def test_modules_name_a_size_that_is_not_an_int(build, match):
+    # int() truncated 2.5 to 2 silently, and None failed without naming the size.
+    with pytest.raises(TypeError, match=match):
+        build()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     height=st.integers(1, 7),
@@ -449,3 +468,10 @@ def test_pad_by_slices_gives_the_values_and_gradient_of_f_pad(height, width, pad
     (want,) = torch.autograd.grad((expected * weights).sum(), x)
     (have,) = torch.autograd.grad((got * weights).sum(), x)
     torch.testing.assert_close(have, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["constant", "circular", "Reflect"])
+def test_pad_by_slices_refuses_another_mode(mode):
+    # Any mode but 'reflect' was padded as 'replicate', silently.
+    with pytest.raises(ValueError, match="mode must be 'reflect' or 'replicate'"):
+        pad_by_slices(torch.zeros(1, 1, 3, 3), (1, 1, 1, 1), mode)

@@ -118,7 +118,9 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     )
     other = int(torch.randint(1, max(n, 2), (1,), generator=generator, device=on)) % n
     patch = torch.roll(x, (other, shift_y % height, shift_x % width), (0, 2, 3))
-    sign = torch.where(_draw((n,), generator, device) < 0.5, -1.0, 1.0)
+    # Not torch.where(..., -1.0, 1.0): two Python scalars take torch's default dtype,
+    # float64 in some processes, and the fills of a float32 batch would follow.
+    sign = 1.0 - 2.0 * (_draw((n,), generator, device) < 0.5).to(torch.float32)
     shifted = x + ((0.5 + 1.5 * _draw((n,), generator, device)) * sign).view(n, 1, 1, 1)
     noise = torch.randn(x.shape, generator=generator, device=on, dtype=x.dtype).to(device)
     low, high = x.min(), x.max()

@@ -47,14 +47,16 @@ def gaussian_blur(x, sigma, size=None):
     sigma = float(sigma)
     if not sigma >= 0 or math.isinf(sigma):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}.")
+    height, width = x.shape[-2:]
     if size is None:
-        size = 2 * math.ceil(3.0 * sigma) + 1
+        # 3 sigma capped at the image's side, which the kernel is shrunk to anyway:
+        # near the largest float, 3 sigma overflows to inf, which ceil refuses.
+        size = 2 * math.ceil(min(3.0 * sigma, max(height, width))) + 1
     elif not isinstance(size, numbers.Integral) or isinstance(size, bool):
         raise TypeError(f"size must be an odd int or None, got {type(size).__name__} {size!r}.")
     elif size < 1 or size % 2 == 0:
         # An even kernel has no centre: the output would grow by a pixel.
         raise ValueError(f"size must be an odd int >= 1 or None, got {size}.")
-    height, width = x.shape[-2:]
     size_h = min(size, 2 * ((height - 1) // 2) + 1)
     size_w = min(size, 2 * ((width - 1) // 2) + 1)
     n_channels = x.shape[1]
@@ -195,7 +197,8 @@ def pad_by_slices(x, pad, mode):
 
     The values are F.pad's; the backward is deterministic on CUDA too, where the
     backward of F.pad's two modes adds into the input atomically, in an order that
-    varies between runs. Reflection needs each pad below its side's length.
+    varies between runs. Reflection needs each pad below its side's length; any
+    other ``mode`` raises ValueError.
 
     Examples
     --------
@@ -205,6 +208,9 @@ def pad_by_slices(x, pad, mode):
     >>> bool((pad_by_slices(x, (2, 1, 1, 2), "reflect") == F.pad(x, (2, 1, 1, 2), "reflect")).all())
     True
     """
+    if mode not in ("reflect", "replicate"):
+        # anything but 'reflect' would otherwise be padded as 'replicate'
+        raise ValueError(f"mode must be 'reflect' or 'replicate', got {mode!r}.")
 
     def side(t, before, after, dim):
         n = t.shape[dim]

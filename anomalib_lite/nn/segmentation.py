@@ -1,5 +1,7 @@
 """Networks that segment anomalies: a small U-Net, and an autoencoder joined to one."""
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -56,7 +58,10 @@ class SegmentationNet(nn.Module):
     ):
         super().__init__()
         in_channels, width = positive_sizes(in_channels=in_channels, width=width)
-        if int(levels) < 0:
+        if not isinstance(levels, numbers.Integral) or isinstance(levels, bool):
+            # int() would truncate 1.5 to 1 level silently
+            raise TypeError(f"levels must be an int >= 0, got {levels!r}.")
+        if levels < 0:
             raise ValueError(f"levels must be >= 0, got {levels!r}.")
         widths = [width * 2**i for i in range(int(levels) + 1)]
         self.down = nn.ModuleList()
