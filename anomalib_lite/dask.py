@@ -208,6 +208,13 @@ def _default_loader():
     return load_images
 
 
+def _check_reading(load_kwargs):
+    from .datasets import _check_reading_options
+
+    known = ("size", "color_mode", "dtype", "resample", "on_error")
+    _check_reading_options(**{k: v for k, v in load_kwargs.items() if k in known})
+
+
 def _load_chunk(paths, loader, sample_shape, dtype, load_kwargs):
     """Load one chunk of files (one image per path)."""
     return _checked_chunk(loader(list(paths), **load_kwargs), paths, sample_shape, dtype)
@@ -233,15 +240,29 @@ def _checked_chunk(images, paths, sample_shape, dtype):
             f"{(len(paths), *sample_shape)} like the first file. Images of differing "
             "sizes need a common size, e.g. size=(H, W) for load_images."
         )
-    # The results' dtype was found on the first file's dtype, hence the cast; an
-    # unsafe one (16-bit pixels into uint8) would wrap values without a word.
-    if not np.can_cast(images.dtype, dtype, casting="safe"):
+    # The results' dtype was found on the first file's dtype, hence the cast, which
+    # may round (float64 into float32) but not wrap (16-bit pixels into uint8).
+    cast = images.astype(dtype, copy=False)
+    if _cast_changes_values(images, cast):
         raise ValueError(
-            f"Loading {span} gave dtype {images.dtype}; expected {np.dtype(dtype)} like "
-            "the first file, which cannot hold all its values. Make the loader return "
-            "one dtype for every file, e.g. with .astype('float32')."
+            f"Loading {span} gave dtype {images.dtype} with values that the first "
+            f"file's dtype, {np.dtype(dtype)}, cannot hold. Make the loader return one "
+            "dtype for every file, e.g. with .astype('float32')."
         )
-    return images.astype(dtype, copy=False)
+    return cast
+
+
+def _cast_changes_values(images, cast):
+    """Whether casting ``images`` to ``cast``'s dtype did more than round: truncate
+    a fraction or sign, wrap an integer, or overflow a finite value to infinity."""
+    if np.can_cast(images.dtype, cast.dtype, casting="safe") or images.size == 0:
+        return False
+    if cast.dtype.kind == "f" and images.dtype.kind in "biuf":
+        return bool(np.any(np.isinf(cast) & np.isfinite(images)))
+    if cast.dtype.kind in "iu" and images.dtype.kind in "biu":
+        info = np.iinfo(cast.dtype)
+        return bool(images.min() < info.min or images.max() > info.max)
+    return True
 
 
 def _load_each(paths, loader, sample_shape, dtype, load_kwargs):
@@ -310,19 +331,12 @@ class _Loader:
 def _first_image(paths, loader, load_kwargs, each):
     """The first image that loads, to learn the layout; with ``each``, unreadable
     files before it are passed over (their chunk warns about them)."""
-    from .datasets import _NothingRead
-
+    kwargs = {**load_kwargs, "on_error": "raise"} if each else load_kwargs
     for path in paths if each else paths[:1]:
-        # With on_error='warn' load_images skips an unreadable file and then raises
-        # _NothingRead, while a bad keyword (color_mode='bgr') still raises at once,
-        # naming itself, rather than after a try at every file.
         try:
-            with warnings.catch_warnings():
-                if each:  # the skipped file's chunk warns about it
-                    warnings.simplefilter("ignore", UserWarning)
-                first = np.asarray(loader([path], **load_kwargs))
-        except _NothingRead:
-            if not each:  # a custom loader that skips: the message says it all
+            first = np.asarray(loader([path], **kwargs))
+        except ValueError:
+            if not each:
                 raise
             continue
         if first.ndim < 2 or first.shape[0] != 1:
@@ -358,9 +372,10 @@ def score_files(
         Files read and scored per task. Memory per task grows with it.
     loader : callable or None, default=None
         ``loader(list_of_paths, **load_kwargs)`` returns one image per path
-        along axis 0, of the first file's shape and in a dtype that casts
-        safely to the first file's (else the chunk raises a ValueError); None
-        uses :func:`anomalib_lite.datasets.load_images`.
+        along axis 0, of the first file's shape; each chunk is cast to the
+        first file's dtype, and one whose values the cast would change (wrap,
+        truncate or overflow) raises a ValueError. None uses
+        :func:`anomalib_lite.datasets.load_images`.
     **load_kwargs : dict
         Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``
         (not ``return_paths``: entry ``i`` of the result is ``paths[i]``'s).
@@ -409,12 +424,15 @@ def score_files(
     files_per_chunk = check_int(files_per_chunk, "files_per_chunk", min_value=1)
     default = loader is None
     if default:
-        if "return_paths" in load_kwargs:
+        if load_kwargs.get("return_paths"):
             raise TypeError(
                 "score_files takes no return_paths: result i is that of paths[i] (NaN "
                 "for a file skipped with on_error='warn'), so the paths are known."
             )
         loader = _default_loader()
+        # Checked once here: with on_error='warn' each file is tried on its own, and
+        # a bad option (color_mode='bgr') would read as every file being unreadable.
+        _check_reading(load_kwargs)
     elif not callable(loader):
         raise TypeError(f"loader must be callable or None, got {type(loader).__name__}.")
     detector = _checked_detector(detector, method)

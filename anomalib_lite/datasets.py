@@ -414,6 +414,18 @@ def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
     return np.stack(images), kept, sizes
 
 
+def _check_reading_options(
+    size=None, color_mode="gray", dtype="uint8", resample="bilinear", on_error="raise"
+):
+    """The options of :func:`load_images`, checked; ``size`` as ``(H, W)`` or None."""
+    size = _check_size(size)
+    check_option(color_mode, "color_mode", _COLOR_MODES)
+    check_option(dtype, "dtype", _DTYPES)
+    check_option(resample, "resample", tuple(_RESAMPLE))
+    check_option(on_error, "on_error", _ON_ERROR)
+    return size
+
+
 def load_images(
     path_or_paths,
     *,
@@ -497,11 +509,7 @@ def load_images(
     >>> load_images(folder, size=(2, 3), dtype="float32").max().item()
     0.6274510025978088
     """
-    size = _check_size(size)
-    check_option(color_mode, "color_mode", _COLOR_MODES)
-    check_option(dtype, "dtype", _DTYPES)
-    check_option(resample, "resample", tuple(_RESAMPLE))
-    check_option(on_error, "on_error", _ON_ERROR)
+    size = _check_reading_options(size, color_mode, dtype, resample, on_error)
     paths = _resolve_paths(path_or_paths)
     images, kept, _ = _read_all(
         paths, color_mode=color_mode, size=size, resample=resample, dtype=dtype, on_error=on_error
@@ -640,7 +648,7 @@ def load_folder_dataset(
         per defective image; pixels above half the value range (> 127 in 8
         bits) mark the defect, and a mask whose pixels are not all 0 but none
         above it (0/1 in 8 or 16 bits, palette or dark colour masks) is
-        refused. None or a missing folder loads no masks.
+        refused. None or a missing folder loads no masks; a file there is refused.
     normal_dir : str, default='good'
         Name of the folders that hold normal images: one folder name, not a path.
     mask_suffix : str, default='_mask'
@@ -687,11 +695,7 @@ def load_folder_dataset(
     [0, 2]
     """
     root = _check_folder(check_path(root, "root", must_exist=True), "root")
-    size = _check_size(size)
-    check_option(color_mode, "color_mode", _COLOR_MODES)
-    check_option(dtype, "dtype", _DTYPES)
-    check_option(resample, "resample", tuple(_RESAMPLE))
-    check_option(on_error, "on_error", _ON_ERROR)
+    size = _check_reading_options(size, color_mode, dtype, resample, on_error)
     # An empty name would be root itself.
     for value, name in [(train_dir, "train_dir"), (test_dir, "test_dir"), (mask_dir, "mask_dir")]:
         if value is not None and (not isinstance(value, str) or not value):
@@ -744,6 +748,8 @@ def load_folder_dataset(
 
     masks = mask_paths = None
     mask_root = None if mask_dir is None else root / mask_dir
+    if mask_root is not None and mask_root.exists():  # a missing folder: no masks
+        _check_folder(mask_root, "mask_dir")
     if mask_root is not None and mask_root.is_dir():
         mask_paths = [
             None

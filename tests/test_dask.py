@@ -356,13 +356,34 @@ def test_score_files_refuses_a_chunk_whose_dtype_would_wrap(tmp_path):
         np.save(path, row if i < 3 else row.astype(np.uint16) * 300)  # 16-bit from file 3
     det = PCADetector(n_components=2).fit(_read_npy(paths).astype(float))
     result = score_files(det, paths, files_per_chunk=3, loader=_read_npy)
-    with pytest.raises(ValueError, match=r"3\.npy.*gave dtype uint16; expected uint8"):
+    with pytest.raises(ValueError, match=r"3\.npy.*gave dtype uint16 with values.*uint8"):
         result.compute(scheduler="synchronous")
     # A dtype that holds the first file's values is taken.
     widened = score_files(det, paths[3:] + paths[:3], files_per_chunk=3, loader=_read_npy)
     np.testing.assert_array_equal(
         widened.compute(scheduler="synchronous"),
         _per_chunk(det, _read_npy(paths[3:] + paths[:3]), (3, 3)),
+    )
+
+
+def test_score_files_takes_a_chunk_whose_cast_only_rounds(tmp_path):
+    rows = np.random.default_rng(0).normal(size=(6, 4))
+    paths = [tmp_path / f"{i}.npy" for i in range(6)]
+    for i, (row, path) in enumerate(zip(rows, paths, strict=True)):
+        np.save(path, row.astype(np.float32) if i < 3 else row)  # float64 from file 3
+    det = PCADetector(n_components=2).fit(rows)
+    result = score_files(det, paths, files_per_chunk=3, loader=_read_npy)
+    np.testing.assert_array_equal(
+        result.compute(scheduler="synchronous"),
+        _per_chunk(det, _read_npy(paths).astype(np.float32), (3, 3)),
+    )
+    # 8-bit values in a 16-bit array fit the first file's uint8 as they are.
+    for i, path in enumerate(paths):
+        np.save(path, np.arange(4, dtype=np.uint8 if i < 3 else np.uint16) + i)
+    small = score_files(det, paths, files_per_chunk=3, loader=_read_npy)
+    np.testing.assert_array_equal(
+        small.compute(scheduler="synchronous"),
+        _per_chunk(det, _read_npy(paths).astype(np.uint8), (3, 3)),
     )
 
 
@@ -381,6 +402,30 @@ def test_score_files_skipping_unreadable_files_names_a_bad_loader_keyword(
     conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
     with pytest.raises(error, match=match):
         score_files(conv, paths, on_error="warn", **kwargs)
+
+
+def test_score_files_takes_return_paths_false(fitted, png_files):
+    paths, images = png_files
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    result = score_files(conv, paths[:4], return_paths=False).compute(scheduler="synchronous")
+    np.testing.assert_array_equal(result, conv.score_samples(images[:4]))
+
+
+def test_score_files_skips_a_listed_folder_wherever_it_stands(png_files, tmp_path):
+    paths, images = png_files
+    conv = ConvAutoencoderDetector(channels=(4,), max_iter=1, random_state=0).fit(images)
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    expected = conv.score_samples(images[:3])
+    for at in (0, 1):
+        listed = [*paths[:3]]
+        listed.insert(at, folder)
+        with pytest.warns(UserWarning, match="sub"):
+            result = score_files(conv, listed, files_per_chunk=2, on_error="warn").compute(
+                scheduler="synchronous"
+            )
+        assert np.isnan(result[at])
+        np.testing.assert_allclose(np.delete(result, at), expected, rtol=1e-6)
 
 
 def _pngs_with_a_corrupt_file(folder, images):

@@ -598,6 +598,7 @@ def test_load_folder_dataset_files_where_folders_belong_are_named(tmp_path):
         ({"train_dir": "notes.txt"}, "train_dir"),
         ({"test_dir": "notes.txt"}, "test_dir"),
         ({"train_dir": "train/good/000.png"}, "train_dir"),
+        ({"mask_dir": "notes.txt"}, "mask_dir"),
     ]:
         with pytest.raises(NotADirectoryError, match=rf"{name}: .*is a file, not a folder"):
             load_folder_dataset(tmp_path, **kwargs)
