@@ -568,13 +568,15 @@ def _cmd_evaluate(args):
     model = _load_model(args.model)
     layout = _ImageLayout(model, args.size)
     root = _existing(args.data, "--data")
+    if not root.is_dir():
+        raise CommandError(f"--data: '{root}' is a file; evaluate reads the test/ folder under it")
     # As score chooses it: a PCA model's colour comes from the size of a test image.
     # Without a test folder, the dataset's own check below names what is missing.
     test = root / "test"
     color = layout.color(_image_files([test])[0]) if test.is_dir() else "gray"
     try:
         data = load_folder_dataset(root, train_dir=None, size=args.size, color_mode=color)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
         raise CommandError(f"--data: {exc}") from None
     images, labels = data.test_images, data.test_labels
     layout.check(images, data.test_paths[0])

@@ -412,6 +412,14 @@ def test_evaluate_needs_an_mvtec_root(model, root):
     )  # fmt: skip
 
 
+def test_evaluate_names_a_file_given_as_data(model, root, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    _fails("evaluate", "--model", model, "--data", notes, match="--data: '")
+    (tmp_path / "test").write_text("not a folder")
+    _fails("evaluate", "--model", model, "--data", tmp_path, match="--data: test_dir: ")
+
+
 def _evaluate_json(model, data):
     stdout = io_module.StringIO()
     with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
