@@ -101,13 +101,18 @@ def _lut(cmap):
 
 def _normalized(values, vmin, vmax):
     """``(values - vmin) / (vmax - vmin)`` clipped to [0, 1]; 0 where vmax <= vmin."""
-    # Halved, so that differences of finite values as far apart as -1e308 and
-    # 1e308 do not overflow to inf (and inf / inf to NaN); exact but for subnormals.
-    values = np.asarray(values, dtype=np.float64) / 2
-    vmin = np.asarray(vmin, dtype=np.float64) / 2
-    span = np.asarray(vmax, dtype=np.float64) / 2 - vmin
+    values = np.asarray(values, dtype=np.float64)
+    vmin = np.asarray(vmin, dtype=np.float64)
+    vmax = np.asarray(vmax, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        span = vmax - vmin
+    if np.isinf(span).any():
+        # Finite limits as far apart as -1e308 and 1e308: halved, their difference
+        # stays finite (inf / inf would be NaN); not always, as subnormals underflow.
+        values, vmin, span = values / 2, vmin / 2, vmax / 2 - vmin / 2
     safe = np.where(span > 0, span, 1.0)
-    return np.where(span > 0, np.clip((values - vmin) / safe, 0.0, 1.0), 0.0)
+    with np.errstate(over="ignore"):  # values far outside the limits clip to 0 or 1
+        return np.where(span > 0, np.clip((values - vmin) / safe, 0.0, 1.0), 0.0)
 
 
 def colorize(values, *, cmap="inferno", vmin=None, vmax=None):
@@ -173,8 +178,13 @@ def _check_images(X, image_shape):
         # too; -1 stands for any size, as in numpy.reshape.
         actual = channels_first(X.shape[1:])
         if given is not None and not all(g in (-1, a) for g, a in zip(given, actual, strict=True)):
+            hint = (
+                " Convert channels-last images with np.moveaxis(X, -1, 1)."
+                if X.ndim == 4 and X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3)
+                else ""
+            )
             raise ValueError(
-                f"image_shape={image_shape!r} does not match the images of X, {X.shape[1:]}."
+                f"image_shape={image_shape!r} does not match the images of X, {X.shape[1:]}.{hint}"
             )
         image_shape = X.shape[1:]
     else:

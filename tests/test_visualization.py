@@ -129,11 +129,18 @@ def test_colorize_limits():
         colorize([0.0], cmap="jet")
 
 
+def test_channels_last_images_with_a_channels_first_shape_get_the_hint():
+    with pytest.raises(ValueError, match=r"does not match.*np\.moveaxis"):
+        reconstruction_panels(ZeroReconstruction(), np.zeros((2, 8, 8, 3)), image_shape=(3, 8, 8))
+
+
 def test_colorize_extreme_finite_values():
     # vmax - vmin overflows float64: the values are finite, so they still get colours.
     rgb = colorize([-1e308, 0.0, 1e308])
     np.testing.assert_array_equal(rgb, colorize([0.0, 0.5, 1.0]))
     np.testing.assert_array_equal(colorize([0.0], vmin=-1e308, vmax=1e308), rgb[1:2])
+    # Subnormal spans are not halved away.
+    np.testing.assert_array_equal(colorize([0.0, 5e-324]), colorize([0.0, 1.0]))
 
 
 @pytest.mark.parametrize(
