@@ -118,6 +118,18 @@ def test_bench_projection_fast_writes_a_table(tmp_path):
     assert "| 28x28 | 20 | 0 |" in text and "| 64x64 | 10 | 20 |" in text
 
 
+def test_bench_pca_scoring_fast_writes_a_table(tmp_path):
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "pca_scoring.md"
+    result = _run("bench_pca_scoring.py", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for row in ("| textures 28 px |", "| textures 64 px |", "| MNIST accessories |"):
+        assert row in text
+    # The scoring chose per fit: the count column names every fit.
+    assert "of 1 |" in text
+
+
 def _real_image_page(script, tmp_path):
     """The page a script on bench_real's sets writes in fast mode, with its default of
     two fits side by side: the process pool a full run uses, at half the wall time."""
