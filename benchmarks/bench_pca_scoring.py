@@ -72,9 +72,10 @@ class _PCANetwork(nn.Module):
 class PCAScoredAsAutoencoder(ConvAutoencoderDetector):
     """A ``ConvAutoencoderDetector`` whose network is a PCA keeping ``VARIANCE``.
 
-    Its training is one PCA fit on the standardized, padded training images,
-    so that everything after the network (the map, ``edge_scale_``, the
-    ``'auto'`` image score and its choice) is the library's own code.
+    Its training is one PCA fit on the training images as the network would see
+    them (standardized, with the default margin), so that everything after the
+    network (the map, ``edge_scale_``, the ``'auto'`` image score and its
+    choice) is the library's own code.
     """
 
     def _make_module(self):
@@ -172,10 +173,13 @@ def main(argv=None):
         "",
         "A PCA keeping 90% of the variance, fitted once per set on its normal training "
         "images (for MNIST, once per class; the rows give the mean over the classes). "
-        "`raw` is how `docs/benchmarks_real.md` scores its `PCA (90% variance)` reference: "
-        "the sum of the squared residual, and the squared residual as the map. `as the "
-        "autoencoder` sends the same PCA's reconstruction through `ConvAutoencoderDetector`'s "
-        "own scoring: the two-part smoothed map over `edge_scale_` (`pixel`), and the image "
+        "`raw` is `docs/benchmarks_real.md`'s `PCA (90% variance)` reference: a PCA of the "
+        "images, scored by the sum of the squared residual, with the squared residual as the "
+        "map. `as the autoencoder` is a PCA keeping 90% of the variance of the images as the "
+        "autoencoder's network sees them (standardized, with the mirrored margin the defaults "
+        "add at 32 pixels and more), whose reconstruction goes through "
+        "`ConvAutoencoderDetector`'s own scoring: the two-part smoothed map over `edge_scale_` "
+        "(`pixel`), and the image "
         "score `'auto'`, the one of `'max'` and `'smooth'` that the fit chose from synthetic "
         "defects pasted into its training images (the columns `'max'` and `'smooth'` score "
         "with each). Image and pixel ROC-AUC on the test sets of `benchmarks/bench_real.py`; "
