@@ -526,15 +526,16 @@ def _subfolders(folder):
     )
 
 
-def _check_folder(path, name):
-    """``path``, which exists, if it is a folder; a NotADirectoryError naming ``name`` if not."""
+def _existing_folder(path, name):
+    """``path`` if it is a folder; FileNotFoundError or NotADirectoryError naming ``name``."""
+    path = check_path(path, name, must_exist=True)
     if not path.is_dir():
         raise NotADirectoryError(f"{name}: '{path}' is a file, not a folder.")
     return path
 
 
 def _train_folder(root, train_dir, normal_dir):
-    train = _check_folder(check_path(root / train_dir, "train_dir", must_exist=True), "train_dir")
+    train = _existing_folder(root / train_dir, "train_dir")
     if (train / normal_dir).is_dir():
         return train / normal_dir
     others = _subfolders(train)
@@ -694,7 +695,7 @@ def load_folder_dataset(
     >>> data.test_masks.sum(axis=(1, 2)).tolist()
     [0, 2]
     """
-    root = _check_folder(check_path(root, "root", must_exist=True), "root")
+    root = _existing_folder(root, "root")
     size = _check_reading_options(size, color_mode, dtype, resample, on_error)
     # An empty name would be root itself.
     for value, name in [(train_dir, "train_dir"), (test_dir, "test_dir"), (mask_dir, "mask_dir")]:
@@ -717,11 +718,7 @@ def load_folder_dataset(
     train_paths = (
         [] if train_dir is None else _list_images(_train_folder(root, train_dir, normal_dir))
     )
-    test_root = (
-        None
-        if test_dir is None
-        else _check_folder(check_path(root / test_dir, "test_dir", must_exist=True), "test_dir")
-    )
+    test_root = None if test_dir is None else _existing_folder(root / test_dir, "test_dir")
     test_paths, test_types = _test_files(test_root, normal_dir) if test_root else ([], [])
 
     options = dict(color_mode=color_mode, size=size, resample=resample, dtype=dtype)
@@ -749,8 +746,7 @@ def load_folder_dataset(
     masks = mask_paths = None
     mask_root = None if mask_dir is None else root / mask_dir
     if mask_root is not None and mask_root.exists():  # a missing folder: no masks
-        _check_folder(mask_root, "mask_dir")
-    if mask_root is not None and mask_root.is_dir():
+        mask_root = _existing_folder(mask_root, "mask_dir")
         mask_paths = [
             None
             if t == normal_dir

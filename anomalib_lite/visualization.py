@@ -6,6 +6,7 @@
 """
 
 import math
+from collections import Counter
 from numbers import Integral
 
 import numpy as np
@@ -218,11 +219,10 @@ def _named_detectors(detectors):
     if not items:
         raise ValueError("detectors is empty; pass at least one fitted detector.")
     # The pictures are keyed by name: a second detector of a name would replace the first.
-    names = [name for name, _ in items]
-    for name in names:
-        if names.count(name) > 1:
+    for name, count in Counter(name for name, _ in items).items():
+        if count > 1:
             raise ValueError(
-                f"detectors has {names.count(name)} detectors named {name!r}; pass a dict "
+                f"detectors has {count} detectors named {name!r}; pass a dict "
                 "whose keys are distinct as strings."
             )
     for name, det in items:

@@ -3,7 +3,8 @@
 import numbers
 
 
-def _is_int(v):
+def is_int(v):
+    """Whether ``v`` is an integer (numpy's too), not a bool."""
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
@@ -14,7 +15,7 @@ def positive_sizes(**sizes):
     out = []
     for name, value in sizes.items():
         is_tuple = isinstance(value, (tuple, list))
-        if not all(_is_int(v) for v in (value if is_tuple else (value,))):
+        if not all(is_int(v) for v in (value if is_tuple else (value,))):
             raise TypeError(f"{name} must hold ints, got {value!r}.")
         values = tuple(int(v) for v in value) if is_tuple else (int(value),)
         if any(v < 1 for v in values):

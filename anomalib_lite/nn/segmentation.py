@@ -1,12 +1,10 @@
 """Networks that segment anomalies: a small U-Net, and an autoencoder joined to one."""
 
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._sizes import positive_sizes
+from ._sizes import is_int, positive_sizes
 
 __all__ = ["ReconstructAndSegment", "SegmentationNet"]
 
@@ -58,7 +56,7 @@ class SegmentationNet(nn.Module):
     ):
         super().__init__()
         in_channels, width = positive_sizes(in_channels=in_channels, width=width)
-        if not isinstance(levels, numbers.Integral) or isinstance(levels, bool):
+        if not is_int(levels):
             # int() would truncate 1.5 to 1 level silently
             raise TypeError(f"levels must be an int >= 0, got {levels!r}.")
         if levels < 0:
