@@ -117,6 +117,20 @@ def _probe(detector, method, sample):
     return probe.shape[1:], probe.dtype
 
 
+def _probe_output(detector, method, X):
+    """:func:`_probe` on one sample of zeros, or, where the detector refuses zeros
+    (a pipeline that takes logarithms, say), on X's first sample, computed."""
+    try:
+        with warnings.catch_warnings():  # about the zeros, not the user's data
+            warnings.simplefilter("ignore")
+            return _probe(detector, method, np.zeros((1, *X.shape[1:]), dtype=X.dtype))
+    except Exception as zeros_error:
+        try:
+            return _probe(detector, method, np.asarray(X[:1].compute()))
+        except Exception as error:
+            raise error from zeros_error
+
+
 def _checked_detector(detector, method):
     detector = _unwrap(detector)
     _check_method(detector, method)
@@ -162,7 +176,9 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     Notes
     -----
     ``method`` runs once on one sample of zeros locally, to find the output
-    shape and dtype and to check X's sample shape before any task runs.
+    shape and dtype and to check X's sample shape before any task runs. Where
+    it refuses zeros, it runs on X's first sample instead, which computes the
+    first chunk once.
 
     Examples
     --------
@@ -182,7 +198,7 @@ def score_array(detector, X, *, method="score_samples", rechunk=False):
     detector = _checked_detector(detector, method)
     X = _check_dask_array(X, rechunk)
 
-    out_tail, out_dtype = _probe(detector, method, np.zeros((1, *X.shape[1:]), dtype=X.dtype))
+    out_tail, out_dtype = _probe_output(detector, method, X)
     chunks = (X.chunks[0], *((size,) for size in out_tail))
     # The detector becomes one key of the graph, shipped to each worker once.
     shipped = dask.delayed(detector, pure=True)

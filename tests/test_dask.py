@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import pickle
 import sys
+import warnings
 from itertools import pairwise
 from pathlib import Path
 
@@ -218,6 +219,23 @@ def test_score_array_pipeline(digits):
     )
     with pytest.raises(ValueError, match=r"reconstruction_error.*not a method of Pipeline"):
         score_array(pipe, darr, method="reconstruction_error")
+
+
+def test_score_array_pipeline_that_refuses_zeros(digits):
+    """A pipeline taking logarithms refuses the zeros the output shape is found
+    from; the first sample of X tells it instead."""
+    X, y = digits
+    X = X + 0.5  # positive, so that the logarithm is finite
+    pipe = make_pipeline(FunctionTransformer(np.log), PCADetector(n_components=5)).fit(X, y)
+    darr = da.from_array(X, chunks=(600, -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log(0) of the zeros is not the user's concern
+        result = score_array(pipe, darr)
+    np.testing.assert_array_equal(
+        result.compute(scheduler="synchronous"), _per_chunk(pipe, X, darr.chunks[0])
+    )
+    with pytest.raises(ValueError, match="features"):
+        score_array(pipe, da.from_array(X[:, :10], chunks=(600, -1)))
 
 
 def test_score_array_with_dask_ml_parallel_post_fit(digits):
