@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -101,3 +102,44 @@ def test_paste_defects_computes_a_float32_batch_in_float32_under_a_float64_defau
         torch.set_default_dtype(default)
     assert torch.float64 not in made
     assert torch.equal(out, expected[0]) and torch.equal(masks, expected[1])
+
+
+@pytest.mark.parametrize(
+    "area, error, match",
+    [
+        ((0.3, 0.1), ValueError, r"area=\(0.3, 0.1\).*0 < low <= high <= 1"),
+        ((0.0, 0.2), ValueError, "0 < low"),
+        ((0.1, 1.5), ValueError, "high <= 1"),
+        ((float("nan"), 0.2), ValueError, "area"),
+        (0.2, TypeError, "pair"),
+        ((0.1, 0.2, 0.3), TypeError, "pair"),
+        (("0.1", "0.2"), TypeError, "pair"),
+        ((True, 1), TypeError, "pair"),
+    ],
+)
+def test_masks_and_defects_refuse_a_bad_area(area, error, match):
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(error, match=match):
+        defect_masks(2, 8, 8, gen, area=area)
+    with pytest.raises(error, match=match):
+        paste_defects(torch.zeros(2, 1, 8, 8), gen, area=area)
+
+
+@pytest.mark.parametrize(
+    "probability, error",
+    [
+        (1.5, ValueError),
+        (-0.1, ValueError),
+        (float("nan"), ValueError),
+        ("0.5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_paste_defects_refuses_a_bad_probability(probability, error):
+    with pytest.raises(error, match="probability"):
+        paste_defects(torch.zeros(2, 1, 8, 8), torch.Generator(), probability=probability)
+
+
+def test_an_area_of_equal_bounds_covers_that_fraction():
+    masks = defect_masks(3, 10, 10, torch.Generator().manual_seed(0), area=(0.2, 0.2))
+    assert (masks.flatten(1).sum(1) >= 20).all()

@@ -1,5 +1,8 @@
 """Synthetic defects pasted into image batches, to train an autoencoder to repair them."""
 
+import math
+from numbers import Real
+
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +22,35 @@ def _draw(shape, generator, device, dtype=torch.float32):
     return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check_area(area):
+    """``area`` as ``(low, high)`` floats, refused unless ``0 < low <= high <= 1``."""
+    if isinstance(area, (str, bytes)) or not hasattr(area, "__len__") or len(area) != 2:
+        raise TypeError(f"area must be a pair (low, high) of floats, got {area!r}.")
+    low, high = area
+    if not (_is_real(low) and _is_real(high)):
+        raise TypeError(f"area must be a pair (low, high) of floats, got {area!r}.")
+    if not 0 < low <= high <= 1:
+        raise ValueError(
+            f"area={area!r} must be a fraction range (low, high) with 0 < low <= high <= 1."
+        )
+    return float(low), float(high)
+
+
+def _check_probability(probability):
+    if not _is_real(probability):
+        raise TypeError(
+            f"probability must be a float in [0, 1], got "
+            f"{type(probability).__name__} {probability!r}."
+        )
+    if not (math.isfinite(probability) and 0 <= probability <= 1):
+        raise ValueError(f"probability={probability!r} must be in [0, 1].")
+    return float(probability)
+
+
 def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"):
     """Random blob-shaped masks covering a random fraction of each image.
 
@@ -34,7 +66,8 @@ def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"
     generator : torch.Generator
         Source of every random draw.
     area : tuple of float, default=(0.01, 0.25)
-        Range of the fraction of pixels each mask covers, in (0, 1].
+        Range ``(low, high)`` of the fraction of pixels each mask covers,
+        ``0 < low <= high <= 1``.
     device : str or torch.device, default='cpu'
         Device of the returned masks.
 
@@ -50,12 +83,12 @@ def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"
     >>> tuple(masks.shape), bool(masks.flatten(1).any(1).all())
     ((4, 1, 16, 16), True)
     """
+    low, high = _check_area(area)
     pick = torch.randint(len(MASK_GRIDS), (1,), generator=generator, device=generator.device)
     grid = MASK_GRIDS[int(pick)]
     noise = _draw((n, 1, grid + 1, grid + 1), generator, device)
     smooth = F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=True)
     flat = smooth.flatten(1)
-    low, high = area
     fraction = low + (high - low) * _draw((n,), generator, device)
     count = (fraction * height * width).long().clamp(1, height * width)
     threshold = flat.sort(dim=1, descending=True).values.gather(1, (count - 1)[:, None])
@@ -85,7 +118,8 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     probability : float, default=0.5
         Chance, in [0, 1], that an image gets a defect.
     area : tuple of float, default=(0.01, 0.25)
-        Range of the fraction of an image a defect covers.
+        Range ``(low, high)`` of the fraction of an image a defect covers,
+        ``0 < low <= high <= 1``.
 
     Returns
     -------
@@ -107,6 +141,7 @@ def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
     >>> bool((out[~masks.expand_as(out)] == 0).all()), bool(masks.flatten(1).any(1).all())
     (True, True)
     """
+    probability = _check_probability(probability)
     n, _, height, width = x.shape
     device = x.device
     masks = defect_masks(n, height, width, generator, area=area, device=device)
