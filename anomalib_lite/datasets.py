@@ -796,6 +796,14 @@ def _test_files(test_root, normal_dir):
             f"Test folder '{test_root}' has no sub-folders; expected '{normal_dir}' and "
             "one folder per defect type."
         )
+    if normal_dir not in types:
+        warnings.warn(
+            f"Test folder '{test_root}' has no '{normal_dir}' folder, so every test image is "
+            f"labelled an anomaly (1). If one of its folders {sorted(types)} holds normal "
+            "images, pass its name as normal_dir.",
+            UserWarning,
+            stacklevel=3,
+        )
     test_paths, test_types = [], []
     for defect_type in types:
         found = _list_images(test_root / defect_type)

@@ -521,6 +521,19 @@ def test_load_folder_dataset_refuses_ambiguous_layouts(tmp_path):
         load_folder_dataset(tmp_path)
 
 
+def test_load_folder_dataset_warns_when_the_test_folder_has_no_normal_folder(tmp_path):
+    """Normal test images under another name would be labelled anomalies: say so."""
+    _make_tree(tmp_path)
+    (tmp_path / "test/good").rename(tmp_path / "test/ok")
+    with pytest.warns(UserWarning, match=r"no 'good' folder.*\['hole', 'ok', 'scratch'\]"):
+        data = load_folder_dataset(tmp_path, mask_dir=None)
+    assert data.test_labels.tolist() == [1] * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_folder_dataset(tmp_path, normal_dir="ok", train_dir=None)
+    assert data.test_labels.tolist() == [1, 0, 0, 1, 1]  # hole, ok, ok, scratch, scratch
+
+
 def test_load_folder_dataset_train_folder_without_subfolders(tmp_path):
     _make_tree(tmp_path)
     for p in (tmp_path / "train/good").iterdir():
