@@ -193,7 +193,13 @@ def quantile_threshold(calibration_scores, alpha):
     """
     scores = check_scores(calibration_scores, "calibration_scores")
     alpha = check_float(alpha, "alpha", low=0, high=1)
-    return float(np.quantile(scores, 1.0 - alpha))
+    with np.errstate(over="ignore", invalid="ignore"):
+        threshold = float(np.quantile(scores, 1.0 - alpha))
+    if not math.isfinite(threshold):
+        # Interpolating between scores of opposite sign near the float64 limit
+        # overflows (their difference exceeds it); halved scores do not.
+        threshold = 2.0 * float(np.quantile(scores / 2.0, 1.0 - alpha))
+    return threshold
 
 
 def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
@@ -244,7 +250,9 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     if method == "f1":
         best = int(np.argmax(2.0 * tp / (n_flagged + n_pos)))
     elif method == "youden":
-        best = int(np.argmax(tp / n_pos - fp / (s.size - n_pos)))
+        # J = tp / n_pos - fp / n_neg, compared exactly as n_pos * n_neg * J: in floats
+        # cuts of equal J can differ by a rounding error, and one with more alarms would win.
+        best = int(np.argmax(tp * (s.size - n_pos) - fp * n_pos))
     else:
         best = int(np.argmax(tp >= math.ceil(target_recall * n_pos - _RANK_TOL)))
     k = int(n_flagged[best])

@@ -1,6 +1,7 @@
 """Threshold rules and CalibratedDetector: guarantees, fallbacks, splits, errors."""
 
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,29 @@ def test_quantile_threshold_is_numpy_quantile():
     assert quantile_threshold(s, 0.1) == np.quantile(s, 0.9)
 
 
+def test_quantile_threshold_of_huge_scores_of_both_signs():
+    # the interpolation b - a overflows between scores near -+1.8e308
+    s = np.array([-1.5e308, 1.5e308])
+    for alpha, expected in [(0.05, 1.35e308), (0.5, 0.0), (0.999999, -1.5e308 + 3e302)]:
+        t = quantile_threshold(s, alpha)
+        assert np.isfinite(t) and s[0] <= t <= s[1]
+        assert t == pytest.approx(expected, rel=1e-9, abs=1e293)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scores=arrays(
+        np.float64,
+        st.integers(1, 8),
+        elements=st.floats(-1.7e308, 1.7e308) | st.sampled_from([-1.7e308, -1e308, 1e308]),
+    ),
+    alpha=st.floats(0.001, 0.999),
+)
+def test_quantile_threshold_lies_within_the_scores(scores, alpha):
+    t = quantile_threshold(scores, alpha)
+    assert scores.min() <= t <= scores.max()
+
+
 @pytest.mark.parametrize(
     ("func", "args", "error", "match"),
     [
@@ -271,6 +295,36 @@ def test_labelled_threshold_of_adjacent_float32_scores():
 def test_labelled_threshold_sits_half_way_between_classes():
     t = labelled_threshold([0.1, 0.2, 0.3, 0.8, 0.9], [0, 0, 0, 1, 1], method="youden")
     assert t == pytest.approx(0.55)
+
+
+def test_youden_threshold_of_equal_merit_flags_the_fewest():
+    # J = 1/3 flagging 1, 3 or 5 samples; in floats 3/3 - 2/3 rounds above 1/3 - 0/3
+    t = labelled_threshold([6, 5, 4, 3, 2, 1], [1, 0, 1, 0, 1, 0], method="youden")
+    assert t == 5.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 1), min_size=2, max_size=16),
+    ties=st.integers(1, 4),
+    method=st.sampled_from(["f1", "youden"]),
+)
+def test_labelled_threshold_of_equal_merit_flags_the_fewest(labels, ties, method):
+    y = np.array([1, *labels, 0])
+    scores = np.arange(y.size, 0, -1) // ties * 1.0  # decreasing, some tied
+    pos, n_pos, n_neg = y == 1, int(y.sum()), int((y == 0).sum())
+
+    def merit(c):  # exact, as a fraction
+        tp, fp = int(np.sum(c & pos)), int(np.sum(c & ~pos))
+        if method == "f1":
+            return Fraction(2 * tp, int(c.sum()) + n_pos)
+        return Fraction(tp, n_pos) - Fraction(fp, n_neg)
+
+    cuts = _all_cuts(scores)
+    best = max(merit(c) for c in cuts)
+    flagged = scores > labelled_threshold(scores, y, method=method)
+    assert merit(flagged) == best
+    assert flagged.sum() == min(c.sum() for c in cuts if merit(c) == best)
 
 
 # ------------------------------------------------------- CalibratedDetector
