@@ -135,8 +135,11 @@ def _check_exportable(detector):
 
 
 def _inner(detector):
-    """The detector that scores: a calibrated detector's wrapped one."""
-    return detector.detector_ if isinstance(detector, CalibratedDetector) else detector
+    """The detector that scores: a calibrated detector's wrapped one, however deeply
+    calibrated detectors are nested (each keeps its wrapped detector's scores)."""
+    while isinstance(detector, CalibratedDetector):
+        detector = detector.detector_
+    return detector
 
 
 def _check_input(detector, input_shape, input_dtype):
@@ -359,8 +362,9 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
         :class:`~anomalib_lite.ConvAutoencoderDetector`,
         :class:`~anomalib_lite.DraemDetector`,
         :class:`~anomalib_lite.AutoencoderDetector`, or a fitted
-        :class:`~anomalib_lite.CalibratedDetector` wrapping one of them
-        (its calibrated threshold is exported).
+        :class:`~anomalib_lite.CalibratedDetector` wrapping one of them, or
+        wrapping such a CalibratedDetector (the outermost calibrated threshold
+        is exported).
     path : str or os.PathLike
         File to write. The file appears complete or not at all: it is
         written to a temporary file in the same directory and then moved into

@@ -227,6 +227,20 @@ def test_calibrated_detectors_export_their_threshold(tmp_path):
     assert float(threshold) == pca.threshold_
 
 
+def test_nested_calibrated_detectors_export_the_outer_threshold(tmp_path):
+    # A CalibratedDetector wraps any detector, a calibrated one too: the graph scores
+    # with the innermost detector and decides with the outermost threshold.
+    normal, anomalous = _digits()
+    images = normal.reshape(-1, 8, 8)
+    inner = CalibratedDetector(PCADetector(n_components=8), alpha=0.2, random_state=0)
+    det = CalibratedDetector(inner, method="quantile", alpha=0.1, random_state=1)
+    det.fit(images[:120])
+    fresh = np.vstack([normal[120:], anomalous]).reshape(-1, 8, 8)
+    got = _both_batches(det, _export(det, tmp_path, input_dtype="float64"), fresh)
+    assert "anomaly_map" in got
+    assert det.offset_ != det.detector_.offset_  # the outer threshold is the one exported
+
+
 @pytest.mark.parametrize("shape", [(8, 8), (1, 8, 8)])
 def test_calibrated_image_detector_exports_in_its_fitted_layout_by_default(shape, tmp_path):
     # The inner detector's sample_shape_ is (1, 8, 8) either way; the wrapper takes the layout
