@@ -91,12 +91,22 @@ class _Progress:
 
 
 def _epoch_callback(progress):
-    """A detector callback that shows each epoch's loss and the time left."""
+    """A detector callback that shows each epoch's loss and the time left.
+
+    A warm start numbers its epochs on from the checkpoint's and may run past
+    ``max_iter``: the total is where the detector's run stops, and the time per
+    epoch is that of this fit's epochs alone, from the start of its first one
+    (not from the start of the command, which read the images).
+    """
+    first = {}
 
     def show(detector, record):
-        epoch, total = record["epoch"], detector.max_iter
-        elapsed = time.perf_counter() - progress.started
-        left = elapsed / epoch * max(total - epoch, 0)
+        epoch, total = record["epoch"], detector._run.stop_at
+        now = time.perf_counter()
+        first.setdefault("epoch", epoch)
+        first.setdefault("started", now - record["seconds"])
+        elapsed = now - first["started"]
+        left = elapsed / (epoch - first["epoch"] + 1) * max(total - epoch, 0)
         valid = record.get("valid_loss")
         loss = f"loss {record['train_loss']:.6g}"
         if valid is not None:
@@ -373,6 +383,14 @@ def _training_folder(args):
     root = _existing(args.data, "--data")
     if not root.is_dir():
         raise CommandError(f"--data: '{root}' is not a folder")
+    parts = [name for name in ("test", "ground_truth") if (root / name).is_dir()]
+    if parts and not (root / "train").is_dir():
+        # Read recursively, the test part's defects and masks would be learned as normal.
+        raise CommandError(
+            f"--data: '{root}' holds {' and '.join(f'{p}/' for p in parts)} but no train/, "
+            "as an MVTec-style root without its training part; pass the folder of normal "
+            "images, or a root with train/good/"
+        )
     if not ((root / "train").is_dir() and (root / "test").is_dir()):
         return root
     try:
@@ -528,6 +546,14 @@ def _cmd_maps(args):
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out: '{out}' is a file; pass a folder")
     targets, existing = _figure_targets(paths, root, out, args.overwrite)
+    # Figures of .jpg (or .bmp ...) images replace none of them, but mixed in with the
+    # images they would be read as images by the next command on the folder.
+    for data in args.data:
+        if out.is_dir() and Path(data).is_dir() and os.path.samefile(out, data):
+            raise CommandError(
+                f"--out: '{out}' is the --data folder '{data}'; the figures would be mixed "
+                "in with its images, so pass an --out folder apart from the images"
+            )
     color = layout.color(paths, args.skip_unreadable)
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")
@@ -800,6 +826,10 @@ def main(argv=None):
         return 1
     except (ValueError, TypeError, ArithmeticError, OSError, ImportError) as exc:
         print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:  # numpy's names the array it could not allocate
+        detail = f": {exc}" if str(exc) else ""
+        print(f"anomalib-lite {args.command}: error: out of memory{detail}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"anomalib-lite {args.command}: interrupted", file=sys.stderr)

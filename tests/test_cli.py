@@ -210,6 +210,45 @@ def test_progress_shows_epochs_on_a_terminal(root, tmp_path, monkeypatch, capsys
     assert capsys.readouterr().err == ""
 
 
+def test_progress_counts_the_epochs_of_a_warm_start(root, tmp_path, monkeypatch, capsys):
+    """A warm start numbers its epochs on from the checkpoint's: the total is where its
+    run stops, not max_iter (which showed "epoch 3/2, ~0 s left")."""
+    checkpoint = tmp_path / "run.model"
+    fit = ["fit", "--data", str(root / "train"), *FAST, "--param", f"checkpoint_path={checkpoint}"]
+    assert _quiet(*fit, "--quiet", "--out", tmp_path / "a.model") == 0
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = [*fit, "--param", "warm_start=True", "--out", str(tmp_path / "b.model")]
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "epoch 3/4" in err and "epoch 4/4" in err and "/2," not in err
+
+
+def test_progress_times_the_epochs_not_the_reading_of_the_images(
+    root, tmp_path, monkeypatch, capsys
+):
+    """The time left is the epochs' own: reading the images (here 1000 s on a frozen
+    clock, the epochs none) counted as training time, "~1000 s left" after epoch 1."""
+    import time
+
+    from anomalib_lite import datasets
+
+    clock = [0.0]
+    read = datasets.load_images
+
+    def slow_read(*args, **kwargs):
+        clock[0] += 1000.0
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(datasets, "load_images", slow_read)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["fit", "--data", str(root), *FAST, "--out", str(tmp_path / "m.model")]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "~1000 s left" not in err and "~0 s left" in err
+
+
 # ------------------------------------------------------------------ bad input
 def test_missing_data_folder(tmp_path):
     _fails(
@@ -217,6 +256,23 @@ def test_missing_data_folder(tmp_path):
         match="--data: no such file or folder",
     )  # fmt: skip
     assert not (tmp_path / "m.model").exists()
+
+
+def test_out_of_memory_fails_with_one_line(root, tmp_path, monkeypatch):
+    """Reading a large folder at once can run out of memory: one line and status 1,
+    not a traceback out of main."""
+    from anomalib_lite import datasets
+
+    message = "Unable to allocate 96.0 GiB for an array with shape (500000, 256, 256)"
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError(message)
+
+    monkeypatch.setattr(datasets, "load_images", no_memory)
+    out = tmp_path / "m.model"
+    args = ("fit", "--data", root, "--detector", "pca", "--out", out)
+    _fails(*args, match=f"anomalib-lite fit: error: out of memory: {message}")
+    assert not out.exists()
 
 
 def test_unknown_parameter_is_a_usage_error(root, tmp_path):
@@ -448,6 +504,35 @@ def test_fit_reads_only_the_training_part_and_evaluate_only_the_test_part(root, 
     assert _evaluate_json(path, eval_root) == expected
 
 
+def test_fit_refuses_a_root_with_test_images_but_no_training_part(root, tmp_path):
+    """Read recursively, test/ and ground_truth/ would be learned as normal images."""
+    for part in ("test", "ground_truth"):
+        shutil.copytree(root / part, tmp_path / "evaluate" / part)
+    out = tmp_path / "pca.model"
+    _fails(
+        "fit",
+        "--data",
+        tmp_path / "evaluate",
+        "--detector",
+        "pca",
+        "--out",
+        out,
+        match="holds test/ and ground_truth/ but no train/",
+    )
+    assert not out.exists()
+    shutil.rmtree(tmp_path / "evaluate" / "test")
+    _fails(
+        "fit",
+        "--data",
+        tmp_path / "evaluate",
+        "--detector",
+        "pca",
+        "--out",
+        out,
+        match="holds ground_truth/ but no train/",
+    )
+
+
 def test_tabular_model_is_refused(root, tmp_path):
     from anomalib_lite import PCADetector
 
@@ -556,6 +641,21 @@ def test_maps_never_draws_over_an_input_image(pca8, tmp_path):
     args = ("maps", "--model", pca8, "--data", folder, "--out", folder, "--overwrite")
     _fails(*args, match="would replace the input image")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_maps_refuses_the_data_folder_as_out(pca8, tmp_path):
+    """Documented: --out the same folder as --data is refused. Figures of .jpg images
+    replace none of them, and were written among the images (read by the next run)."""
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i, name in enumerate("ab"):
+        array = np.random.default_rng(i).integers(0, 256, (8, 8), dtype=np.uint8)
+        Image.fromarray(array).save(folder / f"{name}.jpg", quality=95)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for extra in ([], ["--overwrite"]):
+        args = ("maps", "--model", pca8, "--data", folder, "--out", folder, *extra)
+        _fails(*args, match=f"--out: '{folder}' is the --data folder")
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
