@@ -14,6 +14,7 @@ from ._torch_detector import TorchDetector
 from .metrics import _ranks
 from .nn import ConvAutoencoder, paste_defects
 from .nn.functional import gaussian_blur, pad_by_slices, ssim_map
+from .utils._maps import auto_sigma, combine_map_parts, edge_scale
 from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
     channels_first,
@@ -50,8 +51,6 @@ MIN_CHANNELS = 32
 #: pixels past the edge: on 28x28 images a margin scored no better once
 #: ``edge_scale_`` corrected the edge, and it enlarged the network's input by a third.
 MARGIN_LEVELS = 3
-#: Image side for which ``smoothing='auto'`` is 1 pixel; it scales with the side.
-SMOOTHING_SIDE = 28
 #: ``image_score='smooth'`` blurs the residual ``SMOOTH_WIDTH`` times wider than the
 #: map: an extended change leaves a residual of one sign over its area, which the
 #: wider blur keeps, while the residual of misaligned normal detail alternates in
@@ -85,8 +84,6 @@ CHOICE_IMAGES = 1000
 PROJECTION_RATE = 0.05
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
 NEGATIVE_SLOPE = 0.2
-#: ``edge_scale_`` covers the outer rings of pixels, 1/``EDGE_DEPTH`` of the smaller side deep.
-EDGE_DEPTH = 8
 
 
 def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
@@ -100,44 +97,6 @@ def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
     n_pixels = flat.shape[1]
     k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(top_fraction * n_pixels)))
     return flat.topk(k, dim=1).values.mean(1)
-
-
-def edge_distance(height, width):
-    """``(height, width)`` array of each pixel's distance to the nearest edge (0 on it)."""
-    rows = np.minimum(np.arange(height), np.arange(height)[::-1])
-    columns = np.minimum(np.arange(width), np.arange(width)[::-1])
-    return np.minimum(rows[:, None], columns[None, :])
-
-
-def edge_scale(mean_map):
-    """Divisor of an anomaly map that evens out its normal level along the edges.
-
-    ``mean_map`` ``(H, W)`` is the mean map of normal images. On each of the
-    outer rings of pixels (1/``EDGE_DEPTH`` of the smaller side deep) the
-    divisor is the ring's mean over the mean further in, when that is above 1;
-    it is 1 on the other pixels, and everywhere when there is no inside or the
-    inside's mean is not a positive finite number.
-    """
-    height, width = mean_map.shape
-    distance = edge_distance(height, width)
-    depth = math.ceil(min(height, width) / EDGE_DEPTH)
-    scale = np.ones((height, width))
-    inside = distance >= depth
-    reference = mean_map[inside].mean() if inside.any() else np.nan
-    if not (np.isfinite(reference) and reference > 0):
-        return scale.astype(np.float32)
-    for ring in range(depth):
-        on_ring = distance == ring
-        ratio = mean_map[on_ring].mean() / reference
-        scale[on_ring] = ratio if np.isfinite(ratio) and ratio > 1 else 1.0
-    return scale.astype(np.float32)
-
-
-def combine_map_parts(square, energy, energy_scale):
-    """The anomaly map from its two parts (arrays or tensors): their mean, the
-    energy weighted by ``energy_scale``, so that both weigh the same on the
-    training images; equal parts give that part back."""
-    return (square + energy_scale * energy) / (1 + energy_scale)
 
 
 def _auto_levels(height, width):
@@ -837,7 +796,7 @@ class ConvAutoencoderDetector(TorchDetector):
         # Read when scoring: checked here too.
         check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
         if isinstance(self.smoothing, str):
-            return min(self.input_shape_[1:]) / SMOOTHING_SIDE
+            return auto_sigma(*self.input_shape_[1:])
         return float(self.smoothing)
 
     def _residual(self, x, out):

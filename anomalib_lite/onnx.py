@@ -59,6 +59,7 @@ from .nn.conv import UnfoldedConvTranspose2d
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
+from .utils._maps import blur_matrix, combine_map_parts
 from .utils._torch import process_wide
 from .utils._validation import channels_first, check_bool, check_path
 
@@ -236,12 +237,35 @@ class _PCAScorer(nn.Module):
             self.register_buffer(name, torch.as_tensor(value, dtype=f64, device="cpu"))
         # A float64 tensor: a Python float would be exported as a float32 constant.
         self.register_buffer("theta1", torch.tensor(theta1, dtype=f64, device="cpu"))
+        # A smoothed map: the detector's blur, parts and edge correction (anomaly_map).
+        self.sigma = detector._fitted_sigma() if self.map_shape is not None else 0.0
+        if self.sigma > 0:
+            energy_scale = torch.tensor(float(detector.energy_scale_), dtype=f64, device="cpu")
+            self.register_buffer("energy_scale", energy_scale)
+            edge = torch.as_tensor(detector.edge_scale_, dtype=f64, device="cpu")
+            self.register_buffer("edge_scale", edge)
+            # The blur as two products: onnxruntime has no float64 convolution.
+            _, height, width = self.map_shape
+            for name, side in (("blur_rows", height), ("blur_columns", width)):
+                matrix = torch.as_tensor(blur_matrix(side, self.sigma), dtype=f64, device="cpu")
+                self.register_buffer(name, matrix)
+
+    def _blur(self, images):
+        return self.blur_rows @ images @ self.blur_columns.T
+
+    def _map(self, r):
+        r = r.view(-1, *self.map_shape)
+        if self.sigma == 0:
+            return (r * r).sum(1)
+        square = self._blur(r).square().sum(1)
+        energy = self._blur(r * r).sum(1)
+        return combine_map_parts(square, energy, self.energy_scale) / self.edge_scale
 
     def forward(self, x):
         xc = x.to(torch.float64).reshape(x.shape[0], -1) - self.mean
         t = xc @ self.components.T
         r = xc - t @ self.components
-        maps = None if self.map_shape is None else (r * r).view(-1, *self.map_shape).sum(1)
+        maps = None if self.map_shape is None else self._map(r)
         t2 = (t * t) @ self.inv_lambda
         if self.statistic == "t2":
             return t2, maps

@@ -34,16 +34,14 @@ from torch import nn
 from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector, autoencoder
 from anomalib_lite.autoencoder import (
     DEFECT_STRENGTH,
-    EDGE_DEPTH,
     MARGIN_LEVELS,
     SMOOTH_WIDTH,
-    edge_distance,
-    edge_scale,
     reduce_map,
 )
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 from anomalib_lite.nn.functional import gaussian_blur
+from anomalib_lite.utils._maps import EDGE_DEPTH, edge_distance, edge_scale
 
 FAST = {
     "channels": (4, 8),

@@ -224,6 +224,17 @@ def test_round_trip_is_exact_for_any_pca_configuration(
     np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
 
 
+@pytest.mark.parametrize("shape", [(7, 9), (3, 6, 5)])
+def test_a_pca_with_smoothed_maps_round_trips(shape, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, *shape))
+    det = PCADetector(n_components=3, smoothing="auto").fit(X)
+    restored = load(save(det, tmp_path / "m"))
+    assert_same_state(det, restored)
+    assert restored.smoothing_ == det.smoothing_ and restored.edge_scale_.shape == shape[-2:]
+    np.testing.assert_array_equal(restored.anomaly_map(X), det.anomaly_map(X))
+
+
 def test_file_object_can_be_loaded(saved):
     path, det, X = saved
     restored = load(io.BytesIO(path.read_bytes()))
