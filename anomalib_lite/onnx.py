@@ -266,6 +266,8 @@ class _PCAScorer(nn.Module):
         t = xc @ self.components.T
         r = xc - t @ self.components
         maps = None if self.map_shape is None else self._map(r)
+        if self.statistic == "max":
+            return maps.flatten(1).amax(1), maps
         t2 = (t * t) @ self.inv_lambda
         if self.statistic == "t2":
             return t2, maps

@@ -28,7 +28,7 @@ from .utils._validation import (
 
 __all__ = ["PCADetector"]
 
-_SCORES = ("spe", "t2", "combined")
+_SCORES = ("spe", "t2", "combined", "max")
 _SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
 
 
@@ -48,7 +48,8 @@ class PCADetector(BaseDetector):
 
     PCA is fitted on normal samples; the anomaly score is the squared residual
     ``||x - inverse_transform(transform(x))||^2`` (SPE, the Q statistic of
-    process monitoring), or Hotelling's T² inside the subspace.
+    process monitoring), Hotelling's T² inside the subspace, or, for images,
+    the largest pixel of the residual's map.
 
     ``X`` holds rows, or images, ``(n, H, W)`` or channels-first
     ``(n, C, H, W)``, read as rows of their pixels. A detector fitted on images
@@ -63,10 +64,13 @@ class PCADetector(BaseDetector):
         n_features)``. Keeping every dimension makes SPE rounding noise, and
         keeping ``n_samples`` components of fewer images than pixels keeps one
         without variance, whose T² flags every new sample (both warn).
-    statistic : {'spe', 't2', 'combined'}, default='spe'
+    statistic : {'spe', 't2', 'combined', 'max'}, default='spe'
         ``'spe'``: squared distance to the subspace. ``'t2'``: Hotelling's
         ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
-        each divided by its expected value on normal data. Read when scoring:
+        each divided by its expected value on normal data. ``'max'``, for
+        images: the largest pixel of :meth:`anomaly_map`, which finds a small
+        defect that the sum over the image dilutes (it has no analytic
+        limit). Read when scoring:
         ``score_samples`` follows a value set after ``fit``, while
         ``decision_function``, ``predict`` and the ONNX export refuse it, as the
         threshold was set on the fitted one (``offset_scoring_``).
@@ -245,6 +249,12 @@ class PCADetector(BaseDetector):
                 )
             check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
+        if self.control_limit is not None and self.statistic == "max":
+            raise ValueError(
+                f"control_limit={self.control_limit!r} needs an analytic limit, which "
+                "statistic='max' has not; set the threshold with contamination or "
+                "calibrate it on held-out data (CalibratedDetector)."
+            )
         if self.control_limit is not None and self.contamination != "auto":
             raise ValueError(
                 f"control_limit={self.control_limit!r} and contamination="
@@ -270,6 +280,12 @@ class PCADetector(BaseDetector):
                     f"smoothing={self.smoothing!r} smooths the anomaly maps of images, but X "
                     f"is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or leave "
                     "smoothing=0."
+                )
+            if reset and self.statistic == "max":
+                raise ValueError(
+                    f"statistic='max' scores the largest pixel of an image's anomaly map, "
+                    f"but X is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or "
+                    "choose statistic='spe', 't2' or 'combined'."
                 )
             X = super()._validate_input(X, reset=reset)
             if reset:
@@ -332,6 +348,7 @@ class PCADetector(BaseDetector):
         self.n_trimmed_ = self._rows_out_of_spread = 0
         self._n_spread = X64.shape[0]
         if self._trims():
+            self._fit_map_scales(X64)  # 'max' ranks the rows by their maps
             keep = self._untrimmed_rows(X64)
             if keep.shape[0] < X64.shape[0]:
                 self._fit_decomposition(X64[keep], trimmed=True)
@@ -470,7 +487,7 @@ class PCADetector(BaseDetector):
             )
         lam = self.explained_variance_
         null = int(np.sum(lam <= NULL_VARIANCE * lam.max(initial=0.0)))
-        if self.statistic != "spe" and null:
+        if self.statistic in ("t2", "combined") and null:
             k = self.n_components_
             warnings.warn(
                 f"{null} of the n_components_={k} components have no training variance, "
@@ -551,10 +568,9 @@ class PCADetector(BaseDetector):
         learned = X
         if self._trims(updating=True):
             # Rank by the decomposition so far, or the first batch by its own.
+            images = X.reshape(-1, *self.sample_shape_)  # the layout first fitted
             ranker = (
-                clone(self).set_params(trim_fraction=0.0, smoothing=0.0).partial_fit(X)
-                if first
-                else None
+                clone(self).set_params(trim_fraction=0.0).partial_fit(images) if first else None
             )
             learned = X[self._untrimmed_rows(X, ranker)]
             if first:
@@ -596,6 +612,8 @@ class PCADetector(BaseDetector):
         return Xc - t @ self.components_
 
     def _anomaly_score(self, X):
+        if self.statistic == "max":
+            return self._map_max(X)
         Xc, t = self._project(X)
         if self.statistic == "t2":
             return (t * t) @ self._inv_lambda
@@ -705,6 +723,24 @@ class PCADetector(BaseDetector):
             mean_map = combine_map_parts(*totals, self.energy_scale_) / X.shape[0]
         self.edge_scale_ = edge_scale(mean_map).astype(np.float64)
 
+    def _pixel_map(self, rows, sigma):
+        """:meth:`anomaly_map` of the rows of images ``rows``, smoothed by ``sigma``."""
+        if sigma > 0:
+            square, energy = self._map_parts(rows, sigma)
+            return combine_map_parts(square, energy, self.energy_scale_) / self.edge_scale_
+        R = self._residual(rows)
+        return np.square(R).reshape(rows.shape[0], *channels_first(self.sample_shape_)).sum(axis=1)
+
+    def _map_max(self, rows):
+        """``statistic='max'``: the largest pixel of each image's map."""
+        if not _fitted_on_images(self):
+            raise ValueError(
+                "statistic='max' scores the largest pixel of an image's anomaly map, but "
+                f"this PCADetector was fitted on rows (sample_shape_={self.sample_shape_}); "
+                "choose statistic='spe', 't2' or 'combined', or refit on images."
+            )
+        return self._pixel_map(rows, self._fitted_sigma()).max(axis=(1, 2))
+
     @available_if(_fitted_on_images)
     def anomaly_map(self, X):
         """Where each image leaves the principal subspace, pixel by pixel.
@@ -741,18 +777,9 @@ class PCADetector(BaseDetector):
         ((2, 4, 4), True)
         """
         X = self._check_fitted_input(X)
-        chw = channels_first(self.sample_shape_)
         sigma = self._fitted_sigma()
-
-        def pixel_map(b):
-            if sigma > 0:
-                square, energy = self._map_parts(b, sigma)
-                return combine_map_parts(square, energy, self.energy_scale_) / self.edge_scale_
-            R = self._residual(b)
-            return np.square(R).reshape(b.shape[0], *chw).sum(axis=1)
-
         with np.errstate(over="ignore", invalid="ignore"):
-            maps = self._batched(pixel_map, X)
+            maps = self._batched(lambda b: self._pixel_map(b, sigma), X)
         return self._overflow_to_inf(maps, X, "anomaly_map", stacklevel=3)
 
     def analytic_limit(self, alpha):
@@ -770,6 +797,11 @@ class PCADetector(BaseDetector):
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
+        if self.statistic == "max":
+            raise ValueError(
+                "statistic='max' has no analytic limit: calibrate the threshold on "
+                "held-out data (CalibratedDetector) or set it with contamination."
+            )
         out = self._rows_out_of_spread
         if out:
             raise ValueError(

