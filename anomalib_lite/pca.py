@@ -80,8 +80,8 @@ class PCADetector(BaseDetector):
         the squared residual itself. Above 0 the map is the autoencoders':
         the mean of the smoothed residual squared and of the smoothed squared
         residual, over ``edge_scale_``, which finds an extended defect better
-        than single pixels do (a thin line, about as well). Scores do not
-        depend on it.
+        than single pixels do (a thin line, about as well). Only
+        ``statistic='max'``, the largest pixel of that map, depends on it.
         A detector fitted on rows refuses any other value than 0, and a value
         set after ``fit`` is refused by :meth:`anomaly_map`.
     whiten : bool, default=False
@@ -96,7 +96,8 @@ class PCADetector(BaseDetector):
         out the rows beyond Tukey's far-out fence ``Q3 + 3 * IQR`` (none when
         the kept rows could not be fitted); a float in [0, 1) that fraction of
         highest-scoring rows; 0 fits once. The spread (``explained_variance_``,
-        ``theta_``) and ``offset_`` still use every row. Under
+        ``theta_``) and ``offset_`` still use every row; the map's
+        ``energy_scale_`` and ``edge_scale_`` the kept ones. Under
         ``control_limit``, :meth:`partial_fit` does not trim with ``'auto'``
         and refuses a float.
     contamination : 'auto' or float, default='auto'
@@ -145,7 +146,9 @@ class PCADetector(BaseDetector):
         Sigma of :meth:`anomaly_map` in pixels. Only for images.
     energy_scale_ : float
         Weight of the smoothed squared residual in :meth:`anomaly_map`, which
-        makes both parts of the map sum to the same over the training images.
+        makes both parts of the map sum to the same over the training images
+        that ``trim_fraction`` kept (after :meth:`partial_fit`, those of the
+        last batch).
         Only for images with ``smoothing_ > 0``.
     edge_scale_ : ndarray of shape (H, W)
         Divisor of :meth:`anomaly_map` that evens out its normal level along the
@@ -347,15 +350,18 @@ class PCADetector(BaseDetector):
         self._fit_decomposition(X64)
         self.n_trimmed_ = self._rows_out_of_spread = 0
         self._n_spread = X64.shape[0]
+        kept = X64
         if self._trims():
             self._fit_map_scales(X64)  # 'max' ranks the rows by their maps
             keep = self._untrimmed_rows(X64)
             if keep.shape[0] < X64.shape[0]:
-                self._fit_decomposition(X64[keep], trimmed=True)
+                kept = X64[keep]
+                self._fit_decomposition(kept, trimmed=True)
                 self.n_trimmed_ = X64.shape[0] - keep.shape[0]
                 self._measure_spread(X64)
         self._warn_if_trivial()
-        self._fit_map_scales(X64)
+        # The map's normal level, from the rows kept: a trimmed outlier would inflate it.
+        self._fit_map_scales(kept)
 
     def _measure_spread(self, X):
         """Variances along and outside the subspace, over every training row."""
@@ -586,7 +592,7 @@ class PCADetector(BaseDetector):
         self.n_trimmed_ += left_out
         self.pca_.partial_fit(learned)
         self._store_decomposition()
-        self._fit_map_scales(X)
+        self._fit_map_scales(learned)  # the map's normal level, without the rows left out
         self._n_spread = self.n_samples_fit_
         self._set_offset(self._batched(self._anomaly_score, X))
         return self

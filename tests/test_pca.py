@@ -873,6 +873,30 @@ def test_smoothing_is_for_images_and_is_fitted():
     assert not hasattr(det, "smoothing_") and not hasattr(det, "energy_scale_")
 
 
+@pytest.mark.parametrize("trim_fraction", ["auto", 0.02])
+def test_trimmed_outliers_do_not_set_the_map_scales(trim_fraction):
+    """Two training images with a bright edge row or column, which trimming leaves
+    out, must not raise edge_scale_ there and hide a defect on that edge: the map's
+    scales are those of the kept images."""
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(3, 256))
+    X = (rng.normal(size=(100, 3)) @ basis + 0.3 * rng.normal(size=(100, 256))).reshape(100, 16, 16)
+    X[0, :, 0] += 5.0
+    X[1, 0, :] += 5.0
+    params = {"n_components": 3, "smoothing": 1.0}
+    kept = PCADetector(**params, trim_fraction=0.0).fit(X[2:])
+    for det in (
+        PCADetector(**params, trim_fraction=trim_fraction).fit(X),
+        PCADetector(**params, trim_fraction=trim_fraction).partial_fit(X),
+    ):
+        assert det.n_trimmed_ == 2
+        np.testing.assert_allclose(det.edge_scale_, kept.edge_scale_, rtol=1e-5)
+        np.testing.assert_allclose(det.energy_scale_, kept.energy_scale_, rtol=1e-6)
+        edge = X[50:52].copy()
+        edge[:, 5:8, 0] += 3.0
+        np.testing.assert_allclose(det.anomaly_map(edge), kept.anomaly_map(edge), rtol=1e-4)
+
+
 def test_partial_fit_fits_the_map_scales_on_each_batch():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 8, 8)) * np.linspace(2, 0.5, 8)
