@@ -256,7 +256,7 @@ class PCADetector(BaseDetector):
             raise ValueError(
                 f"control_limit={self.control_limit!r} needs an analytic limit, which "
                 "statistic='max' has not; set the threshold with contamination or "
-                "calibrate it on held-out data (CalibratedDetector)."
+                "calibrate it on held-out data (CalibratedDetector's 'conformal' method)."
             )
         if self.control_limit is not None and self.contamination != "auto":
             raise ValueError(
@@ -806,7 +806,8 @@ class PCADetector(BaseDetector):
         if self.statistic == "max":
             raise ValueError(
                 "statistic='max' has no analytic limit: calibrate the threshold on "
-                "held-out data (CalibratedDetector) or set it with contamination."
+                "held-out data (CalibratedDetector's 'conformal' method) or set it with "
+                "contamination."
             )
         out = self._rows_out_of_spread
         if out:
