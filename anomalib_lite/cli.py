@@ -792,6 +792,13 @@ def _parser():
     return parser
 
 
+def _device_out_of_memory(exc):
+    """Whether ``exc`` is torch's out-of-memory error of an accelerator (torch is
+    loaded only when a torch detector ran)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(exc, torch.OutOfMemoryError)
+
+
 def main(argv=None):
     """Run the command line; return the exit status.
 
@@ -830,6 +837,15 @@ def main(argv=None):
     except MemoryError as exc:  # numpy's names the array it could not allocate
         detail = f": {exc}" if str(exc) else ""
         print(f"anomalib-lite {args.command}: error: out of memory{detail}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        if not _device_out_of_memory(exc):
+            raise
+        print(
+            f"anomalib-lite {args.command}: error: out of device memory: {exc} (lower "
+            "--param batch_size, or pass --param device=cpu)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"anomalib-lite {args.command}: interrupted", file=sys.stderr)

@@ -275,6 +275,31 @@ def test_out_of_memory_fails_with_one_line(root, tmp_path, monkeypatch):
     assert not out.exists()
 
 
+def test_out_of_device_memory_fails_with_one_line(root, tmp_path, monkeypatch):
+    """A GPU fit that runs out of memory: one line with what to change, status 1."""
+    import torch
+
+    from anomalib_lite import ConvAutoencoderDetector
+
+    message = "CUDA out of memory. Tried to allocate 2.00 GiB"
+
+    def no_memory(self, X, y=None):
+        raise torch.OutOfMemoryError(message)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "fit", no_memory)
+    out = tmp_path / "m.model"
+    args = ("fit", "--data", root, "--detector", "conv-ae", "--out", out)
+    _fails(*args, match=f"error: out of device memory: {message} (lower --param batch_size")
+    assert not out.exists()
+
+    def bug(self, X, y=None):
+        raise RuntimeError("a bug, not memory")
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "fit", bug)
+    with pytest.raises(RuntimeError, match="a bug"):  # other errors keep their traceback
+        main([str(a) for a in args])
+
+
 def test_unknown_parameter_is_a_usage_error(root, tmp_path):
     _fails(
         "fit",
