@@ -82,8 +82,10 @@ class PCADetector(BaseDetector):
         residual, over ``edge_scale_``, which finds an extended defect better
         than single pixels do (a thin line, about as well). Only
         ``statistic='max'``, the largest pixel of that map, depends on it.
-        A detector fitted on rows refuses any other value than 0, and a value
-        set after ``fit`` is refused by :meth:`anomaly_map`.
+        A detector fitted on rows refuses any other value than 0. A value set
+        after ``fit`` is refused by :meth:`anomaly_map` (and by the scores of
+        ``'max'``) until a refit, or a :meth:`partial_fit`, which refits the
+        map's scales on its batch.
     whiten : bool, default=False
         Passed to :class:`~sklearn.decomposition.PCA`; SPE and T² do not
         depend on it.
@@ -578,6 +580,10 @@ class PCADetector(BaseDetector):
             ranker = (
                 clone(self).set_params(trim_fraction=0.0).partial_fit(images) if first else None
             )
+            if not first:
+                # The map scales of this batch, at today's smoothing, as the update ends with
+                # them: 'max' ranks by the map, and smoothing may have changed since.
+                self._fit_map_scales(X)
             learned = X[self._untrimmed_rows(X, ranker)]
             if first:
                 self._check_variance(learned, self.trim_fraction)

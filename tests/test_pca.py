@@ -848,6 +848,20 @@ def test_partial_fit_with_statistic_max_ranks_the_first_batch_by_its_images():
     np.testing.assert_array_equal(-det.score_samples(X[:5]), maps.max(axis=(1, 2)))
 
 
+@pytest.mark.parametrize("trim_fraction", ["auto", 0.0])
+def test_partial_fit_takes_a_smoothing_set_since_with_or_without_trimming(trim_fraction):
+    """An update refits the map's scales on its batch, as it resets offset_: at the
+    smoothing of the day, whether or not 'max' ranks the batch's rows to trim."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 8, 8)) * np.linspace(2, 0.5, 8)
+    det = PCADetector(n_components=3, statistic="max", smoothing=1.0, trim_fraction=trim_fraction)
+    det.partial_fit(X[:40]).set_params(smoothing=2.0).partial_fit(X[40:])
+    assert det.smoothing_ == 2.0
+    np.testing.assert_array_equal(
+        -det.score_samples(X[:5]), det.anomaly_map(X[:5]).max(axis=(1, 2))
+    )
+
+
 def test_smoothing_is_for_images_and_is_fitted():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"smoothing='auto' smooths the anomaly maps of images"):
