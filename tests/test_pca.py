@@ -738,13 +738,14 @@ def test_a_smoothed_map_is_the_autoencoders_map_of_the_pca_residual(
 ):
     """The smoothed square of the residual and its smoothed energy, each summed over
     channels, combined by energy_scale_ and over edge_scale_, with the torch blur
-    of the autoencoders; the scales are fitted on the training images."""
+    of the autoencoders; the scales are fitted on the training images (all of them:
+    trimmed ones do not count, which test_trimmed_outliers_do_not_set_the_map_scales
+    checks)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(40, *shape)) * np.linspace(2, 0.5, shape[-1])
     fresh = rng.normal(size=(5, *shape))
-    det = PCADetector(
-        n_components=3, smoothing=smoothing, batch_size=batch_size, random_state=0
-    ).fit(X)
+    options = dict(n_components=3, batch_size=batch_size, trim_fraction=0.0, random_state=0)
+    det = PCADetector(smoothing=smoothing, **options).fit(X)
     sigma = min(shape[-2:]) / 28 if smoothing == "auto" else smoothing
     assert det.smoothing_ == sigma
 
@@ -766,7 +767,7 @@ def test_a_smoothed_map_is_the_autoencoders_map_of_the_pca_residual(
     assert maps.shape == (5, *shape[-2:]) and maps.dtype == np.float64 and (maps >= 0).all()
     np.testing.assert_allclose(maps, expected, rtol=1e-9, atol=1e-12 * expected.max())
     # scores do not depend on the map
-    plain = PCADetector(n_components=3, batch_size=batch_size, random_state=0).fit(X)
+    plain = PCADetector(**options).fit(X)
     np.testing.assert_array_equal(det.score_samples(fresh), plain.score_samples(fresh))
     assert not hasattr(plain, "edge_scale_") and plain.smoothing_ == 0
 
