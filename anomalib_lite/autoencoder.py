@@ -14,7 +14,7 @@ from ._torch_detector import TorchDetector
 from .metrics import _ranks
 from .nn import ConvAutoencoder, paste_defects
 from .nn.functional import gaussian_blur, pad_by_slices, ssim_map
-from .utils._maps import auto_sigma, combine_map_parts, edge_scale
+from .utils._maps import auto_sigma, combine_map_parts, map_scales
 from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
     channels_first,
@@ -613,11 +613,7 @@ class ConvAutoencoderDetector(TorchDetector):
             return x.new_zeros(x.shape[0])  # _outputs stacks one value per image
 
         self._outputs(X, add_maps, plain=True)
-        square, energy = (float(np.sum(t)) for t in totals)
-        usable = 0 < energy < math.inf and math.isfinite(square)
-        self.energy_scale_ = square / energy if usable else 1.0
-        mean_map = combine_map_parts(*totals, self.energy_scale_) / X.shape[0]
-        self.edge_scale_ = edge_scale(mean_map)
+        self.energy_scale_, self.edge_scale_ = map_scales(*totals, X.shape[0])
         if self.image_score != "auto":
             self.image_score_, self.image_score_aucs_ = self.image_score, {}
             return

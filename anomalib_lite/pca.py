@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .base import BaseDetector
 from .utils._batching import rows_per_batch
-from .utils._maps import auto_sigma, blur, combine_map_parts, edge_scale
+from .utils._maps import auto_sigma, blur, combine_map_parts, map_scales
 from .utils._trimming import n_kept, within_fence
 from .utils._validation import (
     channels_first,
@@ -354,7 +354,8 @@ class PCADetector(BaseDetector):
         self._n_spread = X64.shape[0]
         kept = X64
         if self._trims():
-            self._fit_map_scales(X64)  # 'max' ranks the rows by their maps
+            if self.statistic == "max":  # ranks the rows by their maps
+                self._fit_map_scales(X64)
             keep = self._untrimmed_rows(X64)
             if keep.shape[0] < X64.shape[0]:
                 kept = X64[keep]
@@ -580,7 +581,7 @@ class PCADetector(BaseDetector):
             ranker = (
                 clone(self).set_params(trim_fraction=0.0).partial_fit(images) if first else None
             )
-            if not first:
+            if not first and self.statistic == "max":
                 # The map scales of this batch, at today's smoothing, as the update ends with
                 # them: 'max' ranks by the map, and smoothing may have changed since.
                 self._fit_map_scales(X)
@@ -729,11 +730,8 @@ class PCADetector(BaseDetector):
             for batch in gen_batches(X.shape[0], self._batch_rows(X)):
                 for i, part in enumerate(self._map_parts(X[batch], sigma)):
                     totals[i] = totals[i] + part.sum(axis=0)
-            square, energy = (float(np.sum(t)) for t in totals)
-            usable = 0 < energy < np.inf and np.isfinite(square)
-            self.energy_scale_ = square / energy if usable else 1.0
-            mean_map = combine_map_parts(*totals, self.energy_scale_) / X.shape[0]
-        self.edge_scale_ = edge_scale(mean_map).astype(np.float64)
+        self.energy_scale_, scale = map_scales(*totals, X.shape[0])
+        self.edge_scale_ = scale.astype(np.float64)
 
     def _pixel_map(self, rows, sigma):
         """:meth:`anomaly_map` of the rows of images ``rows``, smoothed by ``sigma``."""

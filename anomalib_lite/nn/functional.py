@@ -7,6 +7,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from ..utils._maps import blur_kernel_size
+
 __all__ = ["conv_transpose2d_unfolded", "gaussian_blur", "pad_by_slices", "ssim_map"]
 
 
@@ -48,17 +50,14 @@ def gaussian_blur(x, sigma, size=None):
     if not sigma >= 0 or math.isinf(sigma):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}.")
     height, width = x.shape[-2:]
-    if size is None:
-        # 3 sigma capped at the image's side, which the kernel is shrunk to anyway:
-        # near the largest float, 3 sigma overflows to inf, which ceil refuses.
-        size = 2 * math.ceil(min(3.0 * sigma, max(height, width))) + 1
-    elif not isinstance(size, numbers.Integral) or isinstance(size, bool):
-        raise TypeError(f"size must be an odd int or None, got {type(size).__name__} {size!r}.")
-    elif size < 1 or size % 2 == 0:
-        # An even kernel has no centre: the output would grow by a pixel.
-        raise ValueError(f"size must be an odd int >= 1 or None, got {size}.")
-    size_h = min(size, 2 * ((height - 1) // 2) + 1)
-    size_w = min(size, 2 * ((width - 1) // 2) + 1)
+    if size is not None:  # None: about 3 sigma each way (blur_kernel_size)
+        if not isinstance(size, numbers.Integral) or isinstance(size, bool):
+            raise TypeError(f"size must be an odd int or None, got {type(size).__name__} {size!r}.")
+        if size < 1 or size % 2 == 0:
+            # An even kernel has no centre: the output would grow by a pixel.
+            raise ValueError(f"size must be an odd int >= 1 or None, got {size}.")
+    size_h = blur_kernel_size(sigma, height, size)
+    size_w = blur_kernel_size(sigma, width, size)
     n_channels = x.shape[1]
     out = x
     if size_h > 1:

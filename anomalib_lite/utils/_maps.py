@@ -50,17 +50,32 @@ def combine_map_parts(square, energy, energy_scale):
     return (square + energy_scale * energy) / (1 + energy_scale)
 
 
+def map_scales(square_total, energy_total, n_images):
+    """``(energy_scale, edge_scale)`` of a two-part map from its parts summed over
+    ``n_images`` normal images, each an ``(H, W)`` array: the weight that makes the
+    energy sum to what the square does (1 where the sums are unusable), and
+    :func:`edge_scale` of the mean map."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        square, energy = float(np.sum(square_total)), float(np.sum(energy_total))
+        usable = 0 < energy < math.inf and math.isfinite(square)
+        energy_scale = square / energy if usable else 1.0
+        mean_map = combine_map_parts(square_total, energy_total, energy_scale) / n_images
+    return energy_scale, edge_scale(mean_map)
+
+
 def auto_sigma(height, width):
     """``smoothing='auto'`` in pixels: 1 for images whose smaller side is
     ``SMOOTHING_SIDE``, in proportion for others."""
     return min(height, width) / SMOOTHING_SIDE
 
 
-def blur_kernel_size(sigma, side):
-    """Odd length of the Gaussian kernel along an axis of ``side`` pixels: about 3
-    sigma each way, shrunk to fit the axis (1 where no blur fits)."""
-    # 3 sigma capped at the side first: near the largest float, 3 sigma overflows.
-    size = 2 * math.ceil(min(3.0 * sigma, side)) + 1
+def blur_kernel_size(sigma, side, size=None):
+    """Odd length of the Gaussian kernel along an axis of ``side`` pixels: ``size``,
+    or about 3 sigma each way when None, shrunk to fit the axis (1 where no blur
+    fits)."""
+    if size is None:
+        # 3 sigma capped at the side first: near the largest float, 3 sigma overflows.
+        size = 2 * math.ceil(min(3.0 * sigma, side)) + 1
     return min(size, 2 * ((side - 1) // 2) + 1)
 
 
