@@ -6,14 +6,14 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._torch_detector import TorchDetector
-from .metrics import _ranks
 from .nn import ConvAutoencoder, paste_defects
+from .nn.corruption import DEFECT_AREA
 from .nn.functional import gaussian_blur, pad_by_slices, ssim_map
+from .utils._choice import best_score, choice_sample, defective_copies
 from .utils._maps import auto_sigma, combine_map_parts, map_scales
 from .utils._torch import draw_seed, make_generator
 from .utils._validation import (
@@ -35,11 +35,10 @@ __all__ = ["ConvAutoencoderDetector"]
 _LOSSES = ("mse", "ssim", "mse+ssim")
 _IMAGE_SCORES = ("auto", "topk", "smooth", "mean", "max")
 _CORRUPTIONS = ("defects",)
-#: ``corruption='defects'``: the chance that a training image gets a defect,
-#: the range of the fraction of the image that a defect covers, and the range of
-#: the strength it is blended in at (1 replaces the pixels outright).
+#: ``corruption='defects'``: the chance that a training image gets a defect and
+#: the range of the strength it is blended in at (1 replaces the pixels outright);
+#: a defect covers a fraction in ``DEFECT_AREA`` of the image.
 DEFECT_PROBABILITY = 0.5
-DEFECT_AREA = (0.01, 0.25)
 DEFECT_STRENGTH = (0.2, 1.0)
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
@@ -67,19 +66,11 @@ PIXELS_PER_CODE = 32
 #: A small fraction keeps a small defect from being averaged with normal residual.
 TOP_FRACTION = 0.01
 MIN_TOP_PIXELS = 16
-#: ``image_score='auto'`` chooses between these from ``SYNTHETIC_COPIES`` copies
-#: of up to ``CHOICE_IMAGES`` training images with a synthetic defect blended in
-#: at ``SYNTHETIC_STRENGTH`` (full-strength defects are found by every score, so
-#: they would not tell the scores apart). The higher ROC-AUC wins, however close:
-#: where the two came close on the benchmark's real defects, a margin in favour of
-#: one of them kept the worse. ``'max'`` rather than ``'topk'``: once ``edge_scale_``
-#: evens the map's edge, normal images no longer peak along the border, and
-#: averaging a small defect's peak with the next-worst pixels only dilutes it.
+#: ``image_score='auto'`` chooses between these (:mod:`~anomalib_lite.utils._choice`).
+#: ``'max'`` rather than ``'topk'``: once ``edge_scale_`` evens the map's edge,
+#: normal images no longer peak along the border, and averaging a small defect's
+#: peak with the next-worst pixels only dilutes it.
 AUTO_IMAGE_SCORES = ("max", "smooth")
-SYNTHETIC_COPIES = 4
-SYNTHETIC_STRENGTH = 0.5
-SYNTHETIC_CHUNK = 64
-CHOICE_IMAGES = 1000
 #: ``projection_steps``: Adam's step size on the standardized image being moved.
 PROJECTION_RATE = 0.05
 #: Leaky ReLU slope: plain ReLUs leave large textures longer on a blurry plateau.
@@ -594,16 +585,14 @@ class ConvAutoencoderDetector(TorchDetector):
 
     # ----------------------------------------------------------- image score
     def _choose_scoring(self, X):
-        """From the images ``X`` (at most ``CHOICE_IMAGES`` of them): ``edge_scale_``,
+        """From the images ``X`` (at most ``CHOICE_IMAGES`` of them, drawn): ``edge_scale_``,
         then for ``image_score='auto'`` the score of :data:`AUTO_IMAGE_SCORES` that
         best tells them from copies with synthetic defects blended in. Both read the
         network's plain output, without ``projection_steps``: they describe the
         network and the data, and projecting each of the copies too would multiply
         the cost of the fit's end by the steps."""
         gen = make_generator(draw_seed(self.random_state))
-        if X.shape[0] > CHOICE_IMAGES:
-            order = torch.randperm(X.shape[0], generator=gen, device=gen.device)
-            X = X[np.sort(order[:CHOICE_IMAGES].numpy())]
+        X = choice_sample(X, gen)
         totals = [0.0, 0.0]
 
         # Running sums: the maps of all X would take n * H * W floats.
@@ -624,28 +613,13 @@ class ConvAutoencoderDetector(TorchDetector):
 
         mean = self.channel_mean_.astype(np.float32).reshape(1, -1, 1, 1)
         scale = self.channel_scale_.astype(np.float32).reshape(1, -1, 1, 1)
-        images = self._as_images(X)
-        defective = []
-        # Chunks bound the memory of the copies and of paste_defects' fills.
-        for start in range(0, images.shape[0], SYNTHETIC_CHUNK):
-            z = torch.from_numpy((images[start : start + SYNTHETIC_CHUNK] - mean) / scale)
-            z = z.repeat(SYNTHETIC_COPIES, 1, 1, 1)
-            pasted, _ = paste_defects(z, gen, probability=1.0, area=DEFECT_AREA)
-            z = z + SYNTHETIC_STRENGTH * (pasted - z)
-            rows = (z.numpy() * scale + mean).reshape(-1, *X.shape[1:])
-            defective.append(self._outputs(rows, scores, plain=True))
-        normal = self._outputs(X, scores, plain=True)
-        defective = np.concatenate(defective)
-        labels = np.r_[np.zeros(normal.shape[0]), np.ones(defective.shape[0])]
-        # Ranks: an overflowing score (inf, or NaN from inf - inf) ranks highest;
-        # a training set whose own scores overflow is refused by the offset next.
-        scores = np.nan_to_num(np.r_[normal, defective], nan=np.inf, posinf=np.inf)
-        aucs = {
-            s: float(roc_auc_score(labels, _ranks(scores[:, i])))
-            for i, s in enumerate(AUTO_IMAGE_SCORES)
-        }
-        self.image_score_ = max(AUTO_IMAGE_SCORES, key=aucs.get)  # the first on a tie
-        self.image_score_aucs_ = aucs
+        defective = [
+            self._outputs(copies.reshape(-1, *X.shape[1:]), scores, plain=True)
+            for copies in defective_copies(self._as_images(X), mean, scale, gen)
+        ]
+        self.image_score_, self.image_score_aucs_ = best_score(
+            AUTO_IMAGE_SCORES, self._outputs(X, scores, plain=True), np.concatenate(defective)
+        )
 
     # -------------------------------------------------------------- geometry
     def _as_images(self, X):

@@ -41,6 +41,7 @@ from anomalib_lite.autoencoder import (
 from anomalib_lite.io import load, save
 from anomalib_lite.nn import ConvAutoencoder
 from anomalib_lite.nn.functional import gaussian_blur
+from anomalib_lite.utils import _choice
 from anomalib_lite.utils._maps import EDGE_DEPTH, edge_distance, edge_scale
 
 FAST = {
@@ -1368,7 +1369,7 @@ def test_auto_image_score_takes_the_higher_roc_auc_however_close(
     monkeypatch, max_auc, smooth_auc, expected
 ):
     given_aucs = iter([max_auc, smooth_auc])  # in the order of AUTO_IMAGE_SCORES
-    monkeypatch.setattr(autoencoder, "roc_auc_score", lambda *_: next(given_aucs))
+    monkeypatch.setattr(_choice, "roc_auc_score", lambda *_: next(given_aucs))
     det = ConvAutoencoderDetector(**FAST).fit(_images(n=30))
     assert det.image_score_aucs_ == {"max": max_auc, "smooth": smooth_auc}
     assert det.image_score_ == expected
@@ -1400,10 +1401,10 @@ def test_auto_image_score_is_max_when_scored_before_the_first_choice():
 def test_auto_image_score_chooses_on_a_seeded_subset_of_many_images(monkeypatch):
     X = _images(n=40)
     det = ConvAutoencoderDetector(**FAST).fit(X)
-    monkeypatch.setattr(autoencoder, "CHOICE_IMAGES", 40)
+    monkeypatch.setattr(_choice, "CHOICE_IMAGES", 40)
     det._choose_scoring(X)
     everything = dict(det.image_score_aucs_)
-    monkeypatch.setattr(autoencoder, "CHOICE_IMAGES", 10)
+    monkeypatch.setattr(_choice, "CHOICE_IMAGES", 10)
     det._choose_scoring(X)
     subset = dict(det.image_score_aucs_)
     det._choose_scoring(X)

@@ -6,7 +6,7 @@ from numbers import Real
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DEFECT_FILLS", "defect_masks", "paste_defects"]
+__all__ = ["DEFECT_AREA", "DEFECT_FILLS", "defect_masks", "paste_defects"]
 
 #: What fills a defect: a shifted patch of another image of the batch, the
 #: image itself shifted in intensity, Gaussian noise, or one grey level.
@@ -14,6 +14,8 @@ DEFECT_FILLS = ("patch", "shift", "noise", "flat")
 #: Sides of the coarse noise grids whose upsampled level sets shape the
 #: masks: a small grid gives one or two large blobs, a large grid many small ones.
 MASK_GRIDS = (2, 3, 4, 6, 8)
+#: Range of the fraction of an image that a defect covers, by default.
+DEFECT_AREA = (0.01, 0.25)
 
 
 def _draw(shape, generator, device, dtype=torch.float32):
@@ -51,7 +53,7 @@ def _check_probability(probability):
     return float(probability)
 
 
-def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"):
+def defect_masks(n, height, width, generator, *, area=DEFECT_AREA, device="cpu"):
     """Random blob-shaped masks covering a random fraction of each image.
 
     Uniform noise on a coarse grid (one of ``MASK_GRIDS`` sides per call) is
@@ -95,7 +97,7 @@ def defect_masks(n, height, width, generator, *, area=(0.01, 0.25), device="cpu"
     return (flat >= threshold).view(n, 1, height, width)
 
 
-def paste_defects(x, generator, *, probability=0.5, area=(0.01, 0.25)):
+def paste_defects(x, generator, *, probability=0.5, area=DEFECT_AREA):
     """Paste a synthetic defect into a random subset of a batch of images.
 
     Each image gets a defect with ``probability``: a blob from
