@@ -223,7 +223,7 @@ class _PCAScorer(nn.Module):
     def __init__(self, detector):
         super().__init__()
         f64 = torch.float64
-        self.statistic = detector.statistic
+        self.statistic = detector._statistic()  # the fitted choice of 'auto'
         theta1 = float(detector.theta_[0]) if detector.theta_[0] > 0 else 1.0
         self.n_components = int(detector.n_components_)
         shape = detector.sample_shape_

@@ -1,6 +1,7 @@
 """PCADetector: the linear baseline, distance to the principal subspace."""
 
 import copy
+import functools
 import warnings
 from numbers import Integral, Real
 
@@ -28,7 +29,9 @@ from .utils._validation import (
 
 __all__ = ["PCADetector"]
 
-_SCORES = ("spe", "t2", "combined", "max")
+_SCORES = ("spe", "t2", "combined", "max", "auto")
+#: ``statistic='auto'`` chooses between these (:mod:`~anomalib_lite.utils._choice`).
+AUTO_STATISTICS = ("max", "spe")
 _SOLVERS = ("auto", "full", "covariance_eigh", "arpack", "randomized")
 
 
@@ -64,14 +67,21 @@ class PCADetector(BaseDetector):
         n_features)``. Keeping every dimension makes SPE rounding noise, and
         keeping ``n_samples`` components of fewer images than pixels keeps one
         without variance, whose T² flags every new sample (both warn).
-    statistic : {'spe', 't2', 'combined', 'max'}, default='spe'
+    statistic : {'spe', 't2', 'combined', 'max', 'auto'}, default='spe'
         ``'spe'``: squared distance to the subspace. ``'t2'``: Hotelling's
         ``sum_i t_i^2 / lambda_i``. ``'combined'``: ``SPE / theta_1 + T² / k``,
         each divided by its expected value on normal data. ``'max'``, for
         images: the largest pixel of :meth:`anomaly_map`, which finds a small
         defect that the sum over the image dilutes (it has no analytic
-        limit). Read when scoring:
-        ``score_samples`` follows a value set after ``fit``, while
+        limit). ``'auto'``, for images: the one of ``'max'`` and ``'spe'``
+        that better tells the training images from copies with synthetic
+        defects, chosen as :class:`~anomalib_lite.ConvAutoencoderDetector`
+        chooses its image score (``statistic_``; it imports torch, and
+        trimming ranks the rows by SPE before the choice). Synthetic blobs
+        stand in for defects nobody has seen, so the choice can miss a
+        kind of anomaly unlike them, such as a faint spot on digits. Read
+        when scoring: ``score_samples`` follows a value set after ``fit``
+        (``'auto'`` then scores by ``statistic_``), while
         ``decision_function``, ``predict`` and the ONNX export refuse it, as the
         threshold was set on the fitted one (``offset_scoring_``).
     smoothing : float or 'auto', default=0.0
@@ -81,7 +91,8 @@ class PCADetector(BaseDetector):
         the mean of the smoothed residual squared and of the smoothed squared
         residual, over ``edge_scale_``, which finds an extended defect better
         than single pixels do (a thin line, about as well). Only
-        ``statistic='max'``, the largest pixel of that map, depends on it.
+        ``statistic='max'``, the largest pixel of that map, depends on it
+        (and ``'auto'``, which may choose it).
         A detector fitted on rows refuses any other value than 0. A value set
         after ``fit`` is refused by :meth:`anomaly_map` (and by the scores of
         ``'max'``) until a refit, or a :meth:`partial_fit`, which refits the
@@ -144,6 +155,13 @@ class PCADetector(BaseDetector):
     sample_shape_ : tuple of int
         Shape of one sample as ``fit`` took it: ``(n_features_in_,)`` for
         rows, ``(H, W)`` or ``(C, H, W)`` for images.
+    statistic_ : str
+        The statistic in use: ``statistic``, or the choice of ``'auto'``
+        (after :meth:`partial_fit`, on its last batch).
+    statistic_aucs_ : dict
+        For ``'auto'``, the ROC-AUC with which each candidate told the
+        training images (at most 1000) from their copies with synthetic
+        defects; empty otherwise.
     smoothing_ : float
         Sigma of :meth:`anomaly_map` in pixels. Only for images.
     energy_scale_ : float
@@ -254,10 +272,10 @@ class PCADetector(BaseDetector):
                 )
             check_float(self.trim_fraction, "trim_fraction", low=0, high=1, closed="left")
         check_float(self.control_limit, "control_limit", low=0, high=1, allow_none=True)
-        if self.control_limit is not None and self.statistic == "max":
+        if self.control_limit is not None and self.statistic in ("max", "auto"):
             raise ValueError(
                 f"control_limit={self.control_limit!r} needs an analytic limit, which "
-                "statistic='max' has not; set the threshold with contamination or "
+                f"statistic={self.statistic!r} has not; set the threshold with contamination or "
                 "calibrate it on held-out data (CalibratedDetector's 'conformal' method)."
             )
         if self.control_limit is not None and self.contamination != "auto":
@@ -286,9 +304,9 @@ class PCADetector(BaseDetector):
                     f"is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or leave "
                     "smoothing=0."
                 )
-            if reset and self.statistic == "max":
+            if reset and self.statistic in ("max", "auto"):
                 raise ValueError(
-                    f"statistic='max' scores the largest pixel of an image's anomaly map, "
+                    f"statistic={self.statistic!r} scores images by their anomaly maps, "
                     f"but X is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or "
                     "choose statistic='spe', 't2' or 'combined'."
                 )
@@ -349,6 +367,7 @@ class PCADetector(BaseDetector):
 
     def _fit(self, X):
         X64 = np.asarray(X, dtype=np.float64)
+        self.__dict__.pop("statistic_", None)  # 'auto' trims by SPE before it chooses
         self._fit_decomposition(X64)
         self.n_trimmed_ = self._rows_out_of_spread = 0
         self._n_spread = X64.shape[0]
@@ -365,6 +384,41 @@ class PCADetector(BaseDetector):
         self._warn_if_trivial()
         # The map's normal level, from the rows kept: a trimmed outlier would inflate it.
         self._fit_map_scales(kept)
+        self._choose_statistic(kept)
+
+    def _choose_statistic(self, X):
+        """``statistic_``: ``statistic``, or for ``'auto'`` the one of
+        :data:`AUTO_STATISTICS` that best tells the training images ``X`` (rows,
+        at most ``CHOICE_IMAGES`` of them, drawn) from copies with synthetic
+        defects blended in, as ``ConvAutoencoderDetector`` chooses its image score."""
+        self.statistic_, self.statistic_aucs_ = self.statistic, {}
+        if self.statistic != "auto":
+            return
+        # torch pastes the defects: imported here, so that the other statistics do not.
+        from .utils._choice import best_score, choice_sample, defective_copies
+        from .utils._torch import draw_seed, make_generator
+
+        gen = make_generator(draw_seed(self.random_state))
+        X = choice_sample(X, gen)
+        images = X.reshape(X.shape[0], *channels_first(self.sample_shape_)).astype(np.float32)
+        # Standardized per channel, as the autoencoder's images are when it pastes.
+        mean = images.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+        scale = images.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+        scale = np.where(scale > 0, scale, 1.0)
+
+        def scores(rows):
+            rows = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                return np.column_stack(
+                    [
+                        self._batched(functools.partial(self._anomaly_score, statistic=s), rows)
+                        for s in AUTO_STATISTICS
+                    ]
+                )
+
+        copies = defective_copies(images, mean.astype(np.float32), scale.astype(np.float32), gen)
+        defective = np.concatenate([scores(c) for c in copies])
+        self.statistic_, self.statistic_aucs_ = best_score(AUTO_STATISTICS, scores(X), defective)
 
     def _measure_spread(self, X):
         """Variances along and outside the subspace, over every training row."""
@@ -385,7 +439,7 @@ class PCADetector(BaseDetector):
         ``'auto'`` keeps every row where the kept ones could not be fitted.
         """
         ranker = self if ranker is None else ranker
-        scores = ranker._batched(ranker._anomaly_score, X)
+        scores = ranker._batched(ranker._anomaly_score, X)  # SPE before 'auto' chose
         if self._auto_trim():
             keep = np.flatnonzero(within_fence(scores))
             kept = X[keep]
@@ -517,7 +571,8 @@ class PCADetector(BaseDetector):
         Uses :class:`~sklearn.decomposition.IncrementalPCA`, which keeps every
         component the first batch allows; ``n_components_`` is selected after
         each batch, and a detector fitted with :meth:`fit` continues from its
-        fitted components. ``offset_`` is set from the last batch's scores.
+        fitted components. ``offset_`` is set from the last batch's scores,
+        and from its images the map's scales and the choice of ``'auto'``.
         ``trim_fraction`` leaves out each batch's rows it selects under the
         decomposition so far. Under ``control_limit`` a float
         ``trim_fraction`` is refused. A failed first call leaves the detector
@@ -578,10 +633,12 @@ class PCADetector(BaseDetector):
         if self._trims(updating=True):
             # Rank by the decomposition so far, or the first batch by its own.
             images = X.reshape(-1, *self.sample_shape_)  # the layout first fitted
-            ranker = (
-                clone(self).set_params(trim_fraction=0.0).partial_fit(images) if first else None
-            )
-            if not first and self.statistic == "max":
+            ranker = None
+            if first:  # 'auto' ranks the first batch by SPE, as fit does
+                statistic = "spe" if self.statistic == "auto" else self.statistic
+                ranker = clone(self).set_params(trim_fraction=0.0, statistic=statistic)
+                ranker.partial_fit(images)
+            if not first and self._statistic() == "max":
                 # The map scales of this batch, at today's smoothing, as the update ends with
                 # them: 'max' ranks by the map, and smoothing may have changed since.
                 self._fit_map_scales(X)
@@ -600,6 +657,7 @@ class PCADetector(BaseDetector):
         self.pca_.partial_fit(learned)
         self._store_decomposition()
         self._fit_map_scales(learned)  # the map's normal level, without the rows left out
+        self._choose_statistic(learned)
         self._n_spread = self.n_samples_fit_
         self._set_offset(self._batched(self._anomaly_score, X))
         return self
@@ -624,15 +682,24 @@ class PCADetector(BaseDetector):
         Xc, t = self._project(X)
         return Xc - t @ self.components_
 
-    def _anomaly_score(self, X):
-        if self.statistic == "max":
+    def _statistic(self):
+        """The statistic in use: ``statistic``, or the fitted choice for ``'auto'``
+        (SPE before a fit has chosen, when trimming ranks the rows)."""
+        check_option(self.statistic, "statistic", _SCORES)  # read when scoring
+        if self.statistic == "auto":
+            return getattr(self, "statistic_", "spe")
+        return self.statistic
+
+    def _anomaly_score(self, X, statistic=None):
+        statistic = self._statistic() if statistic is None else statistic
+        if statistic == "max":
             return self._map_max(X)
         Xc, t = self._project(X)
-        if self.statistic == "t2":
+        if statistic == "t2":
             return (t * t) @ self._inv_lambda
         R = Xc - t @ self.components_
         spe = np.einsum("ij,ij->i", R, R)
-        if self.statistic == "spe":
+        if statistic == "spe":
             return spe
         theta1 = self.theta_[0] if self.theta_[0] > 0 else 1.0
         return spe / theta1 + ((t * t) @ self._inv_lambda) / self.n_components_
@@ -803,13 +870,15 @@ class PCADetector(BaseDetector):
         Returns
         -------
         limit : float
-            Threshold on ``-score_samples``, in the units of ``statistic``.
+            Threshold on ``-score_samples``, in the units of ``statistic_``.
         """
         check_is_fitted(self)
         alpha = check_float(alpha, "alpha", low=0, high=1)
-        if self.statistic == "max":
+        statistic = self._statistic()
+        if statistic == "max":
             raise ValueError(
-                "statistic='max' has no analytic limit: calibrate the threshold on "
+                f"statistic={self.statistic!r} scores by the largest pixel of the map, which "
+                "has no analytic limit: calibrate the threshold on "
                 "held-out data (CalibratedDetector's 'conformal' method) or set it with "
                 "contamination."
             )
@@ -825,7 +894,7 @@ class PCADetector(BaseDetector):
             )
         theta1, theta2, theta3 = self.theta_
         k, n = self.n_components_, self._n_spread
-        if self.statistic == "t2":
+        if statistic == "t2":
             if n <= k:
                 raise ValueError(
                     f"The T² limit needs more training samples than components "
@@ -833,7 +902,7 @@ class PCADetector(BaseDetector):
                 )
             factor = k * (n - 1) * (n + 1) / (n * (n - k))
             return float(factor * stats.f.ppf(1 - alpha, k, n - k))
-        if self.statistic == "spe" and np.isnan(theta2):
+        if statistic == "spe" and np.isnan(theta2):
             raise ValueError(
                 "The SPE control limit needs the discarded eigenvalues, which are "
                 "unknown where partial_fit continued a fit or started from fewer rows "
@@ -841,13 +910,13 @@ class PCADetector(BaseDetector):
                 "held-out data."
             )
         if theta1 <= 0:  # no variance outside the subspace
-            if self.statistic == "spe":
+            if statistic == "spe":
                 return 0.0
             # The combined score is then T² / k plus the residual's rounding noise
             # (_anomaly_score divides SPE by 1): Box's g * chi2(h) with the mean 1
             # and variance 2 / k of T² / k gives chi2(k) / k.
             return float(stats.chi2.ppf(1 - alpha, k) / k)
-        if self.statistic == "combined" and np.isnan(theta2):
+        if statistic == "combined" and np.isnan(theta2):
             raise ValueError(
                 "The combined control limit needs the discarded eigenvalues, which "
                 "are unknown where partial_fit continued a fit or started from fewer "
@@ -859,12 +928,12 @@ class PCADetector(BaseDetector):
             r2 = theta2 / theta1 / theta1
             r3 = theta3 / theta1 / theta1 / theta1
             h0 = 1.0 - 2.0 * r3 / (3.0 * r2**2)
-            if self.statistic == "spe" and h0 > 0:
+            if statistic == "spe" and h0 > 0:
                 c = stats.norm.ppf(1 - alpha)
                 base = c * np.sqrt(2 * r2 * h0**2) + 1 + r2 * h0 * (h0 - 1)
                 limit = theta1 * max(base, 0.0) ** (1.0 / h0)
             else:  # Box's g * chi2(h) with the mean and variance of the statistic
-                if self.statistic == "spe":  # in units of theta1
+                if statistic == "spe":  # in units of theta1
                     scale, mean, var = theta1, 1.0, 2.0 * r2
                 else:  # combined: SPE / theta1 + T² / k
                     scale, mean, var = 1.0, 2.0, 2.0 * r2 + 2.0 / k
@@ -872,10 +941,10 @@ class PCADetector(BaseDetector):
                 limit = scale * g * stats.chi2.ppf(1 - alpha, h)
         # theta2 (and theta3 for SPE) must not have underflowed, nor the limit overflowed
         tiny = np.finfo(np.float64).tiny
-        moments = theta2 >= tiny and (theta3 >= tiny or self.statistic == "combined")
+        moments = theta2 >= tiny and (theta3 >= tiny or statistic == "combined")
         if not (moments and np.isfinite(limit)):
             raise ValueError(
-                f"The analytic {self.statistic} limit cannot be computed in float64 for "
+                f"The analytic {statistic} limit cannot be computed in float64 for "
                 f"this fit: the variance left outside the subspace (theta_={self.theta_}) "
                 "is too small or too large. Rescale X, e.g. with "
                 "sklearn.preprocessing.StandardScaler, or calibrate the threshold on "

@@ -22,6 +22,8 @@ def test_pca_workflow_does_not_import_torch(tmp_path):
         det = CalibratedDetector(PCADetector(n_components=2)).fit(X)
         io.save(det, {str(tmp_path / "model.zip")!r})
         io.load({str(tmp_path / "model.zip")!r}).predict(X)
+        images = np.random.default_rng(0).normal(size=(30, 8, 8))
+        PCADetector(statistic="max", smoothing="auto").fit(images).anomaly_map(images)
         print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
         """
     )

