@@ -20,7 +20,7 @@ from sklearn.utils import Bunch, check_random_state
 
 from .celeba import load_celeba
 from .utils._files import NotRegularFileError, open_regular
-from .utils._validation import check_float, check_int, check_option, check_path
+from .utils._validation import check_bool, check_float, check_int, check_option, check_path
 
 __all__ = [
     "DEFECT_TYPES",
@@ -510,6 +510,7 @@ def load_images(
     0.6274510025978088
     """
     size = _check_reading_options(size, color_mode, dtype, resample, on_error)
+    return_paths = check_bool(return_paths, "return_paths")
     paths = _resolve_paths(path_or_paths)
     images, kept, _ = _read_all(
         paths, color_mode=color_mode, size=size, resample=resample, dtype=dtype, on_error=on_error
@@ -997,6 +998,7 @@ def make_textures(
     anomaly_ratio = check_float(anomaly_ratio, "anomaly_ratio", low=0, high=1, closed="both")
     defect_types = _check_defect_types(defect_types)
     noise = check_float(noise, "noise", low=0, closed="left")
+    return_X_y = check_bool(return_X_y, "return_X_y")
     rng = check_random_state(random_state)
 
     images = _weave(n_samples, image_size, noise, rng)
@@ -1022,6 +1024,7 @@ def _one_class_split(images, classes, normal_class, test_size, random_state, ret
     n_classes = int(classes.max()) + 1
     normal_class = check_int(normal_class, "normal_class", min_value=0, max_value=n_classes - 1)
     test_size = check_float(test_size, "test_size", low=0, high=1)
+    return_X_y = check_bool(return_X_y, "return_X_y")
     index = np.arange(len(classes))
     train, test = train_test_split(
         index, test_size=test_size, stratify=classes, random_state=random_state

@@ -235,12 +235,17 @@ def _named_detectors(detectors):
     return items
 
 
-def _in_fitted_layout(detector, name, X):
+def _in_fitted_layout(detector, name, X, images):
     """``X`` reshaped to the detector's ``sample_shape_``, or as passed without one."""
     shape = getattr(detector, "sample_shape_", None)  # None too while unfitted
     if shape is None:
         return X
-    if math.prod(shape) != math.prod(X.shape[1:]):
+    # Rows and images of as many values are interchangeable, images of another shape
+    # (4x16 for a detector fitted on 8x8) are not.
+    fitted_on_images = len(shape) > 1
+    if math.prod(shape) != math.prod(X.shape[1:]) or (
+        fitted_on_images and channels_first(shape) != images.shape[1:]
+    ):
         raise ValueError(
             f"{name} was fitted on samples of shape {tuple(shape)}, which do not hold the "
             f"images of X, {X.shape[1:]}; pass images of the size it was fitted on."
@@ -345,12 +350,14 @@ def reconstruction_panels(
         Fitted detectors with ``reconstruct(X)``, named by the dict keys or
         their class. The map is ``anomaly_map(X)`` where the detector has
         one, else ``(x - reconstruct(x)) ** 2`` summed over channels, which
-        is also what a PCADetector's ``anomaly_map`` is (its map kind is
-        ``'squared difference'`` either way).
+        is also what a PCADetector's ``anomaly_map`` is with ``smoothing=0``
+        (map kind ``'squared difference'`` in both cases; a smoothed PCA map
+        is an ``'anomaly map'``).
     X : array-like of shape (n, H, W), (n, C, H, W) or (n, n_features)
         Grayscale or RGB images, or flat rows with ``image_shape``. Each
         detector gets ``X`` reshaped to its ``sample_shape_``, so detectors
-        fitted on rows and on images can be compared.
+        fitted on rows and on images can be compared; one fitted on images
+        needs images of that shape.
     image_shape : tuple of int, default=None
         ``(H, W)`` or ``(C, H, W)`` of the images, needed when ``X`` is 2-D.
     masks : array-like of shape (n, H, W), default=None
@@ -401,7 +408,7 @@ def reconstruction_panels(
 
     reconstructions, maps, kinds = {}, {}, {}
     for name, det in named:
-        layout = _in_fitted_layout(det, name, X)
+        layout = _in_fitted_layout(det, name, X, images)
         rec = np.asarray(det.reconstruct(layout), dtype=np.float64)
         if rec.size != images.size:
             raise ValueError(
@@ -412,7 +419,8 @@ def reconstruction_panels(
         if callable(getattr(det, "anomaly_map", None)):
             values = np.asarray(det.anomaly_map(layout), dtype=np.float64)
             maps[name] = _as_maps(values, name, "anomaly_map", images)
-            kinds[name] = "squared difference" if isinstance(det, PCADetector) else "anomaly map"
+            unsmoothed = isinstance(det, PCADetector) and getattr(det, "smoothing_", 0) == 0
+            kinds[name] = "squared difference" if unsmoothed else "anomaly map"
         else:
             with np.errstate(over="ignore", invalid="ignore"):
                 difference = ((images.astype(np.float64) - rec) ** 2).sum(axis=1)
@@ -587,7 +595,10 @@ def reconstruction_figure(
     if (
         not isinstance(mask_color, (tuple, list))
         or len(mask_color) != 3
-        or not all(isinstance(c, Integral) and 0 <= c <= 255 for c in mask_color)
+        or not all(
+            isinstance(c, Integral) and not isinstance(c, bool) and 0 <= c <= 255
+            for c in mask_color
+        )
     ):
         raise ValueError(
             f"mask_color={mask_color!r} must be an RGB tuple of three ints in [0, 255]."

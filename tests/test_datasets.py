@@ -369,6 +369,7 @@ def test_load_images_reads_the_picture_of_a_jpeg_with_extra_pictures(tmp_path):
         ({"dtype": "float64"}, ValueError, "dtype='float64'"),
         ({"resample": "cubic"}, ValueError, "resample"),
         ({"on_error": "ignore"}, ValueError, "on_error"),
+        ({"return_paths": "no"}, TypeError, "return_paths must be a bool"),
     ],
 )
 def test_load_images_rejects_bad_parameters(tmp_path, kwargs, error, match):
@@ -690,6 +691,7 @@ def test_make_textures_is_hard_but_not_hopeless_for_pca():
         ({"defect_types": ["dent"]}, ValueError, "dent"),
         ({"defect_types": []}, TypeError, "defect_types"),
         ({"noise": -0.1}, ValueError, "noise"),
+        ({"return_X_y": "False"}, TypeError, "return_X_y must be a bool"),
     ],
 )
 def test_make_textures_rejects_bad_parameters(kwargs, error, match):
@@ -738,6 +740,7 @@ def test_load_digits_one_class_is_reproducible():
         ({"normal_class": 10}, ValueError, "normal_class=10"),
         ({"normal_class": 1.0}, TypeError, "normal_class"),
         ({"test_size": 1.0}, ValueError, "test_size=1.0"),
+        ({"return_X_y": 1}, TypeError, "return_X_y must be a bool"),
     ],
 )
 def test_load_digits_one_class_rejects_bad_parameters(kwargs, error, match):

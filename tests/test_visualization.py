@@ -226,6 +226,18 @@ def test_pca_fitted_on_images_draws_its_anomaly_map(digits_pca):
     assert panels.map_kinds == {"rows": "squared difference", "images": "squared difference"}
 
 
+def test_smoothed_pca_map_is_not_called_a_squared_difference():
+    digits = load_digits_one_class(8)
+    test = digits.test_images[:3]
+    smoothed = PCADetector(n_components=10, smoothing=1.0).fit(digits.train_images)
+    raw = PCADetector(n_components=10).fit(digits.train_images)
+    panels = reconstruction_panels({"smoothed": smoothed, "raw": raw}, test)
+    squared = (test - smoothed.reconstruct(test)) ** 2
+    assert not np.allclose(panels.maps["smoothed"], squared)
+    np.testing.assert_allclose(panels.maps["smoothed"], smoothed.anomaly_map(test))
+    assert panels.map_kinds == {"smoothed": "anomaly map", "raw": "squared difference"}
+
+
 def test_rgb_images_and_overlay():
     rng = np.random.default_rng(0)
     images = rng.random((2, 3, 6, 6))
@@ -259,6 +271,22 @@ def test_each_detector_gets_the_layout_of_its_sample_shape():
     assert flat.maps["FlatOnly"].shape == (2, 8, 8)
     with pytest.raises(ValueError, match=r"FlatOnly was fitted on samples of shape \(64,\)"):
         reconstruction_panels(FlatOnly(), np.zeros((2, 4, 4)))
+
+
+def test_images_of_another_shape_than_the_fitted_images_are_refused():
+    digits = load_digits_one_class(8)
+    on_images = PCADetector(n_components=10).fit(digits.train_images)  # 8x8 images
+    test = digits.test_images[:3]
+    match = r"PCADetector was fitted on samples of shape \(8, 8\)"
+    with pytest.raises(ValueError, match=match):
+        reconstruction_panels(on_images, test.reshape(3, 4, 16))
+    with pytest.raises(ValueError, match=match):
+        reconstruction_panels(on_images, test.reshape(3, -1), image_shape=(4, 16))
+    # The same images as rows, or with their channel, are the fitted shape.
+    expected = on_images.anomaly_map(test)
+    for X, image_shape in [(test.reshape(3, -1), (8, 8)), (test[:, None], None)]:
+        panels = reconstruction_panels(on_images, X, image_shape=image_shape)
+        np.testing.assert_allclose(panels.maps["PCADetector"], expected)
 
 
 def test_detectors_fitted_on_rows_and_on_images_are_compared_on_the_same_images(digits_pca):
@@ -407,6 +435,13 @@ def test_figure_row_titles_and_scales_render(digits_pca):
         reconstruction_figure(pca, test[:2], mask_color=(0, 0, 300))
     with pytest.raises(ValueError, match="upscale"):
         reconstruction_figure(pca, test[:2], upscale=0)
+
+
+def test_figure_refuses_a_boolean_mask_color(digits_pca):
+    pca, test, _ = digits_pca
+    masks = np.zeros((2, 8, 8), bool)
+    with pytest.raises(ValueError, match="mask_color"):  # not silently (1, 0, 1)
+        reconstruction_figure(pca, test[:2], masks=masks, mask_color=(True, False, True))
 
 
 def test_figure_is_saved_without_overwriting(tmp_path, digits_pca):
