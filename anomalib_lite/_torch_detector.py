@@ -417,17 +417,22 @@ class TorchDetector(BaseDetector):
                 return name, _as_tuples(value)
         return None
 
-    def _prepare_warm(self, X):
+    def _prepare_warm(self, X, caller="warm_start"):
         """Continue from the fitted state, on the requested device; refuse to continue
-        a network built with other shaping parameters."""
+        a network built with other shaping parameters. ``caller`` names what continues
+        (``'warm_start'`` or ``'partial_fit'``, which continues whatever warm_start is)."""
         changed = self._changed_module_param(self._run.built_with)
         if changed is not None:
             name, value = changed
+            anew = (
+                "call fit with warm_start=False"
+                if caller == "partial_fit"
+                else "set warm_start=False"
+            )
             raise ValueError(
-                f"warm_start continues the fitted network, which was built with "
+                f"{caller} continues the fitted network, which was built with "
                 f"{name}={value!r}, but this detector now has {name}="
-                f"{getattr(self, name)!r}; set it back to continue, or set "
-                "warm_start=False to fit anew."
+                f"{getattr(self, name)!r}; set it back to continue, or {anew} to fit anew."
             )
         self._check_geometry(X)
         self.batch_size_ = auto_batch_size(X.shape[0], self.batch_size, self._auto_batch_divisor)
@@ -576,7 +581,7 @@ class TorchDetector(BaseDetector):
                 if first:
                     self._start_fresh(X)
                 else:
-                    self._prepare_warm(X)
+                    self._prepare_warm(X, caller="partial_fit")
                 self._new_run(1)
                 self._train_checked(X, early_stopping=False, constant_lr=True)
                 vars(self)["_trained_run"] = True

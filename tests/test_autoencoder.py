@@ -283,6 +283,10 @@ def test_wrong_row_width_at_predict():
             "learning_rate='step' is not supported; expected one of",
         ),
         (np.zeros((4, 8, 8)), {"channels": ()}, r"channels=\(\) needs at least one entry"),
+        # Unordered or unsized: which level gets which width is not said.
+        (np.zeros((4, 8, 8)), {"channels": {4, 8}}, "channels must be None or a tuple of ints"),
+        (np.zeros((4, 8, 8)), {"channels": {4: 8}}, "channels must be None or a tuple of ints"),
+        (np.zeros((4, 8, 8)), {"channels": np.array(4)}, "channels must be None or a tuple"),
         (
             np.zeros((4, 8, 8)),
             {"learning_rate_init": -1.0},
@@ -771,6 +775,19 @@ def test_channels_as_an_array_continue_with_partial_fit():
     X = _images(n=8)
     det = ConvAutoencoderDetector(**{**FAST, "channels": np.array([4, 8])}).partial_fit(X)
     assert det.partial_fit(X).n_iter_ == 2
+
+
+def test_partial_fit_refusing_another_network_says_what_would_continue_it():
+    X = _images(n=8)
+    det = ConvAutoencoderDetector(**FAST).fit(X).set_params(latent_dim=8)
+    # partial_fit continues whatever warm_start is: setting it to False (it is) cannot help.
+    with pytest.raises(ValueError, match=r"^partial_fit continues the fitted network") as info:
+        det.partial_fit(X)
+    message = str(info.value)
+    assert "built with latent_dim=4" in message and "set it back to continue" in message
+    assert "set warm_start=False" not in message and "fit with warm_start=False" in message
+    with pytest.raises(ValueError, match=r"^warm_start continues .* set warm_start=False"):
+        det.set_params(warm_start=True).fit(X)
 
 
 @pytest.mark.parametrize(

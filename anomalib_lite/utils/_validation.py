@@ -3,6 +3,8 @@ says what was expected and hints at a fix."""
 
 import math
 import os
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from numbers import Complex, Integral, Real
 from pathlib import Path
 
@@ -15,7 +17,9 @@ def check_int_tuple(value, name):
     """Validate None or a non-empty sequence of positive ints (layer sizes)."""
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+    # Sets and mappings have a length but no order of layers; a 0-d array has no length.
+    unordered = isinstance(value, (AbstractSet, Mapping)) or getattr(value, "ndim", 1) == 0
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or unordered:
         raise TypeError(
             f"{name} must be None or a tuple of ints, got {type(value).__name__} {value!r}."
         )
