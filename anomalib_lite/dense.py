@@ -267,7 +267,8 @@ class AutoencoderDetector(TorchDetector):
             # The network then sees X itself, in float32.
             spread = X64.astype(np.float32).std(axis=0, dtype=np.float64)
             varies = np.ptp(X64, axis=0) > 0
-            top = int(np.argmax(spread)) if varies.any() else 0
+            # The widest of the features that vary: a constant one may tie at 0.
+            top = int(np.argmax(np.where(varies, spread, -1.0))) if varies.any() else 0
             check_float32_spread(
                 spread[top], varies.any(), X64[:, top].mean(), f"feature {top} (the widest)"
             )

@@ -356,7 +356,9 @@ class DraemDetector(ConvAutoencoderDetector):
         probability = torch.sigmoid(self._crop(self._parts(out)[1]).float())
         sigma = self._sigma()
         if sigma > 0:
-            probability = gaussian_blur(probability, sigma)
+            # The blur's weights sum to 1 only to float32 rounding: a map of ones
+            # could come out a step above 1.
+            probability = gaussian_blur(probability, sigma).clamp(max=1.0)
         return probability.squeeze(1)
 
     def _score_tensor(self, x, out):

@@ -104,6 +104,14 @@ def test_a_constant_feature_is_scaled_by_one_whatever_its_value(value):
     np.testing.assert_allclose(det.score_samples(nudged), det.score_samples(X[:5]), atol=1e-6)
 
 
+def test_unstandardized_precision_refusal_names_the_feature_that_varies():
+    # Feature 0 is constant, feature 1 varies only below float32's spacing at 1e8:
+    # the refusal named feature 0, around its mean 5, which does not vary.
+    X = np.c_[np.full(40, 5.0), 1e8 + 1e-3 * np.random.default_rng(0).normal(size=40)]
+    with pytest.raises(ValueError, match=r"varies in feature 1 .*around its mean 1e\+08"):
+        AutoencoderDetector(**FAST, standardize=False).fit(X)
+
+
 def test_dataframe_feature_names_are_kept():
     X = pd.DataFrame(_curve(), columns=["a", "b", "c", "d"])
     det = AutoencoderDetector(**FAST).fit(X)

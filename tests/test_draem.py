@@ -60,6 +60,18 @@ def test_map_is_a_probability_and_scores_reduce_it(fitted, X):
     assert (scores["topk"] <= scores["max"] + 1e-7).all()
 
 
+def test_map_stays_a_probability_where_the_segmenter_is_sure():
+    # The blur of a map of ones summed one float32 step above 1 (29x29 images,
+    # smoothing 'auto'): the map and the scores went past the documented [0, 1].
+    X = np.random.default_rng(0).uniform(0.3, 0.6, size=(10, 29, 29))
+    det = DraemDetector(**{**FAST, "max_iter": 1}).fit(X)
+    with torch.no_grad():
+        det.module_.segmenter.head.bias.fill_(100.0)  # every pixel surely anomalous
+    maps = det.anomaly_map(X[:2])
+    assert maps.min() >= 0 and maps.max() == 1.0
+    assert (-det.score_samples(X[:2]) == 1.0).all()
+
+
 def test_reconstruction_is_the_autoencoders(fitted):
     X = _images(6, seed=1)
     rec = fitted.reconstruct(X)

@@ -390,6 +390,24 @@ def test_generator_dropout_is_seeded_scaled_and_leaves_global_rng_alone():
 
 
 @pytest.mark.parametrize(
+    ("build", "name"),
+    [
+        (lambda: DenseAutoencoder(4, dropout="0.3"), "dropout"),
+        (lambda: DenseAutoencoder(4, dropout=None), "dropout"),
+        (lambda: DenseAutoencoder(4, dropout=False), "dropout"),
+        (lambda: GeneratorDropout("0.5"), "p"),
+        (lambda: GeneratorDropout(None), "p"),
+        (lambda: GeneratorDropout(False), "p"),
+    ],
+)
+def test_dropout_that_is_not_a_number_is_named(build, name):
+    # A string failed inside torch ("'<' not supported"), None inside float(), and
+    # False was taken for 0.
+    with pytest.raises(TypeError, match=rf"^{name} must be a float in \[0, 1\), got "):
+        build()
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
         ({"sigma": 1.0, "size": 4}, ValueError, "size must be an odd int >= 1 or None, got 4"),
@@ -397,6 +415,9 @@ def test_generator_dropout_is_seeded_scaled_and_leaves_global_rng_alone():
         ({"sigma": 1.0, "size": 3.0}, TypeError, "size must be an odd int or None"),
         ({"sigma": -2.0}, ValueError, "sigma must be a finite number >= 0"),
         ({"sigma": float("nan")}, ValueError, "sigma must be a finite number >= 0"),
+        ({"sigma": "1.0"}, TypeError, "sigma must be a number, got str '1.0'"),
+        ({"sigma": True}, TypeError, "sigma must be a number, got bool True"),
+        ({"sigma": None}, TypeError, "sigma must be a number, got NoneType None"),
     ],
 )
 def test_blur_refuses_a_kernel_without_a_centre_or_a_negative_sigma(kwargs, error, match):
@@ -468,6 +489,14 @@ def test_pad_by_slices_gives_the_values_and_gradient_of_f_pad(height, width, pad
     (want,) = torch.autograd.grad((expected * weights).sum(), x)
     (have,) = torch.autograd.grad((got * weights).sum(), x)
     torch.testing.assert_close(have, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize("pad", [(-1, 0, 0, 0), (0, 0, 0, -2), (1, 1, -1, 0)])
+def test_pad_by_slices_refuses_a_negative_pad(pad, mode):
+    # F.pad crops by a negative pad; a replicated image grew instead, silently.
+    with pytest.raises(ValueError, match=r"pad must hold sizes >= 0 .*got \("):
+        pad_by_slices(torch.zeros(1, 1, 3, 4), pad, mode)
 
 
 @pytest.mark.parametrize("mode", ["constant", "circular", "Reflect"])

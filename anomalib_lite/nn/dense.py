@@ -5,7 +5,7 @@ import itertools
 from torch import nn
 
 from ._sizes import positive_sizes
-from .dropout import GeneratorDropout
+from .dropout import GeneratorDropout, check_dropout
 
 __all__ = ["DenseAutoencoder"]
 
@@ -57,8 +57,7 @@ class DenseAutoencoder(nn.Module):
         self.n_features, self.hidden_sizes, self.latent_dim = positive_sizes(
             n_features=n_features, hidden_sizes=tuple(hidden_sizes), latent_dim=latent_dim
         )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+        check_dropout(dropout, "dropout")
 
         def stack(sizes):
             layers = []

@@ -1,9 +1,20 @@
 """Dropout whose masks come from a given random generator."""
 
+import numbers
+
 import torch
 from torch import nn
 
 __all__ = ["GeneratorDropout"]
+
+
+def check_dropout(p, name):
+    """Refuse a dropout probability ``p`` that is not a number in [0, 1), naming it
+    ``name``: ``float()`` would take ``"0.3"`` and False, and torch fail on the string."""
+    if not isinstance(p, numbers.Real) or isinstance(p, bool):
+        raise TypeError(f"{name} must be a float in [0, 1), got {type(p).__name__} {p!r}.")
+    if not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p!r}.")
 
 
 class GeneratorDropout(nn.Dropout):
@@ -37,8 +48,7 @@ class GeneratorDropout(nn.Dropout):
     """
 
     def __init__(self, p=0.5):
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"p must be in [0, 1), got {p!r}.")
+        check_dropout(p, "p")
         super().__init__(p)
         self.generator = None
 

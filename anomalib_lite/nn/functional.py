@@ -46,6 +46,9 @@ def gaussian_blur(x, sigma, size=None):
     >>> torch.allclose(gaussian_blur(x, 1.0), x)
     True
     """
+    if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool):
+        # float() would take "1.0" or True silently
+        raise TypeError(f"sigma must be a number, got {type(sigma).__name__} {sigma!r}.")
     sigma = float(sigma)
     if not sigma >= 0 or math.isinf(sigma):
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}.")
@@ -196,8 +199,8 @@ def pad_by_slices(x, pad, mode):
 
     The values are F.pad's; the backward is deterministic on CUDA too, where the
     backward of F.pad's two modes adds into the input atomically, in an order that
-    varies between runs. Reflection needs each pad below its side's length; any
-    other ``mode`` raises ValueError.
+    varies between runs. Reflection needs each pad below its side's length; a
+    negative pad (F.pad's crop) or any other ``mode`` raises ValueError.
 
     Examples
     --------
@@ -210,6 +213,9 @@ def pad_by_slices(x, pad, mode):
     if mode not in ("reflect", "replicate"):
         # anything but 'reflect' would otherwise be padded as 'replicate'
         raise ValueError(f"mode must be 'reflect' or 'replicate', got {mode!r}.")
+    if min(pad) < 0:
+        # F.pad crops by a negative pad; the slices would grow the image instead.
+        raise ValueError(f"pad must hold sizes >= 0 (left, right, top, bottom), got {pad!r}.")
 
     def side(t, before, after, dim):
         n = t.shape[dim]
