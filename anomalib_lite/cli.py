@@ -547,13 +547,21 @@ def _cmd_maps(args):
         raise CommandError(f"--out: '{out}' is a file; pass a folder")
     targets, existing = _figure_targets(paths, root, out, args.overwrite)
     # Figures of .jpg (or .bmp ...) images replace none of them, but mixed in with the
-    # images they would be read as images by the next command on the folder.
+    # images, in the folder or below it, the next command on the folder (which reads
+    # folders recursively) would read them as images.
     for data in args.data:
-        if out.is_dir() and Path(data).is_dir() and os.path.samefile(out, data):
-            raise CommandError(
-                f"--out: '{out}' is the --data folder '{data}'; the figures would be mixed "
-                "in with its images, so pass an --out folder apart from the images"
-            )
+        if not Path(data).is_dir():
+            continue
+        if out.is_dir() and os.path.samefile(out, data):
+            where = "is the --data folder"
+        elif Path(data).resolve() in out.resolve().parents:
+            where = "is inside the --data folder"
+        else:
+            continue
+        raise CommandError(
+            f"--out: '{out}' {where} '{data}'; the figures would be mixed in with its "
+            "images, which are read recursively, so pass an --out folder apart from them"
+        )
     color = layout.color(paths, args.skip_unreadable)
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")

@@ -664,6 +664,11 @@ def test_maps_refuses_the_data_folder_as_out(pca8, tmp_path):
         args = ("maps", "--model", pca8, "--data", folder, "--out", folder, *extra)
         _fails(*args, match=f"--out: '{folder}' is the --data folder")
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # A folder below it too: folders are read recursively, figures and all.
+    for inside in (folder / "maps", folder / "maps" / "new"):
+        args = ("maps", "--model", pca8, "--data", folder, "--out", inside)
+        _fails(*args, match=f"--out: '{inside}' is inside the --data folder")
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
