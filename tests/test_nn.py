@@ -202,6 +202,15 @@ def test_gaussian_blur_small_images():
     for h, w in [(1, 1), (1, 5), (2, 2), (3, 1)]:
         x = _rand(1, 1, h, w)
         assert gaussian_blur(x, 2.0).shape == x.shape
+    # As documented, the kernel shrinks to an odd size within each side: an axis of
+    # 2 pixels is not blurred, one of 3 is.
+    x = _rand(1, 1, 2, 3)
+    out = gaussian_blur(x, 1.0)
+    other = x.clone()
+    other[..., 1, :] += 1.0  # the second row changed: the first row's output is not
+    torch.testing.assert_close(gaussian_blur(other, 1.0)[..., 0, :], out[..., 0, :])
+    assert not torch.allclose(out, x)
+    torch.testing.assert_close(gaussian_blur(x, 1.0, size=3), out)
 
 
 def test_init_weights_is_seeded_and_leaves_global_rng_alone():

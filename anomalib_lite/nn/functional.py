@@ -31,8 +31,9 @@ def gaussian_blur(x, sigma, size=None):
     sigma : float
         Standard deviation of the Gaussian in pixels.
     size : int or None, default=None
-        Odd kernel size; None uses ``2 * ceil(3 * sigma) + 1``, shrunk to fit
-        the image.
+        Odd kernel size; None uses ``2 * ceil(3 * sigma) + 1``. Either is
+        shrunk along each axis to the largest odd size within its side, so an
+        axis of 1 or 2 pixels is not blurred.
 
     Returns
     -------
