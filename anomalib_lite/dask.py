@@ -238,12 +238,17 @@ def _load_chunk(paths, loader, sample_shape, dtype, load_kwargs):
 
 def _checked_chunk(images, paths, sample_shape, dtype):
     """``images`` of ``paths`` in the layout of the first file, or a ValueError."""
-    images = np.asarray(images)
     span = (
         f"the file {str(paths[0])!r}"
         if len(paths) == 1
         else f"the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r}"
     )
+    if isinstance(images, np.ma.MaskedArray) and np.ma.getmaskarray(images).any():
+        raise ValueError(
+            f"Loading {span} gave a masked array with masked entries; detectors do not "
+            "skip masked values. Make the loader fill them, e.g. with .filled(value)."
+        )
+    images = np.asarray(images)
     if images.shape[:1] != (len(paths),):
         raise ValueError(
             f"Loading {span} gave {images.shape[0] if images.ndim else 0} images; the "
@@ -433,6 +438,11 @@ def score_files(
         raise TypeError(
             f"paths must be a sequence of file paths, got {type(paths).__name__} "
             f"{str(paths)!r}. For a folder pass e.g. sorted(Path(folder).glob('*.png'))."
+        )
+    if isinstance(paths, (set, frozenset)):
+        raise TypeError(
+            f"paths must be a sequence of file paths, got an unordered {type(paths).__name__}; "
+            "result i is that of paths[i], so pass them in an order, e.g. sorted(paths)."
         )
     paths = list(paths)
     if not paths:

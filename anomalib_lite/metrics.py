@@ -110,6 +110,11 @@ def _average_precision_of_decision(y_true, decision):
 
 def _confusion_of_predict(y_true, y_pred):
     pred = np.asarray(y_pred)
+    if pred.ndim != 1:  # a column would broadcast against the labels
+        raise ValueError(
+            f"predict returned shape {pred.shape}; expected a 1-D array of one "
+            "prediction per sample."
+        )
     anomaly = _anomaly_labels(
         y_true, pred.size, other="predict returned {n} predictions", need_normal=False
     )
@@ -224,6 +229,12 @@ def get_scorer(scoring):
 
 def _check_maps(masks, anomaly_maps):
     """Validate masks and anomaly maps of shape (n, H, W) or (H, W)."""
+    for value, name in ((masks, "masks"), (anomaly_maps, "anomaly_maps")):
+        if isinstance(value, np.ma.MaskedArray) and np.ma.getmaskarray(value).any():
+            raise ValueError(
+                f"{name} is a masked array with masked entries; the metrics do not skip "
+                f"masked pixels. Fill them (e.g. {name}.filled(value)) first."
+            )
     maps = np.asarray(anomaly_maps)
     if maps.dtype.kind not in "biuf":
         raise TypeError(f"anomaly_maps has dtype {maps.dtype}; expected real numbers.")

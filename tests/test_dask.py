@@ -345,6 +345,38 @@ def test_score_files_rejects_bad_paths(fitted, png_files, tmp_path):
         score_files(fitted, paths, loader="pillow")
 
 
+def test_score_files_refuses_a_set_of_paths(fitted, png_files):
+    paths, _ = png_files
+    for unordered in (set(paths), frozenset(paths)):
+        with pytest.raises(TypeError, match=r"paths must be a sequence.*sorted\(paths\)"):
+            score_files(fitted, unordered, loader=_load_rows)
+    # a mapping's keys keep their order: accepted, like any other iterable
+    keys = dict.fromkeys(paths[:4]).keys()
+    np.testing.assert_array_equal(
+        score_files(fitted, keys, loader=_load_rows).compute(scheduler="synchronous"),
+        fitted.score_samples(_load_rows(paths[:4])),
+    )
+
+
+def test_score_files_refuses_a_loader_that_returns_masked_entries(fitted, png_files):
+    paths, _ = png_files
+
+    def masked_rows(files):
+        return np.ma.masked_greater(_load_rows(files), 0.5)
+
+    result = score_files(fitted, paths[:4], loader=masked_rows)
+    with pytest.raises(ValueError, match=r"img_000\.png.*masked array with masked entries"):
+        result.compute(scheduler="synchronous")
+
+    def nothing_masked(files):
+        return np.ma.masked_array(_load_rows(files))
+
+    np.testing.assert_array_equal(
+        score_files(fitted, paths[:4], loader=nothing_masked).compute(scheduler="synchronous"),
+        fitted.score_samples(_load_rows(paths[:4])),
+    )
+
+
 def test_score_files_reports_a_file_of_another_size(fitted, png_files, tmp_path):
     paths, _ = png_files
     odd = _write_pngs(tmp_path, [np.zeros((9, 9), np.uint8)])[0]

@@ -133,6 +133,24 @@ def test_scorers_refuse_folds_without_both_classes_and_bad_labels():
                 scorer(det, X, y_short)
 
 
+class _ColumnPredict(OutlierMixin, BaseEstimator):
+    """A detector whose ``predict`` returns a column, shape (n_samples, 1)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        return np.where(np.asarray(X)[:, :1] > 0, -1, 1)
+
+
+def test_label_scorers_refuse_predictions_that_are_not_1d():
+    X = np.array([[1.0], [1.0], [-1.0], [-1.0]])
+    y = np.array([1, 1, 0, 0])  # a column of perfect predictions must not broadcast to 0.5
+    for scorer in (anomaly_f1, anomaly_recall, anomaly_precision):
+        with pytest.raises(ValueError, match=r"predict returned shape \(4, 1\); expected a 1-D"):
+            scorer(_ColumnPredict(), X, y)
+
+
 def test_scorers_are_picklable():
     import pickle
 
@@ -287,6 +305,20 @@ def test_image_metrics_validate_their_input():
         aupro_score(mask, amap.astype(str))
     # a single (H, W) image is accepted
     assert aupro_score(mask[0], mask[0] + 0.0) == 1.0
+
+
+@pytest.mark.parametrize("metric", [pixel_roc_auc_score, pro_curve, aupro_score])
+def test_image_metrics_refuse_masked_arrays_with_masked_entries(metric):
+    mask = np.array([[0, 1, 0, 0]], dtype=bool)
+    amap = np.array([[0.9, 0.5, 0.1, 0.2]])
+    hidden = np.array([[1, 0, 0, 0]], dtype=bool)
+    with pytest.raises(ValueError, match="anomaly_maps is a masked array with masked entries"):
+        metric(mask, np.ma.masked_array(amap, mask=hidden))
+    with pytest.raises(ValueError, match="masks is a masked array with masked entries"):
+        metric(np.ma.masked_array(mask, mask=hidden), amap)
+    # nothing masked: the data as it is
+    unmasked = metric(np.ma.masked_array(mask), np.ma.masked_array(amap))
+    np.testing.assert_equal(unmasked, metric(mask, amap))
 
 
 # ---------------------------------------------------------- infinite scores
