@@ -611,7 +611,7 @@ def test_interrupt_while_choosing_the_image_score_keeps_the_trained_weights(monk
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(autoencoder, "paste_defects", interrupted)  # called after training
+    monkeypatch.setattr(_choice, "paste_defects", interrupted)  # called after training
     det = ConvAutoencoderDetector(**FAST)
     with pytest.warns(UserWarning, match="epoch 3 without"), pytest.raises(KeyboardInterrupt):
         det.fit(X)
