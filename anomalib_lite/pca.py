@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
-from sklearn.utils import gen_batches
+from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -285,6 +285,13 @@ class PCADetector(BaseDetector):
                 "(leave contamination='auto' to use the control limit)."
             )
         check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
+        try:  # read by the PCA of fit and by 'auto'; partial_fit's IncrementalPCA has none
+            check_random_state(self.random_state)
+        except ValueError:
+            raise ValueError(
+                f"random_state={self.random_state!r} is not supported; expected None, an "
+                "int in [0, 2**32 - 1] or a numpy.random.RandomState."
+            ) from None
 
     def _validate_input(self, X, *, reset):
         """Rows of ``X``: images, ``(n, H, W)`` or ``(n, C, H, W)``, become rows of their
@@ -298,18 +305,8 @@ class PCADetector(BaseDetector):
                     f"X is {ndim}-D, but this PCADetector was fitted on images of shape "
                     f"{fitted}; pass images of that shape, (n, *sample_shape_)."
                 )
-            if reset and not (isinstance(self.smoothing, Real) and self.smoothing == 0):
-                raise ValueError(
-                    f"smoothing={self.smoothing!r} smooths the anomaly maps of images, but X "
-                    f"is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or leave "
-                    "smoothing=0."
-                )
-            if reset and self.statistic in ("max", "auto"):
-                raise ValueError(
-                    f"statistic={self.statistic!r} scores images by their anomaly maps, "
-                    f"but X is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or "
-                    "choose statistic='spe', 't2' or 'combined'."
-                )
+            if reset:
+                self._check_rows_params(ndim)
             X = super()._validate_input(X, reset=reset)
             if reset:
                 self.sample_shape_ = (self.n_features_in_,)
@@ -326,6 +323,21 @@ class PCADetector(BaseDetector):
                 f"on samples of shape sample_shape_={fitted}; pass samples of that shape."
             )
         return X.reshape(X.shape[0], -1)
+
+    def _check_rows_params(self, ndim):
+        """Refuse the parameters for images where ``X`` is ``ndim``-D rows."""
+        if not (isinstance(self.smoothing, Real) and self.smoothing == 0):
+            raise ValueError(
+                f"smoothing={self.smoothing!r} smooths the anomaly maps of images, but X "
+                f"is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or leave "
+                "smoothing=0."
+            )
+        if self.statistic in ("max", "auto"):
+            raise ValueError(
+                f"statistic={self.statistic!r} scores images by their anomaly maps, "
+                f"but X is {ndim}-D rows; pass images, (n, H, W) or (n, C, H, W), or "
+                "choose statistic='spe', 't2' or 'combined'."
+            )
 
     @staticmethod
     def _check_variance(X, trimmed_by=None):
@@ -400,11 +412,17 @@ class PCADetector(BaseDetector):
 
         gen = make_generator(draw_seed(self.random_state))
         X = choice_sample(X, gen)
-        images = X.reshape(X.shape[0], *channels_first(self.sample_shape_)).astype(np.float32)
-        # Standardized per channel, as the autoencoder's images are when it pastes.
-        mean = images.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
-        scale = images.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+        images = X.reshape(X.shape[0], *channels_first(self.sample_shape_))
+        # Standardized per channel, as the autoencoder's images are when it pastes; in
+        # float64 first, so that the float32 copies keep the images' detail at any scale
+        # or offset, and back to their units in float64.
+        mean = images.mean(axis=(0, 2, 3), keepdims=True)
+        scale = images.std(axis=(0, 2, 3), keepdims=True)
         scale = np.where(scale > 0, scale, 1.0)
+        standardized = images - mean
+        standardized /= scale
+        standardized = standardized.astype(np.float32)
+        zero, one = np.zeros_like(mean, np.float32), np.ones_like(scale, np.float32)
 
         def scores(rows):
             rows = np.asarray(rows, dtype=np.float64).reshape(rows.shape[0], -1)
@@ -416,8 +434,8 @@ class PCADetector(BaseDetector):
                     ]
                 )
 
-        copies = defective_copies(images, mean.astype(np.float32), scale.astype(np.float32), gen)
-        defective = np.concatenate([scores(c) for c in copies])
+        copies = defective_copies(standardized, zero, one, gen)
+        defective = np.concatenate([scores(c * scale + mean) for c in copies])
         self.statistic_, self.statistic_aucs_ = best_score(AUTO_STATISTICS, scores(X), defective)
 
     def _measure_spread(self, X):
@@ -623,6 +641,8 @@ class PCADetector(BaseDetector):
     def _update(self, X, y, first):
         """The body of :meth:`partial_fit`, after its parameter checks."""
         X = self._validate_input(X, reset=first)
+        if not first and not _fitted_on_images(self):  # as fit refuses them on rows
+            self._check_rows_params(X.ndim)
         X = np.asarray(self._normal_rows(X, y), dtype=np.float64)
         if first:
             self._check_variance(X)

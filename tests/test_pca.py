@@ -939,6 +939,50 @@ def test_statistic_auto_is_for_images_and_partial_fit_chooses_on_its_batch():
     assert fixed.statistic_ == "spe" and fixed.statistic_aucs_ == {}
 
 
+def test_statistic_auto_does_not_depend_on_the_scale_or_offset_of_x():
+    """The choice works in float64 as the scores do: images at a scale below
+    float32's range, or far from zero, give the choice of the images themselves."""
+    X = make_textures(40, image_size=16, anomaly_ratio=0.0, random_state=0).images
+    X = X.astype(np.float64)
+    params = {"statistic": "auto", "smoothing": "auto", "trim_fraction": 0.0, "random_state": 0}
+    reference = PCADetector(**params).fit(X)
+    for scale, offset in ((1e-60, 0.0), (1.0, 1e7)):
+        det = PCADetector(**params).fit(X * scale + offset)
+        assert det.statistic_ == reference.statistic_
+        for name, auc in reference.statistic_aucs_.items():
+            assert det.statistic_aucs_[name] == pytest.approx(auc, abs=2e-3), (scale, offset)
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+@pytest.mark.parametrize("statistic", ["spe", "auto"])
+@pytest.mark.parametrize("random_state", ["0", 1.5, -1])
+def test_a_bad_random_state_is_refused_by_fit_and_partial_fit(method, statistic, random_state):
+    X = np.random.default_rng(0).normal(size=(30, 6, 6))
+    det = PCADetector(n_components=3, statistic=statistic, random_state=random_state)
+    with pytest.raises(ValueError, match=r"random_state=.* is not supported; expected None"):
+        getattr(det, method)(X)
+    assert not [key for key in vars(det) if key.endswith("_")]
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"statistic": "auto"}, r"statistic='auto' scores images .* X is 2-D rows"),
+        ({"statistic": "max"}, r"statistic='max' scores .*image"),
+        ({"smoothing": 1.0}, r"smoothing=1\.0 smooths the anomaly maps of images"),
+    ],
+)
+def test_partial_fit_on_rows_refuses_image_parameters_set_since(params, match):
+    """As fit refuses them on rows, before the update changes anything."""
+    X, _, _ = _subspace_data(0, n=60)
+    det = PCADetector(n_components=2, trim_fraction=0.0).fit(X)
+    before, n_samples = det.score_samples(X), det.n_samples_fit_
+    with pytest.raises(ValueError, match=match):
+        det.set_params(**params).partial_fit(X)
+    assert det.n_samples_fit_ == n_samples
+    np.testing.assert_array_equal(det.set_params(statistic="spe").score_samples(X), before)
+
+
 @pytest.mark.parametrize("trim_fraction", ["auto", 0.0])
 def test_partial_fit_takes_a_smoothing_set_since_with_or_without_trimming(trim_fraction):
     """An update refits the map's scales on its batch, as it resets offset_: at the
