@@ -31,7 +31,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector, autoencoder
+from anomalib_lite import ConvAutoencoderDetector, DraemDetector, _torch_detector
 from anomalib_lite.autoencoder import (
     DEFECT_STRENGTH,
     MARGIN_LEVELS,
