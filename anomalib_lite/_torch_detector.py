@@ -172,8 +172,9 @@ class _RunState:
     optimizer: object = None  # Adam's state dict on the CPU; None starts a new one
     best: object = None  # weights of the run's epoch with the lowest monitored loss
     row_bytes: int = 0  # activation bytes of one scoring row
-    # The checkpoint file this object wrote or resumed from; never saved, so that no
-    # file, pickle or copy names a file for a later fit to write.
+    # The checkpoint file this object wrote or resumed from, as (resolved path, the
+    # version's _file_version); never saved, so that no file, pickle or copy names a
+    # file for a later fit to write.
     checkpoint: object = None
 
     def to_tree(self):
@@ -184,6 +185,22 @@ class _RunState:
     @classmethod
     def from_tree(cls, tree):
         return cls(**_tensors(tree))
+
+
+def _file_version(path):
+    """What tells one version of the file at ``path`` from another: checkpoints are
+    replaced by an atomic rename, so each one written is a new inode."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _claims(claim, path):
+    """Whether ``claim`` (a ``_RunState.checkpoint``) is on the very version of the file
+    at ``path``: not one that another detector (a resumed copy) or a user put there since."""
+    try:
+        return claim == (str(path.resolve()), _file_version(path))
+    except OSError:  # gone since
+        return False
 
 
 def _as_tuples(value):
@@ -916,7 +933,7 @@ class TorchDetector(BaseDetector):
         path = self._checkpoint_file()
         if path is None or not path.exists():
             return
-        if not hasattr(self, "_run") or self._run.checkpoint != str(path.resolve()):
+        if not _claims(getattr(self, "_run", None) and self._run.checkpoint, path):
             if self._is_trained():
                 hint = (
                     "this fitted detector did not write it and continues its own state, "
@@ -938,7 +955,7 @@ class TorchDetector(BaseDetector):
         self._run.optimizer = optimizer_state
         path.parent.mkdir(parents=True, exist_ok=True)
         model_file.save(self, path, overwrite=True)
-        self._run.checkpoint = str(path.resolve())
+        self._run.checkpoint = (str(path.resolve()), _file_version(path))
         vars(self)["_wrote_checkpoint"] = True
 
     def _after_restore(self, failed):
@@ -950,7 +967,10 @@ class TorchDetector(BaseDetector):
         if not (failed.get("_wrote_checkpoint") and self._is_trained()):
             return
         path = self._checkpoint_file()
-        if path is not None and self._run.checkpoint == str(path.resolve()):
+        if path is None:
+            return
+        # The failed call's claim: the version it wrote last, which this one replaces.
+        if _claims(getattr(failed.get("_run"), "checkpoint", None), path):
             self._write_checkpoint(self._run.optimizer)
 
     def _load_checkpoint(self):
@@ -959,6 +979,7 @@ class TorchDetector(BaseDetector):
         if path is None or not path.exists():
             return False
         try:
+            version = _file_version(path)  # of the file read, as a claim on it
             saved = model_file.load(path)
         except (ValueError, OSError) as exc:
             raise ValueError(
@@ -981,7 +1002,7 @@ class TorchDetector(BaseDetector):
         # The fitted state only: the parameters, checkpoint_path included, are ours.
         params = self._get_param_names()
         vars(self).update({k: v for k, v in vars(saved).items() if k not in params})
-        self._run.checkpoint = str(path.resolve())
+        self._run.checkpoint = (str(path.resolve()), version)
         return True
 
     # ----------------------------------------------------------------- state

@@ -276,7 +276,8 @@ class ConvAutoencoderDetector(TorchDetector):
         File the detector is saved to after every epoch, atomically, as an
         :mod:`anomalib_lite.io` model file (never a pickle) with the state a
         resumed fit needs; ``warm_start=True`` resumes from it bit for bit if
-        the shaping parameters agree. A file this detector did not write is
+        the shaping parameters agree. A file this detector did not write or
+        load, or one replaced since (by a copy that resumed from it, say), is
         never overwritten.
     callbacks : list of callable or None, default=None
         Each called after every epoch as ``callback(detector, record)``, with

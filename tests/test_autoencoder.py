@@ -934,6 +934,25 @@ def test_existing_files_are_never_overwritten(tmp_path):
     assert path.read_text() == "precious"
 
 
+def test_a_checkpoint_replaced_since_is_not_overwritten(tmp_path):
+    """The claim is on the version of the file a detector wrote or loaded: a copy
+    that resumed from it and wrote on, or a user's file put there, is kept."""
+    path = tmp_path / "model.pt"
+    X = _images()
+    det = ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(X)
+    resumed = clone(det).set_params(warm_start=True).fit(X)
+    assert resumed.n_iter_ == load(path).n_iter_ == 2 * det.n_iter_
+    written = path.read_bytes()
+    with pytest.raises(ValueError, match="already exists and an existing file is never"):
+        det.fit(X)
+    assert path.read_bytes() == written and load(path).n_iter_ == 2 * det.n_iter_
+    resumed.fit(X)  # the last writer may still refit over it
+    path.write_bytes(b"a user's own file")
+    with pytest.raises(ValueError, match="already exists and an existing file is never"):
+        resumed.fit(X)
+    assert path.read_bytes() == b"a user's own file"
+
+
 def test_checkpoint_resume_needs_the_same_architecture(tmp_path):
     path = tmp_path / "model.pt"
     ConvAutoencoderDetector(**{**FAST, "checkpoint_path": path}).fit(_images())
