@@ -757,7 +757,7 @@ def _scored_labels(detector, X, y, function=None):
     """Normality scores of X and validated labels; ``function`` (its name) needs
     both classes among them."""
     scores = check_scores(detector.score_samples(X), "score_samples", allow_inf=True)
-    anomalous = anomaly_labels(np.asarray(y), len(scores))
+    anomalous = anomaly_labels(y, len(scores))
     if function is not None and not anomalous.any():
         raise ValueError(f"{function} needs anomalies in y (label 1), got only normal samples (0).")
     if function is not None and anomalous.all():

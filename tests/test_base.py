@@ -88,6 +88,8 @@ def test_not_fitted_raises(X):
         ([0] * 39, "y has 39 labels but X has 40 samples"),
         (np.zeros((40, 2)), "1-D array of labels"),
         (["a"] * 40, "Unknown label type"),
+        # A masked label is neither: np.asarray would read the value under the mask.
+        (np.ma.masked_array([0] * 38 + [1, 1], mask=[1] + [0] * 39), "y is a masked array"),
     ],
 )
 def test_bad_labels_raise(X, y, match):

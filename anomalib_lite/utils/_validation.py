@@ -384,6 +384,11 @@ def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
     """Validate labels ``0`` = normal, ``1`` = anomaly (bools, a column vector, and
     ``n_samples`` of them if given, which ``other`` names) and return the boolean
     mask of anomalies."""
+    if isinstance(y, np.ma.MaskedArray) and np.ma.getmaskarray(y).any():
+        raise ValueError(
+            f"{name} is a masked array with masked entries; a masked label is neither "
+            f"normal nor anomalous. Fill them (e.g. {name}.filled(1)) or drop those samples."
+        )
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
