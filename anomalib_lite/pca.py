@@ -120,7 +120,8 @@ class PCADetector(BaseDetector):
         False-alarm rate in (0, 1); when given, ``offset_`` comes from
         :meth:`analytic_limit` instead of ``contamination`` (keep it 'auto').
     batch_size : int or None, default=None
-        Rows scored at once; None fits scikit-learn's ``working_memory``.
+        Rows scored at once; None fits scikit-learn's ``working_memory``. Read
+        when scoring, so it can be changed after ``fit``.
     random_state : int, RandomState instance or None, default=None
         Passed to :class:`~sklearn.decomposition.PCA`.
 
@@ -725,6 +726,7 @@ class PCADetector(BaseDetector):
         return spe / theta1 + ((t * t) @ self._inv_lambda) / self.n_components_
 
     def _batch_rows(self, X):
+        check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)  # read when scoring
         row_bytes = 8 * (3 * X.shape[1] + self.components_.shape[0])
         return rows_per_batch(row_bytes, self.batch_size)
 

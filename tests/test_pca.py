@@ -852,6 +852,16 @@ def test_partial_fit_with_statistic_max_ranks_the_first_batch_by_its_images():
     np.testing.assert_array_equal(-det.score_samples(X[:5]), maps.max(axis=(1, 2)))
 
 
+def test_batch_size_set_after_fit_is_checked_where_it_is_read():
+    X = np.random.default_rng(0).normal(size=(30, 5))
+    det = PCADetector(n_components=2).fit(X)
+    expected = det.score_samples(X)
+    np.testing.assert_array_equal(det.set_params(batch_size=7).score_samples(X), expected)
+    for bad, error in (("x", TypeError), (True, TypeError), (0, ValueError)):
+        with pytest.raises(error, match="batch_size"):
+            det.set_params(batch_size=bad).score_samples(X)
+
+
 def test_statistic_auto_chooses_the_better_statistic_on_real_kinds_of_anomaly():
     """Small defects on textures: the map's largest pixel. Other digits than the
     normal one in real handwriting: the sum over the image. 'auto' chooses each
