@@ -395,7 +395,8 @@ def score_files(
         ``loader(list_of_paths, **load_kwargs)`` returns one image per path
         along axis 0, of the first file's shape; each chunk is cast to the
         first file's dtype, and one whose values the cast would change (wrap,
-        truncate or overflow) raises a ValueError. None uses
+        truncate or overflow; floats into an integer dtype, always) raises a
+        ValueError. None uses
         :func:`anomalib_lite.datasets.load_images`.
     **load_kwargs : dict
         Passed to ``loader``, e.g. ``size=(28, 28)`` or ``dtype='float32'``

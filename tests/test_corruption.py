@@ -70,6 +70,14 @@ def test_paste_defects_changes_the_images_it_marks():
     assert changed.float().mean() > 0.9  # a 'patch' of an equal image could change nothing
 
 
+def test_paste_defects_takes_an_empty_batch():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.zeros(0, 2, 5, 6)
+    out, masks = paste_defects(x, generator, probability=1.0)
+    assert out.shape == x.shape and out is not x
+    assert masks.shape == (0, 1, 5, 6) and masks.dtype == torch.bool
+
+
 def test_paste_defects_keeps_the_dtype_of_its_input():
     # Half-precision images came back in float32: the shift, noise and flat fills
     # are drawn in float32.

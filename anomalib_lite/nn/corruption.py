@@ -146,6 +146,8 @@ def paste_defects(x, generator, *, probability=0.5, area=DEFECT_AREA):
     probability = _check_probability(probability)
     n, _, height, width = x.shape
     device = x.device
+    if n == 0:  # nothing to paste into, nor another image to take a patch from
+        return x.clone(), torch.zeros((0, 1, height, width), dtype=torch.bool, device=device)
     masks = defect_masks(n, height, width, generator, area=area, device=device)
     masks &= (_draw((n,), generator, device) < probability).view(n, 1, 1, 1)
     fill = (_draw((n,), generator, device) * len(DEFECT_FILLS)).long().view(n, 1, 1, 1)
