@@ -592,6 +592,21 @@ def _read_masks(mask_paths, image_sizes, test_paths, size):
                 f"'{test_paths[i]}' is {image_size[0]}x{image_size[1]}; they must match."
             )
         masks[i] = arr > 0.5
+        if size is not None and not masks[i].any():
+            # The nearest filter may have stepped over a thin defect: read the mask as is.
+            arr, _ = _read_image(
+                path, color_mode="gray", size=None, resample="nearest", dtype="float32"
+            )
+            if (arr > 0.5).any():
+                warnings.warn(
+                    f"Mask '{path}' marks a defect that resizing to size={size} (nearest "
+                    "filter) left no pixel of: its image stays an anomaly with an empty "
+                    "mask, which the pixel metrics read as no defective pixel. Load at a "
+                    "size that keeps the defect, or with size=None.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                continue
         if arr.any() and not masks[i].any():
             raise ValueError(
                 f"Mask '{path}' marks no pixel above half its value range (127 of 255 in "
@@ -630,7 +645,9 @@ def load_folder_dataset(
     root : str or os.PathLike
         The data set's folder.
     size : int or tuple of (int, int), default=None
-        As in :func:`load_images`; masks are resized with the nearest filter.
+        As in :func:`load_images`; masks are resized with the nearest filter,
+        which can step over a defect one pixel thin: a mask left empty that way
+        warns.
     color_mode : {'gray', 'rgb'}, default='gray'
         As in :func:`load_images`.
     dtype : {'uint8', 'float32'}, default='uint8'

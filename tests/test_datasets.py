@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -434,6 +435,30 @@ def test_load_folder_dataset_labels_match_masks(tmp_path):
     np.testing.assert_array_equal(data.test_masks.any(axis=(1, 2)), data.test_labels == 1)
     # nearest resizing of a mask doubles each pixel
     assert data.test_masks[4].sum() == 4 * 3
+
+
+def test_load_folder_dataset_warns_when_resizing_drops_a_thin_defect(tmp_path):
+    """The nearest filter keeps every other row at half size: a defect one row thin
+    on a row it skips would be gone from the mask, its image still an anomaly."""
+    _make_tree(tmp_path)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2, 2:6] = 255  # halved, the nearest filter samples rows 1, 3 and 5
+    _save(tmp_path / "ground_truth" / "hole" / "000_mask.png", mask)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_folder_dataset(tmp_path, size=(3, 4))
+    hole = data.test_defect_types.tolist().index("hole")
+    assert data.test_labels[hole] == 1 and not data.test_masks[hole].any()
+    pattern = r"hole[/\\]000_mask\.png' marks a defect that resizing to size=\(3, 4\)"
+    assert [w for w in caught if re.search(pattern, str(w.message))]
+    # A mask that keeps a pixel at that size warns of nothing.
+    mask[1:3, 2:6] = 255
+    _save(tmp_path / "ground_truth" / "hole" / "000_mask.png", mask)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_folder_dataset(tmp_path, size=(3, 4))
+    assert data.test_masks[hole].any()
+    assert not [w for w in caught if re.search("hole", str(w.message))]
 
 
 @pytest.mark.parametrize("mask_kind", ["zero-one", "zero-one-16-bit", "palette"])
