@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
 from torch.overrides import TorchFunctionMode
 
 from . import io as model_file
@@ -52,6 +51,7 @@ from .utils._validation import (
     check_float,
     check_int,
     check_option,
+    check_seed,
 )
 
 __all__ = ["TorchDetector"]
@@ -297,13 +297,7 @@ class TorchDetector(BaseDetector):
             check_int(self.verbose, "verbose", min_value=0)
         check_device(self.device)
         check_threads(self.n_threads)
-        try:
-            check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(
-                f"random_state={self.random_state!r} is not supported; expected None, an "
-                "int in [0, 2**32 - 1] or a numpy.random.RandomState."
-            ) from None
+        check_seed(self.random_state)
         path = self.checkpoint_path
         if path is not None and not isinstance(path, (str, os.PathLike)):
             raise TypeError(

@@ -13,7 +13,7 @@ from os import PathLike
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from .utils._validation import check_bool, check_int, check_option
+from .utils._validation import check_bool, check_int, check_option, check_unmasked
 
 try:
     import dask
@@ -243,11 +243,11 @@ def _checked_chunk(images, paths, sample_shape, dtype):
         if len(paths) == 1
         else f"the {len(paths)} files {str(paths[0])!r} to {str(paths[-1])!r}"
     )
-    if isinstance(images, np.ma.MaskedArray) and np.ma.getmaskarray(images).any():
-        raise ValueError(
-            f"Loading {span} gave a masked array with masked entries; detectors do not "
-            "skip masked values. Make the loader fill them, e.g. with .filled(value)."
-        )
+    check_unmasked(
+        images,
+        f"The chunk loaded from {span}",
+        "detectors do not skip masked values. Make the loader fill them, e.g. with .filled(value).",
+    )
     images = np.asarray(images)
     if images.shape[:1] != (len(paths),):
         raise ValueError(

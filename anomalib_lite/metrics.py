@@ -15,7 +15,7 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score
 
 from .utils._ranking import cut_counts
-from .utils._validation import anomaly_labels, check_float, check_scores
+from .utils._validation import anomaly_labels, check_float, check_scores, check_unmasked
 
 __all__ = [
     "anomaly_average_precision",
@@ -230,11 +230,10 @@ def get_scorer(scoring):
 def _check_maps(masks, anomaly_maps):
     """Validate masks and anomaly maps of shape (n, H, W) or (H, W)."""
     for value, name in ((masks, "masks"), (anomaly_maps, "anomaly_maps")):
-        if isinstance(value, np.ma.MaskedArray) and np.ma.getmaskarray(value).any():
-            raise ValueError(
-                f"{name} is a masked array with masked entries; the metrics do not skip "
-                f"masked pixels. Fill them (e.g. {name}.filled(value)) first."
-            )
+        hint = (
+            f"the metrics do not skip masked pixels. Fill them (e.g. {name}.filled(value)) first."
+        )
+        check_unmasked(value, name, hint)
     maps = np.asarray(anomaly_maps)
     if maps.dtype.kind not in "biuf":
         raise TypeError(f"anomaly_maps has dtype {maps.dtype}; expected real numbers.")

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import stats
 from sklearn.base import clone
 from sklearn.decomposition import PCA, IncrementalPCA
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import gen_batches
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -25,6 +25,7 @@ from .utils._validation import (
     check_int,
     check_numeric_dtype,
     check_option,
+    check_seed,
 )
 
 __all__ = ["PCADetector"]
@@ -286,13 +287,7 @@ class PCADetector(BaseDetector):
                 "(leave contamination='auto' to use the control limit)."
             )
         check_int(self.batch_size, "batch_size", min_value=1, allow_none=True)
-        try:  # read by the PCA of fit and by 'auto'; partial_fit's IncrementalPCA has none
-            check_random_state(self.random_state)
-        except ValueError:
-            raise ValueError(
-                f"random_state={self.random_state!r} is not supported; expected None, an "
-                "int in [0, 2**32 - 1] or a numpy.random.RandomState."
-            ) from None
+        check_seed(self.random_state)  # partial_fit's IncrementalPCA reads none
 
     def _validate_input(self, X, *, reset):
         """Rows of ``X``: images, ``(n, H, W)`` or ``(n, C, H, W)``, become rows of their

@@ -10,7 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils import check_array
+from sklearn.utils import check_array, check_random_state
+
+
+def check_seed(random_state):
+    """Refuse a ``random_state`` that scikit-learn's ``check_random_state`` cannot
+    seed from, naming it (its own message does not)."""
+    try:
+        check_random_state(random_state)
+    except ValueError:
+        raise ValueError(
+            f"random_state={random_state!r} is not supported; expected None, an "
+            "int in [0, 2**32 - 1] or a numpy.random.RandomState."
+        ) from None
+
+
+def check_unmasked(value, name, hint):
+    """Refuse a masked array with masked entries, which ``np.asarray`` would read
+    with the values under the mask; ``hint`` says what to do instead."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.getmaskarray(value).any():
+        raise ValueError(f"{name} is a masked array with masked entries; {hint}")
 
 
 def check_int_tuple(value, name):
@@ -240,11 +259,12 @@ def check_numeric_dtype(X, name="X"):
             f"{name} must be an array-like of numbers, e.g. a numpy array of shape "
             f"(n_samples, n_features), got {type(X).__name__}."
         )
-    if isinstance(X, np.ma.MaskedArray) and np.ma.getmaskarray(X).any():
-        raise ValueError(
-            f"{name} is a masked array with masked entries; detectors do not skip masked "
-            f"values. Fill them (e.g. {name}.filled(value)) or drop those rows first."
-        )
+    check_unmasked(
+        X,
+        name,
+        "detectors do not skip masked values. Fill them "
+        f"(e.g. {name}.filled(value)) or drop those rows first.",
+    )
     dtypes = []
     if hasattr(X, "dtypes") and not hasattr(X, "dtype"):  # pandas DataFrame
         dtypes = list(X.dtypes)
@@ -384,11 +404,12 @@ def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
     """Validate labels ``0`` = normal, ``1`` = anomaly (bools, a column vector, and
     ``n_samples`` of them if given, which ``other`` names) and return the boolean
     mask of anomalies."""
-    if isinstance(y, np.ma.MaskedArray) and np.ma.getmaskarray(y).any():
-        raise ValueError(
-            f"{name} is a masked array with masked entries; a masked label is neither "
-            f"normal nor anomalous. Fill them (e.g. {name}.filled(1)) or drop those samples."
-        )
+    check_unmasked(
+        y,
+        name,
+        "a masked label is neither normal nor anomalous. Fill them "
+        f"(e.g. {name}.filled(1)) or drop those samples.",
+    )
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
