@@ -547,10 +547,15 @@ def save(estimator, path, *, overwrite=False):
         (a callable, a class not in :data:`ALLOWED_CLASSES`).
     IsADirectoryError
         If ``path`` is a folder.
+    OSError
+        If ``path`` is a named pipe, socket or device, whatever ``overwrite``
+        says: it is never replaced.
     FileExistsError
         If ``path`` exists and ``overwrite=False``.
     FileNotFoundError
         If the directory of ``path`` does not exist.
+    NotADirectoryError
+        If a file stands where the directory of ``path`` should be.
 
     See Also
     --------
@@ -703,11 +708,23 @@ def _read_array(data):
 
 
 def _check_file_object(fh):
-    """Refuse a file object a zip archive cannot be read from: text mode, or no seeking."""
+    """Refuse a file object a zip archive cannot be read from: closed, text mode, not
+    open for reading, or no seeking."""
+    if getattr(fh, "closed", False):
+        raise ValueError(
+            "path is a closed file object; pass it while it is open (inside its with "
+            "block), or pass the file's path."
+        )
     if isinstance(fh, _io.TextIOBase):
         raise TypeError(
             "path is a file object opened in text mode; a model file is binary: open it "
             "with mode 'rb'."
+        )
+    readable = getattr(fh, "readable", None)
+    if readable is not None and not readable():
+        raise TypeError(
+            "path is a file object that is not open for reading (opened for writing or "
+            "appending); open the model file with mode 'rb'."
         )
     seekable = getattr(fh, "seekable", None)
     if seekable is None or not seekable():
@@ -739,7 +756,11 @@ def load(path):
     FileNotFoundError
         If ``path`` does not exist.
     TypeError
-        If ``path`` is a file object in text mode or one that cannot seek.
+        If ``path`` is neither a path nor a binary file object (``bytes``
+        included: wrap them in :class:`io.BytesIO`), or is a file object in
+        text mode, not open for reading or that cannot seek.
+    ValueError
+        If ``path`` is a closed file object.
     ModelFileError
         If the file is not a valid model file (see :class:`ModelFileError`),
         holds a class that may not be loaded, has overlapping entries, weights
@@ -772,6 +793,13 @@ def load(path):
         name = repr(file_name) if isinstance(file_name, str) else "<file object>"
         header, payload, arrays = _read_file(path, name)
     else:
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            # check_path would quote the whole content of a model held in memory.
+            raise TypeError(
+                f"path must be a file path (str or os.PathLike) or a binary file object, "
+                f"got {type(path).__name__}: pass io.BytesIO(data) to load a model held in "
+                "memory, or the path as a str."
+            )
         path = check_path(path)
         name = repr(str(path))
         if not path.exists():

@@ -604,6 +604,19 @@ def test_saving_onto_a_folder_says_it_is_a_folder(saved, tmp_path, overwrite):
     assert os.listdir(tmp_path / "models") == []
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes (os.mkfifo)")
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_saving_onto_a_named_pipe_is_refused_and_keeps_it(saved, tmp_path, overwrite):
+    # overwrite=True replaces files; a named pipe (or a device) is no model to replace
+    _, det, _ = saved
+    pipe = tmp_path / "pipe.model"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError, match=r"path is a named pipe, socket or device, not a file"):
+        save(det, pipe, overwrite=overwrite)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["det.model", "pipe.model"]
+
+
 # ------------------------------------------------------ loading bad files
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"No model file at .*nothing\.model"):
@@ -620,6 +633,27 @@ def test_named_pipe_is_refused_without_hanging(tmp_path):
     os.mkfifo(tmp_path / "pipe.model")
     with pytest.raises(ModelFileError, match="not a regular file"):
         load(tmp_path / "pipe.model")
+
+
+def test_model_bytes_are_refused_with_a_short_message(saved):
+    path, _, _ = saved
+    data = path.read_bytes()
+    for value in (data, bytearray(data), memoryview(data)):
+        with pytest.raises(TypeError, match=r"pass io\.BytesIO\(data\)") as info:
+            load(value)
+        assert len(str(info.value)) < 300  # never the file's bytes
+
+
+def test_load_refuses_a_file_object_not_open_for_reading(saved):
+    path, _, _ = saved
+    before = path.read_bytes()
+    with open(path, "ab") as fh, pytest.raises(TypeError, match="not open for reading"):
+        load(fh)
+    with open(path, "rb") as fh:
+        pass
+    with pytest.raises(ValueError, match="path is a closed file object"):
+        load(fh)
+    assert path.read_bytes() == before
 
 
 def _central_records(data):

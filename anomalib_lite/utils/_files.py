@@ -143,14 +143,23 @@ def file_above(directory):
 
 
 def check_target(path, *, overwrite, exists_error, example):
-    """Refuse a target that is a folder, exists (without ``overwrite``; a
-    dangling link too, never written through) or lies in a folder that does
-    not exist or under a file: the most specific reason first. ``example`` names a file to
+    """Refuse a target that is a folder, a named pipe, socket or device (what
+    ``overwrite`` never replaces), exists (without ``overwrite``; a dangling
+    link too, never written through) or lies in a folder that does not exist
+    or under a file: the most specific reason first. ``example`` names a file to
     suggest inside a folder."""
     if path.is_dir():
         raise IsADirectoryError(
             errno.EISDIR,
             f"path is a folder; pass a file path inside it, e.g. {str(path / example)!r}",
+            str(path),
+        )
+    if os.path.exists(path) and not os.path.isfile(path):
+        # Replacing one would remove a pipe a reader waits on, or a device node.
+        raise NotRegularFileError(
+            errno.EINVAL,
+            "path is a named pipe, socket or device, not a file; overwrite=True replaces "
+            "files only: pass the path of a file",
             str(path),
         )
     if not overwrite and os.path.lexists(path):
