@@ -275,6 +275,21 @@ def _score_dtype(anomaly_scores):
     return dtype if dtype.kind == "f" and dtype.itemsize < 8 else np.dtype(np.float64)
 
 
+def _check_calibration_scores(cal_scores):
+    """Refuse held-out normal rows that the split model could not score: it never
+    trained on them, so its own check of the training values did not see them."""
+    bad = ~np.isfinite(cal_scores)
+    if bad.any():
+        raise ValueError(
+            f"{int(bad.sum())} of the {cal_scores.size} held-out normal rows of X got a "
+            "non-finite anomaly score (inf or NaN) from the detector fitted on the other "
+            "rows, so no threshold can be set on them; values far outside the training "
+            "rows' range overflow the detector's arithmetic. Rescale X, e.g. with "
+            "sklearn.preprocessing.StandardScaler or by dividing by a constant, or drop "
+            "those rows."
+        )
+
+
 def _final_step(estimator):
     return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
@@ -420,7 +435,12 @@ class CalibratedDetector(BaseDetector):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        wrapped = get_tags(self.detector).input_tags
+        try:
+            wrapped = get_tags(self.detector).input_tags
+        except (AttributeError, TypeError, ValueError):
+            # A duck-typed detector without sklearn's tags, or no detector at all,
+            # which fit refuses by name: the defaults hold.
+            return tags
         tags.input_tags.allow_nan = wrapped.allow_nan
         tags.input_tags.two_d_array = wrapped.two_d_array
         tags.input_tags.three_d_array = wrapped.three_d_array
@@ -428,6 +448,11 @@ class CalibratedDetector(BaseDetector):
 
     def _check_params(self):
         det = self.detector
+        if isinstance(det, type):
+            raise TypeError(
+                f"detector must be an instance of an outlier detector, e.g. "
+                f"{det.__name__}(), got the class {det.__name__} itself."
+            )
         if not (hasattr(det, "fit") and hasattr(det, "score_samples")):
             raise TypeError(
                 f"detector must be an outlier detector with fit and score_samples "
@@ -524,7 +549,11 @@ class CalibratedDetector(BaseDetector):
     def _split(self, n_normal):
         size = self.calibration_size
         # a share is any non-integral Real, as _check_params accepts it (np.float32 too)
-        n_cal = int(size) if isinstance(size, Integral) else math.ceil(float(size) * n_normal)
+        # A share's product is rounded to 9 decimals first, so that 0.07 * 100 (in floats
+        # 7.000000000000001) holds out 7 rows, not 8.
+        n_cal = (
+            int(size) if isinstance(size, Integral) else math.ceil(round(float(size) * n_normal, 9))
+        )
         if n_cal >= n_normal:
             raise ValueError(
                 f"calibration_size={size!r} holds out {n_cal} of the {n_normal} normal "
@@ -578,6 +607,7 @@ class CalibratedDetector(BaseDetector):
                 train, cal = self._split(_num_samples(X_normal))
                 model = clone(self.detector).fit(_safe_indexing(X_normal, train))
                 cal_scores = _anomaly_scores(model, _safe_indexing(X_normal, cal))
+                _check_calibration_scores(cal_scores)
                 self.calibration_scores_ = np.sort(cal_scores)
                 if method == "conformal":
                     self.threshold_ = conformal_threshold(cal_scores, self.alpha)

@@ -1,12 +1,13 @@
 """Threshold rules and CalibratedDetector: guarantees, fallbacks, splits, errors."""
 
+import math
 import warnings
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.base import clone
@@ -472,6 +473,49 @@ def test_calibration_share_of_any_float_type(size):
     assert det.fit(X).calibration_scores_.size == 26  # ceil(0.25 * 101)
 
 
+@settings(max_examples=60, deadline=None)
+@given(percent=st.integers(1, 99), n_normal=st.integers(2, 1000))
+@example(percent=7, n_normal=100)  # 0.07 * 100 == 7.000000000000001 in floats
+@example(percent=14, n_normal=50)
+@example(percent=57, n_normal=100)
+def test_calibration_share_is_rounded_up_from_the_share_as_written(percent, n_normal):
+    n_cal = math.ceil(Fraction(percent, 100) * n_normal)
+    det = CalibratedDetector(PCADetector(), calibration_size=percent / 100, random_state=0)
+    if n_cal >= n_normal:
+        with pytest.raises(ValueError, match="leaves none to train on"):
+            det._split(n_normal)
+        return
+    train, cal = det._split(n_normal)
+    assert (cal.size, train.size) == (n_cal, n_normal - n_cal)
+
+
+def test_calibration_share_of_a_product_just_above_an_integer():
+    det = CalibratedDetector(
+        PCADetector(n_components=2, trim_fraction=0),
+        method="quantile",
+        calibration_size=0.07,
+        refit=False,
+    )
+    assert det.fit(_gaussian(0, 100)).calibration_scores_.size == 7  # not 8
+    assert det.detector_.n_samples_fit_ == 93
+
+
+@pytest.mark.parametrize("method", ["conformal", "quantile"])
+def test_a_held_out_row_that_overflows_is_refused_as_a_row_of_x(method):
+    # The split model never trains on the calibration part, so its magnitude check
+    # does not see a huge value there; the error must name X, whatever the split.
+    X, y = _with_anomalies()
+    det = CalibratedDetector(PCADetector(n_components=2), method=method, random_state=0)
+    _, cal = det._split(200)
+    X[cal[0]] = 1e200
+    with (
+        pytest.warns(UserWarning, match="overflowed"),
+        pytest.raises(ValueError, match=r"1 of the 50 held-out normal rows of X .*Rescale X"),
+    ):
+        det.fit(X, y)
+    assert not hasattr(det, "threshold_")
+
+
 def test_refit_uses_every_normal_row_where_the_method_allows():
     X = _gaussian(0, 200)
     det = CalibratedDetector(
@@ -610,6 +654,35 @@ def test_parameter_errors(params, error, match):
 def test_detector_must_be_a_detector():
     with pytest.raises(TypeError, match="detector must be an outlier detector"):
         CalibratedDetector(StandardScaler()).fit(_gaussian(0, 50))
+
+
+def test_a_detector_class_is_refused_by_name():
+    with pytest.raises(TypeError, match=r"detector must be an instance .*PCADetector\(\)"):
+        CalibratedDetector(PCADetector).fit(_gaussian(0, 50))
+
+
+class _DistanceToMean:
+    """A duck-typed detector: fit, score_samples and get_params, no BaseEstimator."""
+
+    def fit(self, X, y=None):
+        self.mean_ = np.mean(X, axis=0)
+        return self
+
+    def score_samples(self, X):
+        return -np.sum((np.asarray(X) - self.mean_) ** 2, axis=1)
+
+    def get_params(self, deep=True):
+        return {}
+
+    def set_params(self, **params):
+        return self
+
+
+def test_a_duck_typed_detector_without_sklearn_tags_is_wrapped():
+    X, X_new = _gaussian(0, 200), _gaussian(1, 100)
+    det = CalibratedDetector(_DistanceToMean(), alpha=0.1, random_state=0).fit(X)
+    assert det.calibration_scores_.shape == (50,)
+    np.testing.assert_array_equal(det.predict(X_new) == -1, det.p_values(X_new) <= 0.1)
 
 
 def test_unfitted_template_is_left_untouched():
