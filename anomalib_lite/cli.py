@@ -15,7 +15,9 @@ a traceback.
 
 import argparse
 import ast
+import contextlib
 import csv
+import itertools
 import json
 import math
 import os
@@ -391,7 +393,7 @@ def _training_folder(args):
             "as an MVTec-style root without its training part; pass the folder of normal "
             "images, or a root with train/good/"
         )
-    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+    if not parts:  # a folder of normal images, which may be named train/ itself
         return root
     try:
         return _train_folder(root, "train", "good")
@@ -536,6 +538,10 @@ def _figure_targets(paths, root, out, overwrite):
     return targets, existing
 
 
+def _missing(path):
+    return not os.path.lexists(path)
+
+
 def _cmd_maps(args):
     from .visualization import reconstruction_figure
 
@@ -545,7 +551,13 @@ def _cmd_maps(args):
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CommandError(f"--out: '{out}' is a file; pass a folder")
+    if os.path.lexists(out) and not out.exists():
+        raise CommandError(f"--out: '{out}' is a link to a folder that does not exist")
     targets, existing = _figure_targets(paths, root, out, args.overwrite)
+    for folder in sorted({target.parent for target in targets.values()}):
+        blocking = file_above(folder.absolute())
+        if blocking is not None:
+            raise CommandError(f"--out: '{blocking}' is a file, not a folder to draw figures in")
     # Figures of .jpg (or .bmp ...) images replace none of them, but mixed in with the
     # images, in the folder or below it, the next command on the folder (which reads
     # folders recursively) would read them as images.
@@ -566,12 +578,20 @@ def _cmd_maps(args):
     inner = _scorer(model)
     progress = _Progress(_progress_enabled(args), "maps")
     written = done = 0
+    drawn, made = [], []  # the figures and folders this run adds, outermost folder first
     try:
         for batch in _batches(paths):
             images, kept = layout.read(batch, color, args.skip_unreadable)
             for i, path in enumerate(kept):
                 target = targets[str(path)]
-                target.parent.mkdir(parents=True, exist_ok=True)
+                parents = (target.parent, *target.parent.parents)
+                made += reversed(list(itertools.takewhile(_missing, parents)))
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise CommandError(
+                        f"--out: cannot create the folder '{target.parent}' ({exc.strerror})"
+                    ) from None
                 try:
                     reconstruction_figure(
                         {type(inner).__name__: inner},
@@ -582,10 +602,22 @@ def _cmd_maps(args):
                     )
                 except FileExistsError:
                     raise _exists_error(target) from None
+                if target not in existing:
+                    drawn.append(target)
                 written += 1
                 progress.count(done + i + 1, len(paths))
             done += len(batch)  # skipped files are done too
             progress.count(done, len(paths))
+    except BaseException:
+        # A failed (or interrupted) run takes back what it added, so that no half of
+        # the figures is taken for all of them; those it replaced stay replaced.
+        for figure in drawn:
+            with contextlib.suppress(OSError):
+                os.unlink(figure)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         progress.close()
     if not written:
@@ -764,7 +796,8 @@ def _parser():
 
     p = command(
         "maps",
-        "Draw input | reconstruction | difference figures, one PNG per image.",
+        "Draw input | reconstruction | difference | difference over the input figures, one PNG "
+        "per image.",
         "anomalib-lite maps --model m.model --data bottle/test/broken_large --out maps/",
     )
     model_and_files(p, "DIR", "folder for the figures")
@@ -859,3 +892,7 @@ def main(argv=None):
         print(f"anomalib-lite {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+if __name__ == "__main__":  # python -m anomalib_lite.cli
+    sys.exit(main())

@@ -541,6 +541,20 @@ def test_fit_refuses_a_root_with_test_images_but_no_training_part(root, tmp_path
         shutil.rmtree(tmp_path / "evaluate" / "test", ignore_errors=True)
 
 
+def test_fit_reads_only_train_good_of_a_root_with_masks_but_no_test_part(tmp_path, capsys):
+    """train/ and ground_truth/ without test/: the masks were learned as normal images."""
+    for i in range(6):
+        _noise(tmp_path / "root" / "train" / "good" / f"{i}.png", seed=i)
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[2:4, 2:4] = 255
+    for i in range(3):
+        _save(mask, tmp_path / "root" / "ground_truth" / "defect" / f"{i}_mask.png")
+    args = ["fit", "--quiet", "--data", tmp_path / "root", "--detector", "pca"]
+    args += ["--param", "n_components=2", "--out", tmp_path / "pca.model"]
+    assert main([str(a) for a in args]) == 0
+    assert "fitted PCADetector on 6 images" in capsys.readouterr().out
+
+
 def test_tabular_model_is_refused(root, tmp_path):
     from anomalib_lite import PCADetector
 
@@ -565,6 +579,20 @@ def test_console_script_points_at_main():
     module, _, name = scripts["anomalib-lite"].partition(":")
     assert (module, name) == ("anomalib_lite.cli", "main")
     assert main(["--help"]) == 0
+
+
+def test_python_m_anomalib_lite_cli_runs_the_program():
+    """``python -m anomalib_lite.cli`` ran nothing and exited 0: no model, no error."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "anomalib_lite.cli", "export", "--model"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--model: expected one argument" in result.stderr
 
 
 def test_maps_refuses_inputs_that_share_a_figure_name(pca8, tmp_path):
@@ -669,6 +697,47 @@ def test_maps_refuses_the_data_folder_as_out(pca8, tmp_path):
         args = ("maps", "--model", pca8, "--data", folder, "--out", inside)
         _fails(*args, match=f"--out: '{inside}' is inside the --data folder")
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_maps_names_out_where_its_folders_cannot_be_made(pca8, tmp_path):
+    """A file in the way of --out or of one of its subfolders, or a link to nothing, is
+    named before a figure is drawn (it was an OSError without the option, half drawn)."""
+    data = tmp_path / "new"
+    _noise(data / "a.png")
+    _noise(data / "sub" / "b.png", seed=1)
+    (tmp_path / "file").write_text("precious")
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "sub").write_text("precious")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for where, match in [
+        (tmp_path / "file" / "maps", f"--out: '{tmp_path / 'file'}' is a file, not a folder"),
+        (out, f"--out: '{out / 'sub'}' is a file, not a folder"),
+        (tmp_path / "dangling", "is a link to a folder that does not exist"),
+    ]:
+        _fails("maps", "--quiet", "--model", pca8, "--data", data, "--out", where, match=match)
+    assert os.listdir(out) == ["sub"] and (out / "sub").read_text() == "precious"
+    assert (tmp_path / "file").read_text() == "precious"
+    assert not os.path.exists(tmp_path / "nowhere")
+
+
+def test_a_failed_maps_run_takes_back_the_figures_it_drew(pca8, tmp_path, monkeypatch):
+    """The second batch holds an image of another size: the figures of the first batch,
+    and the folders made for them, go; a figure replaced with --overwrite stays."""
+    monkeypatch.setattr(cli, "FILES_PER_BATCH", 2)
+    data = tmp_path / "new"
+    for i, name in enumerate("ab"):
+        _noise(data / "x" / f"{name}.png", seed=i)
+    _noise(data / "y" / "c.png", shape=(16, 16))
+    out = tmp_path / "maps" / "deep"
+    _fails("maps", "--quiet", "--model", pca8, "--data", data, "--out", out, match="16x16")
+    assert not (tmp_path / "maps").exists()
+    (out / "x").mkdir(parents=True)
+    (out / "x" / "a.png").write_text("earlier")
+    args = ("maps", "--quiet", "--overwrite", "--model", pca8, "--data", data, "--out", out)
+    _fails(*args, match="16x16")
+    assert os.listdir(out / "x") == ["a.png"]
+    assert (out / "x" / "a.png").read_bytes().startswith(b"\x89PNG")  # replaced, as asked
 
 
 def test_skip_unreadable_keeps_what_could_be_read(pca8, tmp_path, monkeypatch):
