@@ -159,6 +159,14 @@ class _Encoder:
         if type(value) is list:
             return [self.encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if type(value) is dict:
+            for k in value:
+                if not isinstance(k, _KEY_TYPES):
+                    # load would refuse the file it wrote
+                    raise TypeError(
+                        f"{where} has the key {k!r} of type {type(k).__module__}."
+                        f"{type(k).__qualname__}; model files hold dict keys that are str, "
+                        "int, float, bool, None or tuples of those: convert it, e.g. int(key)."
+                    )
             return {
                 "$": "dict",
                 "v": [
@@ -197,10 +205,13 @@ class _Encoder:
             raise TypeError(f"{where} is a {type(value).__name__}; {_HOLDS}")
         if value.dtype.hasobject:
             flat = value.ravel().tolist()
-            if not all(type(v) is str for v in flat):
+            others = [v for v in flat if type(v) is not str]
+            if others:
+                other = others[0]
                 raise TypeError(
-                    f"{where} is an object array holding non-strings; model files hold "
-                    "numeric arrays and arrays of strings only."
+                    f"{where} is an object array holding a {type(other).__module__}."
+                    f"{type(other).__qualname__}; model files hold numeric arrays and object "
+                    "arrays of Python str only (convert with .astype(str).astype(object))."
                 )
             return {"$": "strings", "shape": list(value.shape), "v": flat}
         if value.dtype.kind not in _NUMERIC_KINDS or value.dtype.fields is not None:
@@ -263,6 +274,9 @@ class _Encoder:
 #: Parameters stored as None: places to write (a detector's checkpoint, a
 #: Pipeline's cache folder, whose pickles joblib would load back) and code.
 _NEVER_STORED = ("checkpoint_path", "memory", "callbacks")
+
+#: The dict keys a model file holds (save refuses others, load too).
+_KEY_TYPES = (str, int, float, bool, tuple, type(None))
 
 _HOLDS = (
     "model files hold only numbers, strings, booleans, None, tuples, lists and dicts of "
@@ -333,7 +347,7 @@ class _Decoder:
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise _Corrupt("dict items must be [key, value] pairs")
                 key = self.decode(pair[0])
-                if not isinstance(key, (str, int, float, bool, tuple, type(None))):
+                if not isinstance(key, _KEY_TYPES):
                     raise _Corrupt(f"unhashable dict key {key!r}")
                 out[key] = self.decode(pair[1])
             return out

@@ -416,8 +416,22 @@ def test_function_transformer_is_refused(tmp_path):
         (PCADetector(random_state=lambda: 0), "callable .* model files hold no code"),
         (PCADetector(random_state=np.random.default_rng(0)), "Generator"),
         (make_pipeline(StandardScaler(), PCADetector(batch_size=b"x")), "bytes"),
+        # load refuses such keys: save must not write a file it cannot read back
+        (PCADetector(batch_size={np.int64(1): 2}), r"the key \S+ of type numpy\.int64.*int\(key\)"),
+        (PCADetector(batch_size={np.bool_(True): 2}), r"the key \S+ of type numpy\.bool"),
+        (
+            PCADetector(batch_size=np.array([np.str_("a")], dtype=object)),
+            r"object array holding a numpy\.str_",
+        ),
+        (
+            PCADetector(batch_size=np.array(["a", None], dtype=object)),
+            "holding a builtins.NoneType",
+        ),
     ],
-    ids=["not-allowed", "subclass", "callable", "generator", "bytes"],
+    ids=[
+        *("not-allowed", "subclass", "callable", "generator", "bytes"),
+        *("np-int-key", "np-bool-key", "np-str-element", "none-element"),
+    ],
 )
 def test_values_that_need_code_are_refused(estimator, match, tmp_path):
     with pytest.raises(TypeError, match=match):
