@@ -239,7 +239,12 @@ def labelled_threshold(anomaly_scores, y, *, method="f1", target_recall=0.9):
     method = check_option(method, "method", _LABELLED)
     target_recall = check_float(target_recall, "target_recall", low=0, high=1, closed="right")
     s = check_scores(anomaly_scores, "anomaly_scores", allow_inf=True)
-    anomaly = ~check_labels(y, s.size, other="anomaly_scores has {n} scores")
+    anomaly = ~check_labels(
+        y,
+        s.size,
+        other="anomaly_scores has {n} scores",
+        why="a labelled threshold separates anomalies from normal samples",
+    )
     n_pos = int(anomaly.sum())
     if n_pos == 0:
         raise ValueError(

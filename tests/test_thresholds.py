@@ -570,6 +570,14 @@ def test_labelled_methods_fall_back_to_conformal_with_a_warning(method):
     assert np.mean(det.predict(X) == -1) < 0.2
 
 
+@pytest.mark.parametrize("method", ["f1", "youden", "recall"])
+def test_labelled_threshold_without_a_normal_sample_says_why_it_needs_one(method):
+    # The message of the detectors' fit ("detectors learn from normal samples") does not
+    # fit a threshold function.
+    with pytest.raises(ValueError, match=r"every sample as an anomaly.*separates anomalies"):
+        labelled_threshold([0.1, 0.5, 0.9], [1, 1, 1], method=method)
+
+
 def test_labelled_methods_put_every_anomaly_in_calibration():
     X, y = _with_anomalies()
     det = CalibratedDetector(

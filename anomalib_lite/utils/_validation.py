@@ -437,14 +437,16 @@ def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
     return y_arr == 1
 
 
-def check_labels(y, n_samples, other="X has {n} samples"):
-    """Validate training labels (:func:`anomaly_labels`) with at least one normal
-    row, and return the boolean mask of normal rows."""
+def check_labels(
+    y, n_samples, other="X has {n} samples", why="detectors learn from normal samples (0) only"
+):
+    """Validate labels (:func:`anomaly_labels`) with at least one normal row, which
+    ``why`` says is needed, and return the boolean mask of normal rows."""
     normal = ~anomaly_labels(y, n_samples, other=other)
     if not normal.any():
         raise ValueError(
-            "y marks every sample as an anomaly (1); detectors learn from normal "
-            "samples (0) only, so at least one normal sample is needed."
+            f"y marks every sample as an anomaly (1); {why}, so at least one normal "
+            "sample is needed."
         )
     return normal
 
