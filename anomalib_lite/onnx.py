@@ -59,7 +59,7 @@ from .nn.conv import UnfoldedConvTranspose2d
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
-from .utils._maps import blur_matrix, combine_map_parts
+from .utils._maps import blur_kernel_size, combine_map_parts, gaussian_kernel
 from .utils._torch import process_wide
 from .utils._validation import channels_first, check_bool, check_path
 
@@ -244,14 +244,45 @@ class _PCAScorer(nn.Module):
             self.register_buffer("energy_scale", energy_scale)
             edge = torch.as_tensor(detector.edge_scale_, dtype=f64, device="cpu")
             self.register_buffer("edge_scale", edge)
-            # The blur as two products: onnxruntime has no float64 convolution.
+            # The blur as weighted sums of mirrored pixels: onnxruntime has no float64
+            # convolution, and a product by a blur matrix would add its zeros times a
+            # pixel that overflowed (0 * inf = NaN) to every pixel of the row.
             _, height, width = self.map_shape
-            for name, side in (("blur_rows", height), ("blur_columns", width)):
-                matrix = torch.as_tensor(blur_matrix(side, self.sigma), dtype=f64, device="cpu")
-                self.register_buffer(name, matrix)
+            self.blur_sizes = {}
+            for name, side in (("rows", height), ("columns", width)):
+                size = blur_kernel_size(self.sigma, side)
+                self.blur_sizes[name] = size
+                if size == 1:
+                    continue
+                weights = gaussian_kernel(size, self.sigma)
+                self.register_buffer(
+                    f"blur_{name}", torch.as_tensor(weights, dtype=f64, device="cpu")
+                )
+                # The pixel each tap reads: reflected at the borders, edge not repeated,
+                # as the library's blur (mode='mirror').
+                taps = np.arange(side)[None, :] + np.arange(size)[:, None] - size // 2
+                taps = np.where(
+                    taps < 0, -taps, np.where(taps >= side, 2 * (side - 1) - taps, taps)
+                )
+                index = torch.as_tensor(taps.ravel(), dtype=torch.int64, device="cpu")
+                self.register_buffer(f"taps_{name}", index)
+
+    def _blur_axis(self, images, name, dim):
+        """The blur along axis ``dim`` (-2 rows, -1 columns) of ``(n, C, H, W)`` images."""
+        size = self.blur_sizes[name]
+        if size == 1:
+            return images
+        side = images.shape[dim]
+        taps = images.index_select(dim, getattr(self, f"taps_{name}"))
+        weights = getattr(self, f"blur_{name}")
+        if dim == -2:
+            taps = taps.unflatten(-2, (size, side))
+            return (taps * weights.view(size, 1, 1)).sum(-3)
+        taps = taps.unflatten(-1, (size, side))
+        return (taps * weights.view(size, 1)).sum(-2)
 
     def _blur(self, images):
-        return self.blur_rows @ images @ self.blur_columns.T
+        return self._blur_axis(self._blur_axis(images, "rows", -2), "columns", -1)
 
     def _map(self, r):
         r = r.view(-1, *self.map_shape)
@@ -363,6 +394,15 @@ def _quiet_exporter():
         yield
 
 
+def _fold_constants(model):
+    """Fold the constant parts of the exported ``onnx_ir`` model in place, and remove
+    the nodes left unused."""
+    import onnxscript.optimizer
+
+    onnxscript.optimizer.fold_constants(model)
+    onnxscript.optimizer.remove_unused_nodes(model)
+
+
 def _exists_error(path):
     return FileExistsError(
         errno.EEXIST,
@@ -470,7 +510,13 @@ def export(detector, path, *, input_shape=None, input_dtype="float32", overwrite
             dynamo=True,
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
+            # Not the exporter's optimizer: its rewrite rules drop a multiplication by a
+            # scalar within 1e-5 of 1 and an addition of one within 1e-8 of 0 (an
+            # offset_ of 1e-9 would label every sample an anomaly). Folding the
+            # constants alone computes them exactly.
+            optimize=False,
         )
+        _fold_constants(program.model)
     model = program.model_proto
     model.producer_name = "anomalib_lite"
     model.doc_string = (

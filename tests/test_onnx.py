@@ -168,6 +168,35 @@ def test_pca_exports_its_smoothed_anomaly_map(shape, statistic, tmp_path):
         export(det, tmp_path / "other.onnx")
 
 
+def test_a_threshold_near_zero_is_kept_in_the_graph(tmp_path):
+    # Data in small units: an offset_ within 1e-8 of 0, which the exporter's optimizer
+    # dropped as "x - 0", so that every sample with a positive SPE was an anomaly.
+    rng = np.random.default_rng(0)
+    det = PCADetector(n_components=2).fit(rng.normal(size=(60, 5)) * 1e-5)
+    assert 0 < -det.offset_ < 1e-8
+    fresh = rng.normal(size=(200, 5)) * 1e-5
+    got = _run(_export(det, tmp_path, input_dtype="float64"), fresh)
+    decision = det.decision_function(fresh)
+    np.testing.assert_allclose(
+        got["decision"], decision, rtol=0, atol=1e-12 * np.abs(decision).max()
+    )
+    np.testing.assert_array_equal(np.where(got["is_anomaly"], -1, 1), det.predict(fresh))
+    assert 0 < got["is_anomaly"].mean() < 0.5
+
+
+def test_pca_map_weights_near_one_are_kept_in_the_graph(tmp_path):
+    # A small smoothing makes energy_scale_ a step from 1, which the exporter's optimizer
+    # dropped as "x * 1": the maps moved by ~6e-7 of their largest value.
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3, 5, 6)) * np.linspace(2, 0.5, 6)
+    det = PCADetector(n_components=2, smoothing="auto", statistic="max").fit(X)
+    assert det.energy_scale_ != 1 and abs(det.energy_scale_ - 1) < 1e-5
+    got = _run(_export(det, tmp_path, input_dtype="float64"), X[:5])
+    maps = det.anomaly_map(X[:5])
+    np.testing.assert_allclose(got["anomaly_map"], maps, rtol=0, atol=1e-12 * maps.max())
+    np.testing.assert_allclose(got["score"], det.score_samples(X[:5]), rtol=1e-12)
+
+
 def test_dense_autoencoder_on_digits_matches(tmp_path):
     normal, anomalous = _digits()
     det = AutoencoderDetector(max_iter=3, random_state=0).fit(normal[:120])
@@ -431,6 +460,29 @@ def test_overflowing_pixels_are_inf_in_the_graph_as_in_anomaly_map(tmp_path):
     got = _run(path, X)["anomaly_map"]
     assert not np.isnan(got).any() and not np.isnan(maps).any()
     np.testing.assert_array_equal(np.isinf(got[0]), np.isinf(maps[0]))
+
+
+@pytest.mark.parametrize("statistic", ["spe", "max"])
+def test_pca_smoothed_map_is_inf_only_where_it_overflowed(statistic, tmp_path):
+    # One pixel's square overflows float64: the library's blur spreads inf to its
+    # neighbours only; a blur by products (0 * inf = NaN) spread it over the image.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 12, 10))
+    det = PCADetector(n_components=2, smoothing=1.0, statistic=statistic).fit(X)
+    path = _export(det, tmp_path, input_dtype="float64")
+    fresh = X[:3].copy()
+    fresh[0, 5, 4] = 1e155
+    with pytest.warns(UserWarning, match="overflowed"):
+        maps = det.anomaly_map(fresh)
+    assert 0 < np.isinf(maps[0]).sum() < maps[0].size
+    got = _run(path, fresh)
+    np.testing.assert_array_equal(np.isinf(got["anomaly_map"]), np.isinf(maps))
+    finite = np.isfinite(maps)
+    scale = np.abs(maps[finite]).max()
+    np.testing.assert_allclose(got["anomaly_map"][finite], maps[finite], rtol=0, atol=RTOL * scale)
+    with pytest.warns(UserWarning, match="overflowed"):
+        score = det.score_samples(fresh)
+    np.testing.assert_allclose(got["score"], score, rtol=1e-12)
 
 
 def test_missing_directory_is_refused(pca, tmp_path):

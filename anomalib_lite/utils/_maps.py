@@ -87,17 +87,6 @@ def gaussian_kernel(size, sigma):
     return k / k.sum()
 
 
-def blur_matrix(side, sigma):
-    """``(side, side)`` float64 matrix ``M`` with ``M @ v`` the blur of :func:`blur`
-    along an axis ``v`` of ``side`` pixels: the blur as a product, for graphs
-    that lack a float64 convolution."""
-    size = blur_kernel_size(sigma, side)
-    identity = np.eye(side)
-    if size == 1:
-        return identity
-    return correlate1d(identity, gaussian_kernel(size, sigma), axis=0, mode="mirror")
-
-
 def blur(images, sigma):
     """Separable Gaussian blur of float64 images ``(..., H, W)``, borders reflected
     (the edge pixel not repeated), with the kernels of
