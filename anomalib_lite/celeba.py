@@ -81,7 +81,8 @@ def _rows(path, *, header, maxsplit=-1):
     is checked against the rows. Blank lines are skipped. ``maxsplit`` is
     passed to ``str.split``.
     """
-    with io.TextIOWrapper(open_regular(path), encoding="utf-8") as f:
+    # utf-8-sig: a file saved by a Windows editor may start with a byte-order mark.
+    with io.TextIOWrapper(open_regular(path), encoding="utf-8-sig") as f:
         try:
             number, count = 0, None
             if header:
@@ -113,6 +114,15 @@ def _bad_row(path, number, fields, expected):
     )
 
 
+#: Characters that make an image name a path: separators, and a Windows drive's colon.
+_PATH_CHARS = frozenset("/\\:")
+
+
+def _is_file_name(name):
+    """Whether ``name`` names a file in a folder, not a path that leads elsewhere."""
+    return name not in (".", "..") and _PATH_CHARS.isdisjoint(name)
+
+
 def _read_attribute(path, attribute):
     """Image names, their line numbers and whether each has ``attribute``."""
     rows = _rows(path, header=True)
@@ -128,6 +138,12 @@ def _read_attribute(path, attribute):
     for number, fields in rows:
         if len(fields) != width or not signs.issuperset(fields[1:]):
             raise _bad_row(path, number, fields, f"an image name and {width - 1} values 1 or -1")
+        if not _is_file_name(fields[0]):
+            raise ValueError(
+                f"'{path}', line {number}: {fields[0][:100]!r} is not the name of a file in "
+                f"'{IMAGE_DIR}/' (it holds a path separator or a drive, or is '.' or '..'); "
+                "load_celeba reads images from that folder only."
+            )
         names.append(fields[0])
         numbers.append(number)
         flags.append(fields[column] == "1")
@@ -353,7 +369,8 @@ def load_celeba(
         the attribute file is absent; the message says where CelebA comes from.
     ValueError
         For an unknown attribute (the message lists the 40), an annotation
-        file that does not parse (the message names the file and line),
+        file that does not parse or names an image by a path rather than a
+        file of ``img_align_celeba/`` (the message names the file and line),
         images that are not the aligned 178x218 JPEGs, or more faces asked
         for than the partition holds.
 

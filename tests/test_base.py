@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 from anomalib_lite import CalibratedDetector, PCADetector
@@ -109,6 +110,15 @@ def test_bad_labels_raise(X, y, match):
 def test_bad_contamination_raises(X, contamination, error, match):
     with pytest.raises(error, match=match):
         PCADetector(contamination=contamination).fit(X)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("column", [False, True])
+def test_sparse_labels_are_refused_by_name(X, fmt, column):
+    # np.asarray wraps a sparse matrix in a 0-d object array: the message said "got shape ()".
+    y = sp.random(1, 40, density=0.1, format=fmt, random_state=0) > 0
+    with pytest.raises(TypeError, match=r"y is a sparse .*expected a dense 1-D array.*toarray"):
+        PCADetector(n_components=2).fit(X, y.T if column else y)
 
 
 def test_boolean_labels_mean_anomaly(X):

@@ -187,6 +187,38 @@ def test_load_celeba_malformed_attribute_file_names_the_line(copy, line, replace
         load_celeba(copy)
 
 
+_ANNOTATIONS = (
+    "list_attr_celeba.txt",
+    "list_landmarks_align_celeba.txt",
+    "list_eval_partition.txt",
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["../../outside.jpg", "ABSOLUTE", "..", "sub/000001.jpg", "C:x.jpg"]
+)
+def test_load_celeba_reads_no_image_outside_its_folder(copy, name):
+    # An annotation file that names a path, in every file alike, must not lead the
+    # loader to a file outside img_align_celeba/ (the original read it).
+    outside = copy.parent / "outside.jpg"
+    shutil.copy(copy / "img_align_celeba" / "000001.jpg", outside)
+    name = str(outside) if name == "ABSOLUTE" else name
+    for annotation in _ANNOTATIONS:
+        path = copy / annotation
+        path.write_text(path.read_text().replace("000001.jpg", name))
+    with pytest.raises(ValueError, match=r"attr_celeba.txt', line 3: .* not the name of a file in"):
+        load_celeba(copy, partition="all", image_size=8)
+
+
+def test_load_celeba_reads_annotation_files_with_a_byte_order_mark(root, copy):
+    for annotation in _ANNOTATIONS:
+        path = copy / annotation
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    a, b = load_celeba(root, image_size=8), load_celeba(copy, image_size=8)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
 def test_load_celeba_truncated_attribute_file_is_refused(copy):
     path = copy / "list_attr_celeba.txt"
     path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")

@@ -410,6 +410,11 @@ def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
         "a masked label is neither normal nor anomalous. Fill them "
         f"(e.g. {name}.filled(1)) or drop those samples.",
     )
+    if sp.issparse(y):  # np.asarray would wrap it in a 0-d object array
+        raise TypeError(
+            f"{name} is a sparse {type(y).__name__}; expected a dense 1-D array of labels "
+            f"(0 = normal, 1 = anomaly), e.g. {name}.toarray().ravel()."
+        )
     y_arr = np.asarray(y)
     if y_arr.ndim == 2 and y_arr.shape[1] == 1:
         y_arr = y_arr.ravel()
