@@ -445,6 +445,11 @@ def _labels_length(ctx):
     return ctx.fits(_X(), ctx.keep(np.zeros(59, dtype=int)))
 
 
+@row("labels-sparse", TypeError, r"y is a sparse .*toarray\(\)\.ravel\(\)")
+def _labels_sparse(ctx):
+    return ctx.fits(_X(), ctx.keep(scipy.sparse.csr_matrix(np.zeros((1, 60), dtype=int))))
+
+
 # ------------------------------------------------------------ thresholds
 @row("contamination", ValueError, r"contamination=0.7 must be in \(0, 0.5\]")
 def _contamination(ctx):
@@ -652,6 +657,12 @@ def _forged(ctx, name, edit):
     return ctx.keep(path)
 
 
+@row("load-bytes", TypeError, r"pass io\.BytesIO\(data\)")
+def _load_bytes(ctx):
+    data = ctx.model.read_bytes()
+    return [lambda: load(data)]
+
+
 @row("load-named-pipe", ModelFileError, "not a regular file")
 def _load_pipe(ctx):
     if not hasattr(os, "mkfifo"):
@@ -684,6 +695,16 @@ def _save_directory(ctx):
     folder = ctx.tmp_path / "models"
     folder.mkdir()
     return [lambda o=o: save(ctx.fitted[0], folder, overwrite=o) for o in (False, True)]
+
+
+@row("save-named-pipe", OSError, "path is a named pipe, socket or device, not a file")
+def _save_named_pipe(ctx):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no named pipes (os.mkfifo) on this platform")
+    pipe = ctx.tmp_path / "pipe.model"
+    os.mkfifo(pipe)
+    ctx.keep(pipe)  # a file written in its place would fail the guard's check
+    return [lambda o=o: save(ctx.fitted[0], pipe, overwrite=o) for o in (False, True)]
 
 
 @row("save-long-name", None)
