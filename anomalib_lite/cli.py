@@ -371,6 +371,16 @@ def _image_files(data):
         raise CommandError(f"--data: {exc}") from None
 
 
+def _in_cli_terms(exc):
+    """The message of ``exc``, a loader's advice on its ``size`` parameter given as
+    the ``--size`` option."""
+    from .datasets import _MixedSizes
+
+    if isinstance(exc, _MixedSizes):
+        return f"{exc.detail} Pass --size HxW (or N) to resize every image to one size."
+    return str(exc)
+
+
 def _batches(paths):
     for start in range(0, len(paths), FILES_PER_BATCH):
         yield paths[start : start + FILES_PER_BATCH]
@@ -396,7 +406,7 @@ def _training_folder(args):
     if not parts:  # a folder of normal images, which may be named train/ itself
         return root
     try:
-        return _train_folder(root, "train", "good")
+        return _train_folder(root, "train", "good", hint="")
     except ValueError as exc:
         raise CommandError(f"--data: {exc}") from None
 
@@ -643,7 +653,7 @@ def _cmd_evaluate(args):
     try:
         data = load_folder_dataset(root, train_dir=None, size=args.size, color_mode=color)
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:
-        raise CommandError(f"--data: {exc}") from None
+        raise CommandError(f"--data: {_in_cli_terms(exc)}") from None
     images, labels = data.test_images, data.test_labels
     layout.check(images, data.test_paths[0])
     X = layout.as_input(images)
@@ -873,7 +883,7 @@ def main(argv=None):
         print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, ArithmeticError, OSError, ImportError) as exc:
-        print(f"anomalib-lite {args.command}: error: {exc}", file=sys.stderr)
+        print(f"anomalib-lite {args.command}: error: {_in_cli_terms(exc)}", file=sys.stderr)
         return 1
     except MemoryError as exc:  # numpy's names the array it could not allocate
         detail = f": {exc}" if str(exc) else ""

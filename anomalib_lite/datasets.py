@@ -299,6 +299,17 @@ class _NothingRead(ValueError):
     """None of the files given could be read; each was skipped with a warning."""
 
 
+class _MixedSizes(ValueError):
+    """Images of different sizes where no ``size`` resizes them: ``detail`` names two,
+    and the message says how to load them (the command line says it in its terms)."""
+
+    def __init__(self, detail):
+        self.detail = detail
+        super().__init__(
+            f"{detail} Pass size=(H, W) to resize every image to one size, or load them separately."
+        )
+
+
 def _pixels(img, color_mode):
     """Pixel array ``(H, W)`` or ``(H, W, 3)`` of a decoded image and its maximum value."""
     mode = img.mode
@@ -398,10 +409,9 @@ def _read_all(paths, *, color_mode, size, resample, dtype, on_error):
             warnings.warn(f"{exc} Skipped.", UserWarning, stacklevel=3)
             continue
         if size is None and images and arr.shape != images[0].shape:
-            raise ValueError(
+            raise _MixedSizes(
                 f"Images have different sizes: '{paths[kept[0]]}' is {sizes[0][0]}x{sizes[0][1]} "
-                f"(H x W) but '{path}' is {original[0]}x{original[1]}. Pass size=(H, W) "
-                "to resize every image to one size, or load them separately."
+                f"(H x W) but '{path}' is {original[0]}x{original[1]}."
             )
         images.append(arr)
         kept.append(position)
@@ -535,7 +545,9 @@ def _existing_folder(path, name):
     return path
 
 
-def _train_folder(root, train_dir, normal_dir):
+def _train_folder(root, train_dir, normal_dir, hint=", or set normal_dir"):
+    """The folder of normal training images; ``hint`` ends the refusal's advice (the
+    command line, which has no ``normal_dir``, passes none)."""
     train = _existing_folder(root / train_dir, "train_dir")
     if (train / normal_dir).is_dir():
         return train / normal_dir
@@ -544,7 +556,7 @@ def _train_folder(root, train_dir, normal_dir):
         raise ValueError(
             f"Training folder '{train}' has sub-folders {others} but no '{normal_dir}' "
             f"folder. Put the normal training images in '{train / normal_dir}' "
-            "(detectors learn from normal images only), or set normal_dir."
+            f"(detectors learn from normal images only){hint}."
         )
     return train
 

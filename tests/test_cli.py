@@ -555,6 +555,24 @@ def test_fit_reads_only_train_good_of_a_root_with_masks_but_no_test_part(tmp_pat
     assert "fitted PCADetector on 6 images" in capsys.readouterr().out
 
 
+def test_loader_advice_is_given_in_options(tmp_path):
+    """The loaders' advice names their Python parameters (size=(H, W), normal_dir); the
+    command line gives --size and has no normal_dir."""
+    _noise(tmp_path / "mixed" / "a.png")
+    _noise(tmp_path / "mixed" / "b.png", shape=(16, 16))
+    out = tmp_path / "pca.model"
+    fit = ("fit", "--quiet", "--detector", "pca", "--out", out)
+    message = _fails(*fit, "--data", tmp_path / "mixed", match="Pass --size HxW")
+    assert "size=(H, W)" not in message
+    _noise(tmp_path / "root" / "train" / "ok" / "a.png")
+    _noise(tmp_path / "root" / "test" / "good" / "a.png")
+    message = _fails(
+        *fit, "--data", tmp_path / "root", match="has sub-folders ['ok'] but no 'good'"
+    )
+    assert "normal_dir" not in message
+    assert not out.exists()
+
+
 def test_tabular_model_is_refused(root, tmp_path):
     from anomalib_lite import PCADetector
 
