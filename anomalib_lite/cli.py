@@ -431,6 +431,11 @@ def _cmd_fit(args):
         raise UsageError("--param callbacks: callbacks are Python functions; use the Python API")
     progress = _Progress(_progress_enabled(args), f"fit {type(detector).__name__}")
     detector.set_params(**params)
+    try:
+        # As fit checks them, but before the images are read: a bad value fails at once.
+        detector._check_params()
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--param: {exc}") from None
     folder = _training_folder(args)
     # Listed only where --out exists, the one case in which it could be an input.
     inputs = list_images(folder) if os.path.lexists(args.out) else ()

@@ -555,6 +555,19 @@ def test_fit_reads_only_train_good_of_a_root_with_masks_but_no_test_part(tmp_pat
     assert "fitted PCADetector on 6 images" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("name", "param", "match"),
+    [("pca", "n_components=0", "n_components"), ("conv-ae", "max_iter=0", "max_iter")],
+)
+def test_a_bad_param_value_fails_before_the_images_are_read(tmp_path, name, param, match):
+    """The folder holds a file that does not decode: reading it would fail first."""
+    _noise(tmp_path / "data" / "a.png")
+    (tmp_path / "data" / "b.png").write_bytes(b"not a png")
+    args = ("fit", "--quiet", "--detector", name, "--param", param)
+    message = _fails(*args, "--data", tmp_path / "data", "--out", tmp_path / "m.model")
+    assert f"--param: {match}" in message and "b.png" not in message
+
+
 def test_loader_advice_is_given_in_options(tmp_path):
     """The loaders' advice names their Python parameters (size=(H, W), normal_dir); the
     command line gives --size and has no normal_dir."""
