@@ -112,6 +112,13 @@ def test_bad_contamination_raises(X, contamination, error, match):
         PCADetector(contamination=contamination).fit(X)
 
 
+def test_object_labels_are_refused_with_the_conversion():
+    # Not converted silently (a column of text would be too), but the message says how.
+    y = np.array([0, 1] * 20, dtype=object)
+    with pytest.raises(TypeError, match=r"dtype object.*pass y\.astype\(int\)"):
+        PCADetector(n_components=2).fit(np.random.default_rng(0).normal(size=(40, 4)), y)
+
+
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
 @pytest.mark.parametrize("column", [False, True])
 def test_sparse_labels_are_refused_by_name(X, fmt, column):

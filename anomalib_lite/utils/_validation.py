@@ -430,7 +430,12 @@ def anomaly_labels(y, n_samples=None, *, name="y", other="X has {n} samples"):
     if y_arr.dtype.kind not in "biuf":
         raise TypeError(
             f"Unknown label type: {name} has dtype {y_arr.dtype}; expected labels "
-            "0 (normal) and 1 (anomaly)."
+            "0 (normal) and 1 (anomaly)"
+            + (
+                f" (a column of dtype object holding them: pass {name}.astype(int))."
+                if y_arr.dtype == object
+                else "."
+            )
         )
     values = np.unique(y_arr)
     if not np.all(np.isin(values, (0, 1))):
