@@ -59,7 +59,7 @@ from .nn.conv import UnfoldedConvTranspose2d
 from .pca import PCADetector
 from .thresholds import CalibratedDetector
 from .utils._files import check_target, write_atomically
-from .utils._maps import blur_kernel_size, combine_map_parts, gaussian_kernel
+from .utils._maps import blur_kernel_size, combine_map_parts, gaussian_kernel, mirror_taps
 from .utils._torch import process_wide
 from .utils._validation import channels_first, check_bool, check_path
 
@@ -258,13 +258,9 @@ class _PCAScorer(nn.Module):
                 self.register_buffer(
                     f"blur_{name}", torch.as_tensor(weights, dtype=f64, device="cpu")
                 )
-                # The pixel each tap reads: reflected at the borders, edge not repeated,
-                # as the library's blur (mode='mirror').
-                taps = np.arange(side)[None, :] + np.arange(size)[:, None] - size // 2
-                taps = np.where(
-                    taps < 0, -taps, np.where(taps >= side, 2 * (side - 1) - taps, taps)
+                index = torch.as_tensor(
+                    mirror_taps(side, size).ravel(), dtype=torch.int64, device="cpu"
                 )
-                index = torch.as_tensor(taps.ravel(), dtype=torch.int64, device="cpu")
                 self.register_buffer(f"taps_{name}", index)
 
     def _blur_axis(self, images, name, dim):
@@ -272,14 +268,10 @@ class _PCAScorer(nn.Module):
         size = self.blur_sizes[name]
         if size == 1:
             return images
-        side = images.shape[dim]
         taps = images.index_select(dim, getattr(self, f"taps_{name}"))
-        weights = getattr(self, f"blur_{name}")
-        if dim == -2:
-            taps = taps.unflatten(-2, (size, side))
-            return (taps * weights.view(size, 1, 1)).sum(-3)
-        taps = taps.unflatten(-1, (size, side))
-        return (taps * weights.view(size, 1)).sum(-2)
+        taps = taps.unflatten(dim, (size, images.shape[dim]))  # tap axis before ``dim``
+        weights = getattr(self, f"blur_{name}").view(size, *[1] * -dim)
+        return (taps * weights).sum(dim - 1)
 
     def _blur(self, images):
         return self._blur_axis(self._blur_axis(images, "rows", -2), "columns", -1)

@@ -87,6 +87,15 @@ def gaussian_kernel(size, sigma):
     return k / k.sum()
 
 
+def mirror_taps(side, size):
+    """``(size, side)`` int64 indices: row ``k`` holds the pixel that tap ``k`` of a
+    kernel of odd length ``size`` reads for each pixel of an axis of ``side`` pixels,
+    reflected at the borders without repeating the edge, as :func:`blur` (mode
+    'mirror') reads them; ``size`` at most ``blur_kernel_size`` allows."""
+    taps = np.arange(side)[None, :] + np.arange(size)[:, None] - size // 2
+    return np.where(taps < 0, -taps, np.where(taps >= side, 2 * (side - 1) - taps, taps))
+
+
 def blur(images, sigma):
     """Separable Gaussian blur of float64 images ``(..., H, W)``, borders reflected
     (the edge pixel not repeated), with the kernels of
