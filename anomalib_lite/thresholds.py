@@ -22,6 +22,7 @@ from sklearn.utils.validation import _num_samples, check_array, check_is_fitted,
 
 from .base import BaseDetector
 from .utils._ranking import cut_counts
+from .utils._trimming import share_of
 from .utils._validation import (
     check_bool,
     check_float,
@@ -554,11 +555,7 @@ class CalibratedDetector(BaseDetector):
     def _split(self, n_normal):
         size = self.calibration_size
         # a share is any non-integral Real, as _check_params accepts it (np.float32 too)
-        # A share's product is rounded to 9 decimals first, so that 0.07 * 100 (in floats
-        # 7.000000000000001) holds out 7 rows, not 8.
-        n_cal = (
-            int(size) if isinstance(size, Integral) else math.ceil(round(float(size) * n_normal, 9))
-        )
+        n_cal = int(size) if isinstance(size, Integral) else math.ceil(share_of(n_normal, size))
         if n_cal >= n_normal:
             raise ValueError(
                 f"calibration_size={size!r} holds out {n_cal} of the {n_normal} normal "

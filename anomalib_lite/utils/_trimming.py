@@ -29,6 +29,12 @@ def tukey_fence(scores, k):
     return float(q3 + k * (q3 - q1)), float(q3 - q1)
 
 
+def share_of(n, fraction):
+    """``fraction * n`` rounded to 9 decimals: the rows a share stands for as it is
+    written (``0.07 * 100`` is 7.000000000000001 in floats), to be rounded down or up."""
+    return round(float(fraction) * n, 9)
+
+
 def n_kept(n, trim_fraction, minimum=1):
     """Rows kept out of ``n`` when the worst ``trim_fraction`` of them are left out.
 
@@ -40,7 +46,7 @@ def n_kept(n, trim_fraction, minimum=1):
     >>> n_kept(10, 0.7), n_kept(64, 0.2), n_kept(4, 0.2), n_kept(3, 0.9, minimum=2)
     (3, 52, 4, 2)
     """
-    return max(minimum, n - math.floor(round(trim_fraction * n, 9)))
+    return max(minimum, n - math.floor(share_of(n, trim_fraction)))
 
 
 def within_fence(scores):
