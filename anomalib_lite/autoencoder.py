@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from ._torch_detector import TorchDetector
-from .nn import ConvAutoencoder, paste_defects
+from .nn import ConvAutoencoder, paste_defects, random_shift
 from .nn.corruption import DEFECT_AREA
 from .nn.functional import gaussian_blur, pad_by_slices, ssim_map
 from .utils._choice import best_score, choice_sample, defective_copies
@@ -35,6 +35,10 @@ __all__ = ["ConvAutoencoderDetector"]
 _LOSSES = ("mse", "ssim", "mse+ssim")
 _IMAGE_SCORES = ("auto", "topk", "smooth", "mean", "max")
 _CORRUPTIONS = ("defects",)
+_AUGMENTATIONS = ("shift",)
+#: ``augmentation='shift'`` moves the training images by up to one pixel per
+#: ``SHIFT_SIDE`` pixels of each side (at least one): 1 at 28 pixels, 2 at 64.
+SHIFT_SIDE = 28
 #: ``corruption='defects'``: the chance that a training image gets a defect and
 #: the range of the strength it is blended in at (1 replaces the pixels outright);
 #: a defect covers a fraction in ``DEFECT_AREA`` of the image.
@@ -156,6 +160,18 @@ class ConvAutoencoderDetector(TorchDetector):
         trains the network to output the clean image: it learns to repair
         what does not belong rather than to copy its input. None trains on
         the images as they are. Scoring never corrupts.
+    augmentation : {None, 'shift'}, default=None
+        ``'shift'`` moves every training batch, input and target alike, by a
+        random offset of up to one pixel per ``SHIFT_SIDE`` (28) pixels of each
+        side (at least one: 1 at 28 pixels, 2 at 64), its border mirrored
+        (:func:`~anomalib_lite.nn.random_shift`), so that the network learns
+        the normal pattern wherever it lies rather than where it lay. It suits
+        textures whose pattern is not aligned from image to image (grain,
+        weave) and objects that sit a little differently in each image; it
+        costs images whose layout is fixed to the pixel (cells, parts held in a
+        fixture), where a defect is a local structure out of place that the
+        shifted network has learned to copy (``docs/choosing.md``). None trains
+        on the images where they are. Scoring never shifts.
     image_score : {'auto', 'topk', 'smooth', 'mean', 'max'}, default='auto'
         Image score: ``'mean'`` is the mean squared error; ``'topk'`` and
         ``'max'`` reduce :meth:`anomaly_map` (smoothed, so that edge
@@ -442,6 +458,7 @@ class ConvAutoencoderDetector(TorchDetector):
         margin="auto",
         loss="mse",
         corruption=None,
+        augmentation=None,
         image_score="auto",
         smoothing="auto",
         projection_steps=0,
@@ -471,6 +488,7 @@ class ConvAutoencoderDetector(TorchDetector):
         self.margin = margin
         self.loss = loss
         self.corruption = corruption
+        self.augmentation = augmentation
         self.image_score = image_score
         self.smoothing = smoothing
         self.projection_steps = projection_steps
@@ -533,6 +551,13 @@ class ConvAutoencoderDetector(TorchDetector):
             raise ValueError(
                 f"corruption={self.corruption!r} is not supported; expected None (train on "
                 "the images as they are) or 'defects' (train to repair pasted defects)."
+            )
+        if self.augmentation is not None and not (
+            isinstance(self.augmentation, str) and self.augmentation in _AUGMENTATIONS
+        ):
+            raise ValueError(
+                f"augmentation={self.augmentation!r} is not supported; expected None (train "
+                "on the images where they are) or 'shift' (train on randomly shifted images)."
             )
         check_option(self.image_score, "image_score", _IMAGE_SCORES)
         check_float(self.smoothing, "smoothing", low=0, closed="left", allow_auto=True)
@@ -732,6 +757,20 @@ class ConvAutoencoderDetector(TorchDetector):
         if self.loss in ("ssim", "mse+ssim"):
             loss = loss + (1.0 - ssim_map(out, x, data_range=self.data_range_).mean())
         return loss
+
+    def _batch_loss(self, module, xb, gen):
+        if self.augmentation == "shift":
+            xb = self._pad(random_shift(self._crop(xb), self._max_shift(), gen))
+            if self._memory_format is not None:
+                xb = xb.contiguous(memory_format=self._memory_format)
+        return super()._batch_loss(module, xb, gen)
+
+    def _max_shift(self):
+        """``(rows, columns)`` of ``augmentation='shift'``: a pixel per ``SHIFT_SIDE``
+        of each side, at least one, below the side."""
+        return tuple(
+            min(max(1, round(side / SHIFT_SIDE)), side - 1) for side in self.input_shape_[1:]
+        )
 
     def _corrupt(self, xb, gen):
         if self.corruption is None:

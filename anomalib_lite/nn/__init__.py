@@ -1,5 +1,6 @@
 """Pure torch modules of the library's detectors (no scikit-learn inside)."""
 
+from .augmentation import random_shift
 from .conv import ConvAutoencoder, UnfoldedConvTranspose2d
 from .corruption import defect_masks, paste_defects
 from .dense import DenseAutoencoder
@@ -18,5 +19,6 @@ __all__ = [
     "defect_masks",
     "gaussian_blur",
     "paste_defects",
+    "random_shift",
     "ssim_map",
 ]
