@@ -63,6 +63,11 @@ _SCHEDULES = ("constant", "cosine", "constant-then-cosine")
 WARMUP_FRACTION = 0.05
 #: Fraction of a ``'constant-then-cosine'`` run at the full learning rate before it decays.
 CONSTANT_FRACTION = 0.7
+#: An epoch whose training loss is ``SPIKE_FACTOR`` times the run's lowest is undone
+#: (weights and Adam's state go back to the epoch before) and the learning rate is
+#: halved for the rest of the run: at Adam's high rates a run can leave its basin in
+#: one epoch and not find its way back (ELPV cells at 64 pixels, one seed in three).
+SPIKE_FACTOR = 10.0
 #: Devices with a fused Adam kernel (one kernel per step, not one per tensor).
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 #: ``batch_size='auto'``: one in ``AUTO_BATCH_DIVISOR`` samples, clipped to ``AUTO_BATCH``,
@@ -171,6 +176,8 @@ class _RunState:
     rng: object = None  # the generator's state after the last epoch
     optimizer: object = None  # Adam's state dict on the CPU; None starts a new one
     best: object = None  # weights of the run's epoch with the lowest monitored loss
+    lowest_loss: object = None  # the run's lowest training loss of an epoch yet
+    lr_scale: float = 1.0  # halved whenever an epoch is undone for a loss spike
     row_bytes: int = 0  # activation bytes of one scoring row
     # The checkpoint file this object wrote or resumed from, as (resolved path, the
     # version's _file_version); never saved, so that no file, pickle or copy names a
@@ -255,6 +262,8 @@ class TorchDetector(BaseDetector):
     _input_dtype = np.float32
     #: ``batch_size='auto'`` uses one in this many training samples.
     _auto_batch_divisor = AUTO_BATCH_DIVISOR
+    #: An epoch whose training loss is this many times the run's lowest is undone.
+    _spike_factor = SPIKE_FACTOR
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
@@ -462,6 +471,8 @@ class TorchDetector(BaseDetector):
         run.no_improve = 0
         run.best = None
         run.rng = None
+        run.lowest_loss = None
+        run.lr_scale = 1.0
         self.best_loss_ = math.inf
 
     # --------------------------------------------------------------- fitting
@@ -737,12 +748,20 @@ class TorchDetector(BaseDetector):
                 lr_at = (
                     None
                     if constant_lr
-                    else (lambda s, d=done: self._lr_factor((d + s / steps) / span))
+                    else (
+                        lambda s, d=done, k=run.lr_scale: (
+                            k * self._lr_factor((d + s / steps) / span)
+                        )
+                    )
                 )
                 train_loss = self._epoch(train, optimizer, gen, lr_at)
                 if not math.isfinite(train_loss):
                     self._restore(snapshot, optimizer)
                     self._diverged(train_loss)
+                undone = self._spiked(train_loss)
+                if undone:
+                    self._restore(snapshot, optimizer)
+                    run.lr_scale /= 2
                 val_loss = None if val is None else self._eval_loss(val)
                 self.n_iter_ += 1
                 run.rng = gen.get_state()
@@ -753,6 +772,7 @@ class TorchDetector(BaseDetector):
                     "valid_loss": val_loss,
                     "learning_rate": optimizer.param_groups[0]["lr"],
                     "seconds": time.perf_counter() - t0,
+                    "undone": undone,
                 }
                 self.history_.append(entry)
                 snapshot = self._snapshot(optimizer)
@@ -794,6 +814,15 @@ class TorchDetector(BaseDetector):
         run.best = None
         run.optimizer = _cpu_copy(optimizer.state_dict())
         self.module_.eval()
+
+    def _spiked(self, loss):
+        """Whether the training loss of an epoch rose ``SPIKE_FACTOR`` times above the
+        run's lowest; tracks the lowest."""
+        run = self._run
+        if run.lowest_loss and loss > self._spike_factor * run.lowest_loss:
+            return True
+        run.lowest_loss = loss if run.lowest_loss is None else min(run.lowest_loss, loss)
+        return False
 
     def _epoch(self, train, optimizer, gen, lr_at):
         module = self.module_
@@ -906,6 +935,8 @@ class TorchDetector(BaseDetector):
         left = 0.0 if run.done else elapsed / done * (run.stop_at - entry["epoch"])
         val = entry["valid_loss"]
         valid = "" if val is None else f", validation loss {val:.6g}"
+        if entry["undone"]:
+            valid += " (undone: weights put back, learning rate halved)"
         logger.info(
             "%s epoch %d/%d: train loss %.6g%s, %.2f s, elapsed %.1f s, ~%.1f s left",
             type(self).__name__,

@@ -343,7 +343,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None without
-        early stopping), ``learning_rate`` and ``seconds``.
+        early stopping), ``learning_rate``, ``seconds`` and ``undone`` (True
+        for an epoch whose training loss rose tenfold over the run's lowest:
+        its weights were put back and the learning rate halved).
     best_loss_ : float
         Best monitored loss of the last run.
     image_score_ : str
@@ -411,7 +413,12 @@ class ConvAutoencoderDetector(TorchDetector):
     Ctrl-C during ``fit`` keeps the last finished epoch (with a warning);
     ``warm_start=True`` finishes the run. After the last epoch, while the
     threshold is set, Ctrl-C keeps the weights without ``offset_``, and
-    ``warm_start=True`` sets it without training further. A non-finite loss raises
+    ``warm_start=True`` sets it without training further. An epoch whose training
+    loss rises ``SPIKE_FACTOR`` (10) times above the run's lowest is undone, its
+    weights and Adam's state put back, and the run goes on at half the learning
+    rate: at a high rate a run can leave its basin in one epoch and not find its
+    way back, and the best epoch it kept came before the decay that settles the
+    weights. A non-finite loss raises
     ``FloatingPointError``; the model keeps the last finite epoch of the call, with
     its threshold, or, when the call finished none (a bad ``partial_fit`` batch),
     stays as it was. Pickles hold CPU weights, so a GPU-trained model

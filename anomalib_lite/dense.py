@@ -150,7 +150,9 @@ class AutoencoderDetector(TorchDetector):
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
         One entry per epoch: ``epoch``, ``train_loss``, ``valid_loss``,
-        ``learning_rate`` and ``seconds``.
+        ``learning_rate``, ``seconds`` and ``undone`` (True for an epoch whose
+        training loss rose tenfold over the run's lowest: its weights were put
+        back and the learning rate halved).
     best_loss_ : float
         Best monitored loss of the last run.
     offset_ : float

@@ -177,8 +177,10 @@ class DraemDetector(ConvAutoencoderDetector):
     n_iter_ : int
         Epochs trained, ``partial_fit`` calls included.
     history_ : list of dict
-        Per epoch: ``epoch``, ``train_loss``, ``valid_loss``, ``learning_rate``
-        and ``seconds``.
+        Per epoch: ``epoch``, ``train_loss``, ``valid_loss``, ``learning_rate``,
+        ``seconds`` and ``undone`` (True for an epoch whose training loss rose
+        tenfold over the run's lowest: its weights were put back and the
+        learning rate halved).
     best_loss_ : float
         Best monitored loss of the last run.
     offset_ : float

@@ -454,3 +454,85 @@ def test_input_tags_say_which_arrays_each_detector_takes():
     assert shapes(ConvAutoencoderDetector()) == (False, True)
     assert shapes(ConvAutoencoderDetector(image_shape=(8, 8))) == (True, True)
     assert shapes(CalibratedDetector(ConvAutoencoderDetector())) == (False, True)
+
+
+# ------------------------------------------------------------- loss spikes
+def _spiking_epoch(monkeypatch, at_epochs, factor=100.0):
+    """Patch every fit's epochs ``at_epochs`` (1-based) to report ``factor`` times their
+    training loss, as an epoch that left its basin would; the epochs train as usual."""
+    original = TorchDetector._epoch
+
+    def epoch(self, *args):
+        loss = original(self, *args)
+        return loss * factor if self.n_iter_ + 1 in at_epochs else loss
+
+    monkeypatch.setattr(TorchDetector, "_epoch", epoch)
+
+
+def test_an_epoch_whose_loss_spikes_is_undone_and_the_run_goes_on_at_half_the_rate(
+    torch_detector, monkeypatch
+):
+    X = _data(n=20, d=4)
+    params = {"max_iter": 5, "learning_rate": "constant", "learning_rate_init": 1e-3}
+    weights = []
+
+    def keep_weights(det, record):
+        weights.append({k: v.clone() for k, v in det.module_.state_dict().items()})
+
+    reference = clone(torch_detector).set_params(**params).fit(X)
+    _spiking_epoch(monkeypatch, at_epochs=(3,))
+    det = clone(torch_detector).set_params(**params, callbacks=[keep_weights]).fit(X)
+    assert [h["undone"] for h in det.history_] == [False, False, True, False, False]
+    assert not any(h["undone"] for h in reference.history_)
+    # The undone epoch's weights are those of the epoch before it.
+    for name, value in weights[1].items():
+        assert torch.equal(weights[2][name], value), name
+    assert det.history_[:2] == [
+        {**h, "seconds": g["seconds"]}
+        for h, g in zip(reference.history_[:2], det.history_[:2], strict=True)
+    ]
+    rates = [h["learning_rate"] for h in det.history_]
+    assert rates == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4]
+    assert det.history_[2]["train_loss"] > 10 * min(h["train_loss"] for h in det.history_[:2])
+
+
+def test_a_loss_within_tenfold_of_the_lowest_is_kept(torch_detector, monkeypatch):
+    X = _data(n=20, d=4)
+    params = {"max_iter": 4, "learning_rate": "constant"}
+    reference = clone(torch_detector).set_params(**params).fit(X)
+    _spiking_epoch(monkeypatch, at_epochs=(3,), factor=1.5)
+    det = clone(torch_detector).set_params(**params).fit(X)
+    assert not any(h["undone"] for h in det.history_)
+    np.testing.assert_array_equal(det.score_samples(X), reference.score_samples(X))
+
+
+def test_a_run_resumed_after_an_undone_epoch_goes_on_as_if_never_stopped(
+    torch_detector, tmp_path, monkeypatch
+):
+    """The halved rate and the run's lowest loss travel in the checkpoint: the first
+    epoch after the resume is undone too when its loss spikes."""
+    X = _data(n=20, d=4)
+    path = tmp_path / "run.model"
+    params = {"max_iter": 6, "learning_rate": "constant"}
+    _spiking_epoch(monkeypatch, at_epochs=(2, 4))
+    reference = clone(torch_detector).set_params(**params).fit(X)
+    spiking = TorchDetector._epoch
+
+    def interrupted(self, *args):
+        if self.n_iter_ == 3:
+            raise KeyboardInterrupt
+        return spiking(self, *args)
+
+    monkeypatch.setattr(TorchDetector, "_epoch", interrupted)
+    with pytest.warns(UserWarning, match="interrupted"):
+        clone(torch_detector).set_params(**params, checkpoint_path=path).fit(X)
+    monkeypatch.setattr(TorchDetector, "_epoch", spiking)
+    resumed = clone(torch_detector).set_params(**params, checkpoint_path=path, warm_start=True)
+    resumed.fit(X)
+    undone = [False, True, False, True, False, False]
+    assert [h["undone"] for h in resumed.history_] == [h["undone"] for h in reference.history_]
+    assert [h["undone"] for h in reference.history_] == undone
+    assert [h["learning_rate"] for h in resumed.history_] == [
+        h["learning_rate"] for h in reference.history_
+    ]
+    np.testing.assert_array_equal(resumed.score_samples(X), reference.score_samples(X))
