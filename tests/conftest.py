@@ -69,6 +69,7 @@ DETECTORS = [
         latent_dim=2,
         max_iter=3,
         corruption="defects",
+        augmentation="shift",
         image_score="topk",
         projection_steps=3,
         random_state=0,

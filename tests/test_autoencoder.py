@@ -277,6 +277,8 @@ def test_wrong_row_width_at_predict():
         (np.zeros((4, 8, 8)), {"loss": "l1"}, "loss='l1' is not supported"),
         (np.zeros((4, 8, 8)), {"corruption": "noise"}, "corruption='noise' is not supported"),
         (np.zeros((4, 8, 8)), {"corruption": True}, "expected None .* or 'defects'"),
+        (np.zeros((4, 8, 8)), {"augmentation": "flip"}, "augmentation='flip' is not supported"),
+        (np.zeros((4, 8, 8)), {"augmentation": ["shift"]}, "expected None .* or 'shift'"),
         (
             np.zeros((4, 8, 8)),
             {"learning_rate": "step"},
@@ -452,9 +454,7 @@ def test_early_stopping_keeps_the_best_validation_epoch():
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
-def test_a_loss_spike_late_in_training_leaves_the_best_epochs_weights(
-    early_stopping, monkeypatch
-):
+def test_a_loss_spike_late_in_training_leaves_the_best_epochs_weights(early_stopping, monkeypatch):
     # Spikes are not undone here, so that the rule for the weights a run ends with
     # is tested alone: a spike under tenfold is never undone.
     monkeypatch.setattr(ConvAutoencoderDetector, "_spike_factor", math.inf)
@@ -1240,18 +1240,105 @@ def test_training_defects_lie_in_the_image_blended_at_one_strength_and_mirrored(
             assert strength.max() - strength.min() < 1e-3
 
 
-def test_corruption_and_schedule_survive_io_and_pickle(tmp_path):
+def test_corruption_augmentation_and_schedule_survive_io_and_pickle(tmp_path):
     X = _images()
     det = ConvAutoencoderDetector(
-        **{**FAST, "corruption": "defects", "learning_rate": "constant-then-cosine"}
+        **FAST,
+        corruption="defects",
+        augmentation="shift",
+        learning_rate="constant-then-cosine",
     ).fit(X)
     save(det, tmp_path / "m")
     loaded = load(tmp_path / "m")
     assert loaded.get_params()["corruption"] == "defects"
+    assert loaded.get_params()["augmentation"] == "shift"
     assert loaded.get_params()["learning_rate"] == "constant-then-cosine"
     np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
     again = pickle.loads(pickle.dumps(det))
     np.testing.assert_array_equal(again.anomaly_map(X), det.anomaly_map(X))
+
+
+def _waves(seed, offsets, side=16):
+    """A random-phase pattern of four plane waves, seen from each ``(dy, dx)`` in
+    ``offsets``: each image is the pattern moved by its offset."""
+    rng = np.random.default_rng(seed)
+    freq, phase = rng.uniform(0.05, 0.25, size=(4, 2)), rng.uniform(0, 2 * np.pi, 4)
+    y, x = np.mgrid[:side, :side]
+    return np.stack(
+        [
+            sum(
+                np.cos(2 * np.pi * (fy * (y + dy) + fx * (x + dx)) + p)
+                for (fy, fx), p in zip(freq, phase, strict=True)
+            )
+            for dy, dx in offsets
+        ]
+    )
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_shift_augmentation_learns_a_pattern_wherever_it_lies(seed):
+    """Trained on one pattern where it lies, a network flags the pattern moved by a
+    pixel; trained on shifted batches, it reconstructs the moved pattern about as
+    well as where it trained."""
+    X = _waves(seed, [(0, 0)] * 64) + 0.05 * np.random.default_rng(seed).normal(size=(64, 16, 16))
+    moved = _waves(seed, [(1, 0), (0, 1), (-1, 0), (0, -1), (1, -1), (-1, 1)])
+    params = {"channels": (8, 16), "latent_dim": 8, "max_iter": 10, "batch_size": 16}
+    ratios = {}
+    for augmentation in (None, "shift"):
+        det = ConvAutoencoderDetector(**params, augmentation=augmentation, random_state=seed)
+        det.fit(X)
+        assert det._max_shift() == (1, 1)
+        ratios[augmentation] = det.score_samples(moved).mean() / det.score_samples(X[:6]).mean()
+    assert ratios[None] > 10 and ratios["shift"] < 3, ratios
+
+
+def test_shift_augmentation_trains_on_shifted_copies_reproducibly(monkeypatch):
+    X = _images(n=32, h=12, w=20)
+    params = {**FAST, "augmentation": "shift", "margin": 2}
+    a = ConvAutoencoderDetector(**params).fit(X)
+    b = ConvAutoencoderDetector(**params).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    assert not np.array_equal(
+        a.score_samples(X), ConvAutoencoderDetector(**FAST, margin=2).fit(X).score_samples(X)
+    )
+    # Input and target are the same shifted batch, its margin laid again from it.
+    pairs = []
+    train_loss = ConvAutoencoderDetector._train_loss
+
+    def record(self, out, x):
+        pairs.append(x.detach().clone())
+        return train_loss(self, out, x)
+
+    monkeypatch.setattr(ConvAutoencoderDetector, "_train_loss", record)
+    det = ConvAutoencoderDetector(**{**params, "max_iter": 2}).fit(X)
+    assert det._max_shift() == (1, 1)
+    images = torch.from_numpy(X.astype(np.float32))[:, None]
+    images = (images - float(det.channel_mean_[0])) / float(det.channel_scale_[0])
+    moved = 0
+    for target in pairs:
+        assert torch.equal(det._pad(det._crop(target)), target)
+        crop = det._crop(target)
+        # Every image of the batch is a training image moved by one offset in [-1, 1].
+        found = {
+            (dy, dx)
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if all(
+                torch.isclose(
+                    img[..., 1:-1, 1:-1],
+                    images[..., 1 + dy : 11 + dy, 1 + dx : 19 + dx],
+                    atol=1e-5,
+                )
+                .flatten(1)
+                .all(1)
+                .any()
+                for img in crop
+            )
+        }
+        assert found, "a batch that is no shifted copy of the training images"
+        moved += (0, 0) not in found
+    assert moved > 0
 
 
 @pytest.mark.parametrize("corruption", [None, "defects"])

@@ -67,8 +67,10 @@ def random_shift(x, max_shift, generator):
     >>> tuple(out.shape), len(offsets)
     ((1, 1, 4, 4), 1)
     """
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+    if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a 4-D tensor (n, C, H, W), got {type(x).__name__}.")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a 4-D tensor (n, C, H, W), got shape {tuple(x.shape)}.")
     height, width = x.shape[-2:]
     rows, columns = _check_shift(max_shift, height, width)
     dy, dx = (
