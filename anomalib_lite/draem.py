@@ -298,6 +298,9 @@ class DraemDetector(ConvAutoencoderDetector):
         settings were chosen with it."""
         init_weights(self.module_, generator)
 
+    def _set_alignment(self, z):
+        """Nothing to measure: the segmenter's training has no augmentation."""
+
     def _set_geometry(self, X):
         super()._set_geometry(X)
         # The deepest level keeps at least 2 pixels a side, for batch statistics.

@@ -1,4 +1,5 @@
-"""random_shift: a seeded shift of a whole batch, its border mirrored."""
+"""random_shift, a seeded shift of a whole batch, its border mirrored; and
+common_detail, what tells ``augmentation='auto'`` whether to shift."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomalib_lite.nn import random_shift
+from anomalib_lite.utils._alignment import common_detail
 
 
 def _offset(x, out, rows, columns):
@@ -100,3 +102,43 @@ def test_a_batch_that_is_not_a_4d_tensor_is_refused():
         random_shift(torch.zeros(4, 6), 1, torch.Generator())
     with pytest.raises(TypeError, match=r"x must be a 4-D tensor .*, got ndarray"):
         random_shift(np.zeros((1, 1, 4, 6)), 1, torch.Generator())
+
+
+# ------------------------------------------------------------ common detail
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    c=st.integers(1, 3),
+    side=st.integers(4, 20),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_common_detail_is_a_share_that_ignores_order_and_is_full_for_copies(n, c, side, seed):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(n, c, side, side))
+    share = common_detail(images, 1.0)
+    assert 0.0 <= share <= 1.0
+    assert common_detail(images[rng.permutation(n)], 1.0) == pytest.approx(share, abs=1e-12)
+    copies = np.repeat(images[:1], n, axis=0)
+    assert common_detail(copies, 1.0) == pytest.approx(1.0)
+    # Scaled or moved in level alike, the images share as much of their detail.
+    assert common_detail(3 * images + 2, 1.0) == pytest.approx(share, abs=1e-9)
+
+
+def test_common_detail_tells_aligned_images_from_a_pattern_that_lies_anywhere():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:32, :32]
+
+    def pattern(dy, dx):
+        return np.cos(0.9 * (y + dy)) + np.cos(0.7 * (x + dx) + 0.4 * (y + dy))
+
+    aligned = np.stack([pattern(0, 0) + 0.3 * rng.normal(size=(32, 32)) for _ in range(200)])
+    anywhere = np.stack([pattern(*rng.integers(0, 32, size=2)) for _ in range(200)])
+    noise = rng.normal(size=(200, 32, 32))
+    assert common_detail(aligned[:, None], 1.0) > 0.5
+    assert common_detail(anywhere[:, None], 1.0) < 0.05
+    assert common_detail(noise[:, None], 1.0) < 0.02  # chance's 1/n corrected away
+
+
+def test_common_detail_is_full_where_there_is_nothing_to_tell():
+    assert common_detail(np.zeros((1, 1, 8, 8)) + np.eye(8), 1.0) == 1.0  # one image
+    assert common_detail(np.ones((5, 1, 8, 8)), 1.0) == 1.0  # no detail
