@@ -415,9 +415,9 @@ class ConvAutoencoderDetector(TorchDetector):
     Training indexes one pre-built tensor (no ``DataLoader``); scoring runs in
     eval mode under ``torch.inference_mode``, in batches. The defaults were
     chosen on one-class MNIST and on :func:`~anomalib_lite.datasets.make_textures`;
-    the choice of image score, the two-part map, the margin and the code
-    width were also measured on the ELPV cells and grain textures of
-    ``benchmarks/bench_real.py``,
+    the choice of image score, the two-part map, the margin, the code
+    width and the threshold of ``augmentation='auto'`` were also measured on
+    the ELPV cells and grain textures of ``benchmarks/bench_real.py``,
     which have no separate validation split, so those tables flatter the
     defaults somewhat. On MNIST and the textures:
     a high learning rate held for most of the fit takes large texture images
