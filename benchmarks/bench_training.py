@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _report import command_line, machine_line, write_page  # noqa: E402
 from bench_real import METHODS as REAL_METHODS  # noqa: E402
-from bench_real import load_set  # noqa: E402
+from bench_real import _conv, _conv_scores, load_set  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
 from anomalib_lite._torch_detector import SPIKE_FACTOR  # noqa: E402
@@ -65,14 +65,6 @@ class SpikesKeptConvAutoencoder(ConvAutoencoderDetector):
     _spike_factor = math.inf
 
 
-def _conv(cls=ConvAutoencoderDetector, **params):
-    """Factory of a seeded ``cls`` with ``params`` (2 epochs when fast)."""
-    return lambda seed, fast: cls(
-        random_state=seed, **{**params, **({"max_iter": 2} if fast else {})}
-    )
-
-
-_conv_scores = REAL_METHODS[DEFAULT][1:3]
 #: name -> (factory(seed, fast), image anomaly scores(model, X), maps(model, X), seeded)
 METHODS = {
     DEFAULT: (_conv(), *_conv_scores, True),
