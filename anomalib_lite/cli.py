@@ -404,11 +404,32 @@ def _training_folder(args):
             "images, or a root with train/good/"
         )
     if not parts:  # a folder of normal images, which may be named train/ itself
+        nested = _nested_data_sets(root)
+        if nested:
+            shown = ", ".join(f"{path.relative_to(root)}/" for path in nested[:3])
+            more = f" and {len(nested) - 3} more" if len(nested) > 3 else ""
+            raise CommandError(
+                f"--data: '{root}' holds MVTec-style data sets ({shown}{more}), whose test/ "
+                "and ground_truth/ parts would be learned as normal images; pass one of them, "
+                f"as --data {root / nested[0].relative_to(root)}"
+            )
         return root
     try:
         return _train_folder(root, "train", "good", hint="")
     except ValueError as exc:
         raise CommandError(f"--data: {exc}") from None
+
+
+def _nested_data_sets(root):
+    """The folders under ``root`` that hold a ``test/`` or ``ground_truth/`` part, as the
+    categories of a multi-category MVTec-style root do; a recursive read would learn
+    their defects as normal."""
+    found = []
+    for folder, subfolders, _ in os.walk(root):
+        if folder != str(root) and {"test", "ground_truth"} & set(subfolders):
+            found.append(Path(folder))
+            subfolders.clear()  # a data set's own parts are not searched further
+    return sorted(found)
 
 
 def _cmd_fit(args):

@@ -541,6 +541,21 @@ def test_fit_refuses_a_root_with_test_images_but_no_training_part(root, tmp_path
         shutil.rmtree(tmp_path / "evaluate" / "test", ignore_errors=True)
 
 
+def test_fit_refuses_a_folder_of_mvtec_style_categories(root, tmp_path):
+    """MVTec AD's own root holds one data set per category; read recursively, their
+    test/ and ground_truth/ parts would be learned as normal images."""
+    for category in ("bottle", "cable"):
+        shutil.copytree(root, tmp_path / "mvtec_ad" / category)
+    out = tmp_path / "pca.model"
+    args = ("fit", "--data", tmp_path / "mvtec_ad", "--detector", "pca", "--out", out)
+    message = _fails(*args, match="holds MVTec-style data sets (bottle/, cable/)")
+    assert str(tmp_path / "mvtec_ad" / "bottle") in message
+    assert not out.exists()
+    # One category is a root of its own: fit reads its train/good/.
+    args = ("fit", "--quiet", "--data", tmp_path / "mvtec_ad" / "bottle", "--detector", "pca")
+    assert _quiet(*args, "--out", out) == 0
+
+
 def test_fit_reads_only_train_good_of_a_root_with_masks_but_no_test_part(tmp_path, capsys):
     """train/ and ground_truth/ without test/: the masks were learned as normal images."""
     for i in range(6):
