@@ -43,7 +43,7 @@ from anomalib_lite.visualization import reconstruction_figure
 
 def fit_and_evaluate(root, size, max_iter, output_dir, overwrite=False, seed=0):
     """The lines to adapt: load the folder, fit on normal images, evaluate, save."""
-    figure, model = output_dir / "your_own_images.png", output_dir / "your_model.npz"
+    figure, model = output_dir / "your_own_images.png", output_dir / "your_model.model"
     if not overwrite and (figure.exists() or model.exists()):
         raise SystemExit(f"{figure} or {model} exists; pass --overwrite to replace them")
     if (root / "test").is_dir():
@@ -133,7 +133,7 @@ def main(argv=None):
             print(f"predictions for {root / 'test' / 'good'}:")
             score_new_images(det, root / "test" / "good", size)
     print(f"\nFigure and model written to {args.output_dir}/:")
-    print("  your_own_images.png, your_model.npz")
+    print("  your_own_images.png, your_model.model")
 
 
 if __name__ == "__main__":
