@@ -250,11 +250,10 @@ class ConvAutoencoderDetector(TorchDetector):
         Decoupled weight decay (AdamW): every step shrinks the weights by
         ``weight_decay`` times its learning rate (so ``weight_decay *
         learning_rate_init`` must be below 1). A decayed network reconstructs
-        what it never saw less closely, and fine normal detail more blurrily:
-        it suits an extended change (an object worn over the normal one) rather
-        than a small defect, which must stand out from that blur
-        (``docs/choosing.md``). 0 is plain Adam. A warm start trains with the
-        value set now.
+        what it never saw less closely, and fine normal detail more blurrily,
+        so a small defect, which must stand out from that blur, suffers most
+        (``docs/choosing.md`` measures it). 0 is plain Adam. A warm start trains
+        with the value set now.
     max_iter : int, default=40
         Epochs per ``fit``.
     early_stopping : bool, default=False
