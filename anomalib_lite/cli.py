@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from io import TextIOWrapper
 from pathlib import Path
 
@@ -423,12 +424,20 @@ def _training_folder(args):
 def _nested_data_sets(root):
     """The folders under ``root`` that hold a ``test/`` or ``ground_truth/`` part, as the
     categories of a multi-category MVTec-style root do; a recursive read would learn
-    their defects as normal."""
+    their defects as normal. Walked as that read walks (links followed, hidden folders
+    skipped); the read itself reports link loops and unreadable folders."""
+    from .datasets import _walk
+
     found = []
-    for folder, subfolders, _ in os.walk(root):
-        if folder != str(root) and {"test", "ground_truth"} & set(subfolders):
-            found.append(Path(folder))
-            subfolders.clear()  # a data set's own parts are not searched further
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            for folder, _ in _walk(root):
+                path = Path(folder)
+                if path != root and any((path / p).is_dir() for p in ("test", "ground_truth")):
+                    found.append(path)
+        except OSError:
+            pass
     return sorted(found)
 
 

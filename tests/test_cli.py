@@ -544,8 +544,9 @@ def test_fit_refuses_a_root_with_test_images_but_no_training_part(root, tmp_path
 def test_fit_refuses_a_folder_of_mvtec_style_categories(root, tmp_path):
     """MVTec AD's own root holds one data set per category; read recursively, their
     test/ and ground_truth/ parts would be learned as normal images."""
-    for category in ("bottle", "cable"):
-        shutil.copytree(root, tmp_path / "mvtec_ad" / category)
+    shutil.copytree(root, tmp_path / "mvtec_ad" / "bottle")
+    shutil.copytree(root, tmp_path / "elsewhere" / "cable")
+    (tmp_path / "mvtec_ad" / "cable").symlink_to(tmp_path / "elsewhere" / "cable")  # followed
     out = tmp_path / "pca.model"
     args = ("fit", "--data", tmp_path / "mvtec_ad", "--detector", "pca", "--out", out)
     message = _fails(*args, match="holds MVTec-style data sets (bottle/, cable/)")
