@@ -396,7 +396,7 @@ def _training_folder(args):
     root = _existing(args.data, "--data")
     if not root.is_dir():
         raise CommandError(f"--data: '{root}' is not a folder")
-    parts = [name for name in ("test", "ground_truth") if (root / name).is_dir()]
+    parts = _evaluation_parts(root)
     if parts and not (root / "train").is_dir():
         # Read recursively, the test part's defects and masks would be learned as normal.
         raise CommandError(
@@ -412,13 +412,18 @@ def _training_folder(args):
             raise CommandError(
                 f"--data: '{root}' holds MVTec-style data sets ({shown}{more}), whose test/ "
                 "and ground_truth/ parts would be learned as normal images; pass one of them, "
-                f"as --data {root / nested[0].relative_to(root)}"
+                f"as --data {nested[0]}"
             )
         return root
     try:
         return _train_folder(root, "train", "good", hint="")
     except ValueError as exc:
         raise CommandError(f"--data: {exc}") from None
+
+
+def _evaluation_parts(folder):
+    """The parts of an MVTec-style root under ``folder`` that fit must not learn from."""
+    return [name for name in ("test", "ground_truth") if (folder / name).is_dir()]
 
 
 def _nested_data_sets(root):
@@ -434,7 +439,7 @@ def _nested_data_sets(root):
         try:
             for folder, _ in _walk(root):
                 path = Path(folder)
-                if path != root and any((path / p).is_dir() for p in ("test", "ground_truth")):
+                if path != root and _evaluation_parts(path):
                     found.append(path)
         except OSError:
             pass

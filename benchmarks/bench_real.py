@@ -125,14 +125,20 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
             self.latent_dim_ = max(MIN_LATENT, height * width // PREVIOUS_PIXELS_PER_CODE)
 
 
-class PreviousConvAutoencoder(NarrowCodeConvAutoencoder, TorchInitConvAutoencoder):
+class SpikesKeptConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector that never undoes an epoch, however high its loss."""
+
+    _spike_factor = math.inf
+
+
+class PreviousConvAutoencoder(
+    NarrowCodeConvAutoencoder, TorchInitConvAutoencoder, SpikesKeptConvAutoencoder
+):
     """:class:`TorchInitConvAutoencoder` with the previous code width whose ``'topk'``
     averages the previous share of the map, ``PREVIOUS_TOP_FRACTION``, of the map
     without the edge correction (``edge_scale_``), whose fits stop on their
     training loss as early stopping stops on the held-out loss and keep an epoch
     whose loss spikes, so that its fits reproduce the previous defaults."""
-
-    _spike_factor = math.inf
 
     def _monitor(self, loss, early_stopping):
         return super()._monitor(loss, early_stopping=True)
