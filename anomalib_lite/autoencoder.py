@@ -52,9 +52,14 @@ DEFECT_PROBABILITY = 0.5
 DEFECT_STRENGTH = (0.2, 1.0)
 #: Most down-sampling levels chosen by ``channels=None``.
 MAX_LEVELS = 5
-#: ``channels=None``: ``DEEP_CHANNELS`` deepest, halved per level above, >= ``MIN_CHANNELS``.
+#: ``channels=None``: ``DEEP_CHANNELS`` deepest, halved per level above, >= ``MIN_CHANNELS``,
+#: and ``FIRST_CHANNELS`` on the first level of a network of two levels or more. The
+#: first level works at the full image size, where each channel costs most: 16 there
+#: instead of 32 scored as well in less time, which the longer default training
+#: (``max_iter``) spends (``docs/benchmarks_real.md`` compares the two).
 DEEP_CHANNELS = 64
 MIN_CHANNELS = 32
+FIRST_CHANNELS = 16
 #: ``margin='auto'`` mirrors a margin for networks of at least ``MARGIN_LEVELS``
 #: levels. Shallower ones (images under 32 pixels with ``channels=None``) reach few
 #: pixels past the edge: on 28x28 images a margin scored no better once
@@ -133,7 +138,9 @@ class ConvAutoencoderDetector(TorchDetector):
         Feature channels of each down-sampling level of the encoder. None
         halves the smaller side until it is 4 to 7 pixels (at most 5 levels),
         with 64 channels on the deepest level and half as many on each level
-        above, at least 32: ``(32, 64)`` for 28x28 images.
+        above, at least 32, but 16 on the first level of a deeper network,
+        where the image is largest: ``(16, 64)`` for 28x28 images,
+        ``(16, 32, 32, 64)`` for 64x64.
     latent_dim : int or None, default=None
         Size of the code. None uses one number per 32 pixels, from 16 to 256,
         as large texture images need a wider code than a digit: 24 for 28x28
@@ -254,8 +261,11 @@ class ConvAutoencoderDetector(TorchDetector):
         so a small defect, which must stand out from that blur, suffers most
         (``docs/choosing.md`` measures it). 0 is plain Adam. A warm start trains
         with the value set now.
-    max_iter : int, default=40
-        Epochs per ``fit``.
+    max_iter : int, default=50
+        Epochs per ``fit``. Small training sets take few steps per epoch
+        (``batch_size='auto'``); longer training reconstructs the normal
+        images more closely, so that an extended change (an accessory drawn
+        over a digit) stands out more.
     early_stopping : bool, default=False
         Stop when the loss of the held-out images (``validation_fraction``)
         has not improved by ``tol`` for ``n_iter_no_change`` epochs. Without
@@ -494,7 +504,7 @@ class ConvAutoencoderDetector(TorchDetector):
         learning_rate_init=4e-3,
         learning_rate="constant-then-cosine",
         weight_decay=0.0,
-        max_iter=40,
+        max_iter=50,
         early_stopping=False,
         validation_fraction="auto",
         n_iter_no_change=10,
@@ -694,12 +704,15 @@ class ConvAutoencoderDetector(TorchDetector):
                 "padding). Pass fewer channels entries, or channels=None to choose the "
                 "levels from the image size."
             )
-        self.channels_ = tuple(
-            max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i))
-            if self.channels is None
-            else int(self.channels[i])
-            for i in range(levels)
-        )
+        if self.channels is None:
+            auto = [
+                max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) for i in range(levels)
+            ]
+            if levels > 1:
+                auto[0] = FIRST_CHANNELS
+            self.channels_ = tuple(auto)
+        else:
+            self.channels_ = tuple(int(c) for c in self.channels)
         auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))
         self.latent_dim_ = int(self.latent_dim or auto_latent)
         self.negative_slope_ = float(self.negative_slope)

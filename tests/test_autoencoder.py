@@ -166,8 +166,9 @@ def test_network_sees_the_image_mirrored_into_its_margin(h, w, levels, margin):
 
 
 def test_auto_architecture_follows_image_size():
+    # The first level of a deeper network gets 16 channels, the image being largest there.
     # side, channels, code, mirrored margin
-    sizes = [(8, (64,), 16, 0), (28, (32, 64), 24, 0), (64, (32, 32, 32, 64), 128, 8)]
+    sizes = [(8, (64,), 16, 0), (28, (16, 64), 24, 0), (64, (16, 32, 32, 64), 128, 8)]
     for side, channels, latent_dim, margin in sizes:
         params = {**FAST, "channels": None, "latent_dim": None, "max_iter": 1}
         params["batch_size"] = "auto"
