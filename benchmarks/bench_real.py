@@ -69,7 +69,7 @@ from anomalib_lite import (  # noqa: E402
     DraemDetector,
     PCADetector,
 )
-from anomalib_lite.autoencoder import MIN_LATENT, reduce_map  # noqa: E402
+from anomalib_lite.autoencoder import DEEP_CHANNELS, MIN_CHANNELS, MIN_LATENT, reduce_map  # noqa: E402
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
     load_mnist_one_class,
@@ -125,6 +125,19 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
             self.latent_dim_ = max(MIN_LATENT, height * width // PREVIOUS_PIXELS_PER_CODE)
 
 
+class WideFirstLevelConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose ``channels=None`` puts as many channels on the
+    first level as the rule for the deeper levels gives (at least ``MIN_CHANNELS``),
+    as it did before the first level got ``FIRST_CHANNELS``."""
+
+    def _set_geometry(self, X):
+        super()._set_geometry(X)
+        if self.channels is None:
+            levels = len(self.channels_)
+            first = max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1))
+            self.channels_ = (first, *self.channels_[1:])
+
+
 class SpikesKeptConvAutoencoder(ConvAutoencoderDetector):
     """ConvAutoencoderDetector that never undoes an epoch, however high its loss."""
 
@@ -132,10 +145,14 @@ class SpikesKeptConvAutoencoder(ConvAutoencoderDetector):
 
 
 class PreviousConvAutoencoder(
-    NarrowCodeConvAutoencoder, TorchInitConvAutoencoder, SpikesKeptConvAutoencoder
+    NarrowCodeConvAutoencoder,
+    WideFirstLevelConvAutoencoder,
+    TorchInitConvAutoencoder,
+    SpikesKeptConvAutoencoder,
 ):
-    """:class:`TorchInitConvAutoencoder` with the previous code width whose ``'topk'``
-    averages the previous share of the map, ``PREVIOUS_TOP_FRACTION``, of the map
+    """:class:`TorchInitConvAutoencoder` with the previous code width and first
+    level whose ``'topk'`` averages the previous share of the map,
+    ``PREVIOUS_TOP_FRACTION``, of the map
     without the edge correction (``edge_scale_``), whose fits stop on their
     training loss as early stopping stops on the held-out loss and keep an epoch
     whose loss spikes, so that its fits reproduce the previous defaults."""
@@ -237,10 +254,10 @@ AUTO_MAP_MEAN = "auto map mean"
 #: alone as their map (``SquareMapConvAutoencoder``), the map before it was averaged
 #: with the smoothed squared residual.
 SQUARE_MAP = "square map"
-#: The defaults before the high, then decaying, learning rate, the 40 epochs, the
+#: The defaults before the high, then decaying, learning rate, the longer training, the
 #: margin, the image score chosen after training and the shifted training images (and
-#: He initialization, the wider code and the undone loss spikes, which
-#: ``PreviousConvAutoencoder`` undoes).
+#: He initialization, the wider code, the narrower first level and the undone loss
+#: spikes, which ``PreviousConvAutoencoder`` undoes).
 PREVIOUS_DEFAULTS = {
     "learning_rate_init": 2e-3,
     "learning_rate": "constant",
@@ -255,6 +272,12 @@ PREVIOUS_DEFAULTS = {
 #: the sets it runs on as a predicate of (set name, variant))
 METHODS = {
     "ConvAutoencoderDetector()": (_conv(), *_conv_scores, True, lambda n, v: True),
+    "ConvAutoencoderDetector(32 first-level channels and 40 epochs)": (
+        _conv(WideFirstLevelConvAutoencoder, max_iter=40),
+        *_conv_scores,
+        True,
+        _small,
+    ),
     "ConvAutoencoderDetector(PyTorch's default init)": (
         _conv(TorchInitConvAutoencoder),
         *_conv_scores,
@@ -729,7 +752,10 @@ def main(argv=None):
         "the worst 5% of the map, "
         "without the edge correction (`edge_scale_`), stopping a fit after 10 epochs "
         "without a 1e-4 improvement of its training loss, with unshifted training images "
-        "and kept loss spikes; "
+        "and kept loss spikes (and 32 channels on the first level); "
+        "`32 first-level channels and 40 epochs` is the defaults with the network and the "
+        "training length before them: as many channels on the first level as the rule of the "
+        "deeper levels gives (at least 32; 16 now) and 40 epochs (50 now); "
         "`PyTorch's default init` is the defaults with the network started from PyTorch's "
         "default initialization instead of He initialization; `a code number per 64 pixels` "
         "is the defaults with the code half as wide, as `latent_dim=None` chose before "

@@ -59,7 +59,7 @@ def test_bench_conv_variants_fast_writes_a_table(tmp_path):
         "defaults",
         "plain ReLU",
         "max_iter=20",
-        "first level 16 channels",
+        "first level 32 channels",
         "max_iter=20, cosine from 3e-3",
         "a twentieth per step at 1e-3",
     )
@@ -160,6 +160,7 @@ def test_bench_real_fast_writes_every_table(tmp_path):
     rows = {
         "ConvAutoencoderDetector()": 7,
         "ConvAutoencoderDetector(corruption='defects')": 6,
+        "ConvAutoencoderDetector(32 first-level channels and 40 epochs)": 6,
         "ConvAutoencoderDetector(previous defaults)": 5,
         "PCADetector()": 7,
         "PCA (90% variance)": 7,
