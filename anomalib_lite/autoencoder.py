@@ -60,6 +60,15 @@ MAX_LEVELS = 5
 DEEP_CHANNELS = 64
 MIN_CHANNELS = 32
 FIRST_CHANNELS = 16
+
+
+def level_channels(levels):
+    """Channels of ``levels`` levels by the deeper levels' rule of ``channels=None``
+    (before the first level's ``FIRST_CHANNELS``): ``DEEP_CHANNELS`` deepest, halved
+    per level above, at least ``MIN_CHANNELS``."""
+    return tuple(max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) for i in range(levels))
+
+
 #: ``margin='auto'`` mirrors a margin for networks of at least ``MARGIN_LEVELS``
 #: levels. Shallower ones (images under 32 pixels with ``channels=None``) reach few
 #: pixels past the edge: on 28x28 images a margin scored no better once
@@ -705,12 +714,8 @@ class ConvAutoencoderDetector(TorchDetector):
                 "levels from the image size."
             )
         if self.channels is None:
-            auto = [
-                max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1 - i)) for i in range(levels)
-            ]
-            if levels > 1:
-                auto[0] = FIRST_CHANNELS
-            self.channels_ = tuple(auto)
+            rule = level_channels(levels)
+            self.channels_ = (FIRST_CHANNELS, *rule[1:]) if levels > 1 else rule
         else:
             self.channels_ = tuple(int(c) for c in self.channels)
         auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))

@@ -64,17 +64,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
-from anomalib_lite.autoencoder import DEEP_CHANNELS, MIN_CHANNELS  # noqa: E402
+from anomalib_lite.autoencoder import level_channels  # noqa: E402
 from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: E402
 
 
 def _wide_first_level(train):
     """The default channels for images shaped like ``train``, with as many on the
-    first level as the deeper levels' rule gives (at least ``MIN_CHANNELS``)."""
+    first level as the deeper levels' rule gives (``level_channels``)."""
     sample = np.random.default_rng(0).uniform(size=(2, *train.shape[1:]))
     det = ConvAutoencoderDetector(max_iter=1, batch_size=2, validation_fraction=0).fit(sample)
-    levels = len(det.channels_)
-    return (max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1)), *det.channels_[1:])
+    return level_channels(len(det.channels_))
 
 
 def _twentieth(train):

@@ -69,7 +69,7 @@ from anomalib_lite import (  # noqa: E402
     DraemDetector,
     PCADetector,
 )
-from anomalib_lite.autoencoder import DEEP_CHANNELS, MIN_CHANNELS, MIN_LATENT, reduce_map  # noqa: E402
+from anomalib_lite.autoencoder import MIN_LATENT, level_channels, reduce_map  # noqa: E402
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
     load_mnist_one_class,
@@ -127,15 +127,13 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
 
 class WideFirstLevelConvAutoencoder(ConvAutoencoderDetector):
     """ConvAutoencoderDetector whose ``channels=None`` puts as many channels on the
-    first level as the rule for the deeper levels gives (at least ``MIN_CHANNELS``),
-    as it did before the first level got ``FIRST_CHANNELS``."""
+    first level as the rule for the deeper levels gives (``level_channels``), as it
+    did before the first level got ``FIRST_CHANNELS``."""
 
     def _set_geometry(self, X):
         super()._set_geometry(X)
         if self.channels is None:
-            levels = len(self.channels_)
-            first = max(MIN_CHANNELS, DEEP_CHANNELS // 2 ** (levels - 1))
-            self.channels_ = (first, *self.channels_[1:])
+            self.channels_ = level_channels(len(self.channels_))
 
 
 class SpikesKeptConvAutoencoder(ConvAutoencoderDetector):
