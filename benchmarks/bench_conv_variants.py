@@ -64,16 +64,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _report import command_line, machine_line, write_page  # noqa: E402
 
 from anomalib_lite import ConvAutoencoderDetector  # noqa: E402
-from anomalib_lite.autoencoder import level_channels  # noqa: E402
+from anomalib_lite.autoencoder import _auto_levels, level_channels  # noqa: E402
 from anomalib_lite.datasets import load_mnist_one_class, make_textures  # noqa: E402
 
 
 def _wide_first_level(train):
-    """The default channels for images shaped like ``train``, with as many on the
-    first level as the deeper levels' rule gives (``level_channels``)."""
-    sample = np.random.default_rng(0).uniform(size=(2, *train.shape[1:]))
-    det = ConvAutoencoderDetector(max_iter=1, batch_size=2, validation_fraction=0).fit(sample)
-    return level_channels(len(det.channels_))
+    """The default channels for images shaped like ``train`` (``(n, H, W)``), with as
+    many on the first level as the deeper levels' rule gives (``level_channels``)."""
+    return level_channels(_auto_levels(*train.shape[-2:]))
 
 
 def _twentieth(train):
