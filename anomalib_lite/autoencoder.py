@@ -80,12 +80,16 @@ MARGIN_LEVELS = 3
 #: sign and cancels. Small defects keep the map's narrower blur (``'max'``).
 SMOOTH_WIDTH = 1.5
 #: ``latent_dim=None``: one number per ``PIXELS_PER_CODE`` pixels, from ``MIN_LATENT``
-#: to ``MAX_LATENT``. A code half as wide (one per 64 pixels) left more of the normal
-#: detail in the residual, where it hid grain defects and accessories drawn over
-#: digits; a code of 512 numbers (128x128 images) made training spike.
+#: to ``MAX_LATENT``, but at least one per ``SMALL_PIXELS_PER_CODE`` pixels up to
+#: ``SMALL_LATENT`` numbers. A code half as wide left more of the normal detail in the
+#: residual, where it hid grain defects and accessories drawn over digits; one per 16
+#: pixels made the training of 64x64 solar cells diverge, and a code of 512 numbers
+#: (128x128 images) made training spike.
 MIN_LATENT = 16
 MAX_LATENT = 256
 PIXELS_PER_CODE = 32
+SMALL_LATENT = 64
+SMALL_PIXELS_PER_CODE = 16
 #: ``image_score='topk'``: mean of the top ``TOP_FRACTION`` pixels, at least a 4x4 patch.
 #: A small fraction keeps a small defect from being averaged with normal residual.
 TOP_FRACTION = 0.01
@@ -112,6 +116,13 @@ def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
     n_pixels = flat.shape[1]
     k = min(n_pixels, max(MIN_TOP_PIXELS, math.ceil(top_fraction * n_pixels)))
     return flat.topk(k, dim=1).values.mean(1)
+
+
+def auto_latent_dim(height, width):
+    """Code size of ``latent_dim=None`` for ``height`` x ``width`` images."""
+    pixels = height * width
+    small = min(SMALL_LATENT, pixels // SMALL_PIXELS_PER_CODE)
+    return min(MAX_LATENT, max(MIN_LATENT, small, pixels // PIXELS_PER_CODE))
 
 
 def _auto_levels(height, width):
@@ -152,8 +163,9 @@ class ConvAutoencoderDetector(TorchDetector):
         ``(16, 32, 32, 64)`` for 64x64.
     latent_dim : int or None, default=None
         Size of the code. None uses one number per 32 pixels, from 16 to 256,
-        as large texture images need a wider code than a digit: 24 for 28x28
-        images, 128 for 64x64.
+        as large texture images need a wider code than a digit, but one per 16
+        pixels on small images, up to 64 numbers: 49 for 28x28 images, 64 for
+        32x32, 128 for 64x64.
     negative_slope : float, default=0.2
         Slope of the leaky ReLUs for negative inputs; 0 gives plain ReLUs.
     margin : 'auto' or int, default='auto'
@@ -718,8 +730,7 @@ class ConvAutoencoderDetector(TorchDetector):
             self.channels_ = (FIRST_CHANNELS, *rule[1:]) if levels > 1 else rule
         else:
             self.channels_ = tuple(int(c) for c in self.channels)
-        auto_latent = min(MAX_LATENT, max(MIN_LATENT, H * W // PIXELS_PER_CODE))
-        self.latent_dim_ = int(self.latent_dim or auto_latent)
+        self.latent_dim_ = int(self.latent_dim or auto_latent_dim(H, W))
         self.negative_slope_ = float(self.negative_slope)
         factor = 2**levels
         if self.margin == "auto":

@@ -66,8 +66,8 @@ class DraemDetector(ConvAutoencoderDetector):
         Channels of each level of the autoencoder's encoder; None chooses them
         from the image size as :class:`ConvAutoencoderDetector` does.
     latent_dim : int or None, default=None
-        Size of the autoencoder's code; None uses one number per 32 pixels,
-        from 16 to 256.
+        Size of the autoencoder's code; None chooses it from the image size as
+        :class:`ConvAutoencoderDetector` does.
     negative_slope : float, default=0.2
         Slope of both networks' leaky ReLUs for negative inputs.
     margin : 'auto' or int, default='auto'

@@ -168,13 +168,18 @@ def test_network_sees_the_image_mirrored_into_its_margin(h, w, levels, margin):
 def test_auto_architecture_follows_image_size():
     # The first level of a deeper network gets 16 channels, the image being largest there.
     # side, channels, code, mirrored margin
-    sizes = [(8, (64,), 16, 0), (28, (16, 64), 24, 0), (64, (16, 32, 32, 64), 128, 8)]
+    sizes = [
+        (8, (64,), 16, 0),
+        (28, (16, 64), 49, 0),
+        (32, (16, 32, 64), 64, 4),
+        (64, (16, 32, 32, 64), 128, 8),
+    ]
     for side, channels, latent_dim, margin in sizes:
         params = {**FAST, "channels": None, "latent_dim": None, "max_iter": 1}
         params["batch_size"] = "auto"
         det = ConvAutoencoderDetector(**params).fit(_images(n=4, h=side, w=side))
         assert det.channels_ == channels
-        # One code number per 32 pixels, at least 16.
+        # One code number per 16 pixels up to 64, then one per 32; at least 16.
         assert det.latent_dim_ == det.module_.latent_dim == latent_dim
         assert det.batch_size_ == 8
         assert det.margin_ == (margin, margin)
