@@ -112,6 +112,9 @@ class TorchInitConvAutoencoder(ConvAutoencoderDetector):
 PREVIOUS_TOP_FRACTION = 0.05
 #: Pixels per code number of ``latent_dim=None`` before the code was widened.
 PREVIOUS_PIXELS_PER_CODE = 64
+#: Pixels per code number of ``latent_dim=None`` at every size before small images got
+#: a wider code.
+LARGE_PIXELS_PER_CODE = 32
 
 
 class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
@@ -123,6 +126,18 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
         if self.latent_dim is None:
             _, height, width = self.input_shape_
             self.latent_dim_ = max(MIN_LATENT, height * width // PREVIOUS_PIXELS_PER_CODE)
+
+
+class SmallCodeConvAutoencoder(ConvAutoencoderDetector):
+    """ConvAutoencoderDetector whose ``latent_dim=None`` gives one code number per
+    ``LARGE_PIXELS_PER_CODE`` pixels at every size (at least ``MIN_LATENT``), as it
+    did before small images got a wider code."""
+
+    def _set_geometry(self, X):
+        super()._set_geometry(X)
+        if self.latent_dim is None:
+            _, height, width = self.input_shape_
+            self.latent_dim_ = max(MIN_LATENT, height * width // LARGE_PIXELS_PER_CODE)
 
 
 class WideFirstLevelConvAutoencoder(ConvAutoencoderDetector):
@@ -227,6 +242,8 @@ def _pixel_size(name, variant):
 
 #: The smallest side whose default network (three levels) gets a mirrored margin.
 MARGIN_SIDE = 32
+#: The smallest side whose default code is one number per 32 pixels.
+SMALL_CODE_SIDE = 64
 
 
 def _small(name, variant):
@@ -299,6 +316,12 @@ METHODS = {
         *_conv_scores,
         True,
         lambda n, v: _small(n, v) and n != "digits",
+    ),
+    "ConvAutoencoderDetector(a code number per 32 pixels)": (
+        _conv(SmallCodeConvAutoencoder),
+        *_conv_scores,
+        True,
+        lambda n, v: _pixel_size(n, v) < SMALL_CODE_SIDE and n != "digits",
     ),
     "ConvAutoencoderDetector(corruption='defects')": (
         _conv(corruption="defects"),
@@ -751,13 +774,17 @@ def main(argv=None):
         "without the edge correction (`edge_scale_`), stopping a fit after 10 epochs "
         "without a 1e-4 improvement of its training loss, with unshifted training images "
         "and kept loss spikes (and 32 channels on the first level); "
-        "`32 first-level channels and 40 epochs` is the defaults with the network and the "
+        "`32 first-level channels and 40 epochs` is the defaults with the first level and the "
         "training length before them: as many channels on the first level as the rule of the "
         "deeper levels gives (at least 32; 16 now) and 40 epochs (50 now); "
         "`PyTorch's default init` is the defaults with the network started from PyTorch's "
         "default initialization instead of He initialization; `a code number per 64 pixels` "
-        "is the defaults with the code half as wide, as `latent_dim=None` chose before "
-        "(at least 16 numbers, so not on the 8x8 digits, where both give 16); "
+        "is the defaults with one code number per 64 pixels, as `latent_dim=None` chose "
+        "before (at least 16 numbers, so not on the 8x8 digits, where both give 16), and "
+        "`a code number per 32 pixels` the defaults with one code number per 32 pixels "
+        "at every size, as it chose before small images got one per 16 pixels (up to 64 "
+        "numbers): 24 numbers at 28 pixels against 49, on the 28-pixel sets only, as both "
+        "give the same code at 64 pixels or more; "
         "`margin=0` runs on the sets of 32 pixels or more, where the default network has "
         "three levels or more and a mirrored margin, and `a margin under 32 pixels` on the "
         "smaller ones, where the defaults have none: it mirrors `2 ** (levels - 1)` pixels "
