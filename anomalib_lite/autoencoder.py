@@ -71,7 +71,7 @@ def level_channels(levels):
 
 #: ``margin='auto'`` mirrors a margin for networks of at least ``MARGIN_LEVELS``
 #: levels. Shallower ones (images under 32 pixels with ``channels=None``) reach few
-#: pixels past the edge: on 28x28 images a margin scored no better once
+#: pixels past the edge: on 28x28 images a margin scored about the same once
 #: ``edge_scale_`` corrected the edge, and it enlarged the network's input by a third.
 MARGIN_LEVELS = 3
 #: ``image_score='smooth'`` blurs the residual ``SMOOTH_WIDTH`` times wider than the
