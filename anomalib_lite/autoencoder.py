@@ -118,7 +118,7 @@ def reduce_map(maps, statistic, top_fraction=TOP_FRACTION):
     return flat.topk(k, dim=1).values.mean(1)
 
 
-def auto_latent_dim(height, width):
+def _auto_latent_dim(height, width):
     """Code size of ``latent_dim=None`` for ``height`` x ``width`` images."""
     pixels = height * width
     small = min(SMALL_LATENT, pixels // SMALL_PIXELS_PER_CODE)
@@ -730,7 +730,7 @@ class ConvAutoencoderDetector(TorchDetector):
             self.channels_ = (FIRST_CHANNELS, *rule[1:]) if levels > 1 else rule
         else:
             self.channels_ = tuple(int(c) for c in self.channels)
-        self.latent_dim_ = int(self.latent_dim or auto_latent_dim(H, W))
+        self.latent_dim_ = int(self.latent_dim or _auto_latent_dim(H, W))
         self.negative_slope_ = float(self.negative_slope)
         factor = 2**levels
         if self.margin == "auto":
