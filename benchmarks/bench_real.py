@@ -121,23 +121,21 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
     """ConvAutoencoderDetector whose ``latent_dim=None`` gives one code number per
     ``PREVIOUS_PIXELS_PER_CODE`` pixels (at least ``MIN_LATENT``), as it did before."""
 
+    _pixels_per_code = PREVIOUS_PIXELS_PER_CODE
+
     def _set_geometry(self, X):
         super()._set_geometry(X)
         if self.latent_dim is None:
             _, height, width = self.input_shape_
-            self.latent_dim_ = max(MIN_LATENT, height * width // PREVIOUS_PIXELS_PER_CODE)
+            self.latent_dim_ = max(MIN_LATENT, height * width // self._pixels_per_code)
 
 
-class SmallCodeConvAutoencoder(ConvAutoencoderDetector):
+class SmallCodeConvAutoencoder(NarrowCodeConvAutoencoder):
     """ConvAutoencoderDetector whose ``latent_dim=None`` gives one code number per
     ``LARGE_PIXELS_PER_CODE`` pixels at every size (at least ``MIN_LATENT``), as it
     did before small images got a wider code."""
 
-    def _set_geometry(self, X):
-        super()._set_geometry(X)
-        if self.latent_dim is None:
-            _, height, width = self.input_shape_
-            self.latent_dim_ = max(MIN_LATENT, height * width // LARGE_PIXELS_PER_CODE)
+    _pixels_per_code = LARGE_PIXELS_PER_CODE
 
 
 class WideFirstLevelConvAutoencoder(ConvAutoencoderDetector):
