@@ -69,7 +69,13 @@ from anomalib_lite import (  # noqa: E402
     DraemDetector,
     PCADetector,
 )
-from anomalib_lite.autoencoder import MIN_LATENT, level_channels, reduce_map  # noqa: E402
+from anomalib_lite.autoencoder import (  # noqa: E402
+    MAX_LATENT,
+    MIN_LATENT,
+    _auto_latent_dim,
+    level_channels,
+    reduce_map,
+)
 from anomalib_lite.datasets import (  # noqa: E402
     load_digits_one_class,
     load_mnist_one_class,
@@ -117,6 +123,12 @@ PREVIOUS_PIXELS_PER_CODE = 64
 LARGE_PIXELS_PER_CODE = 32
 
 
+def _code_per(pixels_per_code, height, width):
+    """Code size at one number per ``pixels_per_code`` pixels, from ``MIN_LATENT`` to
+    ``MAX_LATENT``."""
+    return min(MAX_LATENT, max(MIN_LATENT, height * width // pixels_per_code))
+
+
 class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
     """ConvAutoencoderDetector whose ``latent_dim=None`` gives one code number per
     ``PREVIOUS_PIXELS_PER_CODE`` pixels (at least ``MIN_LATENT``), as it did before."""
@@ -127,7 +139,7 @@ class NarrowCodeConvAutoencoder(ConvAutoencoderDetector):
         super()._set_geometry(X)
         if self.latent_dim is None:
             _, height, width = self.input_shape_
-            self.latent_dim_ = max(MIN_LATENT, height * width // self._pixels_per_code)
+            self.latent_dim_ = _code_per(self._pixels_per_code, height, width)
 
 
 class SmallCodeConvAutoencoder(NarrowCodeConvAutoencoder):
@@ -240,8 +252,12 @@ def _pixel_size(name, variant):
 
 #: The smallest side whose default network (three levels) gets a mirrored margin.
 MARGIN_SIDE = 32
-#: The smallest side whose default code is one number per 32 pixels.
-SMALL_CODE_SIDE = 64
+
+
+def _code_differs(side):
+    """Whether ``latent_dim=None`` gives ``side`` x ``side`` images another code than
+    one number per ``LARGE_PIXELS_PER_CODE`` pixels."""
+    return _auto_latent_dim(side, side) != _code_per(LARGE_PIXELS_PER_CODE, side, side)
 
 
 def _small(name, variant):
@@ -319,7 +335,7 @@ METHODS = {
         _conv(SmallCodeConvAutoencoder),
         *_conv_scores,
         True,
-        lambda n, v: _pixel_size(n, v) < SMALL_CODE_SIDE and n != "digits",
+        lambda n, v: _code_differs(_pixel_size(n, v)),
     ),
     "ConvAutoencoderDetector(corruption='defects')": (
         _conv(corruption="defects"),
