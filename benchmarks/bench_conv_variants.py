@@ -117,10 +117,9 @@ def task_data(name, fast):
     textures; ``accessory`` is ``(images, labels, masks)`` of the class's accessory
     test set (as ``bench_real.py`` draws it), None for textures."""
     if name == "mnist":
-        out = []
+        out, n = [], 40 if fast else None
         for c in (0,) if fast else range(10):
             split = load_mnist_one_class(c)
-            n = 40 if fast else None
             normal = split.test_images[split.test_labels == 0][:n]
             accessory = accessory_split(split.train_images, normal, random_state=c)
             out.append((split.train_images[:n], split.test_images, split.test_labels, accessory))
